@@ -1,0 +1,1042 @@
+"""The presence B2BUA engine: routes inputs to subscriptions, runs the table, emits effects.
+
+Sans-IO: every input carries `now`; outputs are effects collected for `drain_effects()`.
+Randomness (tags, Call-IDs, branches, jitter, delays) comes from one `random.Random` seeded
+from the configuration. See docs/architecture.md for the contract and docs/behaviour.md for
+the two profiles.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from reference import policy
+from reference.config import AgentConfig, ConfigError
+from reference.effects import (
+    Address,
+    CancelTimer,
+    Deliver,
+    Effect,
+    Send,
+    StartTimer,
+    TimerKey,
+    TraceEvent,
+)
+from reference.pidf import PidfError, PresenceDocument, parse_pidf
+from reference.qsa import StatusMessage
+from reference.sip import (
+    Headers,
+    Request,
+    Response,
+    SipParseError,
+    check_mandatory,
+    make_response,
+    parse_message,
+    parse_name_addr,
+    parse_uri,
+)
+from reference.sip.dialog import Dialog, DialogError
+from reference.sip.transaction import (
+    ClearTimer,
+    ClientTransaction,
+    PassUp,
+    ServerTransaction,
+    SetTimer,
+    Terminated,
+    TimedOut,
+    TimerSettings,
+    Transmit,
+    TxEffect,
+    response_matches,
+    server_key,
+)
+from reference.subscription import TABLES, Action, Event, Row, State
+
+PIDF_TYPE = "application/pidf+xml"
+P_HINT = "trying new subscription after 3xx"
+# States in which the subscription waits for the answer to a SUBSCRIBE it sent.
+AWAITING_RESPONSE = frozenset({
+    State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
+    State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED,
+})
+# rfc6665: a failing refresh is retried while at least this much of the grant is left.
+MIN_TIME_LEFT = 2.0
+
+
+@dataclass
+class Subscription:
+    """Everything the agent keeps about one internal subscription."""
+
+    handle: int
+    record: str
+    subscriber: str
+    destination: str
+    package: str
+    subscriber_data: Any
+    state: State = State.WAITING
+    dialog: Dialog | None = None
+    tx_branch: str | None = None      # the SUBSCRIBE transaction whose answer is awaited
+    timer_kind: str | None = None     # DELAY, FAILOVER, REFRESH, RETRY, TERMWAIT
+    timer_at: float | None = None
+    expires_at: float | None = None   # granted expiry of the current dialog
+    requested_expires: int = 3600
+    failures: int = 0                 # consecutive failures (back-off exponent)
+    target: str = ""                  # Request-URI of the current attempt
+    redirects_left: list[str] = field(default_factory=list)
+    redirects_seen: list[str] = field(default_factory=list)
+    min_expires_retried: bool = False
+    awaiting_notify: bool = False     # rfc6665 Timer N running
+    got_2xx: bool = False
+    document: PresenceDocument | None = None
+    unsubscribed: bool = False        # no status messages any more
+    destroy_deadline: float | None = None
+
+
+@dataclass
+class Ctx:
+    """What one input carries into the actions of its row."""
+
+    now: float
+    event: Event
+    response: Response | None = None
+    code: int | None = None           # final status (408 for a timeout)
+    reason: str | None = None
+    notify: Request | None = None
+    notify_source: Address | None = None
+    reply_status: int = 200
+    reply_reason: str | None = None
+    status: str | None = None         # QSA status of a NOTIFY
+    document: PresenceDocument | None = None
+    granted: int | None = None
+    retry_after: int | None = None
+    delay: float | None = None        # rfc6665 resubscribe delay of a terminated NOTIFY
+    redirect_to: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _ClientTx:
+    tx: ClientTransaction
+    handle: int
+    timers: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _ServerTx:
+    tx: ServerTransaction
+    destination: Address
+
+
+class Agent:
+    """The sans-IO presence B2BUA (QSA notifier for package `presence`)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.table = TABLES[config.profile]
+        self.rng = random.Random(config.seed)
+        self.timer_settings = TimerSettings(
+            t1=config.t1, t2=config.t2, t4=config.t4,
+            timeout=config.effective_transaction_timeout)
+        self.extra_headers = _parse_extra_headers(config.additional_presence_headers)
+        self.preloaded_route = [str(r) for r in _parse_route(config.presence_route)]
+        self.outbound_proxy: Address | None = None
+        if config.presence_outbound_proxy:
+            try:
+                self.outbound_proxy = parse_uri(config.presence_outbound_proxy).address()
+            except SipParseError as exc:
+                raise ConfigError(f"presence_outbound_proxy: {exc}") from exc
+        self.subscriptions: dict[int, Subscription] = {}
+        self.counters: dict[str, int] = {}
+        self.closing = False
+        self._effects: list[Effect] = []
+        self._next_handle = 1
+        self._by_dialog: dict[tuple[str, str], int] = {}   # (Call-ID, our tag) -> handle
+        self._client_txs: dict[str, _ClientTx] = {}          # branch -> transaction
+        self._server_txs: dict[tuple[str, ...], _ServerTx] = {}
+        self._now = 0.0
+
+    # ================================================================ inputs (QSA)
+    def subscribe(self, record: str, subscriber: str, destination: str,
+                  package: str = "presence", subscriber_data: Any = None, *,
+                  now: float) -> int:
+        """QSA subscribe: returns a handle; the first SUBSCRIBE goes out at once or after the
+        `max_subscribe_delay` draw. Raises ValueError for an unusable record or package."""
+        self._now = now
+        handle = self._next_handle
+        self._next_handle += 1
+        self._count("qsa.subscribe")
+        if not self.config.handle_presence_subscriptions:
+            return handle  # SER: accepted and ignored
+        if package != "presence":
+            raise ValueError(f"package {package!r} is not served (only 'presence')")
+        record = record.strip()
+        if record.startswith("<") and record.endswith(">"):
+            record = record[1:-1]
+        try:
+            parse_uri(record)
+        except SipParseError as exc:
+            raise ValueError(f"bad record URI {record!r}: {exc}") from None
+        if len(self.subscriptions) >= self.config.max_subscriptions:
+            raise ValueError(f"max_subscriptions ({self.config.max_subscriptions}) reached")
+        if self.closing:
+            raise ValueError("agent is shutting down")
+        sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
+                           requested_expires=self.config.default_expiration)
+        self.subscriptions[handle] = sub
+        if self.config.max_subscribe_delay > 0:
+            delay = self.rng.randint(1, self.config.max_subscribe_delay)
+            self._start_timer(sub, "DELAY", now + delay)
+            self._trace("state", sub, state=sub.state.name.lower(), event="create")
+        else:
+            self._send_initial(sub, Ctx(now, Event.TICK))
+            self._set_state(sub, State.UNCONFIRMED, "create")
+        return handle
+
+    def unsubscribe(self, handle: int, *, now: float) -> None:
+        """QSA unsubscribe. Unknown handles are ignored (counted), as in SER."""
+        self._now = now
+        sub = self.subscriptions.get(handle)
+        self._count("qsa.unsubscribe")
+        if sub is None:
+            self._count("qsa.unsubscribe_unknown")
+            return
+        sub.unsubscribed = True
+        if not self.config.is_ser and sub.destroy_deadline is None:
+            sub.destroy_deadline = (now + self.config.failover_timeout
+                                    + self.config.wait_for_term_notify)
+        self._run(sub, Ctx(now, Event.DESTROY))
+
+    def close(self, *, now: float) -> None:
+        """Graceful shutdown. rfc6665: unsubscribe every live subscription (`is_idle` tells
+        when all are done). ser: SER sends nothing (B13): subscriptions are forgotten."""
+        self._now = now
+        self.closing = True
+        for handle in sorted(self.subscriptions):
+            sub = self.subscriptions.get(handle)
+            if sub is None:
+                continue
+            if self.config.is_ser:
+                self._free(sub)
+            elif not sub.unsubscribed:
+                self.unsubscribe(handle, now=now)
+
+    @property
+    def is_idle(self) -> bool:
+        return not self.subscriptions
+
+    # ================================================================ inputs (network, time)
+    def datagram_received(self, data: bytes, source: Address, *, now: float) -> None:
+        self._now = now
+        self._count("rx.datagrams")
+        try:
+            message = parse_message(data)
+        except SipParseError as exc:
+            self._count("rx.parse_errors")
+            self._trace("parse_error", None, error=str(exc), source=f"{source[0]}:{source[1]}")
+            if isinstance(exc.message, Request):
+                self._reply_malformed(exc.message, source, str(exc))
+            return
+        try:
+            if isinstance(message, Response):
+                self._response_received(message, now)
+            else:
+                self._request_received(message, source, now)
+        except SipParseError as exc:
+            # A header value the early checks did not touch turned out bad.
+            self._count("rx.parse_errors")
+            self._trace("parse_error", None, error=str(exc), source=f"{source[0]}:{source[1]}")
+            if isinstance(message, Request):
+                self._reply_malformed(message, source, str(exc))
+
+    def timer_fired(self, key: TimerKey, *, now: float) -> None:
+        self._now = now
+        kind = key[0] if isinstance(key, tuple) and key else None
+        if kind == "sub":
+            sub = self.subscriptions.get(key[1])
+            if sub is None or sub.timer_kind is None:
+                return
+            sub.timer_kind = None
+            sub.timer_at = None
+            self._tick(sub, now)
+        elif kind == "n":
+            sub = self.subscriptions.get(key[1])
+            if sub is not None and sub.awaiting_notify:
+                sub.awaiting_notify = False
+                if sub.got_2xx:
+                    self._count("timer_n.fired")
+                    self._run(sub, Ctx(now, Event.TIMER_N, code=408, reason="timer-n"))
+        elif kind == "tx":
+            entry = self._client_txs.get(key[1])
+            if entry is not None:
+                entry.timers.discard(key[2])
+                self._client_tx_effects(entry, key[1], entry.tx.timer_fired(key[2], now), now)
+        elif kind == "stx":
+            server = self._server_txs.get(key[1])
+            if server is not None:
+                for effect in server.tx.timer_fired(key[2], now):
+                    if isinstance(effect, Terminated):
+                        del self._server_txs[key[1]]
+
+    def drain_effects(self) -> list[Effect]:
+        effects, self._effects = self._effects, []
+        return effects
+
+    # ================================================================ introspection
+    def dump(self) -> list[dict[str, Any]]:
+        """Per subscription: what SER's `presence_b2b.trace` RPC should have printed."""
+        out = []
+        for handle in sorted(self.subscriptions):
+            sub = self.subscriptions[handle]
+            out.append({
+                "handle": handle,
+                "record": sub.record,
+                "subscriber": sub.subscriber,
+                "state": sub.state.name.lower(),
+                "state_number": sub.state.value,
+                "call_id": sub.dialog.call_id if sub.dialog else None,
+                "timer": sub.timer_kind,
+                "timer_at": sub.timer_at,
+                "expires_at": sub.expires_at,
+                "failures": sub.failures,
+                "unsubscribed": sub.unsubscribed,
+            })
+        return out
+
+    def live_timer_count(self) -> int:
+        """Subscription timers plus Timer N timers currently armed (for leak checks)."""
+        return (sum(1 for s in self.subscriptions.values() if s.timer_kind is not None)
+                + sum(1 for s in self.subscriptions.values() if s.awaiting_notify))
+
+    @property
+    def transaction_count(self) -> int:
+        return len(self._client_txs) + len(self._server_txs)
+
+    @property
+    def dialog_count(self) -> int:
+        return len(self._by_dialog)
+
+    # ================================================================ the table
+    def _run(self, sub: Subscription, ctx: Ctx) -> None:
+        row: Row | None = self.table.get((sub.state, ctx.event))
+        if row is None:  # pragma: no cover - the tables are total (tested)
+            raise AssertionError(f"no row for {sub.state} / {ctx.event}")
+        before = sub.state
+        for action in row.actions:
+            getattr(self, "_do_" + action.name.lower())(sub, ctx)
+        if sub.handle in self.subscriptions or row.next is State.DESTROYED:
+            self._set_state(sub, row.next, ctx.event.value, before)
+        if sub.state not in AWAITING_RESPONSE and sub.tx_branch is not None:
+            self._abandon_tx(sub)
+
+    def _set_state(self, sub: Subscription, state: State, event: str,
+                   before: State | None = None) -> None:
+        sub.state = state
+        self._trace("state", sub, state=state.name.lower(), event=event,
+                    before=before.name.lower() if before else None)
+
+    def _tick(self, sub: Subscription, now: float) -> None:
+        event = Event.TICK
+        code: int | None = None
+        if not self.config.is_ser:
+            if sub.state is State.CONFIRMED and sub.expires_at is not None \
+                    and now >= sub.expires_at - MIN_TIME_LEFT:
+                event = Event.EXPIRED
+            elif sub.state is State.RESUBSCRIPTION and self._expired(sub, now):
+                event = Event.EXPIRED
+        if sub.state in AWAITING_RESPONSE:
+            code = 408  # FAILOVER guard: as if the request timed out
+        self._run(sub, Ctx(now, event, code=code, reason="timeout" if code else "expired"
+                           if event is Event.EXPIRED else None))
+
+    def _expired(self, sub: Subscription, now: float) -> bool:
+        return sub.expires_at is None or now >= sub.expires_at - MIN_TIME_LEFT
+
+    # ================================================================ responses
+    def _response_received(self, response: Response, now: float) -> None:
+        self._count(f"rx.response.{response.status}")
+        vias = response.vias
+        branch = vias[0].branch if vias else None
+        entry = self._client_txs.get(branch or "")
+        if entry is None or not response_matches(entry.tx, response):
+            self._count("rx.unmatched_responses")
+            self._trace("unmatched_response", None, status=response.status,
+                        call_id=response.headers.get("Call-ID"))
+            return
+        assert branch is not None
+        self._client_tx_effects(entry, branch, entry.tx.receive_response(response, now), now)
+
+    def _client_tx_effects(self, entry: _ClientTx, branch: str, effects: list[TxEffect],
+                           now: float) -> None:
+        for effect in effects:
+            if isinstance(effect, Transmit):
+                self._count("tx.retransmissions")
+                self._emit_send(effect.data, self._tx_destination(entry))
+            elif isinstance(effect, SetTimer):
+                entry.timers.add(effect.name)
+                self._effects.append(StartTimer(("tx", branch, effect.name), effect.at))
+            elif isinstance(effect, ClearTimer):
+                if effect.name in entry.timers:
+                    entry.timers.discard(effect.name)
+                    self._effects.append(CancelTimer(("tx", branch, effect.name)))
+            elif isinstance(effect, PassUp):
+                self._pass_up(entry.handle, branch, effect.response, now)
+            elif isinstance(effect, TimedOut):
+                self._count("tx.timeouts")
+                self._pass_up(entry.handle, branch, None, now)
+            elif isinstance(effect, Terminated):
+                self._client_txs.pop(branch, None)
+
+    def _tx_destination(self, entry: _ClientTx) -> Address:
+        return entry.tx.destination  # type: ignore[attr-defined,no-any-return]
+
+    def _pass_up(self, handle: int, branch: str, response: Response | None,
+                 now: float) -> None:
+        """A response (or a timeout when None) of a SUBSCRIBE transaction reaches the TU."""
+        sub = self.subscriptions.get(handle)
+        if sub is None or sub.tx_branch != branch:
+            self._count("rx.stale_responses")
+            return
+        status = 408 if response is None else response.status
+        if status >= 200:
+            sub.tx_branch = None
+        ctx = Ctx(now, Event.R1XX, response=response, code=status,
+                  reason="timeout" if response is None else str(status))
+        ctx.event = self._classify_response(sub, ctx)
+        self._run(sub, ctx)
+
+    def _classify_response(self, sub: Subscription, ctx: Ctx) -> Event:
+        status = policy.effective_code(ctx.code or 408)
+        response = ctx.response
+        if response is not None:
+            ctx.retry_after = _safe(lambda: response.retry_after)
+        if status < 200:
+            return Event.R1XX
+        if status < 300:
+            assert response is not None
+            if not response.to.tag and sub.state in (State.UNCONFIRMED,
+                                                      State.UNCONFIRMED_DESTROY):
+                ctx.reason = "2xx without To tag"  # SUB-134: cannot form a dialog
+                return Event.R4XX if self.config.is_ser else Event.R_FAIL
+            ctx.granted = self._granted(sub, response)
+            return Event.R2XX
+        if status < 400:
+            target = self._next_redirect(sub, response)
+            if target is None:
+                return Event.R3XX_NO_CONTACT
+            ctx.redirect_to = target
+            return Event.R3XX
+        if self.config.is_ser:
+            return Event.R4XX
+        refresh = sub.state in (State.RESUBSCRIPTION, State.RESUBSCRIPTION_DESTROY)
+        if status == 423 and not sub.min_expires_retried and response is not None:
+            min_expires = _safe(lambda: response.min_expires)
+            if min_expires is not None and min_expires > 0:
+                ctx.granted = min_expires
+                return Event.R423
+        if refresh and status == 481:
+            return Event.R481
+        if refresh and status in policy.REFRESH_TERMINATING:
+            return Event.R_TERMINATING
+        if refresh and sub.state is State.RESUBSCRIPTION and self._expired(sub, ctx.now):
+            return Event.EXPIRED
+        return Event.R_FAIL
+
+    def _granted(self, sub: Subscription, response: Response) -> int:
+        expires = _safe(lambda: response.expires)
+        if expires is None:
+            # ser: absent or unparsable -> 0 (spec §2.1, A3); rfc6665: the requested value.
+            return 0 if self.config.is_ser else sub.requested_expires
+        return expires
+
+    def _next_redirect(self, sub: Subscription, response: Response | None) -> str | None:
+        if response is None:
+            return None
+        contacts = [c for c in (_safe(lambda: response.contacts) or []) if c.uri]
+        if self.config.is_ser:
+            # SER: the first Contact, q ignored, no loop limit (B6).
+            return contacts[0].uri if contacts else None
+        # rfc6665: q order (stable), untried URIs only, at most max_redirects per attempt.
+        ordered = sorted(contacts, key=lambda c: -(c.q if c.q is not None else 1.0))
+        fresh = [c.uri for c in ordered if c.uri and c.uri not in sub.redirects_seen]
+        if len(sub.redirects_seen) >= self.config.max_redirects or not fresh:
+            return None
+        sub.redirects_left = [u for u in fresh[1:] if u is not None]
+        return fresh[0]
+
+    # ================================================================ requests
+    def _request_received(self, request: Request, source: Address, now: float) -> None:
+        self._count(f"rx.request.{request.method}")
+        destination = self._response_destination(request, source)
+        if destination is None:
+            self._count("rx.unroutable_requests")
+            return
+        key = server_key(request)
+        existing = self._server_txs.get(key)
+        if existing is not None:
+            self._count("rx.retransmissions")
+            for effect in existing.tx.receive_request(request, now):
+                if isinstance(effect, Transmit):
+                    self._emit_send(effect.data, existing.destination)
+            return
+        if request.method == "ACK":
+            return
+        if request.method == "CANCEL":
+            # SUBSCRIBE/NOTIFY cannot be cancelled (SUB-053): every NOTIFY is answered at
+            # once, so a CANCEL finds the transaction completed; answer it and change nothing.
+            self._respond(request, destination, 200 if self._cancel_matches(request) else 481,
+                          now)
+            return
+        if request.method == "OPTIONS":
+            self._respond(request, destination, 200, now, headers=[("Allow", "NOTIFY")])
+            return
+        if request.method != "NOTIFY":
+            self._respond(request, destination, 405, now, headers=[("Allow", "NOTIFY")])
+            return
+        self._notify_received(request, source, destination, now)
+
+    def _cancel_matches(self, cancel: Request) -> bool:
+        for key in self._server_txs:
+            if key[0] == "rfc3261" and len(key) > 1 and key[1] == (
+                    cancel.vias[0].branch if cancel.vias else None):
+                return True
+        return False
+
+    def _notify_received(self, notify: Request, source: Address, destination: Address,
+                         now: float) -> None:
+        rfc = not self.config.is_ser
+        if rfc:
+            try:
+                check_mandatory(notify)
+                if notify.max_forwards is None:
+                    raise SipParseError("missing header: Max-Forwards")
+            except SipParseError as exc:
+                self._respond(notify, destination, 400, now, reason=_reason_text(str(exc)))
+                return
+        sub = self._find_subscription(notify)
+        if sub is None:
+            self._count("rx.notify_unknown_dialog")
+            self._respond(notify, destination, 481,
+                          now, reason="Subscription does not exist" if rfc
+                          else "Unable to handle notification")
+            return
+        ctx = Ctx(now, Event.NOTIFY, notify=notify, notify_source=destination)
+        if rfc and not self._check_notify(sub, notify, ctx):
+            self._respond(notify, destination, ctx.reply_status, now, reason=ctx.reply_reason,
+                          headers=_reply_headers(ctx.reply_status))
+            return
+        if rfc:
+            self._classify_notify_rfc(sub, notify, ctx)
+        else:
+            self._classify_notify_ser(notify, ctx)
+        self._run(sub, ctx)
+
+    def _find_subscription(self, notify: Request) -> Subscription | None:
+        to_tag = notify.to.tag
+        if not to_tag:
+            return None
+        handle = self._by_dialog.get((notify.call_id, to_tag))
+        if handle is None:
+            return None
+        sub = self.subscriptions.get(handle)
+        if sub is None or sub.dialog is None or not sub.dialog.matches_notify(notify):
+            return None  # e.g. a second fork once the dialog exists (SUB-080): 481
+        return sub
+
+    def _check_notify(self, sub: Subscription, notify: Request, ctx: Ctx) -> bool:
+        """rfc6665 NOTIFY checks 3-6 (rfc6665_profile.md); False = answer ctx.reply_status."""
+        event = notify.event
+        if event is None or event.package.lower() != sub.package or event.id is not None:
+            ctx.reply_status, ctx.reply_reason = 489, "Bad Event"
+            return False
+        state = notify.subscription_state
+        if state is None:
+            ctx.reply_status, ctx.reply_reason = 400, "Missing Subscription-State"
+            return False
+        dialog = sub.dialog
+        assert dialog is not None
+        if dialog.remote_tag is not None and dialog.remote_cseq is not None \
+                and notify.cseq.number <= dialog.remote_cseq:
+            ctx.reply_status, ctx.reply_reason = 500, "CSeq out of order"
+            return False
+        require = notify.headers.get_all("Require")
+        if require:
+            ctx.reply_status, ctx.reply_reason = 420, "Bad Extension"
+            ctx.error = ", ".join(require)
+            return False
+        encoding = [e.strip().lower() for e in notify.headers.get_all("Content-Encoding")]
+        if any(e and e != "identity" for e in encoding):
+            ctx.reply_status, ctx.reply_reason = 415, "Unsupported Media Type"
+            return False
+        content_type = notify.content_type
+        if notify.body and (content_type is None or content_type.mime != PIDF_TYPE):
+            ctx.reply_status, ctx.reply_reason = 415, "Unsupported Media Type"
+            return False
+        return True
+
+    def _classify_notify_rfc(self, sub: Subscription, notify: Request, ctx: Ctx) -> None:
+        state = notify.subscription_state
+        assert state is not None
+        ctx.status = policy.rfc_status(state.value)
+        if notify.body:
+            try:
+                ctx.document = parse_pidf(notify.body)
+            except PidfError as exc:
+                self._count("rx.bad_pidf")
+                ctx.reply_status, ctx.reply_reason = 400, "Bad PIDF document"
+                ctx.error = str(exc)
+        elif ctx.status in ("active", "pending"):
+            ctx.document = sub.document  # an empty NOTIFY keeps the current document (SUB-077)
+        if ctx.status == "terminated":
+            reaction = policy.reason_reaction(state.reason)
+            ctx.reason = state.reason or "terminated"
+            ctx.retry_after = state.retry_after
+            ctx.delay = policy.resubscribe_delay(reaction, state.retry_after, sub.failures + 1,
+                                                 self.config, self.rng)
+            if reaction.status == "rejected":
+                ctx.status = "rejected"
+            if ctx.delay is None:
+                ctx.event = Event.NOTIFY_TERMINATED_FINAL
+            elif ctx.delay <= 0:
+                ctx.event = Event.NOTIFY_TERMINATED_NOW
+            else:
+                ctx.event = Event.NOTIFY_TERMINATED_LATER
+        else:
+            ctx.granted = state.expires
+
+    def _classify_notify_ser(self, notify: Request, ctx: Ctx) -> None:
+        raw = notify.headers.get("Subscription-State")
+        ctx.status = policy.ser_status(raw)
+        if notify.body:
+            try:
+                ctx.document = parse_pidf(notify.body, lenient=True)
+            except PidfError as exc:
+                # SER answers 200 and drops the notification (B11).
+                ctx.error = str(exc)
+        if policy.ser_is_terminating(raw):
+            ctx.event = Event.NOTIFY_TERMINATED
+
+    # ================================================================ actions
+    def _do_stop(self, sub: Subscription, ctx: Ctx) -> None:
+        self._stop_timer(sub)
+
+    def _do_confirm(self, sub: Subscription, ctx: Ctx) -> None:
+        assert sub.dialog is not None and ctx.response is not None
+        try:
+            sub.dialog.confirm(ctx.response, keep_preloaded_route=self.config.is_ser
+                               and bool(self.preloaded_route))
+        except DialogError as exc:
+            # A 2xx from another fork after an early NOTIFY made the dialog: keep ours.
+            self._trace("dialog_error", sub, error=str(exc))
+        sub.got_2xx = True
+
+    def _do_update_from_2xx(self, sub: Subscription, ctx: Ctx) -> None:
+        assert sub.dialog is not None and ctx.response is not None
+        sub.dialog.refresh_target(ctx.response)
+        sub.got_2xx = True
+
+    def _do_update_from_notify(self, sub: Subscription, ctx: Ctx) -> None:
+        dialog, notify = sub.dialog, ctx.notify
+        assert dialog is not None and notify is not None
+        if dialog.state == "early":
+            if not self.config.is_ser:
+                dialog.confirm_from_notify(notify)  # SUB-010: the NOTIFY creates the dialog
+            return  # SER: the unconfirmed dialog learns nothing from a NOTIFY
+        if self.config.is_ser:
+            number = notify.cseq.number
+            if dialog.remote_cseq is None or number > dialog.remote_cseq:
+                dialog.remote_cseq = number
+        else:
+            dialog.check_remote_cseq(notify.cseq.number)
+        dialog.refresh_target(notify)
+
+    def _do_notify_seen(self, sub: Subscription, ctx: Ctx) -> None:
+        if sub.awaiting_notify:
+            sub.awaiting_notify = False
+            self._effects.append(CancelTimer(("n", sub.handle)))
+        if ctx.status in ("active", "pending"):
+            sub.failures = 0
+        if ctx.document is not None:
+            sub.document = ctx.document
+        if ctx.granted is not None and ctx.status in ("active", "pending"):
+            # SUB-028/029: the NOTIFY's expires is authoritative.
+            sub.expires_at = ctx.now + ctx.granted
+            if sub.state is State.CONFIRMED:
+                self._start_timer(sub, "REFRESH",
+                                  ctx.now + policy.refresh_delay(self.config, ctx.granted))
+
+    def _do_reply_200(self, sub: Subscription, ctx: Ctx) -> None:
+        assert ctx.notify is not None and ctx.notify_source is not None
+        self._respond(ctx.notify, ctx.notify_source, ctx.reply_status, ctx.now,
+                      reason=ctx.reply_reason)
+
+    def _do_reply_481(self, sub: Subscription, ctx: Ctx) -> None:
+        assert ctx.notify is not None and ctx.notify_source is not None
+        self._respond(ctx.notify, ctx.notify_source, 481, ctx.now)
+
+    def _do_reply_500(self, sub: Subscription, ctx: Ctx) -> None:
+        assert ctx.notify is not None and ctx.notify_source is not None
+        self._respond(ctx.notify, ctx.notify_source, 500, ctx.now, reason="Internal error")
+
+    def _do_deliver(self, sub: Subscription, ctx: Ctx) -> None:
+        notify = ctx.notify
+        assert notify is not None and ctx.status is not None
+        if self.config.is_ser and ctx.error is not None:
+            self._count("qsa.dropped_bad_pidf")
+            return
+        content_type = notify.headers.get("Content-Type")
+        retry_at = None
+        if ctx.delay is not None and ctx.status in ("terminated", "rejected"):
+            retry_at = ctx.now + ctx.delay
+        reason = ctx.reason
+        if ctx.error is not None:
+            reason = f"bad-pidf: {ctx.error}"
+        self._deliver(sub, StatusMessage(
+            handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+            package=sub.package, status=ctx.status, document=ctx.document, body=notify.body,
+            content_type=content_type, reason=reason, retry_at=retry_at,
+            subscriber_data=sub.subscriber_data, at=ctx.now))
+
+    def _do_report_failure(self, sub: Subscription, ctx: Ctx) -> None:
+        code = ctx.code
+        permanent = code is not None and policy.effective_code(code) in policy.PERMANENT \
+            and ctx.event is not Event.R_TERMINATING
+        status = "rejected" if permanent else "terminated"
+        delay = self._retry_delay(sub, ctx)
+        self._deliver(sub, StatusMessage(
+            handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+            package=sub.package, status=status, reason=ctx.reason,
+            retry_at=ctx.now + delay, subscriber_data=sub.subscriber_data, at=ctx.now))
+
+    def _retry_delay(self, sub: Subscription, ctx: Ctx) -> float:
+        """The delay before the next attempt after a failure; drawn once per input."""
+        if ctx.delay is None:
+            if ctx.event is Event.R481:
+                ctx.delay = 0.0
+            elif (not self.config.is_ser and ctx.code is not None
+                  and policy.effective_code(ctx.code) in policy.PERMANENT):
+                ctx.delay = float(self.config.max_retry_time)
+            else:
+                ctx.delay = policy.backoff_delay(self.config, sub.failures + 1, self.rng,
+                                                 ctx.retry_after)
+        return ctx.delay
+
+    def _do_send_initial(self, sub: Subscription, ctx: Ctx) -> None:
+        self._send_initial(sub, ctx)
+
+    def _do_send_redirect(self, sub: Subscription, ctx: Ctx) -> None:
+        assert ctx.redirect_to is not None
+        sub.redirects_seen.append(ctx.redirect_to)
+        self._count("redirects")
+        self._new_dialog_request(sub, ctx.redirect_to, ctx.now, redirected=True)
+
+    def _do_send_min_expires(self, sub: Subscription, ctx: Ctx) -> None:
+        assert ctx.granted is not None and sub.dialog is not None
+        sub.min_expires_retried = True
+        sub.requested_expires = max(sub.requested_expires, ctx.granted)
+        self._send_in_dialog(sub, sub.requested_expires, ctx.now)
+
+    def _do_send_refresh(self, sub: Subscription, ctx: Ctx) -> None:
+        sub.min_expires_retried = False
+        self._send_in_dialog(sub, sub.requested_expires, ctx.now)
+
+    def _do_send_unsubscribe(self, sub: Subscription, ctx: Ctx) -> None:
+        self._send_in_dialog(sub, 0, ctx.now)
+
+    def _do_start_refresh(self, sub: Subscription, ctx: Ctx) -> None:
+        granted = ctx.granted if ctx.granted is not None else 0
+        sub.expires_at = ctx.now + granted
+        self._start_timer(sub, "REFRESH", ctx.now + policy.refresh_delay(self.config, granted))
+
+    def _do_start_refresh_retry(self, sub: Subscription, ctx: Ctx) -> None:
+        # SUB-016: the subscription is still valid until its known expiry; try again before.
+        assert sub.expires_at is not None
+        sub.failures += 1
+        backoff = policy.backoff_delay(self.config, sub.failures, self.rng, ctx.retry_after)
+        left = sub.expires_at - ctx.now
+        self._start_timer(sub, "REFRESH", ctx.now + min(backoff, left / 2))
+
+    def _do_start_retry(self, sub: Subscription, ctx: Ctx) -> None:
+        delay = self._retry_delay(sub, ctx)
+        sub.failures += 1
+        self._count("retries")
+        self._start_timer(sub, "RETRY", ctx.now + delay)
+
+    def _do_start_resubscribe_wait(self, sub: Subscription, ctx: Ctx) -> None:
+        assert ctx.delay is not None
+        sub.failures += 1
+        self._start_timer(sub, "RETRY", ctx.now + ctx.delay)
+
+    def _do_start_termwait(self, sub: Subscription, ctx: Ctx) -> None:
+        self._start_timer(sub, "TERMWAIT", ctx.now + self.config.wait_for_term_notify)
+
+    def _do_abandon_tx(self, sub: Subscription, ctx: Ctx) -> None:
+        self._abandon_tx(sub)
+
+    def _do_drop_dialog(self, sub: Subscription, ctx: Ctx) -> None:
+        self._drop_dialog(sub)
+
+    def _do_free(self, sub: Subscription, ctx: Ctx) -> None:
+        self._free(sub)
+
+    def _do_log_stale(self, sub: Subscription, ctx: Ctx) -> None:
+        self._count("rx.stale_responses")
+
+    def _do_log_no_term_notify(self, sub: Subscription, ctx: Ctx) -> None:
+        self._count("termwait_expired")
+        self._trace("warning", sub, text="destroying dialog with timer (no term NOTIFY)")
+
+    # ================================================================ helpers: sending
+    def _send_initial(self, sub: Subscription, ctx: Ctx) -> None:
+        sub.redirects_seen = []
+        sub.redirects_left = []
+        self._new_dialog_request(sub, sub.record, ctx.now, redirected=False)
+
+    def _new_dialog_request(self, sub: Subscription, target: str, now: float, *,
+                            redirected: bool) -> None:
+        self._drop_dialog(sub)
+        sub.target = target
+        sub.min_expires_retried = False
+        sub.expires_at = None
+        local_tag = self._random_hex(8)
+        call_id = f"{self._random_hex(16)}@{self.config.local_host}"
+        ser = self.config.is_ser
+        # ser: QSA strings verbatim, and after a redirect To = the Contact (B6).
+        remote_uri = (target if redirected else sub.record) if ser else f"<{sub.record}>"
+        local_uri = sub.subscriber if ser else f"<{sub.subscriber}>"
+        sub.dialog = Dialog.new_uac(call_id=call_id, local_uri=local_uri, local_tag=local_tag,
+                                    remote_uri=remote_uri, remote_target=target,
+                                    preloaded_route=self.preloaded_route)
+        self._by_dialog[(call_id, local_tag)] = sub.handle
+        extra = [("P-Hint", P_HINT)] if redirected and ser else []
+        self._send_subscribe(sub, sub.requested_expires, now, extra, out_of_dialog=True)
+        self._count("subscribe.initial")
+
+    def _send_in_dialog(self, sub: Subscription, expires: int, now: float) -> None:
+        self._send_subscribe(sub, expires, now, [], out_of_dialog=sub.dialog is not None
+                             and sub.dialog.state == "early")
+
+    def _send_subscribe(self, sub: Subscription, expires: int, now: float,
+                        extra: list[tuple[str, str]], *, out_of_dialog: bool) -> None:
+        dialog = sub.dialog
+        assert dialog is not None
+        if sub.tx_branch is not None:
+            self._abandon_tx(sub)
+        branch = "z9hG4bK" + self._random_hex(16)
+        headers: list[tuple[str, str]] = [("Event", "presence")]
+        if not self.config.is_ser:
+            headers.append(("Accept", PIDF_TYPE))
+        headers.extend(self.extra_headers)
+        headers.append(("Expires", str(expires)))
+        headers.extend(extra)
+        request, next_hop = dialog.build_request(
+            "SUBSCRIBE", branch=branch, sent_by=self.config.local_address,
+            contact=f"<sip:{self.config.local_address}>", headers=headers)
+        if out_of_dialog and self.outbound_proxy is not None:
+            destination = self.outbound_proxy
+        else:
+            destination = parse_uri(next_hop).address()
+        tx = ClientTransaction(request, self.timer_settings)
+        tx.destination = destination  # type: ignore[attr-defined]
+        entry = _ClientTx(tx, sub.handle)
+        self._client_txs[branch] = entry
+        sub.tx_branch = branch
+        self._count("tx.SUBSCRIBE")
+        self._trace("send", sub, first_line=request.start_line(), call_id=dialog.call_id,
+                    cseq=dialog.local_cseq, expires=expires)
+        self._client_tx_effects(entry, branch, tx.start(now), now)
+        self._count("tx.retransmissions", -1)  # the first Transmit is not a retransmission
+        guard = now + self.config.failover_timeout
+        if sub.destroy_deadline is not None:
+            guard = min(guard, sub.destroy_deadline)
+        self._start_timer(sub, "FAILOVER", guard)
+        if not self.config.is_ser and expires > 0:
+            sub.got_2xx = False
+            sub.awaiting_notify = True
+            self._effects.append(StartTimer(("n", sub.handle), now + 64 * self.config.t1))
+
+    def _abandon_tx(self, sub: Subscription) -> None:
+        branch = sub.tx_branch
+        sub.tx_branch = None
+        if branch is None:
+            return
+        entry = self._client_txs.pop(branch, None)
+        if entry is not None:
+            for name in sorted(entry.timers):
+                self._effects.append(CancelTimer(("tx", branch, name)))
+        self._count("tx.abandoned")
+
+    def _respond(self, request: Request, destination: Address, status: int, now: float, *,
+                 reason: str | None = None,
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        response = make_response(request, status, reason, headers=headers or ())
+        source_via = response.headers.get_all("Via")
+        if source_via:
+            response.headers = _with_received(response.headers, request, destination)
+        self._count(f"tx.response.{status}")
+        try:
+            key = server_key(request)
+        except SipParseError:
+            self._emit_send(response.to_bytes(), destination)
+            return
+        server = ServerTransaction(request, self.timer_settings)
+        entry = _ServerTx(server, destination)
+        for effect in server.send_response(response, now):
+            if isinstance(effect, Transmit):
+                self._emit_send(effect.data, destination)
+            elif isinstance(effect, SetTimer):
+                self._server_txs[key] = entry
+                self._effects.append(StartTimer(("stx", key, effect.name), effect.at))
+        self._trace("respond", None, status=status, call_id=request.headers.get("Call-ID"),
+                    cseq=request.headers.get("CSeq"))
+
+    def _reply_malformed(self, request: Request, source: Address, error: str) -> None:
+        """Answer a request that framed but has a bad header: 400 naming the problem,
+        built from the raw header text (nothing else may be trusted)."""
+        if request.method == "ACK":
+            return
+        destination = self._response_destination(request, source)
+        if destination is None:
+            self._count("rx.unroutable_requests")
+            return
+        headers = Headers()
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            for value in request.headers.get_all(name) if name == "Via" else \
+                    request.headers.values(name)[:1]:
+                headers.add(name, value)
+        response = Response(400, _reason_text(error), headers)
+        self._count("tx.response.400")
+        self._emit_send(response.to_bytes(), destination)
+
+    def _response_destination(self, request: Request, source: Address) -> Address | None:
+        """RFC 3261 §18.2.2 + RFC 3581: where a response to `request` goes."""
+        try:
+            vias = request.vias
+        except SipParseError:
+            return None
+        if not vias:
+            return None
+        top = vias[0]
+        if top.rport is not None:
+            return source
+        return source[0], top.port if top.port is not None else 5060
+
+    def _emit_send(self, data: bytes, destination: Address) -> None:
+        self._effects.append(Send(data, destination))
+
+    # ================================================================ helpers: state
+    def _start_timer(self, sub: Subscription, kind: str, at: float) -> None:
+        sub.timer_kind = kind
+        sub.timer_at = at
+        self._effects.append(StartTimer(("sub", sub.handle), at))
+
+    def _stop_timer(self, sub: Subscription) -> None:
+        if sub.timer_kind is not None:
+            sub.timer_kind = None
+            sub.timer_at = None
+            self._effects.append(CancelTimer(("sub", sub.handle)))
+
+    def _drop_dialog(self, sub: Subscription) -> None:
+        if sub.dialog is not None:
+            self._by_dialog.pop((sub.dialog.call_id, sub.dialog.local_tag), None)
+            sub.dialog = None
+        sub.expires_at = None
+
+    def _free(self, sub: Subscription) -> None:
+        self._stop_timer(sub)
+        if sub.awaiting_notify:
+            sub.awaiting_notify = False
+            self._effects.append(CancelTimer(("n", sub.handle)))
+        self._abandon_tx(sub)
+        self._drop_dialog(sub)
+        self.subscriptions.pop(sub.handle, None)
+        self._count("subscriptions.freed")
+        self._trace("state", sub, state="destroyed", event="free")
+
+    def _deliver(self, sub: Subscription, message: StatusMessage) -> None:
+        if sub.unsubscribed:
+            return  # nothing is delivered after the internal subscriber left
+        self._count("qsa.delivered")
+        self._effects.append(Deliver(sub.destination, message))
+        self._trace("deliver", sub, status=message.status, reason=message.reason)
+
+    def _random_hex(self, nbytes: int) -> str:
+        return f"{self.rng.getrandbits(nbytes * 8):0{nbytes * 2}x}"
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + amount
+
+    def _trace(self, kind: str, sub: Subscription | None, **fields: Any) -> None:
+        if not self.config.trace:
+            return
+        if sub is not None:
+            fields = {"handle": sub.handle, **fields}
+        self._effects.append(TraceEvent(self._now, kind, fields))
+
+
+# ==================================================================== module helpers
+def _safe(read: Any) -> Any:
+    """Read a typed header; a bad value counts as absent (the caller decides the default)."""
+    try:
+        return read()
+    except SipParseError:
+        return None
+
+
+def _parse_extra_headers(text: str) -> list[tuple[str, str]]:
+    """`additional_presence_headers` as complete header lines (spec A7: CRLF normalised)."""
+    out: list[tuple[str, str]] = []
+    for line in text.replace("\\r\\n", "\n").replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip() or " " in name.strip():
+            raise ConfigError(f"additional_presence_headers: not a header line: {line!r}")
+        out.append((name.strip(), value.strip()))
+    return out
+
+
+def _parse_route(text: str) -> list[str]:
+    if not text.strip():
+        return []
+    routes: list[str] = []
+    try:
+        for part in Headers([("Route", text)]).get_all("Route"):
+            routes.append(str(parse_name_addr(part)))
+    except SipParseError as exc:
+        raise ConfigError(f"presence_route: {exc}") from exc
+    return routes
+
+
+def _with_received(headers: Headers, request: Request, destination: Address) -> Headers:
+    """Add `received` (and fill a bare `rport`) to the top Via of a response (SUB-144)."""
+    vias = request.vias
+    top = vias[0]
+    changed = top
+    if top.host != destination[0]:
+        changed = changed.with_param("received", destination[0])
+    if top.rport is True:
+        changed = changed.with_param("rport", str(destination[1]))
+    if changed is top:
+        return headers
+    rebuilt = Headers()
+    first = True
+    for name, value in headers.items():
+        if name == "Via" and first:
+            rebuilt.add(name, str(changed))
+            first = False
+            continue
+        rebuilt.add(name, value)
+    return rebuilt
+
+
+def _reply_headers(status: int) -> list[tuple[str, str]]:
+    if status == 415:
+        return [("Accept", PIDF_TYPE), ("Accept-Encoding", "identity")]
+    return []
+
+
+def _reason_text(error: str) -> str:
+    text = "".join(ch if ch.isprintable() else "?" for ch in error)[:120]
+    return f"Bad Request ({text})"

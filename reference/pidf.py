@@ -1,0 +1,606 @@
+"""PIDF (RFC 3863) presence documents: a hardened parser and a builder.
+
+Two parsing profiles share one walk over the XML tree:
+
+* strict (``lenient=False``, the ``rfc6665`` profile) follows RFC 3863 and the
+  requirements SUB-090..SUB-102;
+* lenient (``lenient=True``, the ``ser`` profile) reproduces what SER's
+  ``lib/presence/pidf.c`` accepts (presence_b2b.md section 4.5).
+
+Hardening (both profiles): the size limit is checked before any parsing; any
+``<!DOCTYPE`` is rejected before lxml sees the bytes (this is what stops entity
+expansion, external entities and external DTDs); lxml itself runs with entity
+resolution, DTD loading and network access off; depth and element-count limits are
+checked while the incremental parser runs, so an oversized tree stops early. Every
+failure is a :class:`PidfError`; no other exception escapes for any ``bytes`` input.
+
+Profile differences (strict / lenient):
+
+==========================  =================================  ========================
+rule                        strict                             lenient (SER)
+==========================  =================================  ========================
+root element                {pidf}presence                     presence, pidf or no ns
+``entity`` missing/blank    PidfError (SUB-092)                '' (blank kept)
+tuple ``id`` missing        PidfError                          ''
+duplicate tuple ids         PidfError (SUB-094)                kept
+tuple without ``<status>``  PidfError (SUB-094)                PidfError (as SER)
+several status/contact/     PidfError                          first one used
+basic in one tuple
+``<basic>`` value           'open'/'closed' exactly (after     'open' if it equals open
+                            trimming), else None (SUB-096)     ignoring case, else
+                                                               'closed'
+``<basic>`` missing         None (SUB-095)                     'closed'
+contact ``priority``        0..1, <= 3 decimals, else          any finite float, else
+                            PidfError (SUB-097)                None
+``<timestamp>``             kept as trimmed text (SUB-099)     None (SER ignores it)
+``mustUnderstand``          true/1 on an element we do not     not checked
+                            model -> PidfError (SUB-101)
+==========================  =================================  ========================
+
+``mustUnderstand`` is read from the PIDF-namespace attribute (RFC 3863 schema) and,
+for interoperability, from an unqualified attribute too; a value that is not an
+``xs:boolean`` is an error in strict mode.
+
+RPID: ``<dm:person>`` (urn:ietf:params:xml:ns:pidf:data-model) with
+``<rpid:activities>`` (urn:ietf:params:xml:ns:pidf:rpid) is modelled as
+:class:`Person`; every other element we do not model is kept as serialised XML in an
+``extensions`` tuple.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from lxml import etree
+
+__all__ = [
+    "DM_NS",
+    "PIDF_NS",
+    "RPID_NS",
+    "Note",
+    "Person",
+    "PidfError",
+    "PidfLimits",
+    "PresenceDocument",
+    "PresenceTuple",
+    "build_pidf",
+    "parse_pidf",
+]
+
+PIDF_NS = "urn:ietf:params:xml:ns:pidf"
+DM_NS = "urn:ietf:params:xml:ns:pidf:data-model"
+RPID_NS = "urn:ietf:params:xml:ns:pidf:rpid"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_PIDF_MUST_UNDERSTAND = f"{{{PIDF_NS}}}mustUnderstand"
+
+# RFC 3863 qvalue: "0" to "1" with up to three decimals.
+_PRIORITY_RE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)")
+# xs:boolean lexical forms.
+_XS_TRUE = frozenset({"true", "1"})
+_XS_FALSE = frozenset({"false", "0"})
+# An XML NCName restricted to ASCII: activity names we may write as element names.
+_ACTIVITY_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# Bytes fed to the incremental parser at a time: limits are checked between chunks.
+# Small enough that libxml2's own depth cap (256) is not reached inside one chunk,
+# so our limits, with their clearer messages, fire first.
+_FEED_CHUNK = 512
+
+
+class PidfError(ValueError):
+    """The body is not an acceptable PIDF document; the text says why."""
+
+
+@dataclass(frozen=True)
+class PidfLimits:
+    """Resource limits applied before and during parsing.
+
+    * ``max_bytes`` (default 65536): longest accepted body, checked before parsing.
+    * ``max_depth`` (default 32): deepest element nesting; the root is depth 1.
+    * ``max_elements`` (default 2000): most elements in one document.
+    """
+
+    max_bytes: int = 65536
+    max_depth: int = 32
+    max_elements: int = 2000
+
+    def __post_init__(self) -> None:
+        for name in ("max_bytes", "max_depth", "max_elements"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PidfLimits.{name} must be >= 1")
+
+
+DEFAULT_LIMITS = PidfLimits()
+
+
+@dataclass(frozen=True)
+class Note:
+    """A ``<note>``: free text and its ``xml:lang`` (None when not given)."""
+
+    text: str
+    lang: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {"text": self.text, "lang": self.lang}
+
+
+@dataclass(frozen=True)
+class PresenceTuple:
+    """One ``<tuple>``.
+
+    ``basic`` is 'open', 'closed' or None (strict: absent or not a valid value;
+    lenient never gives None). ``extensions`` holds unknown child elements of the
+    tuple and of its ``<status>``, serialised, in document order.
+    """
+
+    id: str
+    basic: str | None = None
+    contact: str | None = None
+    priority: float | None = None
+    notes: tuple[Note, ...] = ()
+    timestamp: str | None = None
+    extensions: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "basic": self.basic,
+            "contact": self.contact,
+            "priority": self.priority,
+            "notes": [n.to_json() for n in self.notes],
+            "timestamp": self.timestamp,
+        }
+
+
+@dataclass(frozen=True)
+class Person:
+    """An RPID ``<dm:person>``: its id, activity names and ``<dm:note>`` notes."""
+
+    id: str | None = None
+    activities: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "activities": list(self.activities),
+            "notes": [n.to_json() for n in self.notes],
+        }
+
+
+@dataclass(frozen=True)
+class PresenceDocument:
+    """A parsed ``<presence>`` document."""
+
+    entity: str
+    tuples: tuple[PresenceTuple, ...] = ()
+    notes: tuple[Note, ...] = ()
+    persons: tuple[Person, ...] = ()
+    extensions: tuple[str, ...] = ()
+
+    @property
+    def basic(self) -> str | None:
+        """'open' if any tuple is open, 'closed' if there are tuples and none is open,
+        None when there is no tuple."""
+        if not self.tuples:
+            return None
+        return "open" if any(t.basic == "open" for t in self.tuples) else "closed"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "entity": self.entity,
+            "basic": self.basic,
+            "tuples": [t.to_json() for t in self.tuples],
+            "notes": [n.to_json() for n in self.notes],
+            "persons": [p.to_json() for p in self.persons],
+        }
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_pidf(
+    data: bytes, *, lenient: bool = False, limits: PidfLimits = DEFAULT_LIMITS
+) -> PresenceDocument:
+    """Parse a PIDF body; raise :class:`PidfError` when it is not acceptable.
+
+    ``lenient=False`` is the RFC profile, ``lenient=True`` the SER profile (see the
+    module docstring and docs for the differences).
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise PidfError(f"PIDF body must be bytes, got {type(data).__name__}")
+    body = bytes(data)
+    if len(body) > limits.max_bytes:
+        raise PidfError(f"PIDF body too large: {len(body)} bytes > {limits.max_bytes}")
+    _reject_doctype(body)
+    root = _parse_xml(body, limits)
+    return _Reader(lenient).document(root)
+
+
+def _reject_doctype(body: bytes) -> None:
+    # Removing NUL bytes makes UTF-16/UTF-32 text look like ASCII for this check.
+    # A literal "<!DOCTYPE" inside CDATA is rejected too; no real PIDF has one.
+    if b"<!DOCTYPE" in body.replace(b"\x00", b""):
+        raise PidfError("DOCTYPE not allowed in PIDF (no DTDs or entity declarations)")
+
+
+def _new_parser() -> etree.XMLPullParser:
+    return etree.XMLPullParser(
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        remove_blank_text=False,
+    )
+
+
+def _parse_xml(body: bytes, limits: PidfLimits) -> etree._Element:
+    parser = _new_parser()
+    depth = 0
+    count = 0
+    try:
+        for start in range(0, max(len(body), 1), _FEED_CHUNK):
+            parser.feed(body[start : start + _FEED_CHUNK])
+            for event, _element in parser.read_events():
+                if event == "start":
+                    depth += 1
+                    count += 1
+                    if depth > limits.max_depth:
+                        raise PidfError(f"PIDF nesting deeper than {limits.max_depth}")
+                    if count > limits.max_elements:
+                        raise PidfError(f"PIDF has more than {limits.max_elements} elements")
+                else:
+                    depth -= 1
+        root = parser.close()
+    except PidfError:
+        raise
+    except (etree.LxmlError, ValueError, LookupError, TypeError) as exc:
+        raise PidfError(f"PIDF is not well-formed XML: {_first_line(exc)}") from exc
+    # Second line of defence for encodings the byte scan cannot read (e.g. EBCDIC):
+    # entities were not resolved and no DTD was loaded, so rejecting now is still safe.
+    docinfo = root.getroottree().docinfo
+    if docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        raise PidfError("DOCTYPE not allowed in PIDF (no DTDs or entity declarations)")
+    return root
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def _namespace(tag: str) -> str | None:
+    return tag[1:].partition("}")[0] if tag.startswith("{") else None
+
+
+def _serialise(element: etree._Element) -> str:
+    return etree.tostring(element, encoding="unicode", with_tail=False)
+
+
+def _text(element: etree._Element) -> str:
+    return "".join(str(part) for part in element.itertext())
+
+
+class _Reader:
+    """One walk over a parsed tree, with the profile's rules."""
+
+    def __init__(self, lenient: bool) -> None:
+        self.lenient = lenient
+
+    def _is_pidf(self, element: etree._Element, local: str) -> bool:
+        tag = element.tag
+        if not isinstance(tag, str):
+            return False
+        if tag == f"{{{PIDF_NS}}}{local}":
+            return True
+        # SER matches by local name; a namespace-less document is accepted there.
+        return self.lenient and tag == local
+
+    def _children(self, element: etree._Element) -> Iterator[etree._Element]:
+        # Comments and PIs are removed by the parser; guard against any other node.
+        return (child for child in element if isinstance(child.tag, str))
+
+    # -- document
+
+    def document(self, root: etree._Element) -> PresenceDocument:
+        if not self._is_pidf(root, "presence"):
+            expected = f"{{{PIDF_NS}}}presence"
+            raise PidfError(f"root element must be {expected}, got {root.tag}")
+        if not self.lenient:
+            self._check_must_understand(root)
+        entity = root.get("entity")
+        if entity is None or (not self.lenient and not entity.strip()):
+            if not self.lenient:
+                raise PidfError("presence element has no entity attribute")
+            entity = ""
+        tuples: list[PresenceTuple] = []
+        notes: list[Note] = []
+        persons: list[Person] = []
+        extensions: list[str] = []
+        for child in self._children(root):
+            if self._is_pidf(child, "tuple"):
+                tuples.append(self._tuple(child))
+            elif self._is_pidf(child, "note"):
+                notes.append(_note(child))
+            elif child.tag == f"{{{DM_NS}}}person":
+                persons.append(_person(child))
+            else:
+                extensions.append(_serialise(child))
+        if not self.lenient:
+            ids = [t.id for t in tuples]
+            duplicates = sorted({i for i in ids if ids.count(i) > 1})
+            if duplicates:
+                raise PidfError(f"duplicate tuple id: {duplicates[0]!r}")
+        return PresenceDocument(
+            entity=entity,
+            tuples=tuple(tuples),
+            notes=tuple(notes),
+            persons=tuple(persons),
+            extensions=tuple(extensions),
+        )
+
+    def _check_must_understand(self, root: etree._Element) -> None:
+        for element in root.iter():
+            tag = element.tag
+            if not isinstance(tag, str) or _understood(element):
+                continue
+            flag = element.get(_PIDF_MUST_UNDERSTAND)
+            if flag is None:
+                flag = element.get("mustUnderstand")
+            if flag is None:
+                continue
+            value = flag.strip()
+            if value in _XS_TRUE:
+                raise PidfError(f"element {tag} must be understood")
+            if value not in _XS_FALSE:
+                raise PidfError(f"bad mustUnderstand value on {tag}: {flag!r}")
+
+    # -- tuple
+
+    def _tuple(self, element: etree._Element) -> PresenceTuple:
+        tuple_id = element.get("id")
+        if tuple_id is None:
+            if not self.lenient:
+                raise PidfError("tuple has no id attribute")
+            tuple_id = ""
+        statuses = [c for c in self._children(element) if self._is_pidf(c, "status")]
+        if not statuses:
+            # Both profiles: SER fails the whole document too.
+            raise PidfError(f"tuple {tuple_id!r} has no status element")
+        if len(statuses) > 1 and not self.lenient:
+            raise PidfError(f"tuple {tuple_id!r} has {len(statuses)} status elements")
+        contacts = [c for c in self._children(element) if self._is_pidf(c, "contact")]
+        if len(contacts) > 1 and not self.lenient:
+            raise PidfError(f"tuple {tuple_id!r} has {len(contacts)} contact elements")
+
+        first_contact = contacts[0] if contacts else None
+        basic: str | None = None
+        contact: str | None = None
+        priority: float | None = None
+        notes: list[Note] = []
+        timestamp: str | None = None
+        extensions: list[str] = []
+        for child in self._children(element):
+            if child is statuses[0]:
+                basic = self._status(child, tuple_id, extensions)
+            elif self._is_pidf(child, "status"):
+                continue  # lenient: later <status> elements are ignored
+            elif child is first_contact:
+                contact = _text(child).strip()
+                priority = self._priority(child, tuple_id)
+            elif self._is_pidf(child, "contact"):
+                continue  # lenient: later <contact> elements are ignored
+            elif self._is_pidf(child, "note"):
+                notes.append(_note(child))
+            elif self._is_pidf(child, "timestamp"):
+                if not self.lenient and timestamp is None:
+                    timestamp = _text(child).strip()
+            else:
+                extensions.append(_serialise(child))
+        if self.lenient and basic is None:
+            basic = "closed"
+        return PresenceTuple(
+            id=tuple_id,
+            basic=basic,
+            contact=contact,
+            priority=priority,
+            notes=tuple(notes),
+            timestamp=timestamp,
+            extensions=tuple(extensions),
+        )
+
+    def _status(self, element: etree._Element, tuple_id: str, extensions: list[str]) -> str | None:
+        basics = [c for c in self._children(element) if self._is_pidf(c, "basic")]
+        for child in self._children(element):
+            if not self._is_pidf(child, "basic"):
+                extensions.append(_serialise(child))
+        if not basics:
+            return None
+        if len(basics) > 1 and not self.lenient:
+            raise PidfError(f"tuple {tuple_id!r} has {len(basics)} basic elements")
+        value = _text(basics[0]).strip()
+        if self.lenient:
+            return "open" if value.lower() == "open" else "closed"
+        # SUB-096: only 'open' and 'closed' are valid; anything else is unknown.
+        return value if value in ("open", "closed") else None
+
+    def _priority(self, contact: etree._Element, tuple_id: str) -> float | None:
+        raw = contact.get("priority")
+        if raw is None:
+            return None
+        value = raw.strip()
+        if self.lenient:
+            # SER converts with a C double conversion; garbage becomes "no priority".
+            try:
+                number = float(value)
+            except ValueError:
+                return None
+            return number if math.isfinite(number) else None
+        if not _PRIORITY_RE.fullmatch(value):
+            raise PidfError(f"bad contact priority in tuple {tuple_id!r}: {raw!r}")
+        return float(value)
+
+
+def _understood(element: etree._Element) -> bool:
+    """Elements whose meaning we model (the rest are extensions)."""
+    namespace = _namespace(str(element.tag))
+    if namespace == PIDF_NS:
+        return True
+    if element.tag in (f"{{{DM_NS}}}person", f"{{{DM_NS}}}note", f"{{{RPID_NS}}}activities"):
+        return True
+    parent = element.getparent()
+    # Activity tokens are the children of <rpid:activities>.
+    return parent is not None and parent.tag == f"{{{RPID_NS}}}activities"
+
+
+def _note(element: etree._Element) -> Note:
+    return Note(text=_text(element), lang=element.get(_XML_LANG))
+
+
+def _person(element: etree._Element) -> Person:
+    activities: list[str] = []
+    notes: list[Note] = []
+    for child in element:
+        if child.tag == f"{{{RPID_NS}}}activities":
+            for activity in child:
+                if not isinstance(activity.tag, str) or _local(activity.tag) == "note":
+                    continue
+                name = _local(activity.tag)
+                if name == "other":
+                    # <rpid:other>text</rpid:other> carries a free-form activity.
+                    name = _text(activity).strip() or "other"
+                activities.append(name)
+        elif child.tag in (f"{{{DM_NS}}}note", f"{{{PIDF_NS}}}note"):
+            notes.append(_note(child))
+    return Person(id=element.get("id"), activities=tuple(activities), notes=tuple(notes))
+
+
+# --------------------------------------------------------------------------- building
+
+_BASIC_VALUES = ("open", "closed")
+
+
+def build_pidf(
+    entity: str,
+    tuples: Iterable[PresenceTuple] | None = None,
+    *,
+    basic: str | None = None,
+    contact: str | None = None,
+    note: str | None = None,
+    notes: Iterable[Note] = (),
+    persons: Iterable[Person] = (),
+) -> bytes:
+    """Serialise a PIDF document (UTF-8, with an XML declaration).
+
+    Convenience form: ``build_pidf(entity, basic="open", contact=..., note=...)``
+    makes one tuple with id ``t1``. Full form: pass ``tuples``. Mixing both forms, a
+    ``basic`` other than open/closed/None, a priority outside 0..1, or text that XML
+    cannot carry raises ``ValueError``. Tuple extensions must be well-formed XML
+    fragments; they are written inside the tuple after its standard children (the
+    model does not record whether one came from ``<status>``), so a PIDF-namespace
+    fragment such as a ``<note>`` found inside ``<status>`` reads back as a tuple note.
+    """
+    convenience = basic is not None or contact is not None or note is not None
+    if tuples is not None and convenience:
+        raise ValueError("give either tuples or basic/contact/note, not both")
+    if tuples is None:
+        tuple_list = (
+            [
+                PresenceTuple(
+                    id="t1",
+                    basic=basic,
+                    contact=contact,
+                    notes=(Note(note),) if note is not None else (),
+                )
+            ]
+            if convenience
+            else []
+        )
+    else:
+        tuple_list = list(tuples)
+    person_list = list(persons)
+    nsmap: dict[str | None, str] = {None: PIDF_NS}
+    if person_list:
+        nsmap.update({"dm": DM_NS, "rpid": RPID_NS})
+    # lxml accepts None as the default-namespace key; lxml-stubs does not say so.
+    root = etree.Element(f"{{{PIDF_NS}}}presence", nsmap=nsmap)  # type: ignore[arg-type]
+    root.set("entity", entity)
+    for presence_tuple in tuple_list:
+        _build_tuple(root, presence_tuple)
+    for presence_note in notes:
+        _build_note(root, f"{{{PIDF_NS}}}note", presence_note)
+    for person in person_list:
+        _build_person(root, person)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+
+def _build_note(parent: etree._Element, tag: str, note: Note) -> None:
+    element = etree.SubElement(parent, tag)
+    element.text = note.text
+    if note.lang is not None:
+        element.set(_XML_LANG, note.lang)
+
+
+def _build_tuple(root: etree._Element, presence_tuple: PresenceTuple) -> None:
+    if presence_tuple.basic is not None and presence_tuple.basic not in _BASIC_VALUES:
+        raise ValueError(f"basic must be 'open', 'closed' or None: {presence_tuple.basic!r}")
+    element = etree.SubElement(root, f"{{{PIDF_NS}}}tuple")
+    element.set("id", presence_tuple.id)
+    status = etree.SubElement(element, f"{{{PIDF_NS}}}status")
+    if presence_tuple.basic is not None:
+        etree.SubElement(status, f"{{{PIDF_NS}}}basic").text = presence_tuple.basic
+    if presence_tuple.priority is not None and presence_tuple.contact is None:
+        raise ValueError(f"tuple {presence_tuple.id!r}: priority given without contact")
+    if presence_tuple.contact is not None:
+        contact = etree.SubElement(element, f"{{{PIDF_NS}}}contact")
+        contact.text = presence_tuple.contact
+        if presence_tuple.priority is not None:
+            contact.set("priority", _format_priority(presence_tuple.priority))
+    for tuple_note in presence_tuple.notes:
+        _build_note(element, f"{{{PIDF_NS}}}note", tuple_note)
+    if presence_tuple.timestamp is not None:
+        etree.SubElement(element, f"{{{PIDF_NS}}}timestamp").text = presence_tuple.timestamp
+    for fragment in presence_tuple.extensions:
+        element.append(_parse_fragment(fragment))
+
+
+def _format_priority(priority: float) -> str:
+    if not (0.0 <= priority <= 1.0):
+        raise ValueError(f"contact priority must be within 0..1: {priority!r}")
+    text = f"{priority:.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _parse_fragment(fragment: str) -> etree._Element:
+    # Same hardened path as documents: extensions may have come off the wire.
+    body = fragment.encode("utf-8", "surrogatepass")
+    try:
+        _reject_doctype(body)
+        return _parse_xml(body, DEFAULT_LIMITS)
+    except PidfError as exc:
+        raise ValueError(f"bad extension fragment: {exc}") from exc
+
+
+def _build_person(root: etree._Element, person: Person) -> None:
+    element = etree.SubElement(root, f"{{{DM_NS}}}person")
+    if person.id is not None:
+        element.set("id", person.id)
+    if person.activities:
+        activities = etree.SubElement(element, f"{{{RPID_NS}}}activities")
+        for name in person.activities:
+            if _ACTIVITY_NAME_RE.fullmatch(name) and name != "note":
+                etree.SubElement(activities, f"{{{RPID_NS}}}{name}")
+            else:
+                etree.SubElement(activities, f"{{{RPID_NS}}}other").text = name
+    for person_note in person.notes:
+        _build_note(element, f"{{{DM_NS}}}note", person_note)

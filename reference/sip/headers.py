@@ -1,0 +1,442 @@
+"""Typed SIP header values (RFC 3261 §20, RFC 6665 §8.2, RFC 3581) and their parsers.
+
+Each ``parse_*`` function takes one header value (one comma element for list headers) and
+returns a frozen dataclass or a plain value; it raises ``SipParseError`` whose text names the
+header and the value, e.g. ``bad CSeq: 'abc'``. No regular expressions are used.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+
+from reference.sip.limits import MAX_COMMENT_DEPTH, MAX_NUMBER_DIGITS, SipParseError
+from reference.sip.uri import (
+    TOKEN_CHARS,
+    NameAddr,
+    format_params,
+    parse_delta_seconds,
+    parse_host,
+    parse_name_addr,
+    parse_params,
+    split_host_port,
+    split_outside,
+)
+
+
+def _bad(header: str, value: str, detail: str = "") -> SipParseError:
+    shown = value if len(value) <= 200 else value[:200] + "..."
+    return SipParseError(f"bad {header}: {shown!r}" + (f" ({detail})" if detail else ""))
+
+
+def _is_token(text: str) -> bool:
+    return bool(text) and set(text) <= TOKEN_CHARS
+
+
+def _wrap(header: str, value: str, exc: SipParseError) -> SipParseError:
+    """Re-label an error from a shared helper with the header name and full value."""
+    return _bad(header, value, str(exc))
+
+
+# ---------------------------------------------------------------- Via (RFC 3261 §20.42)
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via value. ``params`` holds every parameter in order (branch, rport, ...)."""
+
+    transport: str  # upper-cased: "UDP", "TCP", "TLS", ...
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    protocol: str = "SIP/2.0"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    @property
+    def rport(self) -> int | bool | None:
+        """None when absent, True for a bare ``rport``, else the port number."""
+        if "rport" not in self.params:
+            return None
+        value = self.params["rport"]
+        return True if value is None else int(value)
+
+    @property
+    def ttl(self) -> int | None:
+        value = self.params.get("ttl")
+        return None if value is None else int(value)
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return self.host, self.port
+
+    def with_param(self, name: str, value: str | None) -> Via:
+        """A copy with ``name`` set (added at the end, or replaced in place)."""
+        return replace(self, params={**self.params, name.lower(): value})
+
+    def __str__(self) -> str:
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+
+def parse_via(value: str) -> Via:
+    """Parse one Via value: ``SIP / 2.0 / UDP host[:port] *(;param)``."""
+    parts = value.split("/", 2)
+    if len(parts) != 3:
+        raise _bad("Via", value, "expected SIP/2.0/transport")
+    name, version = parts[0].strip(" \t"), parts[1].strip(" \t")
+    rest = parts[2].lstrip(" \t")
+    if not _is_token(name) or not _is_token(version):
+        raise _bad("Via", value, "bad protocol")
+    transport, _, after = rest.partition(" ")
+    if "\t" in transport:
+        transport, _, tail = transport.partition("\t")
+        after = tail + " " + after
+    if not _is_token(transport):
+        raise _bad("Via", value, "bad transport")
+    sent_by, semi, param_text = after.partition(";")
+    words = sent_by.split()
+    # LWS is allowed around the ':' before the port, nowhere else in sent-by.
+    for left, right in itertools.pairwise(words):
+        if not left.endswith(":") and not right.startswith(":"):
+            raise _bad("Via", value, "whitespace in sent-by")
+    sent_by = "".join(words)
+    if not sent_by:
+        raise _bad("Via", value, "missing sent-by")
+    try:
+        host, port = split_host_port(sent_by, "Via")
+        params = parse_params(semi + param_text, "Via")
+    except SipParseError as exc:
+        raise _wrap("Via", value, exc) from None
+    _check_via_params(value, params)
+    return Via(transport.upper(), host, port, params, f"{name}/{version}")
+
+
+def _check_via_params(value: str, params: dict[str, str | None]) -> None:
+    rport = params.get("rport")
+    if rport is not None and (len(rport) > 5 or not rport.isascii() or not rport.isdigit()):
+        raise _bad("Via", value, "bad rport")
+    if rport is not None and int(rport) > 65535:
+        raise _bad("Via", value, "bad rport")
+    ttl = params.get("ttl")
+    if "ttl" in params and (
+        ttl is None or len(ttl) > 3 or not ttl.isascii() or not ttl.isdigit() or int(ttl) > 255
+    ):
+        raise _bad("Via", value, "bad ttl")
+    for name in ("received", "maddr"):
+        if name in params:
+            host = params[name]
+            if host is None:
+                raise _bad("Via", value, f"empty {name}")
+            try:
+                parse_host(host, "Via")
+            except SipParseError:
+                raise _bad("Via", value, f"bad {name}") from None
+    if "branch" in params and not _is_token(params["branch"] or ""):
+        raise _bad("Via", value, "bad branch")
+
+
+# ---------------------------------------------------------------- CSeq, Call-ID, numbers
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    number: int
+    method: str
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.method}"
+
+
+def parse_cseq(value: str) -> CSeq:
+    parts = value.split()
+    if len(parts) != 2:
+        raise _bad("CSeq", value)
+    number, method = parts
+    if not number.isascii() or not number.isdigit() or len(number) > MAX_NUMBER_DIGITS:
+        raise _bad("CSeq", value)
+    if int(number) > 2**32 - 1 or not _is_token(method):
+        raise _bad("CSeq", value)
+    return CSeq(int(number), method)
+
+
+def parse_call_id(value: str) -> str:
+    """Call-ID: ``word ["@" word]``; we require a non-empty printable value without LWS."""
+    if not value or not value.isprintable() or " " in value:
+        raise _bad("Call-ID", value)
+    return value
+
+
+def parse_max_forwards(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or len(value) > 3 or int(value) > 255:
+        raise _bad("Max-Forwards", value)
+    return int(value)
+
+
+def parse_expires(value: str, header: str = "Expires") -> int:
+    """delta-seconds (Expires, Min-Expires); huge values clamp to 2**32-1."""
+    try:
+        return parse_delta_seconds(value, header)
+    except SipParseError:
+        raise _bad(header, value) from None
+
+
+def _skip_comment(text: str, header: str, value: str) -> str:
+    """Drop a leading ``( ... )`` comment (may nest, may hold quoted-pairs)."""
+    depth = 0
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "(":
+            depth += 1
+            if depth > MAX_COMMENT_DEPTH:
+                raise _bad(header, value, "comment nested too deeply")
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 :]
+        i += 1
+    raise _bad(header, value, "unterminated comment")
+
+
+def parse_retry_after(value: str) -> int:
+    """``delta-seconds [comment] *(;param)``: only the delta-seconds are returned."""
+    text = value.strip(" \t")
+    end = 0
+    while end < len(text) and "0" <= text[end] <= "9":
+        end += 1
+    seconds = parse_expires(text[:end], "Retry-After") if end else None
+    if seconds is None:
+        raise _bad("Retry-After", value)
+    rest = text[end:].lstrip(" \t")
+    if rest.startswith("("):
+        rest = _skip_comment(rest, "Retry-After", value)
+    try:
+        parse_params(rest, "Retry-After")
+    except SipParseError as exc:
+        raise _wrap("Retry-After", value, exc) from None
+    return seconds
+
+
+# ---------------------------------------------------------------- Contact, Route
+
+
+@dataclass(frozen=True, slots=True)
+class ContactValue:
+    """One Contact value: a name-addr, or the wildcard ``*`` (``address is None``)."""
+
+    address: NameAddr | None
+
+    @property
+    def is_star(self) -> bool:
+        return self.address is None
+
+    @property
+    def uri(self) -> str | None:
+        return None if self.address is None else self.address.uri
+
+    @property
+    def params(self) -> dict[str, str | None]:
+        return {} if self.address is None else self.address.params
+
+    @property
+    def q(self) -> float | None:
+        value = self.params.get("q")
+        return None if value is None else _parse_qvalue(value, "Contact")
+
+    @property
+    def expires(self) -> int | None:
+        value = self.params.get("expires")
+        return None if value is None else parse_expires(value, "Contact")
+
+    def __str__(self) -> str:
+        return "*" if self.address is None else str(self.address)
+
+
+def _parse_qvalue(text: str, header: str) -> float:
+    """qvalue = "0" [ "." 0*3DIGIT ] / "1" [ "." 0*3("0") ]."""
+    whole, dot, frac = text.partition(".")
+    if (
+        whole not in ("0", "1")
+        or len(frac) > 3
+        or (dot and frac and not (frac.isascii() and frac.isdigit()))
+        or (whole == "1" and frac.strip("0"))
+    ):
+        raise _bad(header, text, "bad q")
+    return float(text)
+
+
+def parse_contact(value: str) -> ContactValue:
+    if value.strip(" \t") == "*":
+        return ContactValue(None)
+    try:
+        contact = ContactValue(parse_name_addr(value, "Contact"))
+    except SipParseError as exc:
+        raise _wrap("Contact", value, exc) from None
+    # Validate q and expires now so that later property access cannot fail.
+    params = contact.params
+    if "q" in params:
+        _parse_qvalue(params["q"] or "", "Contact")
+    if "expires" in params:
+        parse_expires(params["expires"] or "", "Contact")
+    return contact
+
+
+def parse_named(value: str, header: str) -> NameAddr:
+    """From, To, Route, Record-Route values."""
+    try:
+        return parse_name_addr(value, header)
+    except SipParseError as exc:
+        raise _wrap(header, value, exc) from None
+
+
+# ---------------------------------------------------------------- Event, Subscription-State
+
+
+@dataclass(frozen=True, slots=True)
+class EventHeader:
+    """``Event: package[.template] *(;param)`` (RFC 6665 §8.2.1)."""
+
+    package: str  # as written, e.g. "presence" or "presence.winfo"
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str | None:
+        return self.params.get("id")
+
+    def __str__(self) -> str:
+        return self.package + format_params(self.params)
+
+
+def parse_event(value: str) -> EventHeader:
+    package, semi, param_text = value.partition(";")
+    package = package.strip(" \t")
+    if not _is_token(package) or package.startswith(".") or package.endswith("."):
+        raise _bad("Event", value)
+    try:
+        params = parse_params(semi + param_text, "Event")
+    except SipParseError as exc:
+        raise _wrap("Event", value, exc) from None
+    if "id" in params and not params["id"]:
+        raise _bad("Event", value, "empty id")
+    return EventHeader(package, params)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    """``Subscription-State`` (RFC 6665 §8.2.3). ``value`` is the state token as received;
+    ``state`` is it lowercased. ``params`` keeps only the parameters not given a field."""
+
+    value: str
+    reason: str | None = None
+    expires: int | None = None
+    retry_after: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return self.value.lower()
+
+    def __str__(self) -> str:
+        out = [self.value]
+        if self.reason is not None:
+            out.append(f";reason={self.reason}")
+        if self.expires is not None:
+            out.append(f";expires={self.expires}")
+        if self.retry_after is not None:
+            out.append(f";retry-after={self.retry_after}")
+        out.append(format_params(self.params))
+        return "".join(out)
+
+
+def parse_subscription_state(value: str) -> SubscriptionState:
+    state, semi, param_text = value.partition(";")
+    state = state.strip(" \t")
+    if not _is_token(state):
+        raise _bad("Subscription-State", value)
+    try:
+        params = parse_params(semi + param_text, "Subscription-State")
+    except SipParseError as exc:
+        raise _wrap("Subscription-State", value, exc) from None
+    reason = params.pop("reason", None)
+    if reason is not None and not _is_token(reason):
+        raise _bad("Subscription-State", value, "bad reason")
+    numbers: dict[str, int | None] = {}
+    for name in ("expires", "retry-after"):
+        if name in params:
+            text = params.pop(name)
+            if text is None:
+                raise _bad("Subscription-State", value, f"empty {name}")
+            numbers[name] = parse_expires(text, "Subscription-State")
+    return SubscriptionState(
+        state, reason, numbers.get("expires"), numbers.get("retry-after"), params
+    )
+
+
+# ---------------------------------------------------------------- Content-Type, Accept
+
+
+@dataclass(frozen=True, slots=True)
+class ContentType:
+    type: str
+    subtype: str
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def mime(self) -> str:
+        return f"{self.type}/{self.subtype}".lower()
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.subtype}{format_params(self.params)}"
+
+
+def _split_media(value: str, header: str, allow_star: bool) -> tuple[str, str, str]:
+    media, semi, param_text = value.partition(";")
+    mtype, slash, subtype = media.partition("/")
+    mtype, subtype = mtype.strip(" \t"), subtype.strip(" \t")
+    if not slash or not _is_token(mtype) or not _is_token(subtype):
+        raise _bad(header, value)
+    if not allow_star and "*" in (mtype + subtype):
+        raise _bad(header, value, "wildcard not allowed")
+    return mtype, subtype, semi + param_text
+
+
+def parse_content_type(value: str) -> ContentType:
+    mtype, subtype, param_text = _split_media(value, "Content-Type", allow_star=False)
+    try:
+        params = parse_params(param_text, "Content-Type")
+    except SipParseError as exc:
+        raise _wrap("Content-Type", value, exc) from None
+    return ContentType(mtype, subtype, params)
+
+
+def parse_media_range(value: str) -> str:
+    """Validate one Accept element; return it with surrounding whitespace removed."""
+    _, _, param_text = _split_media(value, "Accept", allow_star=True)
+    try:
+        parse_params(param_text, "Accept")
+    except SipParseError as exc:
+        raise _wrap("Accept", value, exc) from None
+    return value.strip(" \t")
+
+
+def split_list(value: str, header: str) -> list[str]:
+    """Split a comma list outside quotes and <...>; empty elements are dropped."""
+    try:
+        parts = split_outside(value, ",", header)
+    except SipParseError as exc:
+        raise _wrap(header, value, exc) from None
+    return [p for p in (part.strip(" \t") for part in parts) if p]

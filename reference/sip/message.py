@@ -1,0 +1,561 @@
+"""SIP message framing, the header multi-map, typed accessors and serialisation.
+
+Decisions (where RFC 3261 leaves room or the brief was silent):
+* Header section encoding: UTF-8 (RFC 3261 §7.3.1). Bytes that are not UTF-8 raise
+  ``non-UTF-8 header 'Name'`` with ``err.message`` set (values decoded with U+FFFD) so a UAS
+  can still answer 400; a non-UTF-8 start line raises with ``err.message = None``.
+* Line ends: CRLF, and bare LF is tolerated; a bare CR in the header section is an error.
+  CRLFs before the start line are skipped (§7.5 keep-alives). A header section that is not
+  ended by an empty line is an error (``incomplete message``).
+* Content-Length is framing data: it is removed from ``headers`` on parse and always
+  recomputed by ``to_bytes``. Several Content-Length headers with the same value are
+  accepted; differing values, non-digits, a negative value, or a value larger than the
+  bytes received (UDP, §18.3) raise ``bad Content-Length: ...`` with ``err.message`` set
+  (body = the bytes received) so that the UAS can answer 400. Bytes beyond Content-Length
+  are ignored; without Content-Length the body is the rest of the datagram.
+* Typed accessors are lazy and cached in the ``Headers`` object (cleared on mutation).
+  ``from_``, ``to``, ``call_id`` and ``cseq`` are mandatory: absent, they raise
+  ``missing header: X``; the optional ones return None or []. Every accessor error carries
+  the message in ``err.message``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from reference.sip.headers import (
+    ContactValue,
+    ContentType,
+    CSeq,
+    EventHeader,
+    SubscriptionState,
+    Via,
+    parse_call_id,
+    parse_contact,
+    parse_content_type,
+    parse_cseq,
+    parse_event,
+    parse_expires,
+    parse_max_forwards,
+    parse_media_range,
+    parse_named,
+    parse_retry_after,
+    parse_subscription_state,
+    parse_via,
+    split_list,
+)
+from reference.sip.limits import DEFAULT_LIMITS, MAX_NUMBER_DIGITS, ParseLimits, SipParseError
+from reference.sip.uri import TOKEN_CHARS, NameAddr
+
+# Canonical spelling of well-known headers, keyed by lowercase name; compact forms
+# (RFC 3261 §7.3.3, RFC 3265/6665 "o" and "u", RFC 3903 "k"/"s"...) map to the full name.
+_KNOWN_NAMES = (
+    "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
+    "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
+    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
+    "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "In-Reply-To",
+    "Max-Forwards", "MIME-Version", "Min-Expires", "Organization", "Path", "Priority",
+    "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "Record-Route",
+    "Reply-To", "Require", "Retry-After", "Route", "Server", "Service-Route", "Subject",
+    "Subscription-State", "Supported", "Timestamp", "To", "Unsupported", "User-Agent",
+    "Via", "Warning", "WWW-Authenticate", "Refer-To", "Referred-By", "SIP-ETag",
+    "SIP-If-Match", "P-Asserted-Identity", "P-Preferred-Identity",
+)  # fmt: skip
+_COMPACT_FORMS = {
+    "i": "Call-ID", "f": "From", "t": "To", "v": "Via", "m": "Contact", "l": "Content-Length",
+    "c": "Content-Type", "o": "Event", "e": "Content-Encoding", "k": "Supported",
+    "s": "Subject", "u": "Allow-Events", "r": "Refer-To", "b": "Referred-By",
+}  # fmt: skip
+CANONICAL_NAMES: dict[str, str] = {name.lower(): name for name in _KNOWN_NAMES}
+CANONICAL_NAMES.update(_COMPACT_FORMS)
+
+# Headers whose grammar is a comma-separated list (RFC 3261 §7.3.1): get_all splits them.
+# Not listed on purpose: WWW-Authenticate, Authorization, Proxy-*, Date, Subject, Call-ID...
+LIST_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "Via", "Route", "Record-Route", "Contact", "Accept", "Accept-Encoding",
+        "Accept-Language", "Allow", "Allow-Events", "Supported", "Require", "Proxy-Require",
+        "Unsupported", "Content-Encoding", "Content-Language", "In-Reply-To", "Alert-Info",
+        "Call-Info", "Error-Info", "Warning", "Path", "Service-Route", "P-Asserted-Identity",
+    )
+)  # fmt: skip
+
+
+def canonical_name(name: str) -> str:
+    """Full canonical spelling for known headers (compact forms expanded), else as given."""
+    return CANONICAL_NAMES.get(name.lower(), name)
+
+
+class Headers:
+    """Ordered, case-insensitive multi-map of header fields with canonical names."""
+
+    __slots__ = ("_cache", "_items")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        # (lowercase key, canonical name, value); a list because order matters and
+        # messages have few headers, so a scan is cheaper than maintaining an index.
+        self._items: list[tuple[str, str, str]] = []
+        self._cache: dict[str, object] = {}  # typed values, see _Accessors._typed
+        for name, value in items:
+            self.add(name, value)
+
+    def _append_trusted(self, name: str, value: str) -> None:
+        """Parser fast path: name already canonical, value known to be a single line."""
+        self._items.append((name.lower(), name, value))
+
+    def add(self, name: str, value: str) -> None:
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"header value for {name!r} contains CR or LF")
+        if not name or not set(name) <= TOKEN_CHARS:
+            raise ValueError(f"bad header name {name!r}")
+        full = canonical_name(name)
+        self._items.append((full.lower(), full, value))
+        self._cache.clear()
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every field called ``name`` by one (at the first one's position)."""
+        key = canonical_name(name).lower()
+        positions = [i for i, item in enumerate(self._items) if item[0] == key]
+        self.add(name, value)
+        if positions:
+            new = self._items.pop()
+            self._items = [item for item in self._items if item[0] != key]
+            self._items.insert(positions[0], new)
+
+    def remove(self, name: str) -> None:
+        key = canonical_name(name).lower()
+        self._items = [item for item in self._items if item[0] != key]
+        self._cache.clear()
+
+    def get(self, name: str) -> str | None:
+        key = CANONICAL_NAMES.get(name.lower(), name).lower()
+        for item in self._items:
+            if item[0] == key:
+                return item[2]
+        return None
+
+    def values(self, name: str) -> list[str]:
+        """Every field value of ``name`` as written (one entry per header line)."""
+        key = CANONICAL_NAMES.get(name.lower(), name).lower()
+        return [item[2] for item in self._items if item[0] == key]
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value; comma lists are split where the header grammar is a list."""
+        key = CANONICAL_NAMES.get(name.lower(), name).lower()
+        values = [item[2] for item in self._items if item[0] == key]
+        if key not in LIST_HEADERS:
+            return values
+        out: list[str] = []
+        for value in values:
+            out.extend(split_list(value, canonical_name(name)))
+        return out
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(item[1], item[2]) for item in self._items]
+
+    def copy(self) -> Headers:
+        other = Headers()
+        other._items = list(self._items)
+        return other
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = CANONICAL_NAMES.get(name.lower(), name).lower()
+        return any(item[0] == key for item in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self.items() == other.items()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Headers({self.items()!r})"
+
+
+T = TypeVar("T")
+_MANDATORY = ("To", "From", "Call-ID", "CSeq", "Via")
+
+
+class _Accessors:
+    """Typed, cached header accessors shared by Request and Response."""
+
+    __slots__ = ()
+    headers: Headers
+
+    def _typed(self, key: str, compute: Callable[[Headers], T]) -> T:
+        cache = self.headers._cache
+        if key in cache:
+            return cache[key]  # type: ignore[return-value]
+        try:
+            value = compute(self.headers)
+        except SipParseError as exc:
+            raise SipParseError(str(exc), self) from None  # type: ignore[arg-type]
+        cache[key] = value
+        return value
+
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if value is None:
+            raise SipParseError(f"missing header: {name}", self)  # type: ignore[arg-type]
+        return value
+
+    @property
+    def vias(self) -> list[Via]:
+        return list(self._typed("vias", lambda h: [parse_via(v) for v in h.get_all("Via")]))
+
+    @property
+    def from_(self) -> NameAddr:
+        raw = self._required("From")
+        return self._typed("from", lambda h: parse_named(raw, "From"))
+
+    @property
+    def to(self) -> NameAddr:
+        raw = self._required("To")
+        return self._typed("to", lambda h: parse_named(raw, "To"))
+
+    @property
+    def call_id(self) -> str:
+        raw = self._required("Call-ID")
+        return self._typed("call-id", lambda h: parse_call_id(raw))
+
+    @property
+    def cseq(self) -> CSeq:
+        raw = self._required("CSeq")
+        return self._typed("cseq", lambda h: parse_cseq(raw))
+
+    @property
+    def contacts(self) -> list[ContactValue]:
+        return list(
+            self._typed("contacts", lambda h: [parse_contact(v) for v in h.get_all("Contact")])
+        )
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        return list(
+            self._typed("routes", lambda h: [parse_named(v, "Route") for v in h.get_all("Route")])
+        )
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        def compute(h: Headers) -> list[NameAddr]:
+            return [parse_named(v, "Record-Route") for v in h.get_all("Record-Route")]
+
+        return list(self._typed("record-routes", compute))
+
+    def _optional(self, name: str, parse: Callable[[str], T]) -> T | None:
+        raw = self.headers.get(name)
+        if raw is None:
+            return None
+        return self._typed(name.lower(), lambda h: parse(raw))
+
+    @property
+    def expires(self) -> int | None:
+        return self._optional("Expires", parse_expires)
+
+    @property
+    def min_expires(self) -> int | None:
+        return self._optional("Min-Expires", lambda v: parse_expires(v, "Min-Expires"))
+
+    @property
+    def retry_after(self) -> int | None:
+        return self._optional("Retry-After", parse_retry_after)
+
+    @property
+    def event(self) -> EventHeader | None:
+        return self._optional("Event", parse_event)
+
+    @property
+    def subscription_state(self) -> SubscriptionState | None:
+        return self._optional("Subscription-State", parse_subscription_state)
+
+    @property
+    def content_type(self) -> ContentType | None:
+        return self._optional("Content-Type", parse_content_type)
+
+    @property
+    def max_forwards(self) -> int | None:
+        return self._optional("Max-Forwards", parse_max_forwards)
+
+    @property
+    def accept(self) -> list[str]:
+        def compute(h: Headers) -> list[str]:
+            return [parse_media_range(v) for v in h.get_all("Accept")]
+
+        return list(self._typed("accept", compute))
+
+
+def _header_block(headers: Headers, body: bytes) -> list[str]:
+    lines = [f"{name}: {value}" for key, name, value in headers._items if key != "content-length"]
+    lines.append(f"Content-Length: {len(body)}")
+    return lines
+
+
+@dataclass(slots=True)
+class Request(_Accessors):
+    method: str
+    uri: str  # Request-URI as written
+    headers: Headers
+    body: bytes = b""
+
+    def start_line(self) -> str:
+        return f"{self.method} {self.uri} SIP/2.0"
+
+    def to_bytes(self) -> bytes:
+        lines = _header_block(self.headers, self.body)
+        head = f"{self.method} {self.uri} SIP/2.0\r\n" + "\r\n".join(lines) + "\r\n\r\n"
+        return head.encode("utf-8") + self.body
+
+
+@dataclass(slots=True)
+class Response(_Accessors):
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+
+    def start_line(self) -> str:
+        return f"SIP/2.0 {self.status} {self.reason}"
+
+    def to_bytes(self) -> bytes:
+        lines = _header_block(self.headers, self.body)
+        head = f"SIP/2.0 {self.status} {self.reason}\r\n" + "\r\n".join(lines) + "\r\n\r\n"
+        return head.encode("utf-8") + self.body
+
+
+Message = Request | Response
+
+# ---------------------------------------------------------------- parsing
+
+
+def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
+    """(end of header section, start of body); -1s when there is no empty line."""
+    crlf = data.find(b"\n\r\n", start)
+    lf = data.find(b"\n\n", start)
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, crlf + 3
+    if lf >= 0:
+        return lf, lf + 2
+    return -1, -1
+
+
+def _parse_start_line(line: str) -> tuple[str, str, int]:
+    """('request', method, uri) style triple packed as (a, b, status)."""
+    if line[:4].upper() == "SIP/":
+        version, _, rest = line.partition(" ")
+        if version.upper() != "SIP/2.0":
+            raise SipParseError(f"bad status line: version {version[:20]!r}")
+        code, _, reason = rest.partition(" ")
+        if len(code) != 3 or not code.isascii() or not code.isdigit() or code[0] in "07899":
+            raise SipParseError(f"bad status line: status code {code[:20]!r}")
+        return "", reason, int(code)
+    parts = line.split(" ")
+    if len(parts) != 3:
+        raise SipParseError(f"bad request line: {line[:80]!r}")
+    method, uri, version = parts
+    if version.upper() != "SIP/2.0":
+        raise SipParseError(f"bad request line: version {version[:20]!r}")
+    if not method or not set(method) <= TOKEN_CHARS:
+        raise SipParseError(f"bad request line: method {method[:20]!r}")
+    scheme, colon, rest = uri.partition(":")
+    if not colon or not rest or not scheme.isascii() or not scheme.isalpha():
+        raise SipParseError(f"bad request line: Request-URI {uri[:80]!r}")
+    return method, uri, 0
+
+
+def _parse_content_length(values: list[str]) -> int:
+    lengths: set[int] = set()
+    for value in values:
+        if not value.isascii() or not value.isdigit() or len(value) > MAX_NUMBER_DIGITS:
+            raise SipParseError(f"bad Content-Length: {value[:40]!r}")
+        lengths.add(int(value))
+    if len(lengths) > 1:
+        raise SipParseError(f"bad Content-Length: conflicting values {sorted(lengths)}")
+    return lengths.pop()
+
+
+def _non_utf8_error(head: bytes, exc: UnicodeDecodeError) -> str:
+    line_no = head.count(b"\n", 0, exc.start)
+    line_start = head.rfind(b"\n", 0, exc.start) + 1
+    if line_no == 0:
+        return "start line"
+    colon = head.find(b":", line_start, exc.start)
+    name = head[line_start : colon if colon >= 0 else exc.start]
+    return f"header {name.decode('latin-1').strip()[:40]!r}"
+
+
+def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request | Response:
+    """Frame and parse one SIP message (a whole UDP datagram)."""
+    if len(data) > limits.max_message_bytes:
+        raise SipParseError(
+            f"message too large: {len(data)} bytes (limit {limits.max_message_bytes})"
+        )
+    data = bytes(data)
+    start = len(data) - len(data.lstrip(b"\r\n"))
+    if start == len(data):
+        raise SipParseError("empty message")
+    head_end, body_start = _find_head_end(data, start)
+    if head_end < 0:
+        raise SipParseError("incomplete message: no empty line after the header section")
+    head = data[start:head_end]
+    if head.endswith(b"\r"):
+        head = head[:-1]
+    deferred: SipParseError | None = None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = _non_utf8_error(head, exc)
+        if where == "start line":
+            raise SipParseError("non-UTF-8 start line") from None
+        text = head.decode("utf-8", "replace")
+        deferred = SipParseError(f"non-UTF-8 {where}")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            raise SipParseError("bad header section: bare CR")
+    lines = text.split("\n")
+    start_line = lines[0]
+    if len(start_line) > limits.max_start_line:
+        raise SipParseError(f"start line too long: limit {limits.max_start_line}")
+    method, uri_or_reason, status = _parse_start_line(start_line)
+
+    # Unfold continuation lines (a line starting with SP/HT continues the previous one).
+    fields: list[list[str]] = []
+    for line in lines[1:]:
+        if len(line) > limits.max_header_line:
+            raise SipParseError(f"header line too long: limit {limits.max_header_line}")
+        if line[:1] in (" ", "\t"):
+            if not fields:
+                raise SipParseError("bad header section: continuation before the first header")
+            fields[-1].append(line.strip(" \t"))
+            continue
+        if len(fields) >= limits.max_headers:
+            raise SipParseError(f"too many headers: limit {limits.max_headers}")
+        fields.append([line])
+
+    headers = Headers()
+    lengths: list[str] = []
+    for parts in fields:
+        line = parts[0] if len(parts) == 1 else " ".join(parts)
+        if len(line) > limits.max_header_line:
+            raise SipParseError(f"header line too long: limit {limits.max_header_line}")
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        full = CANONICAL_NAMES.get(name.lower())
+        if full is None:
+            if not colon or not name or not set(name) <= TOKEN_CHARS:
+                raise SipParseError(f"bad header line: {line[:80]!r}")
+            full = name
+        elif not colon:
+            raise SipParseError(f"bad header line: {line[:80]!r}")
+        value = value.strip(" \t")
+        if full == "Content-Length":
+            lengths.append(value)
+        else:
+            headers._append_trusted(full, value)
+
+    rest = data[body_start:]
+    message: Request | Response
+    if method:
+        message = Request(method, uri_or_reason, headers, rest)
+    else:
+        message = Response(status, uri_or_reason, headers, rest)
+    if deferred is not None:
+        deferred.message = message
+        raise deferred
+    if lengths:
+        try:
+            length = _parse_content_length(lengths)
+        except SipParseError as exc:
+            exc.message = message
+            raise
+        if length > len(rest):
+            raise SipParseError(
+                f"bad Content-Length: {length} exceeds the {len(rest)} body bytes received",
+                message,
+            )
+        message.body = rest[:length]
+    return message
+
+
+# ---------------------------------------------------------------- helpers for a UAS
+
+
+REASON_PHRASES: dict[int, str] = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 204: "No Notification",
+    300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+    305: "Use Proxy", 380: "Alternative Service", 400: "Bad Request", 401: "Unauthorized",
+    402: "Payment Required", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
+    410: "Gone", 412: "Conditional Request Failed", 413: "Request Entity Too Large",
+    414: "Request-URI Too Long", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 421: "Extension Required",
+    423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending",
+    493: "Undecipherable", 500: "Server Internal Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Server Time-out",
+    505: "Version Not Supported", 513: "Message Too Large", 600: "Busy Everywhere",
+    603: "Decline", 604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}  # fmt: skip
+_CLASS_REASONS = {1: "Provisional", 2: "Success", 3: "Redirection", 4: "Client Error",
+                  5: "Server Error", 6: "Global Failure"}  # fmt: skip
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> Response:
+    """Build a response per RFC 3261 §8.2.6: Via values (in order), From, To, Call-ID and
+    CSeq are copied as written; ``to_tag`` is added to To only when To has no tag yet.
+    Raises SipParseError if the request's To cannot be parsed (only read when to_tag)."""
+    if not 100 <= status <= 699:
+        raise ValueError(f"status code out of range: {status}")
+    if reason is None:
+        reason = REASON_PHRASES.get(status, _CLASS_REASONS[status // 100])
+    out = Headers()
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        for value in request.headers.values(name):
+            if name == "To" and to_tag is not None and request.to.tag is None:
+                value = f"{value};tag={to_tag}"
+            out._append_trusted(name, value)
+    for name, value in headers:
+        out.add(name, value)
+    return Response(status, reason, out)
+
+
+def check_mandatory(message: Request | Response) -> None:
+    """Raise SipParseError if a mandatory header (§8.1.1: To, From, Call-ID, CSeq, Via, and
+    Max-Forwards in requests) is missing or unparsable, or the CSeq method differs from the
+    request method. ``err.message`` is the message."""
+    names = (*_MANDATORY, "Max-Forwards") if isinstance(message, Request) else _MANDATORY
+    for name in names:
+        if name not in message.headers:
+            raise SipParseError(f"missing header: {name}", message)
+    message.to  # noqa: B018 - each access parses and validates the header
+    message.from_  # noqa: B018
+    message.call_id  # noqa: B018
+    cseq = message.cseq
+    if not message.vias:
+        raise SipParseError("missing header: Via", message)
+    if isinstance(message, Request):
+        message.max_forwards  # noqa: B018
+        if cseq.method != message.method:
+            raise SipParseError(
+                f"bad CSeq: method {cseq.method!r} differs from request method {message.method!r}",
+                message,
+            )

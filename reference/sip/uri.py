@@ -1,0 +1,418 @@
+"""SIP/SIPS URIs (RFC 3261 §19.1) and name-addr / addr-spec values (§20.10, §25.1).
+
+Parsing is a single left-to-right pass with str.find / set checks: no regular expressions,
+so there is no backtracking on hostile input. Every failure is a ``SipParseError``.
+
+Decisions:
+* ``SipUri`` fields keep the text as written (``%``-escapes are *not* decoded), so that
+  ``str(parse_uri(t)) == t`` for any valid ``t`` whose parameter names are lowercase.
+  Parameter names are lowercased on parse (they are case-insensitive); values are kept.
+* ``equivalent`` decodes escapes before comparing, as §19.1.4 requires.
+* A URI parameter or header parameter that appears twice is an error: which value wins
+  would otherwise be ambiguous (e.g. two ``tag`` values).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import unquote_to_bytes
+
+from reference.sip.limits import MAX_NUMBER_DIGITS, SipParseError
+
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_UNRESERVED = _ALNUM | frozenset("-_.!~*'()")
+# Characters allowed in each URI component; "%" is allowed and checked as an escape after.
+_USER_CHARS = _UNRESERVED | frozenset("%&=+$,;?/")
+_PASSWORD_CHARS = _UNRESERVED | frozenset("%&=+$,")
+_PARAM_CHARS = _UNRESERVED | frozenset("%[]/:&+$")
+_HEADER_CHARS = _UNRESERVED | frozenset("%[]/?:+$")
+_HOST_CHARS = _ALNUM | frozenset("-._")  # "_" is not in the grammar but common in the wild
+_IPV6_CHARS = _HEX | frozenset(":.")
+TOKEN_CHARS = _ALNUM | frozenset("-.!%*_+`'~")
+_SCHEME_CHARS = _ALNUM | frozenset("+-.")
+# Characters that may never appear inside an absolute URI held in a name-addr.
+_URI_FORBIDDEN = frozenset(' \t\r\n<>"')
+# URI parameters that must match when present in either URI (§19.1.4).
+_STRICT_URI_PARAMS = ("user", "ttl", "method", "maddr", "transport")
+DEFAULT_PORTS = {"sip": 5060, "sips": 5061}
+
+
+def _check_escapes(text: str, what: str) -> None:
+    """Every '%' must start a two-hex-digit escape."""
+    pos = text.find("%")
+    while pos >= 0:
+        pair = text[pos + 1 : pos + 3]
+        if len(pair) != 2 or not set(pair) <= _HEX:
+            raise SipParseError(f"bad {what}: invalid %-escape in {text!r}")
+        pos = text.find("%", pos + 3)
+
+
+def _check_chars(text: str, allowed: frozenset[str], what: str) -> None:
+    if not set(text) <= allowed:
+        bad = sorted(set(text) - allowed)[0]
+        raise SipParseError(f"bad {what}: unexpected character {bad!r} in {text!r}")
+    if "%" in text:
+        _check_escapes(text, what)
+
+
+def parse_port(text: str, what: str) -> int:
+    if not text or len(text) > 5 or not text.isascii() or not text.isdigit():
+        raise SipParseError(f"bad {what}: port {text!r}")
+    port = int(text)
+    if port > 65535:
+        raise SipParseError(f"bad {what}: port {text!r}")
+    return port
+
+
+def parse_host(text: str, what: str) -> str:
+    """Validate a host (hostname, IPv4 address or bracketed IPv6 reference)."""
+    if not text:
+        raise SipParseError(f"bad {what}: empty host")
+    if text[0] == "[":
+        if text[-1] != "]" or len(text) < 4 or not set(text[1:-1]) <= _IPV6_CHARS:
+            raise SipParseError(f"bad {what}: IPv6 reference {text!r}")
+        return text
+    if not set(text) <= _HOST_CHARS:
+        raise SipParseError(f"bad {what}: host {text!r}")
+    return text
+
+
+def split_host_port(text: str, what: str) -> tuple[str, int | None]:
+    """Split ``host[:port]`` where host may be an IPv6 reference ``[...]``."""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise SipParseError(f"bad {what}: unterminated IPv6 reference {text!r}")
+        host, rest = text[: close + 1], text[close + 1 :]
+        if rest and rest[0] != ":":
+            raise SipParseError(f"bad {what}: junk after IPv6 reference {text!r}")
+        port_text: str | None = rest[1:] if rest else None
+    else:
+        host, sep, after = text.partition(":")
+        port_text = after if sep else None
+    return parse_host(host, what), (parse_port(port_text, what) if port_text is not None else None)
+
+
+def end_of_quoted(text: str, start: int, what: str) -> int:
+    """Index just past the quoted-string that starts at ``text[start] == '"'``."""
+    i = start + 1
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            return i + 1
+        i += 1
+    raise SipParseError(f"bad {what}: unterminated quoted string")
+
+
+def unquote(text: str) -> str:
+    """Remove the quotes and quoted-pair escapes of a quoted-string (others unchanged)."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    inner = text[1:-1]
+    if "\\" not in inner:
+        return inner
+    out: list[str] = []
+    i = 0
+    while i < len(inner):
+        c = inner[i]
+        if c == "\\" and i + 1 < len(inner):
+            out.append(inner[i + 1])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def quote(text: str) -> str:
+    """Write ``text`` as a quoted-string (inverse of ``unquote``)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def split_outside(text: str, sep: str, what: str) -> list[str]:
+    """Split on ``sep`` except inside quoted strings and ``<...>``."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)
+    parts: list[str] = []
+    start = 0
+    i = 0
+    n = len(text)
+    in_angle = False
+    while i < n:
+        c = text[i]
+        if c == '"' and not in_angle:
+            i = end_of_quoted(text, i, what)
+            continue
+        if c == "<":
+            in_angle = True
+        elif c == ">":
+            in_angle = False
+        elif c == sep and not in_angle:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+_PARAM_VALUE_FORBIDDEN = frozenset(' \t,;<>"')
+
+
+def parse_params(text: str, what: str) -> dict[str, str | None]:
+    """Parse ``*( SEMI name [EQUAL value] )`` of a header value.
+
+    Names are lowercased; values are kept as written (quoted strings keep their quotes, so
+    writing them back is exact; use ``unquote`` to read one).
+    """
+    params: dict[str, str | None] = {}
+    text = text.strip(" \t")
+    if not text:
+        return params
+    if text[0] != ";":
+        raise SipParseError(f"bad {what}: expected ';' before {text[:40]!r}")
+    for item in split_outside(text[1:], ";", what):
+        name, eq, value = item.partition("=")
+        name = name.strip(" \t").lower()
+        if not name or not set(name) <= TOKEN_CHARS:
+            raise SipParseError(f"bad {what}: parameter name {name!r}")
+        if name in params:
+            raise SipParseError(f"bad {what}: duplicate parameter {name!r}")
+        if not eq:
+            params[name] = None
+            continue
+        value = value.strip(" \t")
+        if not value:
+            raise SipParseError(f"bad {what}: empty value for parameter {name!r}")
+        if value[0] == '"':
+            if end_of_quoted(value, 0, what) != len(value):
+                raise SipParseError(f"bad {what}: junk after quoted value of {name!r}")
+        elif not _PARAM_VALUE_FORBIDDEN.isdisjoint(value):
+            raise SipParseError(f"bad {what}: parameter {name}={value!r}")
+        params[name] = value
+    return params
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+def parse_delta_seconds(text: str, what: str) -> int:
+    """delta-seconds; values above 2**32-1 are clamped to it (RFC 3261 §20.19 style)."""
+    if not text or not text.isascii() or not text.isdigit():
+        raise SipParseError(f"bad {what}: {text!r}")
+    if len(text) > MAX_NUMBER_DIGITS:
+        return 2**32 - 1
+    return min(int(text), 2**32 - 1)
+
+
+def _unescape(text: str | None) -> bytes | None:
+    return None if text is None else unquote_to_bytes(text)
+
+
+def _host_key(host: str) -> str:
+    """Comparison key of a host: case-insensitive, IPv6 references normalised."""
+    if host.startswith("["):
+        try:
+            return "[" + str(ipaddress.IPv6Address(host[1:-1])) + "]"
+        except ValueError:
+            return host.lower()
+    return host.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class SipUri:
+    """A sip: or sips: URI. Components are kept as written (escapes not decoded)."""
+
+    scheme: str  # "sip" or "sips", lowercase
+    user: str | None
+    password: str | None
+    host: str  # hostname, IPv4 address or "[IPv6]" reference
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)  # flag params map to None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        out = [self.scheme, ":"]
+        if self.user is not None:
+            out.append(self.user)
+            if self.password is not None:
+                out += (":", self.password)
+            out.append("@")
+        out.append(self.host)
+        if self.port is not None:
+            out += (":", str(self.port))
+        out.append(format_params(self.params))
+        if self.headers:
+            out += ("?", "&".join(f"{k}={v}" for k, v in self.headers.items()))
+        return "".join(out)
+
+    def address(self) -> tuple[str, int]:
+        """Where to send a request for this URI: maddr or host, and port or the default."""
+        maddr = self.params.get("maddr")
+        host = maddr if maddr else self.host
+        if host.startswith("["):
+            host = host[1:-1]
+        return host, self.port if self.port is not None else DEFAULT_PORTS[self.scheme]
+
+    def equivalent(self, other: SipUri) -> bool:
+        """RFC 3261 §19.1.4 URI comparison."""
+        if self.scheme != other.scheme or self.port != other.port:
+            return False
+        if _unescape(self.user) != _unescape(other.user):
+            return False
+        if _unescape(self.password) != _unescape(other.password):
+            return False
+        if _host_key(self.host) != _host_key(other.host):
+            return False
+        for name in _STRICT_URI_PARAMS:
+            if (name in self.params) != (name in other.params):
+                return False
+        for name, value in self.params.items():
+            if name in other.params and not _param_values_match(value, other.params[name]):
+                return False
+        mine = {k.lower(): unquote_to_bytes(v) for k, v in self.headers.items()}
+        theirs = {k.lower(): unquote_to_bytes(v) for k, v in other.headers.items()}
+        return mine == theirs
+
+
+def _param_values_match(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return unquote_to_bytes(a).lower() == unquote_to_bytes(b).lower()
+
+
+def parse_uri(text: str) -> SipUri:
+    """Parse a sip: or sips: URI; raise ``SipParseError`` naming the bad component."""
+    scheme, colon, rest = text.partition(":")
+    scheme = scheme.lower()
+    if not colon or scheme not in DEFAULT_PORTS:
+        raise SipParseError(f"bad URI: not a SIP URI: {text[:80]!r}")
+    # Nothing after the host may contain '@' unescaped, so the last '@' ends the userinfo
+    # (the user part itself may contain ';' and '?').
+    at = rest.rfind("@")
+    user: str | None = None
+    password: str | None = None
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        user_text, pcolon, password_text = userinfo.partition(":")
+        if not user_text:
+            raise SipParseError(f"bad URI: empty user in {text[:80]!r}")
+        _check_chars(user_text, _USER_CHARS, "URI user")
+        user = user_text
+        if pcolon:
+            _check_chars(password_text, _PASSWORD_CHARS, "URI password")
+            password = password_text
+    rest, qmark, header_text = rest.partition("?")
+    hostport, semi, param_text = rest.partition(";")
+    host, port = split_host_port(hostport, "URI")
+    params: dict[str, str | None] = {}
+    if semi:
+        for item in param_text.split(";"):
+            name, eq, value = item.partition("=")
+            name = name.lower()
+            if not name:
+                raise SipParseError(f"bad URI: empty parameter name in {text[:80]!r}")
+            _check_chars(name, _PARAM_CHARS, "URI parameter")
+            if eq:
+                _check_chars(value, _PARAM_CHARS, "URI parameter")
+            if name in params:
+                raise SipParseError(f"bad URI: duplicate parameter {name!r}")
+            params[name] = value if eq else None
+    headers: dict[str, str] = {}
+    if qmark:
+        for item in header_text.split("&"):
+            name, eq, value = item.partition("=")
+            if not name or not eq:
+                raise SipParseError(f"bad URI: header {item!r}")
+            _check_chars(name, _HEADER_CHARS, "URI header")
+            _check_chars(value, _HEADER_CHARS, "URI header")
+            headers[name] = value
+    return SipUri(scheme, user, password, host, port, params, headers)
+
+
+def check_absolute_uri(text: str, what: str) -> None:
+    """Validate any absolute URI (``scheme:...``); sip/sips ones are parsed fully."""
+    scheme, colon, rest = text.partition(":")
+    if (
+        not colon
+        or not rest
+        or not scheme
+        or not scheme[0].isalpha()
+        or not scheme.isascii()
+        or not set(scheme) <= _SCHEME_CHARS
+    ):
+        raise SipParseError(f"bad {what}: not an absolute URI: {text[:80]!r}")
+    if not _URI_FORBIDDEN.isdisjoint(text):
+        raise SipParseError(f"bad {what}: whitespace or delimiter in URI {text[:80]!r}")
+    if scheme.lower() in DEFAULT_PORTS:
+        try:
+            parse_uri(text)
+        except SipParseError as exc:
+            raise SipParseError(f"bad {what}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """``[display-name] <uri> *(;param)`` as used by From, To, Contact, Route...
+
+    ``uri`` is the URI text as written (any absolute URI: sip, sips, tel, pres...).
+    ``display_name`` is None when absent; quotes and escapes are removed.
+    """
+
+    display_name: str | None
+    uri: str
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+    def sip_uri(self) -> SipUri:
+        """The URI parsed as a SIP URI (raises SipParseError for other schemes)."""
+        return parse_uri(self.uri)
+
+    def with_param(self, name: str, value: str | None) -> NameAddr:
+        return NameAddr(self.display_name, self.uri, {**self.params, name.lower(): value})
+
+    def __str__(self) -> str:
+        display = "" if self.display_name is None else quote(self.display_name) + " "
+        return f"{display}<{self.uri}>{format_params(self.params)}"
+
+
+def parse_name_addr(text: str, what: str = "name-addr") -> NameAddr:
+    """Parse the name-addr form (``"Bob" <sip:b@x;p=1>;tag=9``) or the addr-spec form
+    (``sip:b@x;tag=9``, where everything after the first ';' is a header parameter)."""
+    s = text.strip(" \t")
+    if not s:
+        raise SipParseError(f"bad {what}: empty value")
+    display: str | None = None
+    if s[0] == '"':
+        end = end_of_quoted(s, 0, what)
+        display = unquote(s[:end])
+        rest = s[end:].lstrip(" \t")
+        if not rest.startswith("<"):
+            raise SipParseError(f"bad {what}: expected '<' after display name in {s[:80]!r}")
+    else:
+        lt = s.find("<")
+        if lt < 0:
+            uri, semi, param_text = s.partition(";")
+            check_absolute_uri(uri, what)
+            return NameAddr(None, uri, parse_params(semi + param_text, what))
+        words = s[:lt].split()
+        if words:
+            if '"' in s[:lt]:
+                raise SipParseError(f"bad {what}: stray quote in display name {s[:80]!r}")
+            display = " ".join(words)
+        rest = s[lt:]
+    gt = rest.find(">")
+    if gt < 0:
+        raise SipParseError(f"bad {what}: missing '>' in {s[:80]!r}")
+    uri = rest[1:gt].strip(" \t")
+    check_absolute_uri(uri, what)
+    return NameAddr(display, uri, parse_params(rest[gt + 1 :], what))

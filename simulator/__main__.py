@@ -1,0 +1,5 @@
+"""``python -m simulator`` is ``b2b-sim``."""
+
+from simulator.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""``b2b-sim``: run a workload on the simulated network, or compare two runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from simulator.workload import WorkloadError, load_workload
+
+EPILOG = """\
+examples:
+  b2b-sim run scenarios/load/steady-10k.yaml --seed 1 --out out/steady
+  b2b-sim run scenarios/load/outage-storm.yaml --seed 1 --profile ser --out out/ser
+  b2b-sim run scenarios/load/outage-storm.yaml --seed 1 --profile rfc6665 --out out/rfc
+  b2b-sim compare out/ser out/rfc
+  b2b-sim run scenarios/load/steady-10k.yaml --seed 2 --duration 300 --trace --pcap --out out/s
+
+outputs of `run` (in --out): summary.json, timeseries.csv (per simulated minute),
+fine_series.json (10 s bins), message_rate.png, availability.png, delay_cdf.png,
+and with --trace trace.jsonl, with --pcap traffic.pcap (open with wireshark/tshark/sngrep).
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="b2b-sim",
+        description="SimPy simulator for the presence B2BUA: workloads, faults, metrics, plots.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run a workload YAML file",
+        description="Run a workload (kind: workload) and write its outputs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("workload", type=Path, help="workload YAML file")
+    run.add_argument("--seed", type=int, default=1, help="run seed (default 1)")
+    run.add_argument("--out", type=Path, required=True, help="output directory")
+    run.add_argument("--duration", type=float, help="simulated seconds (overrides the file)")
+    run.add_argument("--profile", choices=("ser", "rfc6665"), help="agent profile override")
+    run.add_argument("--trace", action="store_true", help="write trace.jsonl")
+    run.add_argument("--pcap", action="store_true", help="write traffic.pcap")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    compare = sub.add_parser(
+        "compare",
+        help="compare two run directories side by side",
+        description="Print key numbers of two runs side by side and plot them (compare.png).",
+    )
+    compare.add_argument("dir_a", type=Path)
+    compare.add_argument("dir_b", type=Path)
+    compare.add_argument("--out", type=Path, help="where compare.png goes (default: DIR_B)")
+    return parser
+
+
+def _progress(enabled: bool, total: float) -> tuple[Callable[[float], None] | None, object]:
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=round(total), unit="sim-s", desc="simulating")
+    done = [0]
+
+    def update(now: float) -> None:
+        step = round(now) - done[0]
+        if step > 0:
+            bar.update(step)
+            done[0] += step
+
+    return update, bar
+
+
+def _run(args: argparse.Namespace) -> int:
+    from simulator.report import write_outputs
+    from simulator.run import run_workload
+
+    try:
+        workload = load_workload(args.workload)
+    except WorkloadError as exc:
+        print(f"b2b-sim: {exc}", file=sys.stderr)
+        return 2
+    if args.duration is not None:
+        if args.duration <= 0:
+            print("b2b-sim: --duration must be positive", file=sys.stderr)
+            return 2
+        workload = workload.replace(duration=args.duration)
+    if args.profile is not None:
+        workload = workload.replace(profile=args.profile)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    show = not args.no_progress and sys.stderr.isatty()
+    progress, bar = _progress(show, workload.duration)
+    trace_file = (out / "trace.jsonl").open("w") if args.trace else None
+    pcap_file = (out / "traffic.pcap").open("wb") if args.pcap else None
+    try:
+        result = run_workload(
+            workload, args.seed, trace=trace_file, pcap=pcap_file, progress=progress
+        )
+    finally:
+        for handle in (trace_file, pcap_file, bar):
+            if handle is not None:
+                handle.close()  # type: ignore[attr-defined]
+    written = write_outputs(result, out)
+    s = result.summary
+    print(
+        f"{workload.name}: {s['messages']['total']} messages, "
+        f"availability {s['availability']}, "
+        f"{s['events_processed']} events in {s['wall_seconds']:.1f} s wall"
+    )
+    for path in written + [p for p in (out / "trace.jsonl", out / "traffic.pcap") if p.exists()]:
+        print(f"  wrote {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    from simulator.report import compare
+
+    for directory in (args.dir_a, args.dir_b):
+        if not (directory / "summary.json").exists():
+            print(f"b2b-sim: {directory}: no summary.json", file=sys.stderr)
+            return 2
+    print(compare(args.dir_a, args.dir_b, args.out))
+    return 0

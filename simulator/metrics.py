@@ -1,0 +1,262 @@
+"""Run metrics: message counts, rates, availability, status propagation delay, retries.
+
+Fed by three sources: the network tap (every datagram sent, classified from its first line
+without a full parse, to keep the tap cheap), the notifier model (presence changes and which
+internal subscriptions have a live dialog), and the agent hosts (status deliveries).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.network import Datagram
+
+BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
+FINE_BIN_SECONDS = 10  # plot granularity, fine enough to show synchronized retry waves
+RETRANSMISSION_WINDOW = 64.0  # longer than any non-INVITE transaction (Timer F = 64*T1)
+
+
+def classify(data: bytes) -> tuple[str, str]:
+    """('request', METHOD) or ('response', 'CODE METHOD') from the raw bytes."""
+    end = data.find(b"\r\n")
+    line = data[: end if end >= 0 else len(data)]
+    if line.startswith(b"SIP/2.0 "):
+        code = line[8:11].decode("ascii", "replace")
+        start = data.find(b"\r\nCSeq:")
+        method = "?"
+        if start >= 0:
+            stop = data.find(b"\r\n", start + 2)
+            parts = data[start + 7 : stop].split()
+            if len(parts) == 2:
+                method = parts[1].decode("ascii", "replace")
+        return "response", f"{code} {method}"
+    space = line.find(b" ")
+    return "request", line[: space if space > 0 else len(line)].decode("ascii", "replace")
+
+
+def _header_line(data: bytes, name: bytes) -> bytes:
+    start = data.find(b"\r\n" + name)
+    if start < 0:
+        return b""
+    stop = data.find(b"\r\n", start + 2)
+    return data[start + 2 : stop]
+
+
+def _branch(data: bytes) -> bytes:
+    via = _header_line(data, b"Via:")
+    at = via.find(b"branch=")
+    if at < 0:
+        return b""
+    end = at + 7
+    while end < len(via) and via[end : end + 1] not in (b";", b",", b" "):
+        end += 1
+    return via[at + 7 : end]
+
+
+def percentile(values: list[float] | array[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class _Bin:
+    messages: Counter[str] = field(default_factory=Counter)
+    deliveries: int = 0
+    live_area: float = 0.0  # integral of live internal subscriptions over the bin
+    subs_area: float = 0.0  # integral of existing internal subscriptions
+
+
+class Metrics:
+    """Counters and integrals for one run; ``summary()`` turns them into summary.json data."""
+
+    def __init__(self, duration: float) -> None:
+        self.duration = duration
+        self.requests: Counter[str] = Counter()
+        self.responses: Counter[str] = Counter()
+        self.fates: Counter[str] = Counter()
+        self.bins: dict[int, _Bin] = {}
+        self.fine: dict[int, Counter[str]] = {}
+        self.per_second: Counter[int] = Counter()
+        self.deliveries: Counter[str] = Counter()
+        self.delays: array[float] = array("d")
+        self.subscribe_retransmissions = 0
+        self.initial_subscribes = 0
+        self.subscribe_calls = 0
+        self.unsubscribe_calls = 0
+        # Availability: live dialogs per notifier, notifier up flags, internal subscriptions.
+        self._live_by_notifier: Counter[str] = Counter()
+        self._up: dict[str, bool] = {}
+        self._subscriptions = 0
+        self._last_t = 0.0
+        self.live_area = 0.0
+        self.subs_area = 0.0
+        # Propagation delay bookkeeping.
+        self._last_change: dict[str, float] = {}
+        self._seen_change: dict[int, float] = {}
+        self._branches_now: set[bytes] = set()
+        self._branches_old: set[bytes] = set()
+        self._branch_epoch = 0
+
+    # -- time integrals ---------------------------------------------------------------------
+
+    def _live(self) -> int:
+        return sum(n for name, n in self._live_by_notifier.items() if self._up.get(name, True))
+
+    def advance(self, now: float) -> None:
+        """Accumulate the availability integrals up to ``now`` (split across minute bins)."""
+        t = self._last_t
+        if now <= t:
+            return
+        live = min(self._live(), self._subscriptions)
+        subs = self._subscriptions
+        while t < now:
+            index = int(t // BIN_SECONDS)
+            edge = min(now, (index + 1) * BIN_SECONDS)
+            span = edge - t
+            if subs:
+                b = self._bin(index)
+                b.live_area += live * span
+                b.subs_area += subs * span
+            t = edge
+        self.live_area += live * (now - self._last_t)
+        self.subs_area += subs * (now - self._last_t)
+        self._last_t = now
+
+    def _bin(self, index: int) -> _Bin:
+        b = self.bins.get(index)
+        if b is None:
+            b = self.bins[index] = _Bin()
+        return b
+
+    # -- events -----------------------------------------------------------------------------
+
+    def on_datagram(self, datagram: Datagram) -> None:
+        kind, label = classify(datagram.data)
+        now = datagram.time
+        if kind == "request":
+            self.requests[label] += 1
+            if label == "SUBSCRIBE":
+                self._subscribe_seen(datagram.data, now)
+        else:
+            self.responses[label] += 1
+        self.fates[datagram.fate] += 1
+        key = label if kind == "request" else label.split(" ", 1)[0][0] + "xx"
+        self._bin(int(now // BIN_SECONDS)).messages[key] += 1
+        fine = self.fine.get(int(now // FINE_BIN_SECONDS))
+        if fine is None:
+            fine = self.fine[int(now // FINE_BIN_SECONDS)] = Counter()
+        fine[key] += 1
+        self.per_second[int(now)] += 1
+
+    def _subscribe_seen(self, data: bytes, now: float) -> None:
+        epoch = int(now // RETRANSMISSION_WINDOW)
+        if epoch != self._branch_epoch:
+            # Two generations cover any retransmission (they come within the window).
+            self._branches_old = self._branches_now if epoch == self._branch_epoch + 1 else set()
+            self._branches_now = set()
+            self._branch_epoch = epoch
+        branch = _branch(data)
+        if branch in self._branches_now or branch in self._branches_old:
+            self.subscribe_retransmissions += 1
+            return
+        self._branches_now.add(branch)
+        if b";tag=" not in _header_line(data, b"To:"):
+            self.initial_subscribes += 1
+
+    def subscription_started(self, handle: int, record: str, now: float) -> None:
+        self.advance(now)
+        self._subscriptions += 1
+        self.subscribe_calls += 1
+        self._seen_change[handle] = self._last_change.get(record, -math.inf)
+
+    def subscription_ended(self, handle: int, now: float) -> None:
+        self.advance(now)
+        self._subscriptions -= 1
+        self.unsubscribe_calls += 1
+        self._seen_change.pop(handle, None)
+
+    def dialog_live(self, notifier: str, delta: int, now: float) -> None:
+        self.advance(now)
+        self._live_by_notifier[notifier] += delta
+
+    def notifier_up(self, notifier: str, up: bool, now: float) -> None:
+        self.advance(now)
+        self._up[notifier] = up
+
+    def presence_changed(self, record: str, now: float) -> None:
+        self._last_change[record] = now
+
+    def delivered(self, handle: int, record: str, status: str, now: float) -> None:
+        self.deliveries[status] += 1
+        self._bin(int(now // BIN_SECONDS)).deliveries += 1
+        if status not in ("active", "pending"):
+            return
+        change = self._last_change.get(record)
+        seen = self._seen_change.get(handle)
+        if change is not None and seen is not None and change > seen:
+            self.delays.append(now - change)
+            self._seen_change[handle] = change
+
+    # -- results ----------------------------------------------------------------------------
+
+    def timeseries_rows(self) -> list[dict[str, Any]]:
+        columns = ["SUBSCRIBE", "NOTIFY", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx"]
+        rows = []
+        last = int(max(self.duration - 1e-9, 0) // BIN_SECONDS)
+        for index in range(last + 1):
+            b = self.bins.get(index, _Bin())
+            row: dict[str, Any] = {"minute": index}
+            for column in columns:
+                row[column.lower()] = b.messages.get(column, 0)
+            row["other"] = sum(v for k, v in b.messages.items() if k not in columns)
+            row["deliveries"] = b.deliveries
+            row["availability"] = round(b.live_area / b.subs_area, 6) if b.subs_area else ""
+            row["subscriptions"] = round(b.subs_area / BIN_SECONDS, 3)
+            rows.append(row)
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        total = sum(self.requests.values()) + sum(self.responses.values())
+        peak_second = max(self.per_second.values(), default=0)
+        delays = self.delays
+        return {
+            "messages": {
+                "total": total,
+                "requests": dict(sorted(self.requests.items())),
+                "responses": dict(sorted(self.responses.items())),
+                "by_fate": dict(sorted(self.fates.items())),
+            },
+            "rates": {
+                "mean_messages_per_second": total / self.duration if self.duration else 0.0,
+                "peak_messages_per_second": peak_second,
+                "peak_messages_per_minute": max(
+                    (sum(b.messages.values()) for b in self.bins.values()), default=0
+                ),
+            },
+            "status_deliveries": dict(sorted(self.deliveries.items())),
+            "availability": self.live_area / self.subs_area if self.subs_area else None,
+            "propagation_delay_seconds": {
+                "count": len(delays),
+                "p50": percentile(delays, 50),
+                "p95": percentile(delays, 95),
+                "p99": percentile(delays, 99),
+                "max": max(delays) if delays else None,
+            },
+            "retries": {
+                "subscribe_retransmissions": self.subscribe_retransmissions,
+                "initial_subscribes": self.initial_subscribes,
+                "new_dialog_retries": max(0, self.initial_subscribes - self.subscribe_calls),
+            },
+            "internal_subscriptions": {
+                "subscribe_calls": self.subscribe_calls,
+                "unsubscribe_calls": self.unsubscribe_calls,
+            },
+        }

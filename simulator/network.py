@@ -1,0 +1,240 @@
+"""A simulated datagram network on SimPy: nodes, lossy links, partitions.
+
+Datagrams carry the real SIP bytes. Every random draw comes from a ``random.Random`` derived
+from the run seed and the link's endpoints and purpose (see ``simulator.rng``), so a run is
+reproducible and adding a node does not change the draws on other links.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.rng import stream
+
+Address = tuple[str, int]
+Receiver = Callable[[bytes, Address], None]
+
+LATENCY_KINDS = ("constant", "uniform", "lognormal")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One-way delay distribution, in seconds.
+
+    ``constant`` uses ``value``; ``uniform`` draws from [low, high]; ``lognormal`` has median
+    ``median`` and shape ``sigma`` (the standard deviation of the underlying normal).
+    """
+
+    kind: str = "constant"
+    value: float = 0.01
+    low: float = 0.0
+    high: float = 0.0
+    median: float = 0.01
+    sigma: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.kind not in LATENCY_KINDS:
+            raise ValueError(f"latency kind must be one of {LATENCY_KINDS}, not {self.kind!r}")
+
+    def draw(self, rng: random.Random) -> float:
+        if self.kind == "constant":
+            return self.value
+        if self.kind == "uniform":
+            return rng.uniform(self.low, self.high)
+        return rng.lognormvariate(math.log(self.median), self.sigma)
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """Behaviour of the directed links between two nodes."""
+
+    latency: Latency = field(default_factory=Latency)
+    loss: float = 0.0  # probability a datagram is dropped
+    duplication: float = 0.0  # probability a delivered datagram arrives twice
+    reorder: float = 0.0  # probability a datagram is held back by reorder_delay
+    reorder_delay: float = 0.05
+
+
+@dataclass(frozen=True)
+class Partition:
+    """No datagram crosses between the two node groups during [start, end)."""
+
+    side_a: frozenset[str]
+    side_b: frozenset[str]
+    start: float
+    end: float
+
+    def cuts(self, source: str, destination: str, now: float) -> bool:
+        if not self.start <= now < self.end:
+            return False
+        return (source in self.side_a and destination in self.side_b) or (
+            source in self.side_b and destination in self.side_a
+        )
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """What a tap sees for each send: the fate is decided when the datagram leaves."""
+
+    time: float
+    source_node: str
+    destination_node: str
+    source: Address
+    destination: Address
+    data: bytes
+    fate: str  # "delivered" | "lost" | "partitioned" | "duplicated"
+
+
+Tap = Callable[[Datagram], None]
+
+
+class _Node:
+    __slots__ = ("address", "name", "receiver")
+
+    def __init__(self, name: str, address: Address, receiver: Receiver) -> None:
+        self.name = name
+        self.address = address
+        self.receiver = receiver
+
+
+class _Link:
+    """One direction between two nodes, with one random stream per purpose."""
+
+    __slots__ = ("dup_rng", "latency_rng", "loss_rng", "reorder_rng", "spec")
+
+    def __init__(self, seed: int, source: str, destination: str, spec: LinkSpec) -> None:
+        self.spec = spec
+        self.latency_rng = stream(seed, "link", source, destination, "latency")
+        self.loss_rng = stream(seed, "link", source, destination, "loss")
+        self.dup_rng = stream(seed, "link", source, destination, "duplication")
+        self.reorder_rng = stream(seed, "link", source, destination, "reorder")
+
+
+class UnknownDestination(LookupError):
+    """The destination address resolves to no node."""
+
+
+class Network:
+    """Nodes addressed by (host, port); host names resolve through a name table."""
+
+    def __init__(self, env: Any, seed: int, default_link: LinkSpec | None = None) -> None:
+        self.env = env
+        self.seed = seed
+        self.default_link = default_link or LinkSpec()
+        self._nodes: dict[str, _Node] = {}
+        self._by_address: dict[Address, _Node] = {}
+        self._names: dict[str, str] = {}  # host name -> node name
+        self._link_specs: dict[tuple[str, str], LinkSpec] = {}
+        self._links: dict[tuple[str, str], _Link] = {}
+        self._partitions: list[Partition] = []
+        self._taps: list[Tap] = []
+        self.counters: dict[str, int] = {
+            "sent": 0,
+            "delivered": 0,
+            "lost": 0,
+            "duplicated": 0,
+            "partitioned": 0,
+            "unroutable": 0,
+        }
+
+    # -- topology ---------------------------------------------------------------------------
+
+    def add_node(
+        self, name: str, address: Address, receiver: Receiver, aliases: Iterable[str] = ()
+    ) -> None:
+        if name in self._nodes:
+            raise ValueError(f"duplicate node name {name!r}")
+        if address in self._by_address:
+            raise ValueError(f"duplicate node address {address!r}")
+        node = _Node(name, address, receiver)
+        self._nodes[name] = node
+        self._by_address[address] = node
+        self._names.setdefault(address[0], name)
+        for alias in aliases:
+            self._names[alias] = name
+
+    def node_names(self) -> list[str]:
+        return list(self._nodes)
+
+    def address_of(self, name: str) -> Address:
+        return self._nodes[name].address
+
+    def set_link(self, a: str, b: str, spec: LinkSpec) -> None:
+        """Set the spec of both directions between ``a`` and ``b``."""
+        for key in ((a, b), (b, a)):
+            self._link_specs[key] = spec
+            self._links.pop(key, None)
+
+    def add_partition(self, partition: Partition) -> None:
+        self._partitions.append(partition)
+
+    def add_tap(self, tap: Tap) -> None:
+        self._taps.append(tap)
+
+    def resolve(self, address: Address) -> str:
+        """The node name for an address: exact (host, port) first, then the host name."""
+        node = self._by_address.get(address)
+        if node is not None:
+            return node.name
+        name = self._names.get(address[0])
+        if name is None:
+            raise UnknownDestination(f"no node for {address[0]}:{address[1]}")
+        return name
+
+    # -- traffic ----------------------------------------------------------------------------
+
+    def _link(self, source: str, destination: str) -> _Link:
+        key = (source, destination)
+        link = self._links.get(key)
+        if link is None:
+            spec = self._link_specs.get(key, self.default_link)
+            link = _Link(self.seed, source, destination, spec)
+            self._links[key] = link
+        return link
+
+    def send(self, source_node: str, destination: Address, data: bytes) -> None:
+        """Send a datagram from a node; it arrives after the link's latency, or never."""
+        now: float = self.env.now
+        self.counters["sent"] += 1
+        try:
+            dest_name = self.resolve(destination)
+        except UnknownDestination:
+            self.counters["unroutable"] += 1
+            return
+        src = self._nodes[source_node]
+        dst = self._nodes[dest_name]
+        link = self._link(source_node, dest_name)
+        spec = link.spec
+        fate = "delivered"
+        if any(p.cuts(source_node, dest_name, now) for p in self._partitions):
+            fate = "partitioned"
+        elif spec.loss > 0.0 and link.loss_rng.random() < spec.loss:
+            fate = "lost"
+        elif spec.duplication > 0.0 and link.dup_rng.random() < spec.duplication:
+            fate = "duplicated"
+        if self._taps:
+            record = Datagram(now, source_node, dest_name, src.address, dst.address, data, fate)
+            for tap in self._taps:
+                tap(record)
+        if fate in ("lost", "partitioned"):
+            self.counters[fate] += 1
+            return
+        copies = 2 if fate == "duplicated" else 1
+        if copies == 2:
+            self.counters["duplicated"] += 1
+        for _ in range(copies):
+            delay = spec.latency.draw(link.latency_rng)
+            if spec.reorder > 0.0 and link.reorder_rng.random() < spec.reorder:
+                delay += spec.reorder_delay
+            self._deliver_later(dst, data, src.address, delay)
+
+    def _deliver_later(self, dst: _Node, data: bytes, source: Address, delay: float) -> None:
+        def arrive(_event: object) -> None:
+            self.counters["delivered"] += 1
+            dst.receiver(data, source)
+
+        self.env.timeout(delay).callbacks.append(arrive)

@@ -1,0 +1,370 @@
+"""Build and run one simulation from a workload: topology, population, drivers, faults.
+
+Topologies:
+* ``single``: one agent (``b2b.test``) subscribing for ``watchers`` internal subscribers to
+  ``presentities`` records on one notifier (``notifier.domain``).
+* ``federation``: two domains ``a.test`` and ``b.test``, each with an agent and a notifier.
+  ``watchers`` users are split evenly; each user watches ``contacts`` users of the other
+  domain (``presentities`` is ignored: the users of the other domain are the presentities).
+
+Scale comes from callbacks, not processes: subscription starts, presence changes and churn
+are each one chain of ``env.timeout`` callbacks.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO, TextIO
+
+import simpy
+
+from reference import AgentConfig
+from simulator.host import AgentHost
+from simulator.metrics import Metrics
+from simulator.network import Datagram, Network, Partition
+from simulator.notifier import Notifier
+from simulator.pcap import PcapWriter
+from simulator.rng import derive_seed, stream
+from simulator.trace import TraceWriter
+from simulator.workload import Workload
+
+SIP_PORT = 5060
+
+
+class CountingEnvironment(simpy.Environment):
+    """A SimPy environment that counts processed events."""
+
+    def __init__(self, initial_time: float = 0) -> None:
+        super().__init__(initial_time)
+        self.events_processed = 0
+
+    def step(self) -> None:
+        self.events_processed += 1
+        super().step()
+
+
+@dataclass
+class Domain:
+    """A population of watchers behind one agent, watching records on one notifier."""
+
+    name: str
+    agent: AgentHost
+    notifier: Notifier  # the notifier this domain's watchers subscribe to
+    watchers: list[str]
+    records: list[str]  # the records they may watch
+
+
+@dataclass
+class _Subscription:
+    domain: Domain
+    watcher: int
+    record: int
+
+
+@dataclass
+class Simulation:
+    workload: Workload
+    seed: int
+    env: CountingEnvironment
+    network: Network
+    metrics: Metrics
+    domains: list[Domain]
+    notifiers: list[Notifier]
+    trace: TraceWriter | None = None
+    pcap: PcapWriter | None = None
+    live: dict[int, _Subscription] = field(default_factory=dict)  # handle -> subscription
+    _live_list: list[tuple[Domain, int]] = field(default_factory=list)
+    _live_index: dict[tuple[str, int], int] = field(default_factory=dict)
+    _contacts: dict[tuple[str, int], set[int]] = field(default_factory=dict)
+
+    # -- internal subscriptions -------------------------------------------------------------
+
+    def subscribe(self, domain: Domain, watcher: int, record: int) -> int:
+        uri = domain.watchers[watcher]
+        handle = domain.agent.subscribe(domain.records[record], uri, uri)
+        self.metrics.subscription_started(handle, domain.records[record], self.env.now)
+        self.live[handle] = _Subscription(domain, watcher, record)
+        self._live_index[(domain.name, handle)] = len(self._live_list)
+        self._live_list.append((domain, handle))
+        self._contacts.setdefault((domain.name, watcher), set()).add(record)
+        return handle
+
+    def unsubscribe(self, handle: int) -> None:
+        sub = self.live.pop(handle)
+        domain = sub.domain
+        domain.agent.unsubscribe(handle)
+        self.metrics.subscription_ended(handle, self.env.now)
+        # Swap-remove keeps random picks O(1).
+        index = self._live_index.pop((domain.name, handle))
+        last = self._live_list.pop()
+        if index < len(self._live_list):
+            self._live_list[index] = last
+            self._live_index[(last[0].name, last[1])] = index
+        self._contacts[(domain.name, sub.watcher)].discard(sub.record)
+
+    def unsubscribe_all(self) -> None:
+        for handle in list(self.live):
+            self.unsubscribe(handle)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def run(self, until: float, progress: Callable[[float], None] | None = None) -> None:
+        steps = 100
+        start = self.env.now
+        for i in range(1, steps + 1):
+            target = start + (until - start) * i / steps
+            self.env.run(until=target)
+            if progress is not None:
+                progress(self.env.now)
+
+    def call_at(self, at: float, action: Callable[[], None]) -> None:
+        delay = max(0.0, at - self.env.now)
+        self.env.timeout(delay).callbacks.append(lambda _e: action())
+
+
+def _agent_config(workload: Workload, seed: int, address: str, name: str) -> AgentConfig:
+    params = dict(workload.parameters)
+    params["profile"] = workload.profile
+    params["seed"] = derive_seed(seed, "agent", name) % (2**31)
+    params["local_address"] = address
+    return AgentConfig.from_mapping(params)
+
+
+def build(
+    workload: Workload,
+    seed: int,
+    *,
+    trace: TextIO | None = None,
+    pcap: BinaryIO | None = None,
+    keep_queues: bool = False,
+) -> Simulation:
+    env = CountingEnvironment()
+    network = Network(env, seed, default_link=workload.network)
+    metrics = Metrics(workload.duration)
+    network.add_tap(metrics.on_datagram)
+    trace_writer = TraceWriter(trace) if trace is not None else None
+    if trace_writer is not None:
+        network.add_tap(trace_writer.datagram)
+    pcap_writer = PcapWriter(pcap) if pcap is not None else None
+    if pcap_writer is not None:
+        writer = pcap_writer
+
+        def capture(d: Datagram) -> None:
+            writer.write(
+                d.time, d.source_node, d.source[1], d.destination_node, d.destination[1], d.data
+            )
+
+        network.add_tap(capture)
+
+    def make_agent(name: str, ip: str, domain: str) -> AgentHost:
+        config = _agent_config(workload, seed, f"{ip}:{SIP_PORT}", name)
+        return AgentHost(
+            env,
+            network,
+            name,
+            (ip, SIP_PORT),
+            config,
+            sink=metrics,
+            trace=trace_writer,
+            keep_queues=keep_queues,
+            aliases=(domain,),
+        )
+
+    def make_notifier(name: str, ip: str, domain: str) -> Notifier:
+        spec = replace(workload.notifier, domain=domain)
+        return Notifier(env, network, name, (ip, SIP_PORT), spec, seed, observer=metrics)
+
+    domains: list[Domain] = []
+    notifiers: list[Notifier] = []
+    if workload.topology == "single":
+        ps_domain = workload.notifier.domain
+        notifier = make_notifier("ps", "10.2.0.1", ps_domain)
+        agent = make_agent("b2b", "10.1.0.1", "b2b.test")
+        watchers = [f"sip:w{i}@b2b.test" for i in range(workload.watchers)]
+        records = [f"sip:p{i}@{ps_domain}" for i in range(workload.presentities)]
+        domains.append(Domain("b2b", agent, notifier, watchers, records))
+        notifiers.append(notifier)
+    else:
+        half = max(1, workload.watchers // 2)
+        users = {d: [f"sip:u{i}@{d}.test" for i in range(half)] for d in ("a", "b")}
+        for index, d in enumerate(("a", "b"), start=1):
+            notifiers.append(make_notifier(f"ps-{d}", f"10.2.0.{index}", f"{d}.test"))
+        for index, (d, other) in enumerate((("a", "b"), ("b", "a")), start=1):
+            agent = make_agent(f"b2b-{d}", f"10.1.0.{index}", f"b2b.{d}.test")
+            domains.append(Domain(d, agent, notifiers[1 - (index - 1)], users[d], users[other]))
+    sim = Simulation(
+        workload, seed, env, network, metrics, domains, notifiers, trace_writer, pcap_writer
+    )
+    _schedule_population(sim)
+    _schedule_changes(sim)
+    _schedule_churn(sim)
+    _schedule_faults(sim)
+    return sim
+
+
+def _schedule_population(sim: Simulation) -> None:
+    wl = sim.workload
+    rng_contacts = stream(sim.seed, "population", "contacts")
+    rng_start = stream(sim.seed, "population", "start")
+    plan: list[tuple[float, int, Domain, int, int]] = []
+    order = 0
+    for domain in sim.domains:
+        n_records = len(domain.records)
+        for w in range(len(domain.watchers)):
+            k = min(wl.contacts.draw(rng_contacts), n_records)
+            for record in rng_contacts.sample(range(n_records), k):
+                plan.append((rng_start.uniform(0.0, wl.ramp_up), order, domain, w, record))
+                order += 1
+    plan.sort(key=lambda item: (item[0], item[1]))
+    position = 0
+
+    def next_batch() -> None:
+        nonlocal position
+        now = sim.env.now
+        while position < len(plan) and plan[position][0] <= now:
+            _at, _order, domain, w, record = plan[position]
+            sim.subscribe(domain, w, record)
+            position += 1
+        if position < len(plan):
+            sim.call_at(plan[position][0], next_batch)
+        else:
+            plan.clear()
+
+    if plan:
+        sim.call_at(plan[0][0], next_batch)
+
+
+def _schedule_changes(sim: Simulation) -> None:
+    wl = sim.workload
+    targets = [(d.notifier, r) for d in sim.domains for r in d.records]
+    # Each record once even when two domains share a notifier's records.
+    unique = list(dict.fromkeys((n.name, r) for n, r in targets))
+    by_name = {n.name: n for n in sim.notifiers}
+    rate = wl.presence_changes_per_hour * len(unique) / 3600.0
+    if rate <= 0:
+        return
+    rng = stream(sim.seed, "changes")
+
+    def change() -> None:
+        name, record = unique[rng.randrange(len(unique))]
+        by_name[name].change_presence(record)
+        sim.call_at(sim.env.now + rng.expovariate(rate), change)
+
+    sim.call_at(rng.expovariate(rate), change)
+
+
+def _schedule_churn(sim: Simulation) -> None:
+    wl = sim.workload
+    if wl.churn_per_hour <= 0:
+        return
+    rng = stream(sim.seed, "churn")
+    expected = sum(len(d.watchers) for d in sim.domains) * max(1.0, float(wl.contacts.value))
+
+    def rate() -> float:
+        return wl.churn_per_hour * max(len(sim.live), 1.0, expected * 0.0) / 3600.0
+
+    def churn() -> None:
+        if sim._live_list:
+            domain, handle = sim._live_list[rng.randrange(len(sim._live_list))]
+            watcher = sim.live[handle].watcher
+            sim.unsubscribe(handle)
+            taken = sim._contacts[(domain.name, watcher)]
+            if len(taken) < len(domain.records):
+                record = rng.randrange(len(domain.records))
+                while record in taken:
+                    record = rng.randrange(len(domain.records))
+                sim.subscribe(domain, watcher, record)
+        sim.call_at(sim.env.now + rng.expovariate(rate()), churn)
+
+    sim.call_at(wl.ramp_up + rng.expovariate(rate()), churn)
+
+
+def _schedule_faults(sim: Simulation) -> None:
+    for fault in sim.workload.faults:
+        chosen = [n for n in sim.notifiers if fault.domain is None or fault.domain == n.spec.domain]
+        if fault.kind == "outage":
+            for notifier in chosen:
+                sim.call_at(fault.start, notifier.go_down)
+                sim.call_at(
+                    fault.start + fault.duration,
+                    lambda n=notifier, lost=fault.state_lost: n.come_up(lost),  # type: ignore[misc]
+                )
+        elif fault.kind == "partition":
+            agents = frozenset(d.agent.name for d in sim.domains)
+            sim.network.add_partition(
+                Partition(
+                    agents,
+                    frozenset(n.name for n in chosen),
+                    fault.start,
+                    fault.start + fault.duration,
+                )
+            )
+        else:  # terminate
+            for notifier in chosen:
+                sim.call_at(
+                    fault.start,
+                    lambda n=notifier, f=fault: n.terminate(f.reason, f.retry_after, f.fraction),  # type: ignore[misc]
+                )
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    timeseries: list[dict[str, Any]]
+    fine_series: dict[int, dict[str, int]]
+    delays: list[float] = field(default_factory=list)
+
+
+def finish(sim: Simulation, wall_seconds: float) -> RunResult:
+    """Close the books: summary.json content and the time series."""
+    metrics = sim.metrics
+    metrics.advance(sim.env.now)
+    summary = metrics.summary()
+    agent_counters: dict[str, int] = {}
+    for domain in sim.domains:
+        for name, value in domain.agent.agent.counters.items():
+            agent_counters[name] = agent_counters.get(name, 0) + int(value)
+    notifier_counters: dict[str, int] = {}
+    for notifier in sim.notifiers:
+        for name, value in notifier.counters.items():
+            notifier_counters[name] = notifier_counters.get(name, 0) + value
+    summary.update(
+        {
+            "workload": sim.workload.name,
+            "seed": sim.seed,
+            "profile": sim.workload.profile,
+            "simulated_seconds": sim.env.now,
+            "subscriptions_live_at_end": len(sim.live),
+            "agent_counters": dict(sorted(agent_counters.items())),
+            "notifier_counters": dict(sorted(notifier_counters.items())),
+            "network": dict(sorted(sim.network.counters.items())),
+            "events_processed": sim.env.events_processed,
+            "wall_seconds": wall_seconds,
+            "events_per_wall_second": sim.env.events_processed / wall_seconds
+            if wall_seconds > 0
+            else None,
+            "peak_memory_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        }
+    )
+    fine = {k: dict(v) for k, v in sorted(metrics.fine.items())}
+    return RunResult(summary, metrics.timeseries_rows(), fine, list(metrics.delays))
+
+
+WALL_CLOCK_FIELDS = ("wall_seconds", "events_per_wall_second", "peak_memory_kib")
+
+
+def run_workload(
+    workload: Workload,
+    seed: int,
+    *,
+    trace: TextIO | None = None,
+    pcap: BinaryIO | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> RunResult:
+    started = time.perf_counter()
+    sim = build(workload, seed, trace=trace, pcap=pcap)
+    sim.run(workload.duration, progress)
+    return finish(sim, time.perf_counter() - started)
