@@ -61,7 +61,8 @@ AWAITING_RESPONSE = frozenset({
     State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
     State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED,
 })
-# rfc6665: a failing refresh is retried while at least this much of the grant is left.
+# rfc6665: a failing refresh is retried while more than this much of the grant is left;
+# below it the next tick is the expiry itself.
 MIN_TIME_LEFT = 2.0
 
 
@@ -340,8 +341,10 @@ class Agent:
         event = Event.TICK
         code: int | None = None
         if not self.config.is_ser:
+            # Only a grant that has really run out is EXPIRED: a short grant (a few
+            # seconds) must still be refreshed, not torn down at its refresh point.
             if sub.state is State.CONFIRMED and sub.expires_at is not None \
-                    and now >= sub.expires_at - MIN_TIME_LEFT:
+                    and now >= sub.expires_at:
                 event = Event.EXPIRED
             elif sub.state is State.RESUBSCRIPTION and self._expired(sub, now):
                 event = Event.EXPIRED
@@ -351,7 +354,7 @@ class Agent:
                            if event is Event.EXPIRED else None))
 
     def _expired(self, sub: Subscription, now: float) -> bool:
-        return sub.expires_at is None or now >= sub.expires_at - MIN_TIME_LEFT
+        return sub.expires_at is None or now >= sub.expires_at
 
     # ================================================================ responses
     def _response_received(self, response: Response, now: float) -> None:
@@ -506,14 +509,16 @@ class Agent:
     def _notify_received(self, notify: Request, source: Address, destination: Address,
                          now: float) -> None:
         rfc = not self.config.is_ser
-        if rfc:
-            try:
-                check_mandatory(notify)
-                if notify.max_forwards is None:
-                    raise SipParseError("missing header: Max-Forwards")
-            except SipParseError as exc:
-                self._respond(notify, destination, 400, now, reason=_reason_text(str(exc)))
-                return
+        # A structurally broken request gets 400 in both profiles: SER's core parser and
+        # sanity checks reject it before the module sees it (issue 8: 400 naming the problem).
+        try:
+            check_mandatory(notify)
+            if rfc and notify.max_forwards is None:
+                raise SipParseError("missing header: Max-Forwards")
+        except SipParseError as exc:
+            self._count("rx.parse_errors")
+            self._reply_malformed(notify, source, str(exc))
+            return
         sub = self._find_subscription(notify)
         if sub is None:
             self._count("rx.notify_unknown_dialog")
@@ -524,7 +529,7 @@ class Agent:
         ctx = Ctx(now, Event.NOTIFY, notify=notify, notify_source=destination)
         if rfc and not self._check_notify(sub, notify, ctx):
             self._respond(notify, destination, ctx.reply_status, now, reason=ctx.reply_reason,
-                          headers=_reply_headers(ctx.reply_status))
+                          headers=_reply_headers(ctx.reply_status, ctx.error))
             return
         if rfc:
             self._classify_notify_rfc(sub, notify, ctx)
@@ -755,7 +760,11 @@ class Agent:
         sub.failures += 1
         backoff = policy.backoff_delay(self.config, sub.failures, self.rng, ctx.retry_after)
         left = sub.expires_at - ctx.now
-        self._start_timer(sub, "REFRESH", ctx.now + min(backoff, left / 2))
+        if left <= MIN_TIME_LEFT:
+            # No time for another try: the next tick is the expiry (-> EXPIRED).
+            self._start_timer(sub, "REFRESH", sub.expires_at)
+        else:
+            self._start_timer(sub, "REFRESH", ctx.now + min(backoff, left / 2))
 
     def _do_start_retry(self, sub: Subscription, ctx: Ctx) -> None:
         delay = self._retry_delay(sub, ctx)
@@ -1031,7 +1040,9 @@ def _with_received(headers: Headers, request: Request, destination: Address) -> 
     return rebuilt
 
 
-def _reply_headers(status: int) -> list[tuple[str, str]]:
+def _reply_headers(status: int, error: str | None = None) -> list[tuple[str, str]]:
+    if status == 420 and error:
+        return [("Unsupported", error)]  # SUB-147: name the option tags we do not support
     if status == 415:
         return [("Accept", PIDF_TYPE), ("Accept-Encoding", "identity")]
     return []

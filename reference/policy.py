@@ -48,14 +48,16 @@ def refresh_delay(config: AgentConfig, granted: int) -> float:
 
     `ser`: R(E) = max(E - resubscribe_delta, min_resubscribe_time), even when that is at or
     after expiry (defect B3, reproduced). `rfc6665`: the same, but never at or after expiry:
-    if R >= E the refresh goes at E/2; floored at 1 s so a zero grant cannot spin.
+    if R >= E the refresh goes at E/2. (No floor: a floor of 1 s put the refresh of a 1 s
+    grant at its expiry. A zero grant gives 0: the tick finds the grant run out, which is a
+    failure with back-off, so it cannot spin.)
     """
     delay = float(max(granted - config.resubscribe_delta, config.min_resubscribe_time))
     if config.is_ser:
         return delay
     if delay >= granted:
-        delay = granted / 2
-    return max(delay, 1.0)
+        delay = max(granted, 0) / 2
+    return delay
 
 
 def backoff_delay(config: AgentConfig, failures: int, rng: random.Random,

@@ -1,16 +1,19 @@
 """Classic pcap output (and a tiny reader for tests): IPv4/UDP framing, made-up addresses.
 
-Each node gets an address 10.<i // 250>.<i % 250 + 1>.x-like from its index so captures are
-stable for a given topology; ports are the nodes' SIP ports. IP header and UDP checksums are
+Nodes keep their IPv4 literal addresses; a node addressed by name gets a made-up 10.0.x.y
+address in order of appearance. Ports are the nodes' SIP ports. IP header and UDP checksums are
 computed so Wireshark/tshark do not flag the packets.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+Address = tuple[str, int]
 
 PCAP_MAGIC = 0xA1B2C3D4  # microsecond timestamps
 LINKTYPE_RAW = 101  # raw IPv4/IPv6, no link-layer header
@@ -65,20 +68,36 @@ class PcapWriter:
         self.packets = 0
         stream.write(struct.pack("<IHHiIII", PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, LINKTYPE_RAW))
 
-    def ip_of(self, node: str) -> bytes:
+    def ip_of(self, node: str, host: str = "") -> bytes:
+        """The node's own address when it is an IPv4 literal (so the capture agrees with the
+        Via and Contact headers), else a made-up one in 10.0.0.0/16."""
         ip = self._ips.get(node)
         if ip is None:
-            index = len(self._ips) + 1
-            ip = bytes([10, 0, index // 250, index % 250 + 1])
+            try:
+                ip = ipaddress.IPv4Address(host).packed
+            except ValueError:
+                index = len(self._ips) + 1
+                ip = bytes([10, 0, index // 250, index % 250 + 1])
             self._ips[node] = ip
         return ip
 
     def write(
-        self, time: float, src_node: str, sport: int, dst_node: str, dport: int, payload: bytes
+        self,
+        time: float,
+        source: tuple[str, Address],
+        destination: tuple[str, Address],
+        payload: bytes,
     ) -> None:
+        """Write one datagram; ``source``/``destination`` are (node name, (host, port))."""
         self._ident += 1
+        (src_node, (src_host, sport)), (dst_node, (dst_host, dport)) = source, destination
         packet = ipv4_udp_packet(
-            self.ip_of(src_node), self.ip_of(dst_node), sport, dport, payload, self._ident
+            self.ip_of(src_node, src_host),
+            self.ip_of(dst_node, dst_host),
+            sport,
+            dport,
+            payload,
+            self._ident,
         )
         seconds = int(time)
         micros = round((time - seconds) * 1_000_000)

@@ -139,7 +139,10 @@ def compare(dir_a: Path, dir_b: Path, out: Path | None = None) -> str:
         with (directory / "timeseries.csv").open() as handle:
             rows = [r for r in csv.DictReader(handle) if r["availability"]]
         axes[1].step(
-            [int(r["minute"]) for r in rows], [float(r["availability"]) for r in rows], label=label
+            [int(r["minute"]) for r in rows],
+            [float(r["availability"]) for r in rows],
+            label=label,
+            where="post",
         )
     axes[0].set_ylabel("SUBSCRIBE/s")
     axes[0].legend()

@@ -154,7 +154,7 @@ def build(
 
         def capture(d: Datagram) -> None:
             writer.write(
-                d.time, d.source_node, d.source[1], d.destination_node, d.destination[1], d.data
+                d.time, (d.source_node, d.source), (d.destination_node, d.destination), d.data
             )
 
         network.add_tap(capture)

@@ -14,6 +14,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
@@ -351,10 +352,20 @@ def check_absolute_uri(text: str, what: str) -> None:
     if not _URI_FORBIDDEN.isdisjoint(text):
         raise SipParseError(f"bad {what}: whitespace or delimiter in URI {text[:80]!r}")
     if scheme.lower() in DEFAULT_PORTS:
-        try:
-            parse_uri(text)
-        except SipParseError as exc:
-            raise SipParseError(f"bad {what}: {exc}") from None
+        problem = _sip_uri_problem(text)
+        if problem is not None:
+            raise SipParseError(f"bad {what}: {problem}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _sip_uri_problem(text: str) -> str | None:
+    """Validation result of a SIP URI, cached: the same URIs recur in every dialog message.
+    (Only the verdict is cached, never a SipUri, whose dicts a caller could mutate.)"""
+    try:
+        parse_uri(text)
+    except SipParseError as exc:
+        return str(exc)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import simpy
 from hypothesis import given, settings
@@ -54,17 +55,21 @@ def test_partition_drops_only_inside_window_and_between_sides() -> None:
     env = simpy.Environment()
     net = Network(env, 1)
     got: list[tuple[str, float]] = []
+
+    def receiver(name: str) -> Callable[[bytes, tuple[str, int]], None]:
+        return lambda _data, _source: got.append((name, env.now))
+
     for name, ip in (("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "10.0.0.3")):
-        net.add_node(name, (ip, 5060), lambda d, s, name=name: got.append((name, env.now)))
+        net.add_node(name, (ip, 5060), receiver(name))
     net.add_partition(Partition(frozenset({"a"}), frozenset({"b"}), 10.0, 20.0))
+
+    def burst(_event: object) -> None:
+        net.send("a", ("10.0.0.2", 5060), b"x")
+        net.send("b", ("10.0.0.1", 5060), b"y")
+        net.send("a", ("10.0.0.3", 5060), b"z")
+
     for at in (5.0, 15.0, 25.0):
-        env.timeout(at).callbacks.append(
-            lambda _e: (
-                net.send("a", ("10.0.0.2", 5060), b"x"),
-                net.send("b", ("10.0.0.1", 5060), b"y"),
-                net.send("a", ("10.0.0.3", 5060), b"z"),
-            )
-        )
+        env.timeout(at).callbacks.append(burst)
     env.run()
     times = sorted((name, round(t)) for name, t in got)
     assert times == [("a", 5), ("a", 25), ("b", 5), ("b", 25), ("c", 5), ("c", 15), ("c", 25)]
@@ -125,7 +130,6 @@ def test_every_datagram_is_accounted_for(loss: float, dup: float, seed: int, n: 
     env.run()
     c = net.counters
     assert c["sent"] == n
-    assert c["lost"] + (c["delivered"] - c["duplicated"]) - c["duplicated"] + c[
-        "duplicated"
-    ] == n or c["lost"] + c["delivered"] - c["duplicated"] == n
+    # Each duplicated datagram arrives twice; every other undropped one once.
+    assert c["lost"] + c["delivered"] - c["duplicated"] == n
     assert len(arrivals) == c["delivered"]

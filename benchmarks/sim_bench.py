@@ -1,0 +1,163 @@
+"""Simulator throughput benchmark (prints numbers; asserts nothing).
+
+Measures, in one process run:
+1. timer implementations (CallbackTimers vs HeapTimers) on a refresh-like pattern;
+2. a bare-SimPy baseline: timeout callbacks only, the same event count as the simulation;
+3. the simulation: N subscriptions x 1 simulated hour (hourly refresh, 3 changes/hour),
+   reporting simulated subscriber-hours per wall second, events/s, the ratio to the
+   baseline, and peak memory per subscription;
+4. optionally scenarios/load/federation-20k.yaml: messages/s (simulated) and wall time.
+
+Targets from the issue: 100,000 subscriptions x 1 h in <= 60 s wall; >= 50 % of the
+bare-SimPy event rate; <= 2 KiB per subscription.
+
+    .venv/bin/python benchmarks/sim_bench.py                   # 100k subscriptions
+    .venv/bin/python benchmarks/sim_bench.py --subscriptions 10000 --federation
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import time
+from collections.abc import Hashable
+from pathlib import Path
+
+import simpy
+
+from simulator.run import build, finish
+from simulator.timers import CallbackTimers, HeapTimers
+from simulator.workload import load_workload, workload_from_mapping
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * resource.getpagesize() // 1024
+
+
+def bench_timers(keys: int = 50_000, horizon: float = 3600.0) -> None:
+    for cls in (CallbackTimers, HeapTimers):
+        env = simpy.Environment()
+        rng = random.Random(1)
+        fired = 0
+        holder: dict[str, CallbackTimers | HeapTimers] = {}
+
+        def callback(
+            key: Hashable,
+            env: simpy.Environment = env,
+            rng: random.Random = rng,
+            holder: dict[str, CallbackTimers | HeapTimers] = holder,
+        ) -> None:
+            nonlocal fired
+            fired += 1
+            if env.now < horizon:
+                holder["timers"].start(key, env.now + rng.uniform(500, 1000))
+
+        timers = cls(env, callback)
+        holder["timers"] = timers
+        for key in range(keys):
+            timers.start(key, rng.uniform(0, 1000))
+        started = time.perf_counter()
+        env.run(until=horizon)
+        wall = time.perf_counter() - started
+        print(f"timers {cls.__name__:15s} {fired:8d} fires in {wall:6.2f} s "
+              f"({fired / wall:,.0f}/s)")  # fmt: skip
+
+
+def bare_simpy(events: int, chains: int = 10_000) -> float:
+    """Events per wall second for plain timeout callbacks (each schedules the next)."""
+    env = simpy.Environment()
+    rng = random.Random(2)
+    per_chain = max(1, events // chains)
+    remaining = [per_chain] * chains
+
+    def make(index: int) -> object:
+        def fire(_event: object) -> None:
+            remaining[index] -= 1
+            if remaining[index] > 0:
+                env.timeout(rng.uniform(0, 1.0)).callbacks.append(fire)
+
+        return fire
+
+    for index in range(chains):
+        env.timeout(rng.uniform(0, 1.0)).callbacks.append(make(index))  # type: ignore[arg-type]
+    started = time.perf_counter()
+    env.run()
+    return per_chain * chains / (time.perf_counter() - started)
+
+
+def bench_simulation(subscriptions: int, seed: int) -> float:
+    contacts = 4
+    workload = workload_from_mapping(
+        {
+            "kind": "workload",
+            "name": f"bench-{subscriptions}",
+            "duration": 3600,
+            "watchers": max(1, subscriptions // contacts),
+            "presentities": max(contacts, subscriptions),
+            "contacts": contacts,
+            "presence_changes_per_hour": 3,
+            "ramp_up": 60,
+            "agent": {"profile": "rfc6665", "parameters": {"default_expiration": 3600}},
+            "notifier": {"max_expires": 3600},
+            "network": {"latency": {"kind": "constant", "value": 0.01}},
+        },
+        "bench",
+    )
+    rss_before = _rss_kib()
+    started = time.perf_counter()
+    sim = build(workload, seed)
+    sim.run(workload.duration)
+    wall = time.perf_counter() - started
+    result = finish(sim, wall)
+    s = result.summary
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    subs = s["internal_subscriptions"]["subscribe_calls"]
+    events = s["events_processed"]
+    sim_rate = events / wall
+    base_rate = bare_simpy(events)
+    print(f"simulation: {subs} subscriptions x 1 h, {s['messages']['total']} messages, "
+          f"{events} events in {wall:.1f} s wall")  # fmt: skip
+    print(f"  subscriber-hours per wall second: {subs / wall:,.0f}")
+    print(f"  events/s: {sim_rate:,.0f}; bare SimPy: {base_rate:,.0f}; "
+          f"ratio {sim_rate / base_rate:.1%}")  # fmt: skip
+    print(f"  memory: peak RSS {peak_kib / 1024:.0f} MiB, growth during the run "
+          f"{(peak_kib - rss_before) / 1024:.0f} MiB = "
+          f"{(peak_kib - rss_before) * 1024 / max(subs, 1):,.0f} B/subscription")  # fmt: skip
+    return wall
+
+
+def bench_federation(seed: int) -> None:
+    workload = load_workload(ROOT / "scenarios" / "load" / "federation-20k.yaml")
+    started = time.perf_counter()
+    sim = build(workload, seed)
+    sim.run(workload.duration)
+    wall = time.perf_counter() - started
+    s = finish(sim, wall).summary
+    print(f"federation-20k: {s['internal_subscriptions']['subscribe_calls']} subscriptions, "
+          f"{s['messages']['total']} messages, mean {s['rates']['mean_messages_per_second']:.1f} "
+          f"msg/s, peak {s['rates']['peak_messages_per_second']} msg/s (simulated); "
+          f"{wall:.1f} s wall, {s['events_processed'] / wall:,.0f} events/s, "
+          f"availability {s['availability']:.5f}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscriptions", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--federation", action="store_true", help="also run federation-20k")
+    parser.add_argument("--skip-timers", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_timers:
+        bench_timers()
+    bench_simulation(args.subscriptions, args.seed)
+    if args.federation:
+        bench_federation(args.seed)
+
+
+if __name__ == "__main__":
+    main()

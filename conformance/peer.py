@@ -1,0 +1,177 @@
+"""The notifier peer: builds the responses and NOTIFYs the scenario asks for.
+
+Built on `reference.sip` message objects, but header values are written as given, so a
+scenario can forge malformed input (bad CSeq, missing Subscription-State, raw bytes). The
+peer keeps one record per subscriber dialog (keyed by Call-ID): the tag it answers with,
+its NOTIFY CSeq counter and the subscriber's Contact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reference.pidf import build_pidf
+from reference.sip import Headers, Request, Response, SipParseError, make_response
+
+PIDF_TYPE = "application/pidf+xml"
+
+
+@dataclass
+class Captured:
+    """A request from the subscriber that an `expect` step accepted."""
+
+    step_id: str | None
+    request: Request
+    data: bytes
+    at: float
+    destination: str
+    key: tuple[str, str, str]
+    peer_tag: str
+    reply: bytes | None = None
+
+
+@dataclass
+class PeerDialog:
+    call_id: str
+    peer_tag: str
+    subscriber_from: str          # the SUBSCRIBE's From (with the subscriber's tag)
+    record_uri: str               # the SUBSCRIBE's To URI: our identity in NOTIFY From
+    remote_target: str            # the subscriber's Contact URI
+    notify_cseq: int = 0
+
+
+@dataclass
+class SentNotify:
+    step_id: str | None
+    branch: str
+    at: float
+    data: bytes
+    responses: list[Response] = field(default_factory=list)
+
+
+def request_key(request: Request) -> tuple[str, str, str]:
+    """What makes two datagrams the same transaction: top Via branch, method, CSeq."""
+    branch = ""
+    try:
+        vias = request.vias
+        branch = (vias[0].branch or "") if vias else ""
+    except SipParseError:
+        pass
+    return branch, request.method, request.headers.get("CSeq") or ""
+
+
+def _uri_of(name_addr: str) -> str:
+    text = name_addr.strip()
+    if "<" in text and ">" in text:
+        return text[text.index("<") + 1:text.index(">")]
+    return text.split(";", 1)[0]
+
+
+def body_bytes(spec: Any, entity: str, base: Path) -> bytes:
+    """A NOTIFY body from a template name, a file (relative to the scenario) or text."""
+    if spec is None:
+        return b""
+    if isinstance(spec, str):
+        spec = {"template": spec}
+    if "file" in spec:
+        return (base / spec["file"]).read_bytes()
+    if "text" in spec:
+        return str(spec["text"]).encode("utf-8")
+    template = spec.get("template", "empty")
+    if template == "empty":
+        return b""
+    if template == "no-tuple":
+        return build_pidf(entity, tuples=[])
+    return build_pidf(entity, basic=template, note=spec.get("note"))
+
+
+class Peer:
+    """Dialog bookkeeping and message construction for the notifier side."""
+
+    def __init__(self, hostport: str) -> None:
+        self.hostport = hostport
+        self.dialogs: dict[str, PeerDialog] = {}
+        self._counter = 0
+
+    def _next(self) -> int:
+        self._counter += 1
+        return self._counter
+
+    def dialog_for(self, request: Request) -> PeerDialog:
+        """The peer's dialog for a SUBSCRIBE (created on the first one of a Call-ID)."""
+        call_id = request.call_id
+        dialog = self.dialogs.get(call_id)
+        contacts = request.contacts
+        target = contacts[0].uri if contacts and contacts[0].uri else self.hostport
+        if dialog is None:
+            tag = request.to.tag or f"peer{self._next()}"
+            dialog = PeerDialog(call_id, tag, request.headers.get("From") or "",
+                                _uri_of(request.headers.get("To") or ""), target)
+            self.dialogs[call_id] = dialog
+        else:
+            dialog.remote_target = target
+        return dialog
+
+    def reply(self, captured: Captured, status: int, reason: str | None,
+              headers: list[tuple[str, str]], to_tag: str | None | bool = True) -> bytes:
+        """A response to a captured request. `to_tag`: True = the dialog's tag when the
+        request has none (final responses above 100), None/False = no tag, str = that tag."""
+        tag: str | None = None
+        if to_tag is True:
+            tag = captured.peer_tag if status > 100 else None
+        elif isinstance(to_tag, str):
+            tag = to_tag
+        response = make_response(captured.request, status, reason, to_tag=tag, headers=headers)
+        data = response.to_bytes()
+        captured.reply = data
+        return data
+
+    def notify(self, dialog: PeerDialog, *, state: str, body: bytes,
+               content_type: str | None, event: str | None, headers: list[tuple[str, str]],
+               remove: list[str], cseq: int | None, call_id: str | None,
+               from_tag: str | None, to_tag: str | None) -> tuple[bytes, str]:
+        branch = f"z9hG4bKpeer{self._next()}"
+        if cseq is None:
+            dialog.notify_cseq += 1
+            cseq = dialog.notify_cseq
+        else:
+            dialog.notify_cseq = max(dialog.notify_cseq, cseq)
+        to_value = dialog.subscriber_from
+        if to_tag is not None:
+            to_value = f"<{_uri_of(to_value)}>;tag={to_tag}"
+        out = Headers()
+        out.add("Via", f"SIP/2.0/UDP {self.hostport};branch={branch};rport")
+        out.add("Max-Forwards", "70")
+        out.add("From", f"<{dialog.record_uri}>;tag={from_tag or dialog.peer_tag}")
+        out.add("To", to_value)
+        out.add("Call-ID", call_id or dialog.call_id)
+        out.add("CSeq", f"{cseq} NOTIFY")
+        out.add("Contact", f"<sip:{self.hostport}>")
+        if event is not None:
+            out.add("Event", event)
+        out.add("Subscription-State", state)
+        if body and content_type is not None:
+            out.add("Content-Type", content_type)
+        for name, value in headers:
+            out.set(name, value)
+        for name in remove:
+            out.remove(name)
+        request = Request("NOTIFY", dialog.remote_target, out, body)
+        return request.to_bytes(), branch
+
+    def raw(self, text: str, dialog: PeerDialog | None) -> tuple[bytes, str]:
+        """Raw bytes with `{call_id}`, `{peer_tag}`, `{subscriber_from}`, `{target}`,
+        `{peer}`, `{branch}` filled in; `\\n` line ends become CRLF."""
+        branch = f"z9hG4bKpeer{self._next()}"
+        values = {"peer": self.hostport, "branch": branch}
+        if dialog is not None:
+            dialog.notify_cseq += 1
+            values.update(call_id=dialog.call_id, peer_tag=dialog.peer_tag,
+                          subscriber_from=dialog.subscriber_from, target=dialog.remote_target,
+                          record=dialog.record_uri, cseq=str(dialog.notify_cseq))
+        for name, value in values.items():
+            text = text.replace("{" + name + "}", value)
+        text = text.replace("\r\n", "\n").replace("\n", "\r\n")
+        return text.encode("utf-8"), branch

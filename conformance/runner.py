@@ -1,0 +1,682 @@
+"""Plays a scenario against a target session and produces a verdict.
+
+The runner is written against `Session` (see `conformance.targets`): the same step
+interpreter drives the virtual-time `sim` target and the real-time `udp` target. Requests
+from the subscriber are queued; `expect` takes the oldest one. Retransmissions of a request
+already seen are absorbed (and re-answered when a reply was sent), never "unexpected".
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from conformance import expr
+from conformance.peer import (
+    PIDF_TYPE,
+    Captured,
+    Peer,
+    PeerDialog,
+    SentNotify,
+    body_bytes,
+    request_key,
+)
+from conformance.scenario import Scenario, Step
+from reference.sip import Request, Response, SipParseError, parse_message
+
+PASS, FAIL, NA, ERROR, XFAIL = "pass", "fail", "n/a", "error", "xfail"
+DEFAULT_WINDOW = (0.0, 2.0)
+STATUS_STEPS = ("expect_status", "expect_no_status")
+
+
+@dataclass(frozen=True)
+class Datagram:
+    data: bytes
+    at: float
+    destination: str = ""
+
+
+@dataclass(frozen=True)
+class Status:
+    fields: dict[str, Any]  # status, basic, reason, retry_at, at (agent clock)
+    at: float
+
+
+Incoming = Datagram | Status
+
+
+class Session(Protocol):
+    """One running subscriber under test, as the runner sees it."""
+
+    capabilities: frozenset[str]
+    peer_hostport: str
+
+    def now(self) -> float: ...
+    def subscribe(self, record: str, subscriber: str) -> Any: ...
+    def unsubscribe(self, handle: Any) -> None: ...
+    def send(self, data: bytes) -> None: ...
+    def poll(self, deadline: float) -> Incoming | None: ...
+    def fault(self, spec: dict[str, Any]) -> None: ...
+    def tolerance(self, seconds: float) -> float: ...
+    def close(self) -> None: ...
+
+
+class Target(Protocol):
+    name: str
+    capabilities: frozenset[str]
+
+    def open(self, scenario: Scenario, profile: str) -> Session: ...
+
+
+@dataclass
+class StepResult:
+    index: int
+    action: str
+    id: str | None
+    verdict: str
+    at: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    path: str
+    profile: str
+    target: str
+    verdict: str
+    covers: tuple[str, ...]
+    wall: float = 0.0
+    steps: list[StepResult] = field(default_factory=list)
+    failure: str | None = None
+    transcript: list[str] = field(default_factory=list)
+    xfail_reason: str | None = None
+
+
+class StepFailure(Exception):
+    def __init__(self, message: str, *, expected: str = "", observed: str = "",
+                 excerpt: str = "") -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.observed = observed
+        self.excerpt = excerpt
+
+    def render(self) -> str:
+        parts = [str(self)]
+        if self.expected:
+            parts.append(f"  expected: {self.expected}")
+        if self.observed:
+            parts.append(f"  observed: {self.observed}")
+        if self.excerpt:
+            parts.append("  message:\n" + _indent(self.excerpt, "    | "))
+        return "\n".join(parts)
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+
+
+def _excerpt(data: bytes, at: float | None = None, limit: int = 14) -> str:
+    lines = data.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
+    head = [line for line in lines[:limit]]
+    stamp = f"[t={at:.3f}] " if at is not None else ""
+    return stamp + "\n".join(head)
+
+
+class Run:
+    """State of one scenario run (one profile, one target)."""
+
+    def __init__(self, scenario: Scenario, profile: str, session: Session) -> None:
+        self.scenario = scenario
+        self.profile = profile
+        self.session = session
+        self.names = scenario.names_for(profile)
+        self.peer = Peer(session.peer_hostport)
+        self.requests: list[Captured] = []        # queued, not yet expected
+        self.seen: dict[tuple[str, str, str], Captured] = {}
+        self.captures: dict[str, Captured] = {}
+        self.last_request: Captured | None = None
+        self.last_subscribe_dialog: PeerDialog | None = None
+        self.notifies: dict[str, SentNotify] = {}
+        self.notifies_by_branch: dict[str, SentNotify] = {}
+        self.last_notify: SentNotify | None = None
+        self.statuses: list[Status] = []
+        self.step_times: dict[str, float] = {"start": 0.0}
+        self.prev_time = 0.0
+        self.handles: dict[str, Any] = {}
+        self.transcript: list[str] = []
+        self.stray_responses: list[Response] = []
+
+    # ------------------------------------------------------------------ helpers
+    def t(self, value: Any) -> float:
+        return expr.evaluate(value, self.names)
+
+    def log(self, text: str) -> None:
+        self.transcript.append(f"[t={self.session.now():9.3f}] {text}")
+
+    def subst(self, text: str) -> str:
+        return text.replace("{peer}", self.peer.hostport)
+
+    def window(self, args: dict[str, Any], default: tuple[float, float] = DEFAULT_WINDOW
+               ) -> tuple[float, float, float]:
+        """(anchor, absolute earliest, absolute latest) with the target's tolerance."""
+        anchor_name = args.get("after")
+        anchor = self.step_times[anchor_name] if anchor_name else self.prev_time
+        raw = args.get("within")
+        lo, hi = (self.t(raw[0]), self.t(raw[1])) if raw else default
+        tol = self.session
+        return anchor, anchor + lo - tol.tolerance(abs(lo)), anchor + hi + tol.tolerance(abs(hi))
+
+    def send(self, data: bytes, what: str) -> None:
+        first = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+        self.log(f"peer -> {what}: {first}")
+        self.session.send(data)
+
+    # ------------------------------------------------------------------ input
+    def pump(self, deadline: float) -> bool:
+        """Take one input (or reach the deadline: False)."""
+        item = self.session.poll(deadline)
+        if item is None:
+            return False
+        if isinstance(item, Status):
+            self.statuses.append(item)
+            self.log(f"status {item.fields.get('status')} reason={item.fields.get('reason')} "
+                     f"basic={item.fields.get('basic')} retry_at={item.fields.get('retry_at')}")
+            return True
+        try:
+            message = parse_message(item.data)
+        except SipParseError as exc:
+            self.log(f"agent -> unparsable datagram ({exc})")
+            raise StepFailure("the subscriber sent a datagram that does not parse",
+                              observed=str(exc), excerpt=_excerpt(item.data, item.at)) from None
+        first = item.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+        if isinstance(message, Response):
+            self.log(f"agent -> {first}")
+            branch = ""
+            try:
+                branch = (message.vias[0].branch or "") if message.vias else ""
+            except SipParseError:
+                pass
+            sent = self.notifies_by_branch.get(branch)
+            if sent is not None:
+                sent.responses.append(message)
+            else:
+                self.stray_responses.append(message)
+            return True
+        key = request_key(message)
+        old = self.seen.get(key)
+        if old is not None:
+            self.log(f"agent -> {first} (retransmission absorbed)")
+            if old.reply is not None:
+                self.send(old.reply, "re-sent reply")
+            return True
+        self.log(f"agent -> {first} (to {item.destination})")
+        captured = Captured(None, message, item.data, item.at, item.destination, key, "")
+        self.seen[key] = captured
+        self.requests.append(captured)
+        return True
+
+    # ------------------------------------------------------------------ steps
+    def run_step(self, step: Step) -> float:
+        handler: Callable[[Step, Any], float] = getattr(self, "step_" + step.action)
+        at = handler(step, step.args)
+        if step.id is not None:
+            self.step_times[step.id] = at
+        self.prev_time = at
+        return at
+
+    def step_subscribe(self, step: Step, args: dict[str, Any]) -> float:
+        record = self.subst(args.get("record", self.scenario.record))
+        subscriber = self.subst(args.get("subscriber", self.scenario.subscriber))
+        name = args.get("handle", "main")
+        self.log(f"internal subscribe {record} by {subscriber}")
+        self.handles[name] = self.session.subscribe(record, subscriber)
+        return self.session.now()
+
+    def step_unsubscribe(self, step: Step, args: dict[str, Any]) -> float:
+        name = args.get("handle", "main")
+        if name not in self.handles:
+            raise StepFailure(f"no subscription named {name!r} to unsubscribe")
+        self.log(f"internal unsubscribe {name}")
+        self.session.unsubscribe(self.handles[name])
+        return self.session.now()
+
+    def step_wait(self, step: Step, args: Any) -> float:
+        deadline = self.session.now() + self.t(args)
+        while self.pump(deadline):
+            pass
+        return self.session.now()
+
+    def step_fault(self, step: Step, args: dict[str, Any]) -> float:
+        spec = dict(args)
+        for key in ("duration", "delay"):
+            if key in spec:
+                spec[key] = self.t(spec[key])
+        self.log(f"fault {spec}")
+        self.session.fault(spec)
+        return self.session.now()
+
+    def step_expect(self, step: Step, args: dict[str, Any]) -> float:
+        anchor, earliest, latest = self.window(args)
+        while not self.requests:
+            if not self.pump(latest) and self.session.now() >= latest:
+                method = args.get("method", "a request")
+                raise StepFailure(
+                    f"no {method} from the subscriber",
+                    expected=f"{method} in [{earliest:.3f}, {latest:.3f}] "
+                             f"(anchor t={anchor:.3f})",
+                    observed=f"nothing new by t={self.session.now():.3f}")
+        captured = self.requests.pop(0)
+        request = captured.request
+        excerpt = _excerpt(captured.data, captured.at)
+        method = args.get("method")
+        if method is not None and request.method != method:
+            raise StepFailure("unexpected request method", expected=method,
+                              observed=request.method, excerpt=excerpt)
+        if captured.at < earliest:
+            raise StepFailure(
+                f"{request.method} too early",
+                expected=f"at t in [{earliest:.3f}, {latest:.3f}] (anchor t={anchor:.3f}, "
+                         f"+{earliest - anchor:.3f}..+{latest - anchor:.3f})",
+                observed=f"t={captured.at:.3f} (+{captured.at - anchor:.3f})", excerpt=excerpt)
+        if captured.at > latest:  # queued late delivery (real time only)
+            raise StepFailure(f"{request.method} too late",
+                              expected=f"at t <= {latest:.3f}",
+                              observed=f"t={captured.at:.3f}", excerpt=excerpt)
+        captured.step_id = step.id
+        if request.method == "SUBSCRIBE":
+            dialog = self.peer.dialog_for(request)
+            captured.peer_tag = dialog.peer_tag
+            self.last_subscribe_dialog = dialog
+        if step.id is not None:
+            self.captures[step.id] = captured
+        fields = self.request_fields(captured)
+        if "uri" in args:
+            self.check("Request-URI", args["uri"], fields["request_uri"], excerpt)
+        for name, matcher in (args.get("match") or {}).items():
+            self.check(name, matcher, fields.get(name, request.headers.get(name)), excerpt)
+        if "body" in args:
+            self.check("body", args["body"], fields["body"], excerpt)
+        self.last_request = captured
+        return captured.at
+
+    def request_fields(self, captured: Captured) -> dict[str, Any]:
+        request = captured.request
+        fields: dict[str, Any] = {
+            "method": request.method, "request_uri": request.uri,
+            "call_id": request.headers.get("Call-ID"), "destination": captured.destination,
+            "body": request.body.decode("utf-8", "replace"), "branch": captured.key[0],
+            "peer_tag": captured.peer_tag, "at": captured.at,
+        }
+        for name, read in (("from_tag", lambda: request.from_.tag),
+                           ("to_tag", lambda: request.to.tag),
+                           ("cseq", lambda: request.cseq.number),
+                           ("expires", lambda: request.expires),
+                           ("to_uri", lambda: request.to.uri),
+                           ("from_uri", lambda: request.from_.uri)):
+            try:
+                fields[name] = read()
+            except SipParseError:
+                fields[name] = None
+        return fields
+
+    def lookup(self, ref: str) -> Any:
+        step_id, _, name = ref.partition(".")
+        captured = self.captures.get(step_id)
+        if captured is None:
+            raise StepFailure(f"reference {ref!r}: step {step_id!r} captured no request")
+        fields = self.request_fields(captured)
+        return fields.get(name, captured.request.headers.get(name))
+
+    def check(self, name: str, matcher: Any, value: Any, excerpt: str) -> None:
+        problem = self.match(matcher, value)
+        if problem is not None:
+            raise StepFailure(f"{name} does not match", expected=problem,
+                              observed="(absent)" if value is None else repr(value),
+                              excerpt=excerpt)
+
+    def match(self, matcher: Any, value: Any) -> str | None:
+        """None if `value` satisfies `matcher`, else the expectation as text."""
+        if not isinstance(matcher, dict):
+            matcher = {"equals": matcher}
+        for kind, want in matcher.items():
+            if kind == "offset":
+                continue
+            if kind == "present" and bool(want) != (value is not None):
+                return "present" if want else "absent"
+            if kind == "absent" and bool(want) != (value is None):
+                return "absent" if want else "present"
+            if kind == "equals" and not _equal(value, want):
+                return f"== {want!r}"
+            if kind == "regex" and (value is None or re.search(want, str(value)) is None):
+                return f"matches /{want}/"
+            if kind == "contains" and (value is None or str(want) not in str(value)):
+                return f"contains {want!r}"
+            if kind in ("eq", "ne", "lt", "le", "gt", "ge"):
+                bound = self.t(want)
+                number = _number(value)
+                ops = {"eq": number == bound, "ne": number != bound,
+                       "lt": number is not None and number < bound,
+                       "le": number is not None and number <= bound,
+                       "gt": number is not None and number > bound,
+                       "ge": number is not None and number >= bound}
+                if number is None or not ops[kind]:
+                    return f"{kind} {bound:g}"
+            if kind in ("same_as", "different_from"):
+                other = self.lookup(want)
+                offset = matcher.get("offset")
+                if offset is not None and _number(other) is not None:
+                    other = _number(other) + offset  # type: ignore[operator]
+                same = _equal(value, other)
+                if kind == "same_as" and not same:
+                    return f"same as {want}{f' + {offset}' if offset else ''} ({other!r})"
+                if kind == "different_from" and same:
+                    return f"different from {want} ({other!r})"
+        return None
+
+    def target_request(self, args: dict[str, Any]) -> Captured:
+        ref = args.get("to")
+        captured = self.captures.get(ref) if ref else self.last_request
+        if captured is None:
+            raise StepFailure("no expected request to answer"
+                              + (f" (step {ref!r} captured none)" if ref else ""))
+        return captured
+
+    def step_reply(self, step: Step, args: dict[str, Any]) -> float:
+        captured = self.target_request(args)
+        status = int(args["status"])
+        headers: list[tuple[str, str]] = []
+        for key, name in (("expires", "Expires"), ("min_expires", "Min-Expires"),
+                          ("retry_after", "Retry-After")):
+            if key in args:
+                headers.append((name, str(int(round(self.t(args[key]))))))
+        contact = args.get("contact", "auto")
+        if contact == "auto":
+            contact = f"<sip:{self.peer.hostport}>" if 200 <= status < 300 else None
+        if contact:
+            headers.append(("Contact", self.subst(contact)))
+        if "record_route" in args:
+            headers.append(("Record-Route", self.subst(args["record_route"])))
+        for name, value in (args.get("headers") or {}).items():
+            headers.append((name, self.subst(str(value))))
+        to_tag: str | None | bool = True
+        if "to_tag" in args:
+            to_tag = args["to_tag"]
+        data = self.peer.reply(captured, status, args.get("reason"), headers, to_tag)
+        self.send(data, "reply")
+        return self.session.now()
+
+    def step_accept(self, step: Step, args: dict[str, Any]) -> float:
+        """2xx with Expires, then (default) an active NOTIFY carrying the same expires and
+        an open PIDF body, and its 200 OK expected: the usual way to set a dialog up."""
+        captured = self.target_request(args)
+        expires = self.t(args["expires"]) if "expires" in args else self.names[
+            "default_expiration"]
+        seconds = str(int(round(expires)))
+        data = self.peer.reply(captured, int(args.get("status", 200)), None,
+                               [("Expires", seconds), ("Contact", f"<sip:{self.peer.hostport}>")])
+        self.send(data, "reply")
+        at = self.session.now()
+        if args.get("notify", True):
+            dialog = self.peer.dialog_for(captured.request)
+            sent = self.send_notify(step, dialog, {
+                "state": "active", "expires": expires, "body": args.get("body", "open")})
+            self.wait_response(sent, [200], {}, (0.0, 2.0))
+        return at
+
+    def send_notify(self, step: Step, dialog: PeerDialog | None, args: dict[str, Any]
+                    ) -> SentNotify:
+        if "raw" in args:
+            data, branch = self.peer.raw(args["raw"], dialog)
+        else:
+            if dialog is None:
+                raise StepFailure("notify: no dialog yet (expect a SUBSCRIBE first)")
+            state = args.get("state", "active")
+            for key, name in (("expires", "expires"), ("reason", "reason"),
+                              ("retry_after", "retry-after")):
+                if key in args:
+                    value = args[key]
+                    if key != "reason":
+                        value = str(int(round(self.t(value))))
+                    state += f";{name}={value}"
+            body = body_bytes(args.get("body"), dialog.record_uri, self.scenario.path.parent)
+            data, branch = self.peer.notify(
+                dialog, state=state, body=body,
+                content_type=args.get("content_type", PIDF_TYPE),
+                event=args.get("event", "presence"),
+                headers=[(k, self.subst(str(v))) for k, v in (args.get("headers") or {}).items()],
+                remove=list(args.get("remove") or []), cseq=args.get("cseq"),
+                call_id=args.get("call_id"), from_tag=args.get("from_tag"),
+                to_tag=args.get("to_tag"))
+        sent = SentNotify(step.id, branch, self.session.now(), data)
+        self.notifies_by_branch[branch] = sent
+        if step.id is not None:
+            self.notifies[step.id] = sent
+        self.last_notify = sent
+        self.send(data, "NOTIFY")
+        return sent
+
+    def step_notify(self, step: Step, args: dict[str, Any]) -> float:
+        dialog = self.last_subscribe_dialog
+        ref = args.get("dialog")
+        if ref is not None:
+            captured = self.captures.get(ref)
+            if captured is None:
+                raise StepFailure(f"notify: step {ref!r} captured no request")
+            dialog = self.peer.dialog_for(captured.request)
+        self.send_notify(step, dialog, args)
+        return self.session.now()
+
+    def sent_notify(self, args: dict[str, Any]) -> SentNotify:
+        ref = args.get("to")
+        sent = self.notifies.get(ref) if ref else self.last_notify
+        if sent is None:
+            raise StepFailure("no NOTIFY was sent" + (f" by step {ref!r}" if ref else ""))
+        return sent
+
+    def wait_response(self, sent: SentNotify, statuses: list[int], match: dict[str, Any],
+                      window: tuple[float, float]) -> Response:
+        latest = sent.at + window[1] + self.session.tolerance(window[1])
+        while not sent.responses:
+            if not self.pump(latest) and self.session.now() >= latest:
+                raise StepFailure("no response to the NOTIFY",
+                                  expected=f"{'/'.join(map(str, statuses))} by t={latest:.3f}",
+                                  observed="nothing", excerpt=_excerpt(sent.data, sent.at))
+        response = sent.responses[-1]
+        excerpt = _excerpt(response.to_bytes(), self.session.now())
+        if response.status not in statuses:
+            raise StepFailure("wrong response to the NOTIFY",
+                              expected="/".join(map(str, statuses)),
+                              observed=f"{response.status} {response.reason}", excerpt=excerpt)
+        for name, matcher in match.items():
+            value = response.reason if name == "reason" else response.headers.get(name)
+            self.check(name, matcher, value, excerpt)
+        return response
+
+    def step_expect_response(self, step: Step, args: dict[str, Any]) -> float:
+        sent = self.sent_notify(args)
+        statuses = args["status"] if isinstance(args["status"], list) else [args["status"]]
+        raw = args.get("within")
+        window = (self.t(raw[0]), self.t(raw[1])) if raw else DEFAULT_WINDOW
+        self.wait_response(sent, [int(s) for s in statuses], args.get("match") or {}, window)
+        return self.session.now()
+
+    def step_expect_no_response(self, step: Step, args: dict[str, Any]) -> float:
+        sent = self.sent_notify(args)
+        duration = self.t(args.get("duration", 1))
+        deadline = self.session.now() + duration
+        while self.pump(deadline):
+            pass
+        if sent.responses:
+            response = sent.responses[0]
+            raise StepFailure("the NOTIFY was answered", expected="no response",
+                              observed=f"{response.status} {response.reason}",
+                              excerpt=_excerpt(response.to_bytes()))
+        return self.session.now()
+
+    def step_expect_status(self, step: Step, args: dict[str, Any]) -> float:
+        anchor, earliest, latest = self.window(args)
+        while not self.statuses:
+            if not self.pump(latest) and self.session.now() >= latest:
+                raise StepFailure(
+                    "no status message", expected=f"status {args['status']} in "
+                    f"[{earliest:.3f}, {latest:.3f}]",
+                    observed=f"nothing by t={self.session.now():.3f}")
+        status = self.statuses.pop(0)
+        fields = status.fields
+        shown = ", ".join(f"{k}={fields.get(k)!r}" for k in ("status", "basic", "reason",
+                                                              "retry_at", "at"))
+        excerpt = f"[t={status.at:.3f}] {shown}"
+        if fields.get("status") != args["status"]:
+            raise StepFailure("wrong status", expected=args["status"],
+                              observed=str(fields.get("status")), excerpt=excerpt)
+        if status.at < earliest:
+            raise StepFailure("status too early", expected=f"t >= {earliest:.3f}",
+                              observed=f"t={status.at:.3f}", excerpt=excerpt)
+        if "basic" in args and fields.get("basic") != args["basic"]:
+            raise StepFailure("wrong basic status", expected=repr(args["basic"]),
+                              observed=repr(fields.get("basic")), excerpt=excerpt)
+        if "reason" in args:
+            self.check("reason", args["reason"], fields.get("reason"), excerpt)
+        if "retry_in" in args:
+            retry_at = fields.get("retry_at")
+            window = args["retry_in"]
+            if window is None:
+                if retry_at is not None:
+                    raise StepFailure("retry_at should be absent", expected="no retry",
+                                      observed=f"retry_at={retry_at}", excerpt=excerpt)
+            else:
+                lo, hi = self.t(window[0]), self.t(window[1])
+                tol = self.session.tolerance
+                delta = None if retry_at is None else float(retry_at) - float(fields["at"])
+                if delta is None or not lo - tol(lo) <= delta <= hi + tol(hi):
+                    raise StepFailure("retry_at outside the window",
+                                      expected=f"retry in [{lo:g}, {hi:g}] s",
+                                      observed="none" if delta is None else f"{delta:.3f} s",
+                                      excerpt=excerpt)
+        return status.at
+
+    def step_expect_no_status(self, step: Step, args: dict[str, Any]) -> float:
+        duration = self.t(args.get("duration", 0))
+        now = self.session.now()
+        quiet_until = now + duration - self.session.tolerance(duration)
+        while self.pump(quiet_until):
+            pass
+        if self.statuses:
+            status = self.statuses[0]
+            raise StepFailure("unexpected status message", expected="none",
+                              observed=f"{status.fields.get('status')} at t={status.at:.3f}",
+                              excerpt=str(status.fields))
+        while self.pump(now + duration):
+            pass
+        return self.session.now()
+
+    def step_expect_nothing(self, step: Step, args: dict[str, Any]) -> float:
+        duration = self.t(args["duration"])
+        now = self.session.now()
+        quiet_until = now + duration - self.session.tolerance(duration)
+        while not self.requests and self.pump(quiet_until):
+            pass
+        if self.requests:
+            captured = self.requests[0]
+            raise StepFailure(
+                f"unexpected {captured.request.method}",
+                expected=f"no request until t={quiet_until:.3f}",
+                observed=f"{captured.request.method} at t={captured.at:.3f}",
+                excerpt=_excerpt(captured.data, captured.at))
+        while self.pump(now + duration):
+            pass
+        return self.session.now()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _equal(a: Any, b: Any) -> bool:
+    na, nb = _number(a), _number(b)
+    if na is not None and nb is not None:
+        return na == nb
+    return str(a) == str(b) if a is not None and b is not None else a is b
+
+
+def run_scenario(scenario: Scenario, profile: str, target: Target) -> ScenarioResult:
+    """Run one scenario in one profile; never raises for a scenario problem."""
+    result = ScenarioResult(scenario.name, str(scenario.path), profile, target.name, PASS,
+                            scenario.all_covers)
+    steps = [s for s in scenario.steps if s.applies_to(profile)]
+    missing = set(scenario.requires) - set(target.capabilities)
+    if any(s.action == "fault" for s in steps) and "faults" not in target.capabilities:
+        missing.add("faults")
+    if any(s.action == "unsubscribe" for s in steps) and \
+            "unsubscribe" not in target.capabilities:
+        missing.add("unsubscribe")
+    if profile not in scenario.profiles or missing:
+        result.verdict = NA
+        result.failure = (f"target {target.name!r} lacks {', '.join(sorted(missing))}"
+                          if missing else f"scenario does not apply to profile {profile}")
+        return result
+    started = time.perf_counter()
+    session: Session | None = None
+    run: Run | None = None
+    try:
+        session = target.open(scenario, profile)
+        run = Run(scenario, profile, session)
+        for step in steps:
+            if step.action in STATUS_STEPS and "status" not in session.capabilities:
+                result.steps.append(StepResult(step.index, step.action, step.id, NA))
+                continue
+            try:
+                at = run.run_step(step)
+            except StepFailure as exc:
+                result.steps.append(StepResult(step.index, step.action, step.id, FAIL,
+                                               session.now(), exc.render()))
+                result.verdict = FAIL
+                result.failure = f"{step.label}: {exc.render()}"
+                break
+            result.steps.append(StepResult(step.index, step.action, step.id, PASS, at))
+        if result.verdict == PASS and run.requests:
+            leftover = run.requests[0]
+            result.verdict = FAIL
+            result.failure = (f"end of scenario: unexpected {leftover.request.method} at "
+                              f"t={leftover.at:.3f}\n  message:\n"
+                              + _indent(_excerpt(leftover.data, leftover.at), "    | "))
+    except Exception as exc:  # a harness or target problem, not a verdict on the subscriber
+        result.verdict = ERROR
+        result.failure = f"{type(exc).__name__}: {exc}"
+    finally:
+        if session is not None:
+            try:
+                session.close()
+            except Exception as exc:  # pragma: no cover - best effort
+                if result.verdict == PASS:
+                    result.verdict = ERROR
+                    result.failure = f"closing the target: {exc}"
+    if run is not None:
+        result.transcript = run.transcript
+    result.wall = time.perf_counter() - started
+    if scenario.is_xfail(profile):
+        result.xfail_reason = scenario.xfail_reason
+        if result.verdict == FAIL:
+            result.verdict = XFAIL
+    return result
+
+
+def is_request(data: bytes) -> bool:
+    return not data.startswith(b"SIP/2.0 ")
+
+
+__all__ = [
+    "ERROR", "FAIL", "NA", "PASS", "XFAIL", "Datagram", "Incoming", "Request",
+    "ScenarioResult", "Session", "Status", "StepResult", "Target", "run_scenario",
+]

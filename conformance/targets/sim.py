@@ -1,0 +1,175 @@
+"""`sim` target: the reference core in virtual time on a tiny SimPy network.
+
+Two endpoints (agent, peer) joined by a zero-latency wire, so timing windows are exact.
+Faults act on the wire: `drop` (the next `count` datagrams, or all during `duration`),
+`delay` (add `delay` seconds during `duration`) and `partition` (drop both ways during
+`duration`), each optionally limited to one direction and one SIP method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import simpy
+
+from conformance.runner import Datagram, Incoming, Status
+from conformance.scenario import Scenario
+from reference import Agent, AgentConfig, CancelTimer, Deliver, Send, StartTimer
+
+AGENT_ADDRESS = ("127.0.0.1", 5060)
+PEER_ADDRESS = ("127.0.0.1", 5070)
+EPSILON = 1e-6
+
+AgentFactory = Callable[[AgentConfig], Agent]
+
+
+@dataclass
+class _Fault:
+    kind: str
+    direction: str
+    start: float
+    end: float
+    count: int | None
+    method: str | None
+    delay: float
+
+    def applies(self, direction: str, data: bytes, now: float) -> bool:
+        if self.direction not in ("both", direction):
+            return False
+        if self.method is not None and _method(data) != self.method:
+            return False
+        if self.count is not None:
+            return self.count > 0
+        return self.start <= now < self.end
+
+
+def _method(data: bytes) -> str:
+    """The request's method, or for a response the method in its CSeq."""
+    first = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    if not first.startswith("SIP/"):
+        return first.split(" ", 1)[0]
+    for line in data.split(b"\r\n"):
+        if line.lower().startswith(b"cseq:"):
+            return line.decode("utf-8", "replace").split()[-1]
+    return ""
+
+
+class SimSession:
+    capabilities = frozenset({"status", "faults", "unsubscribe"})
+
+    def __init__(self, config: AgentConfig, factory: AgentFactory) -> None:
+        self.env = simpy.Environment()
+        self.peer_hostport = f"{PEER_ADDRESS[0]}:{PEER_ADDRESS[1]}"
+        self.agent = factory(config.replace(
+            local_address=f"{AGENT_ADDRESS[0]}:{AGENT_ADDRESS[1]}"))
+        self.inbox: list[Incoming] = []
+        self.timers: dict[object, int] = {}
+        self.generation = 0
+        self.faults: list[_Fault] = []
+
+    # -- runner interface
+    def now(self) -> float:
+        return float(self.env.now)
+
+    def tolerance(self, seconds: float) -> float:
+        return EPSILON
+
+    def subscribe(self, record: str, subscriber: str) -> Any:
+        handle = self.agent.subscribe(record, subscriber, "conformance", now=self.now())
+        self._drain()
+        return handle
+
+    def unsubscribe(self, handle: Any) -> None:
+        self.agent.unsubscribe(int(handle), now=self.now())
+        self._drain()
+
+    def send(self, data: bytes) -> None:
+        self._wire("to_agent", data, lambda: self._to_agent(data))
+
+    def poll(self, deadline: float) -> Incoming | None:
+        while not self.inbox:
+            upcoming = self.env.peek()
+            if upcoming > deadline + EPSILON:
+                if deadline > self.env.now:
+                    self.env.run(until=deadline)
+                return None
+            self.env.step()
+        return self.inbox.pop(0)
+
+    def fault(self, spec: dict[str, Any]) -> None:
+        now = self.now()
+        duration = float(spec.get("duration", float("inf")))
+        self.faults.append(_Fault(spec["kind"], spec.get("direction", "both"), now,
+                                  now + duration, spec.get("count"), spec.get("method"),
+                                  float(spec.get("delay", 0.0))))
+
+    def close(self) -> None:
+        self.inbox.clear()
+
+    # -- wire
+    def _wire(self, direction: str, data: bytes, arrive: Callable[[], None]) -> None:
+        delay = 0.0
+        for fault in self.faults:
+            if not fault.applies(direction, data, self.now()):
+                continue
+            if fault.kind in ("drop", "partition"):
+                if fault.count is not None:
+                    fault.count -= 1
+                return
+            delay += fault.delay
+        if delay <= 0:
+            arrive()
+            return
+        event = self.env.timeout(delay)
+        event.callbacks.append(lambda _e: arrive())
+
+    def _to_agent(self, data: bytes) -> None:
+        self.agent.datagram_received(data, PEER_ADDRESS, now=self.now())
+        self._drain()
+
+    def _timer(self, key: object, at: float) -> None:
+        self.generation += 1
+        token = self.generation
+        self.timers[key] = token
+
+        def fire(_event: object) -> None:
+            if self.timers.get(key) == token:
+                del self.timers[key]
+                self.agent.timer_fired(key, now=self.now())  # type: ignore[arg-type]
+                self._drain()
+
+        event = self.env.timeout(max(0.0, at - self.now()))
+        event.callbacks.append(fire)
+
+    def _drain(self) -> None:
+        for effect in self.agent.drain_effects():
+            if isinstance(effect, Send):
+                data = effect.data
+                destination = f"{effect.destination[0]}:{effect.destination[1]}"
+                self._wire("from_agent", data, lambda d=data, dest=destination:
+                           self.inbox.append(Datagram(d, self.now(), dest)))
+            elif isinstance(effect, StartTimer):
+                self._timer(effect.key, effect.at)
+            elif isinstance(effect, CancelTimer):
+                self.timers.pop(effect.key, None)
+            elif isinstance(effect, Deliver):
+                message = effect.message
+                document = message.document
+                self.inbox.append(Status({
+                    "status": message.status, "reason": message.reason,
+                    "retry_at": message.retry_at, "at": message.at,
+                    "basic": document.basic if document is not None else None,
+                }, self.now()))
+
+
+class SimTarget:
+    name = "sim"
+    capabilities = SimSession.capabilities
+
+    def __init__(self, agent_factory: AgentFactory = Agent) -> None:
+        self.agent_factory = agent_factory
+
+    def open(self, scenario: Scenario, profile: str) -> SimSession:
+        return SimSession(scenario.config_for(profile), self.agent_factory)

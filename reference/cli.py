@@ -1,0 +1,219 @@
+"""`b2b-agent`: run the reference presence agent on a real UDP socket.
+
+Exit codes: 0 after a clean shutdown, 2 for a usage error (bad parameter, busy port), 1 for
+anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from reference.config import PROFILES, AgentConfig, ConfigError
+from reference.control import DEFAULT_CONTROL, ControlServer
+from reference.qsa import StatusMessage
+from reference.udp import UdpRuntime
+
+log = logging.getLogger("reference.cli")
+
+CLI_DESTINATION = "cli"
+
+EXAMPLES = """\
+examples:
+  # watch alice through the lab Kamailio (docs/lab.md)
+  b2b-agent --subscribe sip:alice@lab.test sip:bob@lab.test \\
+            --param presence_route='<sip:127.0.0.1:5070;lr>'
+
+  # SER behaviour, short subscriptions, JSON lines on stdout, a trace file
+  b2b-agent --profile ser --param default_expiration=60 --json --trace agent.jsonl \\
+            --subscribe sip:alice@lab.test sip:bob@lab.test
+
+  # no initial subscriptions: drive it over the control protocol (docs/control-protocol.md)
+  b2b-agent --listen 127.0.0.1:5062 --control 127.0.0.1:5199
+  echo '{"op":"subscribe","record":"sip:alice@lab.test","subscriber":"sip:bob@lab.test"}' \\
+      | nc -q 5 127.0.0.1 5199
+"""
+
+
+class UsageError(Exception):
+    """Reported as one line on stderr with exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="b2b-agent",
+        description="Reference presence B2BUA (SER presence_b2b done right) on UDP. "
+                    "Subscribes to presence on behalf of internal subscribers and prints "
+                    "their status messages.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:5060",
+                        help="SIP UDP address (default %(default)s; port 0 = any free port)")
+    parser.add_argument("--control", metavar="HOST:PORT",
+                        default=f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}",
+                        help="control protocol TCP address (default %(default)s, loopback)")
+    parser.add_argument("--no-control", action="store_true", help="no control server")
+    parser.add_argument("--profile", choices=PROFILES,
+                        help="behaviour profile (default: from --config, else rfc6665)")
+    parser.add_argument("--config", metavar="FILE.yaml", help="agent parameters from YAML")
+    parser.add_argument("--param", metavar="NAME=VALUE", action="append", default=[],
+                        help="set an agent parameter by its SER name (repeatable; wins over "
+                             "--config and --profile); local_address defaults to --listen")
+    parser.add_argument("--subscribe", metavar=("RECORD", "SUBSCRIBER"), nargs=2,
+                        action="append", default=[], help="subscribe at startup (repeatable)")
+    parser.add_argument("--json", action="store_true",
+                        help="status messages as JSON lines on stdout")
+    parser.add_argument("--trace", metavar="FILE", help="append a JSON-lines trace to FILE")
+    parser.add_argument("--log-level", default="warning",
+                        choices=("debug", "info", "warning", "error"),
+                        help="log level on stderr (default %(default)s)")
+    parser.add_argument("--duration", metavar="SECONDS", type=float,
+                        help="run this long, then shut down gracefully")
+    return parser
+
+
+def parse_hostport(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"{what} must be HOST:PORT, not {text!r}")
+    return host, int(port)
+
+
+def build_config(args: argparse.Namespace) -> tuple[AgentConfig, bool]:
+    """The agent configuration and whether local_address was given explicitly."""
+    try:
+        config = AgentConfig.from_yaml(args.config) if args.config else AgentConfig()
+        explicit_local = bool(args.config) and config.local_address != AgentConfig.local_address
+        if args.profile:
+            config = config.replace(profile=args.profile)
+        params: dict[str, str] = {}
+        for item in args.param:
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise UsageError(f"--param must be NAME=VALUE, not {item!r}")
+            params[name.strip()] = value
+        if params:
+            config = config.with_params(params)
+        explicit_local = explicit_local or "local_address" in params
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return config, explicit_local
+
+
+def format_status(message: StatusMessage, now: float) -> str:
+    """One readable line: `12:00:01 sip:alice@lab.test -> sip:bob@lab.test: active open "note"`."""
+    parts = [time.strftime("%H:%M:%S"), f"{message.record} -> {message.subscriber}:",
+             message.status]
+    document = message.document
+    if document is not None:
+        parts.append(document.basic or "(no tuple)")
+        notes = [n.text for t in document.tuples for n in t.notes] + \
+                [n.text for n in document.notes]
+        if notes:
+            parts.append(json.dumps(notes[0], ensure_ascii=False))
+    elif message.status in ("active", "pending") and not message.body:
+        parts.append("(no document)")
+    if message.reason:
+        parts.append(f"reason={message.reason}")
+    if message.retry_at is not None:
+        parts.append(f"retry in {max(0.0, message.retry_at - now):.0f}s")
+    if message.superseded:
+        parts.append(f"({message.superseded} older state(s) superseded)")
+    return " ".join(parts)
+
+
+def make_printer(as_json: bool, out: TextIO) -> Callable[[StatusMessage], None]:
+    def show(message: StatusMessage) -> None:
+        line = (json.dumps({"event": "status", **message.to_json()}, default=str)
+                if as_json else format_status(message, asyncio.get_running_loop().time()))
+        out.write(line + "\n")
+        out.flush()
+    return show
+
+
+async def run(args: argparse.Namespace, out: TextIO) -> int:
+    config, explicit_local = build_config(args)
+    listen = parse_hostport(args.listen, "--listen")
+    control_at = None if args.no_control else parse_hostport(args.control, "--control")
+    if not explicit_local and listen[1] != 0:
+        try:
+            config = config.replace(local_address=f"{listen[0]}:{listen[1]}")
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        runtime = await UdpRuntime.open(config, listen[0], listen[1],
+                                        advertise_bound_address=not explicit_local,
+                                        trace_path=args.trace)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on udp {args.listen}: {exc.strerror or exc}") from None
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    stop = asyncio.Event()
+    control: ControlServer | None = None
+    try:
+        if control_at is not None:
+            control = ControlServer(runtime, on_shutdown=stop.set)
+            try:
+                await control.start(*control_at)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot listen on tcp {args.control} (control): {exc.strerror or exc}"
+                ) from None
+        runtime.add_listener(CLI_DESTINATION, make_printer(args.json, out))
+        sip = f"{runtime.local_address[0]}:{runtime.local_address[1]}"
+        print(f"b2b-agent: SIP on udp {sip} (profile {runtime.agent.config.profile}, "
+              f"Contact {runtime.agent.config.local_address})", file=sys.stderr)
+        if control is not None:
+            where = f"{control.address[0]}:{control.address[1]}"
+            scope = ("loopback only" if control.address[0].startswith("127.")
+                     or control.address[0] == "::1" else "NOT loopback: reachable from the network")
+            print(f"b2b-agent: control protocol on tcp {where} ({scope})", file=sys.stderr)
+        else:
+            print("b2b-agent: no control server", file=sys.stderr)
+        for record, subscriber in args.subscribe:
+            try:
+                runtime.subscribe(record, subscriber, CLI_DESTINATION)
+            except ValueError as exc:
+                raise UsageError(f"--subscribe {record} {subscriber}: {exc}") from None
+        runtime.install_signal_handlers()
+        waiters = [asyncio.ensure_future(stop.wait()),
+                   asyncio.ensure_future(runtime.wait_closed())]
+        if args.duration is not None:
+            waiters.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        await runtime.shutdown()
+    finally:
+        if control is not None:
+            await control.close()
+        if not runtime.closed:
+            runtime.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.duration is not None and args.duration < 0:
+        print("b2b-agent: error: --duration must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run(args, sys.stdout))
+    except UsageError as exc:
+        print(f"b2b-agent: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""asyncio runtime: one UDP socket driving the sans-IO `Agent`.
+
+The runtime only translates (docs/architecture.md): datagrams and timer expiries go into the
+core with `now = loop.time()` (monotonic), and the effects the core emits come out as
+`sendto` calls, `loop.call_at` timers, per-destination `MessageQueue`s with listener
+callbacks, and an optional JSON-lines trace file. Nothing here decides SIP behaviour.
+
+Everything is bounded: the resolver cache, the datagrams waiting for a name to resolve, the
+queues (by the agent's `queue_bound`), and the shutdown wait (`wait_for_term_notify` plus a
+small grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from reference.agent import Agent
+from reference.config import AgentConfig
+from reference.effects import (
+    Address,
+    CancelTimer,
+    Deliver,
+    Effect,
+    Send,
+    StartTimer,
+    TimerKey,
+    TraceEvent,
+)
+from reference.qsa import MessageQueue, StatusMessage
+
+log = logging.getLogger("reference.udp")
+
+# Seconds a resolved (or failed) host name stays cached.
+RESOLVE_TTL = 300.0
+NEGATIVE_TTL = 30.0
+# Host names cached at most; the oldest entry goes first.
+RESOLVE_CACHE_SIZE = 1024
+# Datagrams held per host name while its lookup runs; beyond it they are dropped (counted).
+MAX_PENDING_PER_HOST = 64
+# Extra seconds a graceful shutdown waits beyond `wait_for_term_notify`.
+SHUTDOWN_GRACE = 1.0
+
+StatusListener = Callable[[StatusMessage], None]
+
+
+@dataclass
+class RuntimeCounters:
+    """What the runtime itself saw (the agent has its own `counters`)."""
+
+    datagrams_received: int = 0
+    datagrams_sent: int = 0
+    send_errors: int = 0
+    resolve_failures: int = 0
+    pending_dropped: int = 0
+    socket_errors: int = 0
+    timers_fired: int = 0
+    statuses_delivered: int = 0
+    trace_records: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Resolved:
+    address: Address | None  # None: the lookup failed
+    until: float
+
+
+@dataclass
+class _Pending:
+    datagrams: list[tuple[bytes, int]] = field(default_factory=list)
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    # Set once the agent exists (the agent needs the bound port first).
+    runtime: UdpRuntime | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if self.runtime is not None:
+            self.runtime._datagram(data, (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and the like: the transaction layer retransmits or times out.
+        if self.runtime is not None:
+            self.runtime.counters.socket_errors += 1
+        log.debug("socket error: %s", exc)
+
+
+class UdpRuntime:
+    """Drive one `Agent` from one UDP socket. Create with `await UdpRuntime.open(...)`."""
+
+    def __init__(self, agent: Agent, transport: asyncio.DatagramTransport,
+                 *, trace_path: str | Path | None = None) -> None:
+        self.agent = agent
+        self.transport = transport
+        self.loop = asyncio.get_running_loop()
+        self.counters = RuntimeCounters()
+        self.queues: dict[str, MessageQueue] = {}
+        self._listeners: dict[str, StatusListener] = {}
+        self._timers: dict[TimerKey, asyncio.TimerHandle] = {}
+        self._resolved: dict[str, _Resolved] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._trace: IO[str] | None = (
+            open(trace_path, "a", encoding="utf-8") if trace_path else None)  # noqa: SIM115
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._closed = asyncio.Event()
+        sockname = transport.get_extra_info("sockname")
+        self.local_address: Address = (str(sockname[0]), int(sockname[1]))
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    async def open(cls, config: AgentConfig, host: str = "127.0.0.1", port: int = 5060, *,
+                   advertise_bound_address: bool = True,
+                   trace_path: str | Path | None = None) -> UdpRuntime:
+        """Bind `host:port` (port 0: any free port) and build the agent.
+
+        With `advertise_bound_address` the agent's `local_address` (Via, Contact) becomes the
+        bound address; a wildcard bind advertises 127.0.0.1 (set `local_address` explicitly
+        to be reachable from elsewhere). Raises OSError when the port is taken.
+        """
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        transport, protocol = await loop.create_datagram_endpoint(
+            _Protocol, local_addr=(host, port), family=family)
+        sock_host, sock_port = transport.get_extra_info("sockname")[:2]
+        if advertise_bound_address:
+            shown = str(sock_host)
+            if shown in ("0.0.0.0", "::"):
+                log.warning("listening on a wildcard address; Contact advertises 127.0.0.1 "
+                            "(set local_address to be reachable from elsewhere)")
+                shown = "127.0.0.1"
+            if ":" in shown:
+                shown = f"[{shown}]"
+            config = config.replace(local_address=f"{shown}:{sock_port}")
+        try:
+            agent = Agent(config)
+            runtime = cls(agent, transport, trace_path=trace_path)
+        except BaseException:
+            transport.close()
+            raise
+        protocol.runtime = runtime
+        return runtime
+
+    # ------------------------------------------------------------------ QSA side
+    def subscribe(self, record: str, subscriber: str, destination: str,
+                  package: str = "presence", subscriber_data: Any = None) -> int:
+        """QSA subscribe (raises ValueError like `Agent.subscribe`)."""
+        handle = self.agent.subscribe(record, subscriber, destination, package,
+                                      subscriber_data, now=self.loop.time())
+        self._apply()
+        return handle
+
+    def unsubscribe(self, handle: int) -> None:
+        self.agent.unsubscribe(handle, now=self.loop.time())
+        self._apply()
+
+    def add_listener(self, destination: str, listener: StatusListener) -> None:
+        """Call `listener` for every status message delivered to `destination` (queued
+        messages first). One listener per destination."""
+        self._listeners[destination] = listener
+        self._flush(destination)
+
+    def remove_listener(self, destination: str) -> None:
+        self._listeners.pop(destination, None)
+
+    def queue(self, destination: str) -> MessageQueue:
+        queue = self.queues.get(destination)
+        if queue is None:
+            queue = self.queues[destination] = MessageQueue(bound=self.agent.config.queue_bound)
+        return queue
+
+    def stats(self) -> dict[str, Any]:
+        """Agent counters grouped for people: by method, by status, errors, queues."""
+        counters = dict(self.agent.counters)
+        rx_requests = _group(counters, "rx.request.")
+        rx_responses = _group(counters, "rx.response.")
+        tx_responses = _group(counters, "tx.response.")
+        return {
+            "subscriptions": len(self.agent.subscriptions),
+            "rx_requests_by_method": rx_requests,
+            "rx_responses_by_status": rx_responses,
+            "tx_responses_by_status": tx_responses,
+            "tx_subscribe": counters.get("tx.SUBSCRIBE", 0),
+            "parse_errors": counters.get("rx.parse_errors", 0),
+            "sent_481": tx_responses.get("481", 0),
+            "queue_depth": {name: len(q) for name, q in self.queues.items()},
+            "queue_depth_total": sum(len(q) for q in self.queues.values()),
+            "live_timers": len(self._timers),
+            "runtime": self.counters.as_dict(),
+            "counters": counters,
+        }
+
+    # ------------------------------------------------------------------ shutdown
+    async def shutdown(self) -> None:
+        """Graceful: `agent.close`, then run until idle or `wait_for_term_notify` (+1 s)."""
+        if not self._closing:
+            self._closing = True
+            self.agent.close(now=self.loop.time())
+            self._apply()
+            limit = self.agent.config.wait_for_term_notify + SHUTDOWN_GRACE
+            if not self.agent.is_idle:
+                try:
+                    await asyncio.wait_for(self._idle.wait(), timeout=limit)
+                except TimeoutError:
+                    log.warning("shutdown: %d subscription(s) still live after %.1f s",
+                                len(self.agent.subscriptions), limit)
+            self.close()
+        await self._closed.wait()
+
+    def close(self) -> None:
+        """Immediate: cancel timers and lookups, close the socket and the trace file."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        self.transport.close()
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
+        self._closed.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM start a graceful shutdown (a second signal closes at once)."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self._closing:
+            log.warning("second %s: closing now", signal.Signals(signum).name)
+            self.close()
+            return
+        log.info("%s: shutting down gracefully", signal.Signals(signum).name)
+        self._spawn(self.shutdown())
+
+    # ------------------------------------------------------------------ inputs
+    def _datagram(self, data: bytes, source: Address) -> None:
+        if self.closed:
+            return
+        self.counters.datagrams_received += 1
+        self.agent.datagram_received(data, source, now=self.loop.time())
+        self._apply()
+
+    def _timer(self, key: TimerKey) -> None:
+        self._timers.pop(key, None)
+        self.counters.timers_fired += 1
+        self.agent.timer_fired(key, now=self.loop.time())
+        self._apply()
+
+    # ------------------------------------------------------------------ effects
+    def _apply(self) -> None:
+        touched: set[str] = set()
+        for effect in self.agent.drain_effects():
+            self._effect(effect, touched)
+        for destination in touched:
+            self._flush(destination)
+        if self._closing and self.agent.is_idle:
+            self._idle.set()
+
+    def _effect(self, effect: Effect, touched: set[str]) -> None:
+        if isinstance(effect, Send):
+            self._send(effect.data, effect.destination)
+        elif isinstance(effect, StartTimer):
+            old = self._timers.pop(effect.key, None)
+            if old is not None:
+                old.cancel()
+            if not self.closed:
+                self._timers[effect.key] = self.loop.call_at(effect.at, self._timer, effect.key)
+        elif isinstance(effect, CancelTimer):
+            old = self._timers.pop(effect.key, None)
+            if old is not None:
+                old.cancel()
+        elif isinstance(effect, Deliver):
+            self.queue(effect.destination).put(effect.message)
+            self.counters.statuses_delivered += 1
+            touched.add(effect.destination)
+        elif isinstance(effect, TraceEvent):
+            self._write_trace(effect)
+
+    def _flush(self, destination: str) -> None:
+        listener = self._listeners.get(destination)
+        queue = self.queues.get(destination)
+        if listener is None or queue is None:
+            return
+        while (message := queue.pop()) is not None:
+            try:
+                listener(message)
+            except Exception:  # a broken consumer must not stop the agent
+                log.exception("status listener for %s failed", destination)
+
+    def _write_trace(self, event: TraceEvent) -> None:
+        if self._trace is None:
+            return
+        record: dict[str, Any] = {"time": round(event.time, 6), "kind": event.kind}
+        for name, value in event.fields.items():
+            record[name if name not in record else f"field_{name}"] = value
+        self._trace.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
+        self._trace.flush()
+        self.counters.trace_records += 1
+
+    # ------------------------------------------------------------------ sending
+    def _send(self, data: bytes, destination: Address) -> None:
+        if self.closed:
+            return
+        host, port = destination
+        if _is_ip_literal(host):
+            self._sendto(data, (host.strip("[]"), port))
+            return
+        now = self.loop.time()
+        cached = self._resolved.get(host)
+        if cached is not None and cached.until > now:
+            if cached.address is None:
+                self.counters.resolve_failures += 1
+                log.warning("dropping datagram to %s:%d: host name does not resolve", host, port)
+            else:
+                self._sendto(data, (cached.address[0], port))
+            return
+        pending = self._pending.get(host)
+        if pending is not None:
+            if len(pending.datagrams) >= MAX_PENDING_PER_HOST:
+                self.counters.pending_dropped += 1
+                log.warning("dropping datagram to %s: too many waiting for its lookup", host)
+            else:
+                pending.datagrams.append((data, port))
+            return
+        self._pending[host] = _Pending([(data, port)])
+        self._spawn(self._resolve(host))
+
+    async def _resolve(self, host: str) -> None:
+        address: Address | None = None
+        try:
+            infos = await self.loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM,
+                                                family=self.transport.get_extra_info(
+                                                    "socket").family)
+            if infos:
+                address = (str(infos[0][4][0]), 0)
+        except OSError as exc:
+            log.warning("cannot resolve %s: %s", host, exc)
+        now = self.loop.time()
+        if len(self._resolved) >= RESOLVE_CACHE_SIZE:
+            self._resolved.pop(next(iter(self._resolved)))
+        ttl = RESOLVE_TTL if address is not None else NEGATIVE_TTL
+        self._resolved[host] = _Resolved(address, now + ttl)
+        pending = self._pending.pop(host, _Pending())
+        for data, port in pending.datagrams:
+            if address is None:
+                self.counters.resolve_failures += 1
+            else:
+                self._sendto(data, (address[0], port))
+
+    def _sendto(self, data: bytes, address: Address) -> None:
+        if self.closed:
+            return
+        try:
+            self.transport.sendto(data, address)
+            self.counters.datagrams_sent += 1
+        except OSError as exc:
+            self.counters.send_errors += 1
+            log.warning("sendto %s:%d failed: %s", address[0], address[1], exc)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _group(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    return {name[len(prefix):]: value for name, value in sorted(counters.items())
+            if name.startswith(prefix)}

@@ -1,0 +1,112 @@
+"""`b2b-agent`: usage errors, --help, and a short real run against a tiny notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+
+import pytest
+
+from reference.cli import format_status, main
+from reference.pidf import parse_pidf
+from reference.pidf import build_pidf
+from reference.qsa import StatusMessage
+from tests.reference.test_udp import RECORD, SUBSCRIBER, TinyNotifier, run
+
+
+def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--subscribe RECORD SUBSCRIBER" in out
+    assert "examples:" in out and "presence_route" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--param", "no_such_thing=1"], "unknown parameter 'no_such_thing'"),
+    (["--param", "default_expiration=soon"], "must be an integer"),
+    (["--param", "default_expiration=0"], "default_expiration must be > 0"),
+    (["--param", "justaname"], "--param must be NAME=VALUE"),
+    (["--listen", "nowhere"], "--listen must be HOST:PORT"),
+    (["--config", "/nonexistent/agent.yaml"], "cannot read"),
+])
+def test_bad_arguments_exit_2_with_one_line(
+        argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*argv, "--no-control", "--listen", "127.0.0.1:0", "--duration", "0"]
+                if argv[0] != "--listen" else [*argv, "--no-control"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith("b2b-agent: error:") and message in err
+
+
+def test_busy_udp_port_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        assert main(["--listen", f"127.0.0.1:{port}", "--no-control", "--duration", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on udp 127.0.0.1:{port}" in err
+
+
+def test_busy_control_port_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--listen", "127.0.0.1:0", "--control", f"127.0.0.1:{port}",
+                     "--duration", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on tcp 127.0.0.1:{port} (control)" in err
+
+
+def test_startup_says_where_it_listens(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
+                 "--duration", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "SIP on udp 127.0.0.1:" in err
+    assert "control protocol on tcp 127.0.0.1:" in err and "loopback only" in err
+
+
+def test_readable_status_line() -> None:
+    body = build_pidf(RECORD, basic="open", note="lab open")
+    message = StatusMessage(handle=1, record=RECORD, subscriber=SUBSCRIBER, package="presence",
+                            status="active", document=parse_pidf(body), body=body)
+    line = format_status(message, now=0.0)
+    assert line.endswith(f'{RECORD} -> {SUBSCRIBER}: active open "lab open"')
+    rejected = StatusMessage(handle=1, record=RECORD, subscriber=SUBSCRIBER,
+                             package="presence", status="rejected", reason="403",
+                             retry_at=100.0)
+    assert "rejected reason=403 retry in 90s" in format_status(rejected, now=10.0)
+
+
+def test_python_m_reference_prints_json_status_lines() -> None:
+    async def scenario() -> None:
+        notifier = TinyNotifier()
+        port = await notifier.open()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "reference", "--listen", "127.0.0.1:0", "--no-control",
+                "--json", "--duration", "1.5", "--subscribe", RECORD, SUBSCRIBER,
+                "--param", f"presence_route=<sip:127.0.0.1:{port};lr>",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            try:
+                out, err = await asyncio.wait_for(process.communicate(), 15)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+        finally:
+            notifier.close()
+        assert process.returncode == 0, err.decode()
+        lines = [json.loads(line) for line in out.decode().splitlines()]
+        assert lines and lines[0]["event"] == "status"
+        assert lines[0]["status"] == "active"
+        assert lines[0]["document"]["tuples"][0]["basic"] == "open"
+        # The graceful shutdown unsubscribed (rfc6665 default profile).
+        assert notifier.requests[-1].method == "SUBSCRIBE"
+        assert notifier.requests[-1].expires == 0
+
+    run(scenario())

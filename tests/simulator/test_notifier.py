@@ -1,0 +1,174 @@
+"""Notifier model: RFC 6665 answers, NOTIFY transactions, rejections, overload, outages."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import simpy
+
+from reference.sip import Request, Response, make_response, parse_message
+from simulator.network import Latency, LinkSpec, Network
+from simulator.notifier import Notifier
+from simulator.workload import NotifierSpec, RejectRule
+
+UA = ("10.0.0.1", 5060)
+
+
+class Peer:
+    """A scripted subscriber: records what it receives, answers NOTIFY unless told not to."""
+
+    def __init__(self, spec: NotifierSpec, answer_notify: bool = True) -> None:
+        self.env = simpy.Environment()
+        self.net = Network(self.env, 1, LinkSpec(latency=Latency("constant", value=0.01)))
+        self.got: list[tuple[float, Request | Response]] = []
+        self.answer_notify = answer_notify
+        self.net.add_node("ua", UA, self._receive)
+        self.notifier = Notifier(self.env, self.net, "ps", ("10.0.0.2", 5060), spec, 1)
+        self._branch = 0
+
+    def _receive(self, data: bytes, source: tuple[str, int]) -> None:
+        message = parse_message(data)
+        self.got.append((self.env.now, message))
+        if isinstance(message, Request) and self.answer_notify:
+            self.net.send("ua", source, make_response(message, 200).to_bytes())
+
+    def subscribe(self, expires: int | None = 3600, to_tag: str | None = None, cseq: int = 1,
+                  call_id: str = "c1", record: str = "sip:bob@lab.test") -> None:  # fmt: skip
+        self._branch += 1
+        to = f"<{record}>" + (f";tag={to_tag}" if to_tag else "")
+        lines = [
+            f"SUBSCRIBE {record} SIP/2.0",
+            f"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{self._branch}",
+            "Max-Forwards: 70",
+            "From: <sip:alice@b2b.test>;tag=ft",
+            f"To: {to}",
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} SUBSCRIBE",
+            "Contact: <sip:alice@10.0.0.1:5060>",
+            "Event: presence",
+        ]
+        if expires is not None:
+            lines.append(f"Expires: {expires}")
+        data = ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
+        self.net.send("ua", ("lab.test", 5060), data)
+
+    def run(self, until: float) -> None:
+        self.env.run(until=until)
+
+    def responses(self) -> list[Response]:
+        return [m for _, m in self.got if isinstance(m, Response)]
+
+    def notifies(self) -> list[Request]:
+        return [m for _, m in self.got if isinstance(m, Request)]
+
+
+def test_grants_min_of_requested_and_max_and_notifies_with_remaining() -> None:
+    peer = Peer(NotifierSpec(max_expires=600))
+    peer.subscribe(3600)
+    peer.run(100)
+    (ok,) = peer.responses()
+    assert ok.status == 200 and ok.expires == 600 and ok.to.tag
+    (notify,) = peer.notifies()
+    assert notify.headers.get("Subscription-State") == "active;expires=600"
+    assert notify.from_.tag == ok.to.tag and notify.to.tag == "ft"
+    assert notify.content_type is not None and notify.content_type.mime == "application/pidf+xml"
+    assert b"<presence" in notify.body
+    peer.notifier.change_presence("sip:bob@lab.test")
+    peer.run(200)
+    second = peer.notifies()[1]
+    assert second.cseq.number == notify.cseq.number + 1
+    assert second.headers.get("Subscription-State") == "active;expires=500"
+
+
+def test_423_below_min_expires_and_unknown_dialog_481() -> None:
+    peer = Peer(NotifierSpec(min_expires=60))
+    peer.subscribe(30)
+    peer.subscribe(3600, to_tag="nosuch", call_id="c2", cseq=2)
+    peer.run(10)
+    statuses = sorted((r.status, r.min_expires) for r in peer.responses())
+    assert statuses == [(423, 60), (481, None)]
+
+
+def test_refresh_then_unsubscribe_gets_terminated_timeout() -> None:
+    peer = Peer(NotifierSpec())
+    peer.subscribe(3600)
+    peer.run(10)
+    tag = peer.responses()[0].to.tag
+    peer.subscribe(3600, to_tag=tag, cseq=2)
+    peer.run(20)
+    peer.subscribe(0, to_tag=tag, cseq=3)
+    peer.run(30)
+    assert [r.status for r in peer.responses()] == [200, 200, 200]
+    states = [n.headers.get("Subscription-State") for n in peer.notifies()]
+    assert states[-1] == "terminated;reason=timeout"
+    assert states[:2] == ["active;expires=3600", "active;expires=3600"]
+    assert peer.notifier.dialog_count == 0
+
+
+def test_expiry_sends_terminated_timeout() -> None:
+    peer = Peer(NotifierSpec(max_expires=120))
+    peer.subscribe(120)
+    peer.run(200)
+    states = [n.headers.get("Subscription-State") for n in peer.notifies()]
+    assert states == ["active;expires=120", "terminated;reason=timeout"]
+    assert 120 <= peer.got[-1][0] < 121
+
+
+def test_unanswered_notify_is_retransmitted_then_dialog_dropped() -> None:
+    peer = Peer(NotifierSpec(), answer_notify=False)
+    peer.subscribe(3600)
+    peer.run(100)
+    times = [t for t, m in peer.got if isinstance(m, Request)]
+    # Timer E doubles from T1 = 0.5 s up to T2 = 4 s until Timer F (32 s).
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(times)]
+    assert gaps[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert all(g == 4.0 for g in gaps[4:])
+    assert times[-1] < 32.1
+    assert peer.notifier.dialog_count == 0  # RFC 6665: a timed-out NOTIFY ends it
+
+
+def test_rejection_rule_with_retry_after() -> None:
+    rule = RejectRule(code=403, record="sip:bob@*", retry_after=99)
+    peer = Peer(NotifierSpec(reject=(rule,)))
+    peer.subscribe(3600)
+    peer.subscribe(3600, call_id="c2", record="sip:carol@lab.test")
+    peer.run(10)
+    assert sorted((r.status, r.retry_after) for r in peer.responses()) == [(200, None),
+                                                                          (403, 99)]  # fmt: skip
+
+
+def test_overload_answers_503_with_retry_after() -> None:
+    peer = Peer(NotifierSpec(service_time=1.0, queue_limit=2, overload_retry_after=17))
+    for i in range(6):
+        peer.subscribe(3600, call_id=f"c{i}")
+    peer.run(20)
+    statuses = [(r.status, r.retry_after) for r in peer.responses()]
+    assert statuses.count((503, 17)) == 3
+    assert sum(1 for s, _ in statuses if s == 200) == 3
+
+
+def test_outage_silent_then_state_lost_or_kept() -> None:
+    for state_lost, expected in ((True, 481), (False, 200)):
+        peer = Peer(NotifierSpec())
+        peer.subscribe(3600)
+        peer.run(10)
+        tag = peer.responses()[0].to.tag
+        peer.notifier.go_down()
+        peer.subscribe(3600, to_tag=tag, cseq=2)
+        peer.run(20)
+        assert len(peer.responses()) == 1  # silent while down
+        peer.notifier.come_up(state_lost)
+        peer.subscribe(3600, to_tag=tag, cseq=3)
+        peer.run(30)
+        assert peer.responses()[-1].status == expected
+
+
+def test_terminate_on_demand_with_reason() -> None:
+    peer = Peer(NotifierSpec())
+    peer.subscribe(3600)
+    peer.run(10)
+    assert peer.notifier.terminate("deactivated", retry_after=5) == 1
+    peer.run(20)
+    last: Any = peer.notifies()[-1]
+    assert last.headers.get("Subscription-State") == "terminated;reason=deactivated;retry-after=5"
