@@ -76,7 +76,7 @@ def body_bytes(spec: Any, entity: str, base: Path) -> bytes:
     if isinstance(spec, str):
         spec = {"template": spec}
     if "file" in spec:
-        return (base / spec["file"]).read_bytes()
+        return (base / str(spec["file"])).read_bytes()
     if "text" in spec:
         return str(spec["text"]).encode("utf-8")
     template = spec.get("template", "empty")
@@ -115,7 +115,7 @@ class Peer:
         return dialog
 
     def reply(self, captured: Captured, status: int, reason: str | None,
-              headers: list[tuple[str, str]], to_tag: str | None | bool = True) -> bytes:
+              headers: list[tuple[str, str]], to_tag: str | bool | None = True) -> bytes:
         """A response to a captured request. `to_tag`: True = the dialog's tag when the
         request has none (final responses above 100), None/False = no tag, str = that tag."""
         tag: str | None = None

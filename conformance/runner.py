@@ -8,6 +8,7 @@ already seen are absorbed (and re-answered when a reply was sent), never "unexpe
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -158,6 +159,7 @@ class Run:
         self.transcript.append(f"[t={self.session.now():9.3f}] {text}")
 
     def subst(self, text: str) -> str:
+        """`{peer}` is the peer's host:port (it differs per target)."""
         return text.replace("{peer}", self.peer.hostport)
 
     def window(self, args: dict[str, Any], default: tuple[float, float] = DEFAULT_WINDOW
@@ -196,10 +198,8 @@ class Run:
         if isinstance(message, Response):
             self.log(f"agent -> {first}")
             branch = ""
-            try:
+            with contextlib.suppress(SipParseError):
                 branch = (message.vias[0].branch or "") if message.vias else ""
-            except SipParseError:
-                pass
             sent = self.notifies_by_branch.get(branch)
             if sent is not None:
                 sent.responses.append(message)
@@ -342,6 +342,9 @@ class Run:
         """None if `value` satisfies `matcher`, else the expectation as text."""
         if not isinstance(matcher, dict):
             matcher = {"equals": matcher}
+        matcher = {k: self.subst(v) if isinstance(v, str) and k in ("equals", "regex",
+                                                                   "contains") else v
+                   for k, v in matcher.items()}
         for kind, want in matcher.items():
             if kind == "offset":
                 continue
@@ -368,8 +371,9 @@ class Run:
             if kind in ("same_as", "different_from"):
                 other = self.lookup(want)
                 offset = matcher.get("offset")
-                if offset is not None and _number(other) is not None:
-                    other = _number(other) + offset  # type: ignore[operator]
+                base = _number(other)
+                if offset is not None and base is not None:
+                    other = base + offset
                 same = _equal(value, other)
                 if kind == "same_as" and not same:
                     return f"same as {want}{f' + {offset}' if offset else ''} ({other!r})"
@@ -392,7 +396,7 @@ class Run:
         for key, name in (("expires", "Expires"), ("min_expires", "Min-Expires"),
                           ("retry_after", "Retry-After")):
             if key in args:
-                headers.append((name, str(int(round(self.t(args[key]))))))
+                headers.append((name, str(round(self.t(args[key])))))
         contact = args.get("contact", "auto")
         if contact == "auto":
             contact = f"<sip:{self.peer.hostport}>" if 200 <= status < 300 else None
@@ -402,7 +406,7 @@ class Run:
             headers.append(("Record-Route", self.subst(args["record_route"])))
         for name, value in (args.get("headers") or {}).items():
             headers.append((name, self.subst(str(value))))
-        to_tag: str | None | bool = True
+        to_tag: str | bool | None = True
         if "to_tag" in args:
             to_tag = args["to_tag"]
         data = self.peer.reply(captured, status, args.get("reason"), headers, to_tag)
@@ -415,7 +419,7 @@ class Run:
         captured = self.target_request(args)
         expires = self.t(args["expires"]) if "expires" in args else self.names[
             "default_expiration"]
-        seconds = str(int(round(expires)))
+        seconds = str(round(expires))
         data = self.peer.reply(captured, int(args.get("status", 200)), None,
                                [("Expires", seconds), ("Contact", f"<sip:{self.peer.hostport}>")])
         self.send(data, "reply")
@@ -440,7 +444,7 @@ class Run:
                 if key in args:
                     value = args[key]
                     if key != "reason":
-                        value = str(int(round(self.t(value))))
+                        value = str(round(self.t(value)))
                     state += f";{name}={value}"
             body = body_bytes(args.get("body"), dialog.record_uri, self.scenario.path.parent)
             data, branch = self.peer.notify(
@@ -518,7 +522,7 @@ class Run:
         return self.session.now()
 
     def step_expect_status(self, step: Step, args: dict[str, Any]) -> float:
-        anchor, earliest, latest = self.window(args)
+        _anchor, earliest, latest = self.window(args)
         while not self.statuses:
             if not self.pump(latest) and self.session.now() >= latest:
                 raise StepFailure(

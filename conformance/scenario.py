@@ -13,7 +13,6 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ TIME_FIELDS = ("expires", "min_expires", "retry_after", "duration", "delay")
 WINDOW_FIELDS = ("within", "retry_in")
 DEFAULT_RECORD = "sip:alice@{peer}"
 DEFAULT_SUBSCRIBER = "sip:bob@lab.test"
+SCHEMA_PATH = Path(__file__).with_name("scenario_schema.json")
 
 
 class ScenarioError(ValueError):
@@ -103,7 +103,9 @@ class Scenario:
 
 @cache
 def schema() -> dict[str, Any]:
-    text = resources.files("conformance").joinpath("scenario_schema.json").read_text("utf-8")
+    # Next to this module (installed as package data); not importlib.resources, because
+    # `scenarios/conformance/` can appear as a namespace package of the same name.
+    text = SCHEMA_PATH.read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

@@ -9,8 +9,9 @@ the two profiles.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from reference import policy
 from reference.config import AgentConfig, ConfigError
@@ -52,8 +53,9 @@ from reference.sip.transaction import (
     response_matches,
     server_key,
 )
-from reference.subscription import TABLES, Action, Event, Row, State
+from reference.subscription import TABLES, Event, Row, State
 
+_T = TypeVar("_T")
 PIDF_TYPE = "application/pidf+xml"
 P_HINT = "trying new subscription after 3xx"
 # States in which the subscription waits for the answer to a SUBSCRIBE it sent.
@@ -253,7 +255,11 @@ class Agent:
 
     def timer_fired(self, key: TimerKey, *, now: float) -> None:
         self._now = now
-        kind = key[0] if isinstance(key, tuple) and key else None
+        if not isinstance(key, tuple) or not key:
+            return  # not one of ours
+        parts: tuple[Any, ...] = key
+        key = parts
+        kind = parts[0]
         if kind == "sub":
             sub = self.subscriptions.get(key[1])
             if sub is None or sub.timer_kind is None:
@@ -340,14 +346,13 @@ class Agent:
     def _tick(self, sub: Subscription, now: float) -> None:
         event = Event.TICK
         code: int | None = None
-        if not self.config.is_ser:
-            # Only a grant that has really run out is EXPIRED: a short grant (a few
-            # seconds) must still be refreshed, not torn down at its refresh point.
-            if sub.state is State.CONFIRMED and sub.expires_at is not None \
-                    and now >= sub.expires_at:
-                event = Event.EXPIRED
-            elif sub.state is State.RESUBSCRIPTION and self._expired(sub, now):
-                event = Event.EXPIRED
+        # rfc6665: only a grant that has really run out is EXPIRED; a short grant (a few
+        # seconds) must still be refreshed, not torn down at its refresh point.
+        if not self.config.is_ser and (
+                (sub.state is State.CONFIRMED and sub.expires_at is not None
+                 and now >= sub.expires_at)
+                or (sub.state is State.RESUBSCRIPTION and self._expired(sub, now))):
+            event = Event.EXPIRED
         if sub.state in AWAITING_RESPONSE:
             code = 408  # FAILOVER guard: as if the request timed out
         self._run(sub, Ctx(now, event, code=code, reason="timeout" if code else "expired"
@@ -432,6 +437,12 @@ class Agent:
             return Event.R3XX
         if self.config.is_ser:
             return Event.R4XX
+        if status == 408 and sub.state in (State.UNCONFIRMED, State.UNCONFIRMED_DESTROY) \
+                and sub.dialog is not None and sub.dialog.state == "confirmed":
+            # A NOTIFY created the dialog, so the SUBSCRIBE did arrive; only its 2xx was lost.
+            left = None if sub.expires_at is None else int(sub.expires_at - ctx.now)
+            ctx.granted = sub.requested_expires if left is None else max(left, 0)
+            return Event.R_TIMEOUT_DIALOG_UP
         refresh = sub.state in (State.RESUBSCRIPTION, State.RESUBSCRIPTION_DESTROY)
         if status == 423 and not sub.min_expires_retried and response is not None:
             min_expires = _safe(lambda: response.min_expires)
@@ -462,7 +473,9 @@ class Agent:
             return contacts[0].uri if contacts else None
         # rfc6665: q order (stable), untried URIs only, at most max_redirects per attempt.
         ordered = sorted(contacts, key=lambda c: -(c.q if c.q is not None else 1.0))
-        fresh = [c.uri for c in ordered if c.uri and c.uri not in sub.redirects_seen]
+        # The record itself starts the chain: a Contact pointing back to it is a loop too.
+        seen = {sub.record, *sub.redirects_seen}
+        fresh = [c.uri for c in ordered if c.uri and c.uri not in seen]
         if len(sub.redirects_seen) >= self.config.max_redirects or not fresh:
             return None
         sub.redirects_left = [u for u in fresh[1:] if u is not None]
@@ -653,6 +666,10 @@ class Agent:
             if dialog.remote_cseq is None or number > dialog.remote_cseq:
                 dialog.remote_cseq = number
         else:
+            if dialog.remote_cseq is None:
+                # SUB-049 (RFC 6665 §4.4.1): the first NOTIFY creates the dialog usage, so
+                # its Record-Route (in order: we are its UAS) is the route set, not the 2xx's.
+                dialog.route_set = [str(rr) for rr in notify.record_routes]
             dialog.check_remote_cseq(notify.cseq.number)
         dialog.refresh_target(notify)
 
@@ -760,11 +777,14 @@ class Agent:
         sub.failures += 1
         backoff = policy.backoff_delay(self.config, sub.failures, self.rng, ctx.retry_after)
         left = sub.expires_at - ctx.now
-        if left <= MIN_TIME_LEFT:
+        # A Retry-After is a floor (SUB-131) even against "half the time left": when it
+        # reaches past the expiry, the refresh is not retried and the grant runs out.
+        floor = float(ctx.retry_after) if ctx.retry_after is not None else 0.0
+        if left <= MIN_TIME_LEFT or floor >= left:
             # No time for another try: the next tick is the expiry (-> EXPIRED).
             self._start_timer(sub, "REFRESH", sub.expires_at)
         else:
-            self._start_timer(sub, "REFRESH", ctx.now + min(backoff, left / 2))
+            self._start_timer(sub, "REFRESH", ctx.now + max(min(backoff, left / 2), floor))
 
     def _do_start_retry(self, sub: Subscription, ctx: Ctx) -> None:
         delay = self._retry_delay(sub, ctx)
@@ -778,7 +798,12 @@ class Agent:
         self._start_timer(sub, "RETRY", ctx.now + ctx.delay)
 
     def _do_start_termwait(self, sub: Subscription, ctx: Ctx) -> None:
-        self._start_timer(sub, "TERMWAIT", ctx.now + self.config.wait_for_term_notify)
+        at = ctx.now + self.config.wait_for_term_notify
+        if sub.destroy_deadline is not None:
+            # rfc6665: an unsubscribe ends within failover_timeout + wait_for_term_notify,
+            # even when the 2xx to the initial SUBSCRIBE came late (found by the stateful test).
+            at = min(at, sub.destroy_deadline)
+        self._start_timer(sub, "TERMWAIT", at)
 
     def _do_abandon_tx(self, sub: Subscription, ctx: Ctx) -> None:
         self._abandon_tx(sub)
@@ -985,7 +1010,7 @@ class Agent:
 
 
 # ==================================================================== module helpers
-def _safe(read: Any) -> Any:
+def _safe(read: Callable[[], _T]) -> _T | None:
     """Read a typed header; a bad value counts as absent (the caller decides the default)."""
     try:
         return read()

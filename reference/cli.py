@@ -10,10 +10,14 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
+
+import yaml
 
 from reference.config import PROFILES, AgentConfig, ConfigError
 from reference.control import DEFAULT_CONTROL, ControlServer
@@ -101,9 +105,23 @@ def build_config(args: argparse.Namespace) -> tuple[AgentConfig, bool]:
         if params:
             config = config.with_params(params)
         explicit_local = explicit_local or "local_address" in params
+        if "seed" not in params and not _yaml_sets(args.config, "seed"):
+            # Tags, Call-IDs and branches derive from the seed: a fixed default would make
+            # every restart reuse the previous run's dialog identifiers at the notifier.
+            config = config.replace(seed=secrets.randbits(31))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     return config, explicit_local
+
+
+def _yaml_sets(path: str | None, name: str) -> bool:
+    """Whether the YAML config file names this parameter (already validated by then)."""
+    if not path:
+        return False
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, dict) and isinstance(data.get("agent"), dict):
+        data = data["agent"]
+    return isinstance(data, dict) and name in data
 
 
 def format_status(message: StatusMessage, now: float) -> str:
@@ -143,9 +161,15 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     control_at = None if args.no_control else parse_hostport(args.control, "--control")
     if not explicit_local and listen[1] != 0:
         try:
-            config = config.replace(local_address=f"{listen[0]}:{listen[1]}")
+            host = f"[{listen[0]}]" if ":" in listen[0] else listen[0]
+            config = config.replace(local_address=f"{host}:{listen[1]}")
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    if args.trace:
+        try:
+            Path(args.trace).open("a", encoding="utf-8").close()
+        except OSError as exc:
+            raise UsageError(f"cannot write trace file {args.trace}: {exc.strerror}") from None
     try:
         runtime = await UdpRuntime.open(config, listen[0], listen[1],
                                         advertise_bound_address=not explicit_local,

@@ -164,9 +164,11 @@ class ControlServer:
             self._server.close()
         for connection in list(self.connections.values()):
             await connection.flush_then_close()
-            connection.writer.close()
-        for task in list(self._tasks):
-            task.cancel()
+            connection.writer.close()  # the read loop sees EOF and the handler ends
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=2.0)
+            for task in pending:
+                task.cancel()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
@@ -192,6 +194,10 @@ class ControlServer:
             await connection.read_loop()
             if not connection.closed:
                 await connection.flush_then_close()
+        except asyncio.CancelledError:
+            # Only ControlServer.close cancels a handler; ending quietly keeps asyncio's
+            # stream callback (3.11) from logging the cancellation as an error.
+            pass
         finally:
             connection.closed = True
             connection.wakeup.set()
@@ -207,12 +213,11 @@ class ControlServer:
     def _forget(self, connection: _Connection) -> None:
         """A closed connection's subscriptions end with it (nobody could read them)."""
         self.connections.pop(connection.destination, None)
-        self.runtime.remove_listener(connection.destination)
+        self.runtime.remove_listener(connection.destination, discard=True)
         if not self.runtime.closed:
             for handle in sorted(connection.handles):
                 if handle in self.runtime.agent.subscriptions:
                     self.runtime.unsubscribe(handle)
-        self.runtime.queues.pop(connection.destination, None)
         log.info("control %s closed (%d subscription(s) ended)", connection.destination,
                  len(connection.handles))
 
@@ -243,11 +248,12 @@ class ControlServer:
             self.runtime.unsubscribe(handle)
             return {"ok": True}
         if op == "dump":
-            return {"ok": True, "subscriptions": self.runtime.agent.dump()}
+            return {"ok": True, "now": self.runtime.loop.time(),
+                    "subscriptions": self.runtime.agent.dump()}
         if op == "stats":
             stats = self.runtime.stats()
             stats["control_connections"] = len(self.connections)
-            return {"ok": True, "stats": stats}
+            return {"ok": True, "now": self.runtime.loop.time(), "stats": stats}
         if op == "shutdown":
             log.info("control %s asked for shutdown", connection.destination)
             if self.on_shutdown is not None:

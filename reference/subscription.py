@@ -51,6 +51,9 @@ class Event(Enum):
     R481 = "481"                           # rfc6665: 481 to a refresh
     R_TERMINATING = "refresh_terminating"  # rfc6665: RFC 6665 §4.1.2.2 list, to a refresh
     R_FAIL = "failure"                     # rfc6665: any other failure (incl. timeout)
+    # rfc6665: the initial SUBSCRIBE timed out, but a NOTIFY already created the dialog: the
+    # 2xx was lost, the subscription exists (B7 fixed, RFC 6665 §4.1.2.4).
+    R_TIMEOUT_DIALOG_UP = "timeout_dialog_up"
     DESTROY = "destroy"                    # internal unsubscribe
     TICK = "tick"                          # the subscription's timer fired
     TIMER_N = "timer_n"                    # rfc6665: 2xx but no NOTIFY within 64*T1
@@ -101,8 +104,8 @@ _R = (E.R1XX, E.R2XX, E.R3XX, E.R3XX_NO_CONTACT)
 SER_EVENTS = (E.NOTIFY, E.NOTIFY_TERMINATED, *_R, E.R4XX, E.DESTROY, E.TICK)
 RFC_EVENTS = (E.NOTIFY, E.NOTIFY_TERMINATED_NOW, E.NOTIFY_TERMINATED_LATER,
               E.NOTIFY_TERMINATED_FINAL, *_R, E.R423, E.R481, E.R_TERMINATING, E.R_FAIL,
-              E.DESTROY, E.TICK, E.TIMER_N, E.EXPIRED)
-RFC_FAILURES = (E.R423, E.R481, E.R_TERMINATING, E.R_FAIL)
+              E.R_TIMEOUT_DIALOG_UP, E.DESTROY, E.TICK, E.TIMER_N, E.EXPIRED)
+RFC_FAILURES = (E.R423, E.R481, E.R_TERMINATING, E.R_FAIL, E.R_TIMEOUT_DIALOG_UP)
 
 
 def _rows(table: Table, state: State, events: tuple[Event, ...], actions: tuple[Action, ...],
@@ -212,6 +215,7 @@ def _rfc_table() -> Table:
     _rows(t, S.UNCONFIRMED, (E.R423,), (A.STOP, A.SEND_MIN_EXPIRES), S.UNCONFIRMED)
     _rows(t, S.UNCONFIRMED, (E.R3XX_NO_CONTACT, E.R481, E.R_TERMINATING, E.R_FAIL, E.TICK), fail,
           S.WAITING)
+    _rows(t, S.UNCONFIRMED, (E.R_TIMEOUT_DIALOG_UP,), (A.STOP, A.START_REFRESH), S.CONFIRMED)
     _rows(t, S.UNCONFIRMED, (E.DESTROY,), (), S.UNCONFIRMED_DESTROY)
     # 1 unconfirmed_destroy
     _rows(t, S.UNCONFIRMED_DESTROY, (E.NOTIFY,), (A.UPDATE_FROM_NOTIFY, A.REPLY_200),
@@ -223,6 +227,9 @@ def _rfc_table() -> Table:
           S.PREDESTROYED)
     _rows(t, S.UNCONFIRMED_DESTROY,
           (E.R3XX, E.R3XX_NO_CONTACT, *RFC_FAILURES, E.TICK), give_up, S.DESTROYED)
+    # The lost-2xx dialog exists on the notifier's side: end it properly.
+    _rows(t, S.UNCONFIRMED_DESTROY, (E.R_TIMEOUT_DIALOG_UP,), (A.STOP, A.SEND_UNSUBSCRIBE),
+          S.PREDESTROYED)
     # 2 confirmed
     in_service(S.CONFIRMED)
     _rows(t, S.CONFIRMED, responses, (A.LOG_STALE,), S.CONFIRMED)
@@ -241,7 +248,8 @@ def _rfc_table() -> Table:
           (A.STOP, A.DROP_DIALOG, A.REPORT_FAILURE, A.SEND_INITIAL), S.UNCONFIRMED)
     _rows(t, S.RESUBSCRIPTION, (E.R_TERMINATING, E.R3XX_NO_CONTACT, E.EXPIRED), fail, S.WAITING)
     # Other failures keep the subscription until its known expiry (SUB-016).
-    _rows(t, S.RESUBSCRIPTION, (E.R_FAIL, E.TICK), (A.STOP, A.START_REFRESH_RETRY), S.CONFIRMED)
+    _rows(t, S.RESUBSCRIPTION, (E.R_FAIL, E.R_TIMEOUT_DIALOG_UP, E.TICK),
+          (A.STOP, A.START_REFRESH_RETRY), S.CONFIRMED)
     _rows(t, S.RESUBSCRIPTION, (E.DESTROY,), (), S.RESUBSCRIPTION_DESTROY)
     # 5 resubscription_destroy
     _rows(t, S.RESUBSCRIPTION_DESTROY, (E.NOTIFY,), (A.UPDATE_FROM_NOTIFY, A.REPLY_200),
@@ -252,6 +260,10 @@ def _rfc_table() -> Table:
     _rows(t, S.RESUBSCRIPTION_DESTROY, (E.R2XX,), (A.STOP, A.SEND_UNSUBSCRIBE), S.PREDESTROYED)
     _rows(t, S.RESUBSCRIPTION_DESTROY, (E.R3XX, E.R3XX_NO_CONTACT, *RFC_FAILURES, E.TICK),
           give_up, S.DESTROYED)
+    # A refresh that failed without ending the subscription (SUB-016) leaves it valid on the
+    # notifier: end it with Expires: 0 instead of forgetting it (as ser does).
+    _rows(t, S.RESUBSCRIPTION_DESTROY, (E.R_FAIL, E.R423), (A.STOP, A.SEND_UNSUBSCRIBE),
+          S.PREDESTROYED)
     # 3 waiting and 9 terminated: no dialog, so NOTIFYs never reach these rows (481 first)
     for state in (S.WAITING, S.TERMINATED):
         _rows(t, state, responses, (A.LOG_STALE,), state)
@@ -276,6 +288,11 @@ def _rfc_table() -> Table:
     _rows(t, S.WAITING_FOR_TERMINATION, responses, (A.LOG_STALE,), S.WAITING_FOR_TERMINATION)
     _rows(t, S.WAITING_FOR_TERMINATION, (E.DESTROY, E.TIMER_N, E.EXPIRED), (),
           S.WAITING_FOR_TERMINATION)
+    # 8 destroyed: as in ser, documentation only (the agent forgets the object on FREE); the
+    # rows keep the table total over (state, event).
+    _rows(t, S.DESTROYED, (E.NOTIFY, *terminated_events), (A.REPLY_481,), S.DESTROYED)
+    _rows(t, S.DESTROYED, (*responses, E.DESTROY, E.TICK, E.TIMER_N, E.EXPIRED), (),
+          S.DESTROYED)
     return t
 
 
@@ -305,13 +322,24 @@ def mermaid(profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Where the per-row tests live: `ser` rows are each pinned by one parametrized case of this test
+# (id `state-event`); `rfc6665` rows are pinned by rule in test_agent_rfc6665.py (see
+# docs/behaviour.md) and all of them by the stateful tests.
+SER_ROW_TEST = "tests/reference/test_agent_ser_table.py::test_ser_transition"
+
+
 def table_markdown(profile: str) -> str:
-    """The table as Markdown rows: state | event | actions | next."""
-    out = ["| state | event | actions | next |", "|---|---|---|---|"]
+    """The table as Markdown rows: state | event | actions | next (| test, for ser)."""
+    ser = profile == "ser"
+    out = ["| state | event | actions | next |" + (" test |" if ser else ""),
+           "|---|---|---|---|" + ("---|" if ser else "")]
     for (state, event), row in TABLES[profile].items():
         actions = "; ".join(a.name.lower() for a in row.actions) or "none"
-        out.append(f"| {state.value} `{state.name.lower()}` | `{event.value}` | {actions} | "
-                   f"{row.next.value} `{row.next.name.lower()}` |")
+        line = (f"| {state.value} `{state.name.lower()}` | `{event.value}` | {actions} | "
+                f"{row.next.value} `{row.next.name.lower()}` |")
+        if ser:
+            line += f" `[{state.name.lower()}-{event.value}]` |"
+        out.append(line)
     return "\n".join(out) + "\n"
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 import signal
 import socket
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,13 @@ NEGATIVE_TTL = 30.0
 RESOLVE_CACHE_SIZE = 1024
 # Datagrams held per host name while its lookup runs; beyond it they are dropped (counted).
 MAX_PENDING_PER_HOST = 64
+# Datagrams read per socket wakeup before other callbacks get a turn.
+MAX_READ_BATCH = 64
+MAX_DATAGRAM = 65535
+# Datagrams waiting for the kernel send buffer to drain; beyond it they are dropped (counted).
+MAX_SEND_BACKLOG = 4096
+# Destinations remembered as gone (remove_listener(discard=True)); the oldest is forgotten.
+MAX_DISCARDED = 10000
 # Extra seconds a graceful shutdown waits beyond `wait_for_term_notify`.
 SHUTDOWN_GRACE = 1.0
 
@@ -64,6 +72,7 @@ class RuntimeCounters:
     socket_errors: int = 0
     timers_fired: int = 0
     statuses_delivered: int = 0
+    statuses_discarded: int = 0
     trace_records: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -81,32 +90,19 @@ class _Pending:
     datagrams: list[tuple[bytes, int]] = field(default_factory=list)
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    # Set once the agent exists (the agent needs the bound port first).
-    runtime: UdpRuntime | None = None
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        if self.runtime is not None:
-            self.runtime._datagram(data, (str(addr[0]), int(addr[1])))
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: the transaction layer retransmits or times out.
-        if self.runtime is not None:
-            self.runtime.counters.socket_errors += 1
-        log.debug("socket error: %s", exc)
-
-
 class UdpRuntime:
     """Drive one `Agent` from one UDP socket. Create with `await UdpRuntime.open(...)`."""
 
-    def __init__(self, agent: Agent, transport: asyncio.DatagramTransport,
+    def __init__(self, agent: Agent, sock: socket.socket,
                  *, trace_path: str | Path | None = None) -> None:
         self.agent = agent
-        self.transport = transport
+        self.sock = sock
         self.loop = asyncio.get_running_loop()
+        self._backlog: deque[tuple[bytes, Address]] = deque()
         self.counters = RuntimeCounters()
         self.queues: dict[str, MessageQueue] = {}
         self._listeners: dict[str, StatusListener] = {}
+        self._discarded: dict[str, None] = {}  # insertion-ordered set, bounded
         self._timers: dict[TimerKey, asyncio.TimerHandle] = {}
         self._resolved: dict[str, _Resolved] = {}
         self._pending: dict[str, _Pending] = {}
@@ -116,8 +112,9 @@ class UdpRuntime:
         self._closing = False
         self._idle = asyncio.Event()
         self._closed = asyncio.Event()
-        sockname = transport.get_extra_info("sockname")
+        sockname = sock.getsockname()
         self.local_address: Address = (str(sockname[0]), int(sockname[1]))
+        self.loop.add_reader(sock.fileno(), self._read_ready)
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -131,10 +128,18 @@ class UdpRuntime:
         to be reachable from elsewhere). Raises OSError when the port is taken.
         """
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        transport, protocol = await loop.create_datagram_endpoint(
-            _Protocol, local_addr=(host, port), family=family)
-        sock_host, sock_port = transport.get_extra_info("sockname")[:2]
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        if not infos:  # pragma: no cover - getaddrinfo raises instead
+            raise OSError(f"cannot resolve {host}")
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind(sockaddr)
+        except BaseException:
+            sock.close()
+            raise
+        sock_host, sock_port = sock.getsockname()[:2]
         if advertise_bound_address:
             shown = str(sock_host)
             if shown in ("0.0.0.0", "::"):
@@ -146,12 +151,10 @@ class UdpRuntime:
             config = config.replace(local_address=f"{shown}:{sock_port}")
         try:
             agent = Agent(config)
-            runtime = cls(agent, transport, trace_path=trace_path)
+            return cls(agent, sock, trace_path=trace_path)
         except BaseException:
-            transport.close()
+            sock.close()
             raise
-        protocol.runtime = runtime
-        return runtime
 
     # ------------------------------------------------------------------ QSA side
     def subscribe(self, record: str, subscriber: str, destination: str,
@@ -172,8 +175,16 @@ class UdpRuntime:
         self._listeners[destination] = listener
         self._flush(destination)
 
-    def remove_listener(self, destination: str) -> None:
+    def remove_listener(self, destination: str, *, discard: bool = False) -> None:
+        """Stop calling the destination's listener. With `discard` its queue goes too and
+        later messages to it are dropped (counted): for a consumer that is gone for good,
+        such as a closed control connection whose subscriptions are being ended."""
         self._listeners.pop(destination, None)
+        if discard:
+            self.queues.pop(destination, None)
+            if len(self._discarded) >= MAX_DISCARDED:
+                self._discarded.pop(next(iter(self._discarded)))
+            self._discarded[destination] = None
 
     def queue(self, destination: str) -> MessageQueue:
         queue = self.queues.get(destination)
@@ -226,7 +237,12 @@ class UdpRuntime:
         self._timers.clear()
         for task in list(self._tasks):
             task.cancel()
-        self.transport.close()
+        if not self._closed.is_set():
+            self.loop.remove_reader(self.sock.fileno())
+            if self._backlog:
+                self.loop.remove_writer(self.sock.fileno())
+                self._backlog.clear()
+            self.sock.close()
         if self._trace is not None:
             self._trace.close()
             self._trace = None
@@ -253,6 +269,23 @@ class UdpRuntime:
         self._spawn(self.shutdown())
 
     # ------------------------------------------------------------------ inputs
+    def _read_ready(self) -> None:
+        # Several datagrams per wakeup (bounded, so timers and the control socket still run).
+        for _ in range(MAX_READ_BATCH):
+            try:
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # ICMP errors (port unreachable) surface here on Linux: the transaction
+                # layer retransmits or times out, so this is only counted.
+                self.counters.socket_errors += 1
+                log.debug("socket error: %s", exc)
+                return
+            self._datagram(data, (str(addr[0]), int(addr[1])))
+            if self.closed:
+                return
+
     def _datagram(self, data: bytes, source: Address) -> None:
         if self.closed:
             return
@@ -290,6 +323,9 @@ class UdpRuntime:
             if old is not None:
                 old.cancel()
         elif isinstance(effect, Deliver):
+            if effect.destination in self._discarded:
+                self.counters.statuses_discarded += 1
+                return
             self.queue(effect.destination).put(effect.message)
             self.counters.statuses_delivered += 1
             touched.add(effect.destination)
@@ -349,8 +385,7 @@ class UdpRuntime:
         address: Address | None = None
         try:
             infos = await self.loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM,
-                                                family=self.transport.get_extra_info(
-                                                    "socket").family)
+                                                family=self.sock.family)
             if infos:
                 address = (str(infos[0][4][0]), 0)
         except OSError as exc:
@@ -370,12 +405,40 @@ class UdpRuntime:
     def _sendto(self, data: bytes, address: Address) -> None:
         if self.closed:
             return
+        if self._backlog:  # keep the order behind what is already waiting
+            self._queue_send(data, address)
+            return
         try:
-            self.transport.sendto(data, address)
+            self.sock.sendto(data, address)
             self.counters.datagrams_sent += 1
+        except (BlockingIOError, InterruptedError):
+            self._queue_send(data, address)
+            self.loop.add_writer(self.sock.fileno(), self._write_ready)
         except OSError as exc:
             self.counters.send_errors += 1
             log.warning("sendto %s:%d failed: %s", address[0], address[1], exc)
+
+    def _queue_send(self, data: bytes, address: Address) -> None:
+        if len(self._backlog) >= MAX_SEND_BACKLOG:
+            self.counters.send_errors += 1
+            log.warning("send buffer full: dropping a datagram to %s:%d", *address)
+            return
+        self._backlog.append((data, address))
+
+    def _write_ready(self) -> None:
+        while self._backlog:
+            data, address = self._backlog[0]
+            try:
+                self.sock.sendto(data, address)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.counters.send_errors += 1
+                log.warning("sendto %s:%d failed: %s", address[0], address[1], exc)
+            else:
+                self.counters.datagrams_sent += 1
+            self._backlog.popleft()
+        self.loop.remove_writer(self.sock.fileno())
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = self.loop.create_task(coro)

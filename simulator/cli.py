@@ -60,9 +60,15 @@ def _parser() -> argparse.ArgumentParser:
 def _progress(enabled: bool, total: float) -> tuple[Callable[[float], None] | None, object]:
     if not enabled:
         return None, None
+    import shutil
+
     from tqdm import tqdm
 
-    bar = tqdm(total=round(total), unit="sim-s", desc="simulating")
+    # A pty that reports a 0x0 size would hide the bar: fall back to 80x24.
+    size = shutil.get_terminal_size((80, 24))
+    bar = tqdm(
+        total=round(total), unit="sim-s", desc="simulating", ncols=size.columns, nrows=size.lines
+    )
     done = [0]
 
     def update(now: float) -> None:

@@ -26,9 +26,11 @@ from simulator.network import Address, Network
 from simulator.timers import CallbackTimers
 from simulator.trace import TraceWriter
 
+MAX_AGENTS = 16  # subscription ids are handle * MAX_AGENTS + agent index
+
 
 class DeliverySink(Protocol):
-    def delivered(self, handle: int, record: str, status: str, now: float) -> None: ...
+    def delivered(self, sid: int, record: str, status: str, now: float) -> None: ...
 
 
 class AgentHost:
@@ -46,10 +48,14 @@ class AgentHost:
         trace: TraceWriter | None = None,
         keep_queues: bool = False,
         aliases: tuple[str, ...] = (),
+        index: int = 0,
     ) -> None:
+        if not 0 <= index < MAX_AGENTS:
+            raise ValueError(f"agent index must be in 0..{MAX_AGENTS - 1}")
         self.env = env
         self.network = network
         self.name = name
+        self.index = index
         self.address = address
         self.agent = Agent(config)
         self.sink = sink
@@ -66,6 +72,10 @@ class AgentHost:
         handle = self.agent.subscribe(record, subscriber, destination, now=self.env.now)
         self._drain()
         return handle
+
+    def subscription_id(self, handle: int) -> int:
+        """A run-wide id for one of this agent's handles (handles repeat across agents)."""
+        return handle * MAX_AGENTS + self.index
 
     def unsubscribe(self, handle: int) -> None:
         self.agent.unsubscribe(handle, now=self.env.now)
@@ -109,7 +119,8 @@ class AgentHost:
         self.deliveries += 1
         now = self.env.now
         if self.sink is not None:
-            self.sink.delivered(message.handle, message.record, message.status, now)
+            sid = self.subscription_id(message.handle)
+            self.sink.delivered(sid, message.record, message.status, now)
         if self.trace is not None:
             self.trace.delivery(self.name, now, message)
         if self.keep_queues:

@@ -171,17 +171,17 @@ class Metrics:
         if b";tag=" not in _header_line(data, b"To:"):
             self.initial_subscribes += 1
 
-    def subscription_started(self, handle: int, record: str, now: float) -> None:
+    def subscription_started(self, sid: int, record: str, now: float) -> None:
         self.advance(now)
         self._subscriptions += 1
         self.subscribe_calls += 1
-        self._seen_change[handle] = self._last_change.get(record, -math.inf)
+        self._seen_change[sid] = self._last_change.get(record, -math.inf)
 
-    def subscription_ended(self, handle: int, now: float) -> None:
+    def subscription_ended(self, sid: int, now: float) -> None:
         self.advance(now)
         self._subscriptions -= 1
         self.unsubscribe_calls += 1
-        self._seen_change.pop(handle, None)
+        self._seen_change.pop(sid, None)
 
     def dialog_live(self, notifier: str, delta: int, now: float) -> None:
         self.advance(now)
@@ -194,16 +194,16 @@ class Metrics:
     def presence_changed(self, record: str, now: float) -> None:
         self._last_change[record] = now
 
-    def delivered(self, handle: int, record: str, status: str, now: float) -> None:
+    def delivered(self, sid: int, record: str, status: str, now: float) -> None:
         self.deliveries[status] += 1
         self._bin(int(now // BIN_SECONDS)).deliveries += 1
         if status not in ("active", "pending"):
             return
         change = self._last_change.get(record)
-        seen = self._seen_change.get(handle)
+        seen = self._seen_change.get(sid)
         if change is not None and seen is not None and change > seen:
             self.delays.append(now - change)
-            self._seen_change[handle] = change
+            self._seen_change[sid] = change
 
     # -- results ----------------------------------------------------------------------------
 

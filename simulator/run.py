@@ -57,11 +57,12 @@ class Domain:
     records: list[str]  # the records they may watch
 
 
-@dataclass
+@dataclass(slots=True)
 class _Subscription:
     domain: Domain
     watcher: int
     record: int
+    handle: int
 
 
 @dataclass
@@ -75,39 +76,46 @@ class Simulation:
     notifiers: list[Notifier]
     trace: TraceWriter | None = None
     pcap: PcapWriter | None = None
-    live: dict[int, _Subscription] = field(default_factory=dict)  # handle -> subscription
-    _live_list: list[tuple[Domain, int]] = field(default_factory=list)
-    _live_index: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Live internal subscriptions by subscription id (see simulator.host.subscription_id).
+    live: dict[int, _Subscription] = field(default_factory=dict)
+    _live_list: list[int] = field(default_factory=list)
+    _live_index: dict[int, int] = field(default_factory=dict)
     _contacts: dict[tuple[str, int], set[int]] = field(default_factory=dict)
+    planned_subscriptions: int = 0
 
     # -- internal subscriptions -------------------------------------------------------------
 
     def subscribe(self, domain: Domain, watcher: int, record: int) -> int:
+        """Subscribe a watcher to a record through its domain's agent; returns the id."""
         uri = domain.watchers[watcher]
         handle = domain.agent.subscribe(domain.records[record], uri, uri)
-        self.metrics.subscription_started(handle, domain.records[record], self.env.now)
-        self.live[handle] = _Subscription(domain, watcher, record)
-        self._live_index[(domain.name, handle)] = len(self._live_list)
-        self._live_list.append((domain, handle))
-        self._contacts.setdefault((domain.name, watcher), set()).add(record)
-        return handle
+        sid = domain.agent.subscription_id(handle)
+        self.metrics.subscription_started(sid, domain.records[record], self.env.now)
+        self.live[sid] = _Subscription(domain, watcher, record, handle)
+        self._live_index[sid] = len(self._live_list)
+        self._live_list.append(sid)
+        if self.workload.churn_per_hour > 0:  # only churn needs each watcher's contact set
+            self._contacts.setdefault((domain.name, watcher), set()).add(record)
+        return sid
 
-    def unsubscribe(self, handle: int) -> None:
-        sub = self.live.pop(handle)
+    def unsubscribe(self, sid: int) -> None:
+        sub = self.live.pop(sid)
         domain = sub.domain
-        domain.agent.unsubscribe(handle)
-        self.metrics.subscription_ended(handle, self.env.now)
+        domain.agent.unsubscribe(sub.handle)
+        self.metrics.subscription_ended(sid, self.env.now)
         # Swap-remove keeps random picks O(1).
-        index = self._live_index.pop((domain.name, handle))
+        index = self._live_index.pop(sid)
         last = self._live_list.pop()
         if index < len(self._live_list):
             self._live_list[index] = last
-            self._live_index[(last[0].name, last[1])] = index
-        self._contacts[(domain.name, sub.watcher)].discard(sub.record)
+            self._live_index[last] = index
+        contacts = self._contacts.get((domain.name, sub.watcher))
+        if contacts is not None:
+            contacts.discard(sub.record)
 
     def unsubscribe_all(self) -> None:
-        for handle in list(self.live):
-            self.unsubscribe(handle)
+        for sid in list(self.live):
+            self.unsubscribe(sid)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -159,7 +167,7 @@ def build(
 
         network.add_tap(capture)
 
-    def make_agent(name: str, ip: str, domain: str) -> AgentHost:
+    def make_agent(name: str, ip: str, domain: str, index: int) -> AgentHost:
         config = _agent_config(workload, seed, f"{ip}:{SIP_PORT}", name)
         return AgentHost(
             env,
@@ -171,6 +179,7 @@ def build(
             trace=trace_writer,
             keep_queues=keep_queues,
             aliases=(domain,),
+            index=index,
         )
 
     def make_notifier(name: str, ip: str, domain: str) -> Notifier:
@@ -182,7 +191,7 @@ def build(
     if workload.topology == "single":
         ps_domain = workload.notifier.domain
         notifier = make_notifier("ps", "10.2.0.1", ps_domain)
-        agent = make_agent("b2b", "10.1.0.1", "b2b.test")
+        agent = make_agent("b2b", "10.1.0.1", "b2b.test", 0)
         watchers = [f"sip:w{i}@b2b.test" for i in range(workload.watchers)]
         records = [f"sip:p{i}@{ps_domain}" for i in range(workload.presentities)]
         domains.append(Domain("b2b", agent, notifier, watchers, records))
@@ -193,7 +202,7 @@ def build(
         for index, d in enumerate(("a", "b"), start=1):
             notifiers.append(make_notifier(f"ps-{d}", f"10.2.0.{index}", f"{d}.test"))
         for index, (d, other) in enumerate((("a", "b"), ("b", "a")), start=1):
-            agent = make_agent(f"b2b-{d}", f"10.1.0.{index}", f"b2b.{d}.test")
+            agent = make_agent(f"b2b-{d}", f"10.1.0.{index}", f"b2b.{d}.test", index - 1)
             domains.append(Domain(d, agent, notifiers[1 - (index - 1)], users[d], users[other]))
     sim = Simulation(
         workload, seed, env, network, metrics, domains, notifiers, trace_writer, pcap_writer
@@ -219,6 +228,7 @@ def _schedule_population(sim: Simulation) -> None:
                 plan.append((rng_start.uniform(0.0, wl.ramp_up), order, domain, w, record))
                 order += 1
     plan.sort(key=lambda item: (item[0], item[1]))
+    sim.planned_subscriptions = len(plan)
     position = 0
 
     def next_batch() -> None:
@@ -261,16 +271,16 @@ def _schedule_churn(sim: Simulation) -> None:
     if wl.churn_per_hour <= 0:
         return
     rng = stream(sim.seed, "churn")
-    expected = sum(len(d.watchers) for d in sim.domains) * max(1.0, float(wl.contacts.value))
 
     def rate() -> float:
-        return wl.churn_per_hour * max(len(sim.live), 1.0, expected * 0.0) / 3600.0
+        # Per live subscription; before the ramp-up ends, per planned subscription.
+        return wl.churn_per_hour * max(len(sim.live), sim.planned_subscriptions, 1) / 3600.0
 
     def churn() -> None:
         if sim._live_list:
-            domain, handle = sim._live_list[rng.randrange(len(sim._live_list))]
-            watcher = sim.live[handle].watcher
-            sim.unsubscribe(handle)
+            sid = sim._live_list[rng.randrange(len(sim._live_list))]
+            domain, watcher = sim.live[sid].domain, sim.live[sid].watcher
+            sim.unsubscribe(sid)
             taken = sim._contacts[(domain.name, watcher)]
             if len(taken) < len(domain.records):
                 record = rng.randrange(len(domain.records))

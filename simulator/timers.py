@@ -25,26 +25,74 @@ class Timers(Protocol):
     def pending(self) -> int: ...
 
 
+NORMAL_PRIORITY = 1  # simpy.events.NORMAL: the priority env.timeout() uses
+
+
+class _Wakeup:
+    """A minimal SimPy-schedulable event: what ``Environment.step`` reads (``callbacks``,
+    ``_ok``) plus the timer's key and token. Far smaller than a ``Timeout`` with a closure,
+    which matters with ~100,000 pending timers; ordering is the same as ``env.timeout``."""
+
+    __slots__ = ("callbacks", "key", "token")
+    _ok = True
+
+    def __init__(self, callbacks: tuple[Callable[[Any], None]], key: Hashable, token: int):
+        self.callbacks = callbacks
+        self.key = key
+        self.token = token
+
+
+class _Entry:
+    """A live timer: its token, when it should fire, and when its pending wakeup is due."""
+
+    __slots__ = ("at", "scheduled", "token")
+
+    def __init__(self, token: int, at: float) -> None:
+        self.token = token
+        self.at = at
+        self.scheduled = at
+
+
 class CallbackTimers:
-    """A SimPy timeout per started timer; stale timeouts fire into a no-op."""
+    """One scheduled SimPy event per started timer; stale events fire into a no-op.
+
+    Re-arming a live timer to a later time (a refresh timer pushed back by each NOTIFY)
+    schedules nothing: the pending wakeup, when due, re-schedules itself for the new time.
+    So a key has at most one pending wakeup unless it is moved earlier.
+    """
 
     def __init__(self, env: Any, callback: TimerCallback) -> None:
         self._env = env
         self._callback = callback
-        self._live: dict[Hashable, int] = {}
+        self._live: dict[Hashable, _Entry] = {}
         self._tokens = itertools.count(1)
+        self._callbacks = (self._fire,)  # shared by every wakeup: no per-timer allocation
 
     def start(self, key: Hashable, at: float) -> None:
-        token = next(self._tokens)
-        self._live[key] = token
-        delay = max(0.0, at - self._env.now)
+        entry = self._live.get(key)
+        if entry is not None and entry.scheduled <= at:
+            entry.at = at  # the pending wakeup comes first and will defer itself
+            return
+        entry = _Entry(next(self._tokens), at)
+        self._live[key] = entry
+        self._schedule(key, entry)
 
-        def fire(_event: object) -> None:
-            if self._live.get(key) == token:
-                del self._live[key]
-                self._callback(key)
+    def _schedule(self, key: Hashable, entry: _Entry) -> None:
+        delay = entry.scheduled - self._env.now
+        wakeup = _Wakeup(self._callbacks, key, entry.token)
+        self._env.schedule(wakeup, NORMAL_PRIORITY, delay if delay > 0.0 else 0.0)
 
-        self._env.timeout(delay).callbacks.append(fire)
+    def _fire(self, wakeup: _Wakeup) -> None:
+        key = wakeup.key
+        entry = self._live.get(key)
+        if entry is None or entry.token != wakeup.token:
+            return  # cancelled or replaced
+        if entry.at != entry.scheduled:  # moved later while this wakeup was pending
+            entry.scheduled = entry.at
+            self._schedule(key, entry)
+            return
+        del self._live[key]
+        self._callback(key)
 
     def cancel(self, key: Hashable) -> None:
         self._live.pop(key, None)

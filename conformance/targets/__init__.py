@@ -14,19 +14,22 @@ def make_target(name: str, **options: Any) -> Target:
     if name == "sim":
         from conformance.targets.sim import SimTarget
 
-        return SimTarget()
+        sim: Target = SimTarget()
+        return sim
     if name == "udp":
         from conformance.targets.udp import UdpTarget
 
-        return UdpTarget(agent_command=options.get("agent_command"),
+        udp: Target = UdpTarget(agent_command=options.get("agent_command"),
                          tolerance=options.get("tolerance", 0.25),
                          tolerance_ratio=options.get("tolerance_ratio", 0.02))
+        return udp
     if name == "sip-only":
         from conformance.targets.udp import SipOnlyTarget
 
-        return SipOnlyTarget(trigger=options.get("trigger_command"),
+        sip_only: Target = SipOnlyTarget(trigger=options.get("trigger_command"),
                              untrigger=options.get("untrigger_command"),
                              listen=options.get("agent_address"),
                              tolerance=options.get("tolerance", 0.25),
                              tolerance_ratio=options.get("tolerance_ratio", 0.02))
+        return sip_only
     raise ValueError(f"unknown target {name!r} (choose from {', '.join(TARGET_NAMES)})")

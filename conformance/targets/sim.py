@@ -16,7 +16,7 @@ import simpy
 
 from conformance.runner import Datagram, Incoming, Status
 from conformance.scenario import Scenario
-from reference import Agent, AgentConfig, CancelTimer, Deliver, Send, StartTimer
+from reference import Agent, AgentConfig, CancelTimer, Deliver, Send, StartTimer, TimerKey
 
 AGENT_ADDRESS = ("127.0.0.1", 5060)
 PEER_ADDRESS = ("127.0.0.1", 5070)
@@ -65,7 +65,7 @@ class SimSession:
         self.agent = factory(config.replace(
             local_address=f"{AGENT_ADDRESS[0]}:{AGENT_ADDRESS[1]}"))
         self.inbox: list[Incoming] = []
-        self.timers: dict[object, int] = {}
+        self.timers: dict[TimerKey, int] = {}
         self.generation = 0
         self.faults: list[_Fault] = []
 
@@ -129,7 +129,7 @@ class SimSession:
         self.agent.datagram_received(data, PEER_ADDRESS, now=self.now())
         self._drain()
 
-    def _timer(self, key: object, at: float) -> None:
+    def _timer(self, key: TimerKey, at: float) -> None:
         self.generation += 1
         token = self.generation
         self.timers[key] = token
@@ -137,19 +137,22 @@ class SimSession:
         def fire(_event: object) -> None:
             if self.timers.get(key) == token:
                 del self.timers[key]
-                self.agent.timer_fired(key, now=self.now())  # type: ignore[arg-type]
+                self.agent.timer_fired(key, now=self.now())
                 self._drain()
 
         event = self.env.timeout(max(0.0, at - self.now()))
         event.callbacks.append(fire)
 
+    def _arrival(self, data: bytes, destination: str) -> Callable[[], None]:
+        def arrive() -> None:
+            self.inbox.append(Datagram(data, self.now(), destination))
+        return arrive
+
     def _drain(self) -> None:
         for effect in self.agent.drain_effects():
             if isinstance(effect, Send):
-                data = effect.data
                 destination = f"{effect.destination[0]}:{effect.destination[1]}"
-                self._wire("from_agent", data, lambda d=data, dest=destination:
-                           self.inbox.append(Datagram(d, self.now(), dest)))
+                self._wire("from_agent", effect.data, self._arrival(effect.data, destination))
             elif isinstance(effect, StartTimer):
                 self._timer(effect.key, effect.at)
             elif isinstance(effect, CancelTimer):

@@ -10,6 +10,7 @@ by `make_response` from the agent's own request, NOTIFYs written by hand.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,8 @@ class Harness:
     _seq: itertools.count[int] = field(default_factory=itertools.count)
     _notify_cseq: int = 100
     _branches: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Called after every input to the agent (with the clock at that input's time).
+    after_input: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.agent = Agent(self.config)
@@ -70,6 +73,8 @@ class Harness:
             elif isinstance(effect, Deliver):
                 assert effect.destination == QUEUE
                 self.delivered.append(effect.message)
+        for hook in self.after_input:
+            hook()
         return effects
 
     def advance(self, until: float) -> None:

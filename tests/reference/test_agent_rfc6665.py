@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from reference import policy
-from reference.sip import Request, Response
+from reference.sip import Request, Response, make_response
 
 from .harness import PEER, RECORD, Harness
 
@@ -456,7 +456,8 @@ def test_sub147_require_420() -> None:
 
 def test_sub156_other_methods_405_with_allow() -> None:
     h = rfc()
-    data = (f"FOO sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {PEER[0]}:{PEER[1]};branch=z9hG4bKfoo1\r\n"
+    data = ("FOO sip:127.0.0.1:5060 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {PEER[0]}:{PEER[1]};branch=z9hG4bKfoo1\r\n"
             "Max-Forwards: 70\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c1\r\n"
             "CSeq: 1 FOO\r\nContent-Length: 0\r\n\r\n").encode()
     h.feed(data)
@@ -670,9 +671,10 @@ def test_presence_route_and_outbound_proxy() -> None:
     sub = h.last_subscribe()
     assert sub.headers.get("Route") == "<sip:route1.lab.test;lr>"
     assert h.sent[-1].destination == ("outbound.lab.test", 5099)
-    # rfc6665: after the 2xx the dialog route set comes from Record-Route (none here).
-    h.respond(headers=[("Record-Route", "<sip:rr.lab.test;lr>")])
-    h.notify()
+    # rfc6665: the preloaded route does not stick; the dialog's route set is the first
+    # NOTIFY's Record-Route (SUB-049).
+    h.respond()
+    h.notify(extra=[("Record-Route", "<sip:rr.lab.test;lr>")])
     h.advance(570.0)
     refresh = h.last_subscribe()
     assert refresh.headers.get_all("Route") == ["<sip:rr.lab.test;lr>"]
@@ -758,8 +760,195 @@ def test_response_with_two_vias_ignored() -> None:
     h = rfc()
     h.subscribe()
     req: Request = h.last_subscribe()
-    from reference.sip import make_response
     resp = make_response(req, 200, to_tag="x", headers=[("Expires", "600")])
-    raw = resp.to_bytes().replace(b"Via: ", b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx\r\nVia: ", 1)
+    extra_via = b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx\r\n"
+    raw = resp.to_bytes().replace(b"Via: ", extra_via + b"Via: ", 1)
     h.feed(raw)
     assert h.state() == "unconfirmed"
+
+
+def test_unsubscribe_bound_holds_when_initial_2xx_is_late() -> None:
+    """Unsubscribe at t=0 while the initial SUBSCRIBE is outstanding; its 2xx comes just
+    before Timer F, so does the 2xx to the unsubscribe: TERMWAIT must not run past
+    failover_timeout + wait_for_term_notify (bug fixed: it ended at 92 s)."""
+    h = rfc()
+    h.subscribe()
+    h.unsubscribe(1)
+    h.advance(31.0)
+    h.respond()
+    h.advance(62.0)
+    h.respond()
+    assert h.row()["timer"] == "TERMWAIT" and h.row()["timer_at"] <= 90.0
+    h.advance(90.0)
+    assert h.agent.is_idle
+
+
+def test_redirect_back_to_the_record_is_a_loop() -> None:
+    """A 3xx whose only Contact is the record itself ends the chain at once (bug fixed:
+    the record was not counted as seen, so one pointless SUBSCRIBE went out first)."""
+    h = rfc()
+    h.subscribe()
+    h.respond(status=302, headers=[("Contact", f"<{RECORD}>")])
+    assert sub_count(h) == 1
+    assert h.state() == "waiting"
+
+
+def test_redirect_skips_seen_contact_and_takes_the_next() -> None:
+    h = rfc()
+    h.subscribe()
+    h.respond(status=302, headers=[("Contact", "<sip:b@one.lab.test>")])
+    h.respond(status=302, headers=[("Contact", "<sip:b@one.lab.test>;q=1.0"),
+                                   ("Contact", "<sip:b@two.lab.test>;q=0.5")])
+    assert h.last_subscribe().uri == "sip:b@two.lab.test"
+
+
+def test_refresh_404_terminated_then_waits_like_initial_permanent() -> None:
+    """Profile table: a refresh 404 ends the subscription (status `terminated`, SUB-014),
+    'then as for the initial request': 404 is permanent, so the next try waits
+    max_retry_time. A refresh 480 (not permanent) backs off normally."""
+    h = rfc(max_retry_time=2000)
+    active(h, 60)
+    h.advance(30.0)
+    h.respond(status=404)
+    msg = h.delivered[-1]
+    assert msg.status == "terminated" and msg.retry_at == pytest.approx(2030.0)
+    h2 = rfc(max_retry_time=2000)
+    active(h2, 60)
+    h2.advance(30.0)
+    h2.respond(status=480)
+    retry_at = h2.delivered[-1].retry_at
+    assert retry_at is not None and 30 + 96 <= retry_at <= 30 + 120
+
+
+def test_zero_grant_does_not_spin() -> None:
+    h = rfc()
+    h.subscribe()
+    h.respond(expires=0)
+    h.advance(1000.0)
+    assert sub_count(h) <= 5
+    assert h.delivered[-1].status == "terminated"
+
+
+def test_short_grant_keeps_being_refreshed() -> None:
+    """A 4 s grant refreshes at 2 s, again and again (bug fixed: the tick within 2 s of
+    expiry was taken for the expiry, so every short grant was torn down)."""
+    h = rfc()
+    active(h, 4)
+    for _ in range(5):
+        h.advance(h.row()["timer_at"])
+        assert h.state() == "resubscription"
+        h.respond(expires=4)
+        h.notify(state="active;expires=4")
+    assert sub_count(h) == 6
+    assert not any(m.status == "terminated" for m in h.delivered)
+
+
+def test_sub010_lost_2xx_after_early_notify_keeps_subscription() -> None:
+    """B7 fixed: a NOTIFY created the dialog, then the SUBSCRIBE timed out (its 2xx was
+    lost): the subscription exists, so it is kept and refreshed in that dialog."""
+    h = rfc()
+    h.subscribe()
+    sub = h.last_subscribe()
+    h.advance(1.0)
+    assert h.notify(state="active;expires=600").status == 200
+    h.advance(32.0)  # Timer F of the initial SUBSCRIBE
+    assert h.state() == "confirmed"
+    assert not any(m.status == "terminated" for m in h.delivered)
+    assert h.notify(state="active;expires=600").status == 200
+    h.advance(h.row()["timer_at"])
+    refresh = h.last_subscribe()
+    assert refresh.call_id == sub.call_id and refresh.to.tag == "srv1"
+    assert h.requests()[-1].at < 33.0 + 600
+
+
+def test_lost_2xx_after_early_notify_then_unsubscribe_ends_the_dialog() -> None:
+    h = rfc()
+    h.subscribe()
+    h.notify(state="active;expires=600")
+    h.unsubscribe(1)
+    h.advance(32.0)
+    unsub = h.last_subscribe()
+    assert unsub.expires == 0 and unsub.to.tag == "srv1"
+    h.respond(unsub)
+    h.notify(state="terminated")
+    assert h.agent.is_idle
+
+
+def test_error_response_after_early_notify_is_still_a_failure() -> None:
+    """Only a timeout means 'the 2xx was lost'; an explicit error ends the attempt."""
+    h = rfc()
+    h.subscribe()
+    h.notify(state="active;expires=600")
+    h.respond(status=500)
+    assert h.state() == "waiting"
+
+
+def test_sub131_retry_after_on_refresh_failure_is_a_floor() -> None:
+    """503 + Retry-After to a refresh: the retry waits at least Retry-After even when half
+    the time left is shorter (bug fixed: min(back-off, left/2) ignored it); when the
+    Retry-After reaches past the expiry, the refresh is not retried before expiry."""
+    h = rfc(resubscribe_delta=300)
+    active(h, 600)
+    h.advance(300.0)
+    h.respond(status=503, headers=[("Retry-After", "200")])
+    assert h.row()["timer_at"] == pytest.approx(500.0)  # left/2 = 150 < 200
+    h2 = rfc()
+    active(h2, 600)
+    h2.advance(570.0)
+    h2.respond(status=503, headers=[("Retry-After", "100")])
+    assert h2.row()["timer_at"] == pytest.approx(600.0)  # the expiry
+    h2.advance(600.0)
+    assert h2.state() == "waiting" and sub_count(h2) == 2
+    assert h2.delivered[-1].status == "terminated"
+
+
+@pytest.mark.parametrize("code", [500, 503, 408])
+def test_unsubscribe_during_failing_refresh_still_unsubscribes(code: int) -> None:
+    """The refresh failed with a code that keeps the subscription valid (SUB-016), and the
+    internal subscriber already left: send Expires: 0 rather than leave it on the notifier
+    (rfc6665 decision; ser just forgets it)."""
+    h = rfc()
+    active(h, 600)
+    h.advance(570.0)
+    refresh = h.last_subscribe()
+    h.unsubscribe(1)
+    h.respond(refresh, status=code)
+    unsub = h.last_subscribe()
+    assert unsub.expires == 0 and unsub.cseq.number == refresh.cseq.number + 1
+    h.respond(unsub)
+    h.notify(state="terminated")
+    assert h.agent.is_idle and len(h.delivered) == 1
+
+
+def test_unsubscribe_during_refresh_that_ends_it_sends_nothing() -> None:
+    h = rfc()
+    active(h, 600)
+    h.advance(570.0)
+    h.unsubscribe(1)
+    h.respond(status=404)
+    assert h.agent.is_idle and sub_count(h) == 2
+
+
+def test_sub049_route_set_from_first_notify_not_2xx() -> None:
+    h = rfc()
+    h.subscribe()
+    h.respond(headers=[("Record-Route", "<sip:from2xx.lab.test;lr>")])
+    h.notify(extra=[("Record-Route", "<sip:p2.lab.test;lr>"),
+                    ("Record-Route", "<sip:p1.lab.test;lr>")])
+    # a later NOTIFY does not change the route set
+    h.notify(extra=[("Record-Route", "<sip:other.lab.test;lr>")])
+    h.advance(570.0)
+    refresh = h.last_subscribe()
+    assert refresh.headers.get_all("Route") == ["<sip:p2.lab.test;lr>", "<sip:p1.lab.test;lr>"]
+    assert h.sent[-1].destination == ("p2.lab.test", 5060)
+
+
+def test_sub119_strict_router_in_route_set() -> None:
+    h = rfc()
+    h.subscribe()
+    h.respond()
+    h.notify(extra=[("Record-Route", "<sip:strict.lab.test>")])
+    h.advance(570.0)
+    refresh = h.last_subscribe()
+    assert refresh.uri == "sip:strict.lab.test"
+    assert refresh.headers.get_all("Route")[-1] == "<sip:127.0.0.1:5070>"

@@ -10,7 +10,6 @@ from `SER_TABLE`; a last test checks that the table and this list cover the same
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 
 import pytest

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reference.effects import Send
-from reference.sip import Request
+from reference.effects import Deliver
 
-from .harness import QUEUE, RECORD, Harness
+from .harness import RECORD, Harness
 
 CPIM_BODY = (b'<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:cpim-pidf" '
              b'entity="pres:bob@lab.test"><tuple id="t"><status><basic>open</basic></status>'
@@ -411,8 +410,7 @@ def test_ser_no_failure_reports_ever() -> None:
         h.respond(status=status)
         h.advance(h.now + 120)
     assert h.delivered == []
-    assert all(isinstance(e, Send) or True for e in h.log)
-    assert QUEUE  # the queue name used throughout
+    assert not any(isinstance(e, Deliver) for e in h.log)
 
 
 def test_ser_423_is_a_plain_failure_same_expires() -> None:
@@ -424,5 +422,26 @@ def test_ser_423_is_a_plain_failure_same_expires() -> None:
     assert h.last_subscribe().expires == 3600
 
 
-def _is_request(x: object) -> bool:
-    return isinstance(x, Request)
+def test_ser_notify_is_not_checked() -> None:
+    """B8 reproduced: no Event, CSeq-order or Content-Type checks in `ser`."""
+    h = ser()
+    h.subscribe()
+    h.respond()
+    assert h.notify(cseq=50).status == 200
+    assert h.notify(cseq=40).status == 200  # lower CSeq: still 200 and delivered
+    assert h.notify(event=None).status == 200
+    assert h.notify(event="dialog").status == 200
+    assert len(h.delivered) == 4
+
+
+def test_ser_refresh_in_dialog_uses_notify_contact() -> None:
+    """UPDATE-FROM-NOTIFY refreshes the remote target (§3.3)."""
+    h = ser()
+    h.subscribe()
+    h.respond()
+    data = h.notify_bytes().replace(b"Contact: <sip:127.0.0.1:5070>",
+                                    b"Contact: <sip:127.0.0.1:5071>")
+    h.feed(data)
+    h.advance(570.0)
+    assert h.last_subscribe().uri == "sip:127.0.0.1:5071"
+    assert h.sent[-1].destination == ("127.0.0.1", 5071)

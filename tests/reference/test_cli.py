@@ -10,8 +10,7 @@ import sys
 import pytest
 
 from reference.cli import format_status, main
-from reference.pidf import parse_pidf
-from reference.pidf import build_pidf
+from reference.pidf import build_pidf, parse_pidf
 from reference.qsa import StatusMessage
 from tests.reference.test_udp import RECORD, SUBSCRIBER, TinyNotifier, run
 
@@ -32,11 +31,12 @@ def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
     (["--param", "justaname"], "--param must be NAME=VALUE"),
     (["--listen", "nowhere"], "--listen must be HOST:PORT"),
     (["--config", "/nonexistent/agent.yaml"], "cannot read"),
+    (["--trace", "/nonexistent/dir/trace.jsonl"], "cannot write trace file"),
 ])
 def test_bad_arguments_exit_2_with_one_line(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*argv, "--no-control", "--listen", "127.0.0.1:0", "--duration", "0"]
-                if argv[0] != "--listen" else [*argv, "--no-control"]) == 2
+    # Later options win, so argv may override the harmless defaults put first.
+    assert main(["--no-control", "--listen", "127.0.0.1:0", "--duration", "0", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert err.startswith("b2b-agent: error:") and message in err

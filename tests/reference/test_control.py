@@ -201,3 +201,16 @@ def test_client_that_stops_reading_is_disconnected(monkeypatch: pytest.MonkeyPat
             client.close()
 
     run(scenario())
+
+
+def test_close_with_idle_clients_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with agent_with_control() as (_, _runtime, server, _shut):
+            client = await connect(server)
+            await client.request(op="stats")
+            await server.close()
+            assert await client.read() is None  # the server hung up
+            client.close()
+
+    run(scenario())
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -312,3 +312,27 @@ def test_start_timer_replaces_and_cancel_ignores_unknown_keys() -> None:
             runtime.close()
 
     run(scenario())
+
+
+def test_listener_gets_queued_messages_and_discarded_destinations_drop() -> None:
+    from reference import Deliver
+
+    async def scenario() -> None:
+        runtime = await UdpRuntime.open(AgentConfig(), "127.0.0.1", 0)
+        try:
+            message = StatusMessage(handle=1, record=RECORD, subscriber=SUBSCRIBER,
+                                    package="presence", status="active")
+            touched: set[str] = set()
+            runtime._effect(Deliver("late", message), touched)
+            assert len(runtime.queue("late")) == 1  # kept until someone listens
+            seen: list[StatusMessage] = []
+            runtime.add_listener("late", seen.append)
+            assert seen == [message] and len(runtime.queue("late")) == 0
+            runtime.remove_listener("late", discard=True)
+            runtime._effect(Deliver("late", message), touched)
+            assert "late" not in runtime.queues
+            assert runtime.counters.statuses_discarded == 1
+        finally:
+            runtime.close()
+
+    run(scenario())

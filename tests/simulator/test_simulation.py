@@ -136,3 +136,36 @@ def test_outage_rfc6665_retries_back_off_with_jitter() -> None:
     assert statistics.mean(later_gaps) > 1.5 * statistics.mean(first_gaps)
     # And fewer attempts than the ser beat over the same 30 minutes.
     assert sum(len(t) for t in attempts.values()) < 40 * 6
+
+
+def test_churn_replaces_subscriptions_and_keeps_the_population() -> None:
+    wl = _workload(churn_per_hour=4, network={"latency": {"kind": "constant", "value": 0.01}})
+    result = run_workload(wl, 9)
+    calls = result.summary["internal_subscriptions"]
+    # 18 subscriptions x 4/h x 0.25 h after the ramp-up: about 18 replacements.
+    assert 5 <= calls["unsubscribe_calls"] <= 40
+    assert calls["subscribe_calls"] == 18 + calls["unsubscribe_calls"]
+    assert result.summary["subscriptions_live_at_end"] == 18
+    assert result.summary["availability"] > 0.99
+
+
+def test_federation_two_domains_watch_each_other() -> None:
+    wl = _workload(
+        topology="federation",
+        watchers=10,
+        contacts=2,
+        network={"latency": {"kind": "constant", "value": 0.04}},
+    )
+    sim = build(wl, 4)
+    sim.run(wl.duration)
+    # 5 users per domain x 2 contacts x 2 domains; handles repeat across the two agents,
+    # subscription ids must not.
+    assert len(sim.live) == 20
+    assert {s.domain.name for s in sim.live.values()} == {"a", "b"}
+    for domain in sim.domains:
+        assert all(r.endswith(("@a.test", "@b.test")) for r in domain.records)
+        assert domain.records[0].split("@")[1] != domain.watchers[0].split("@")[1]
+        assert domain.agent.deliveries > 0
+    summary = sim.metrics.summary()
+    assert summary["availability"] > 0.99
+    assert summary["propagation_delay_seconds"]["count"] > 0

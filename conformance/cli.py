@@ -1,0 +1,119 @@
+"""`b2b-conform`: run, list and lint conformance scenarios.
+
+Exit codes: 0 = nothing failed; 1 = a scenario failed or errored; 2 = invalid scenario files
+or bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from conformance import reports
+from conformance.runner import ScenarioResult, run_scenario
+from conformance.scenario import PROFILES, Scenario, load
+from conformance.targets import TARGET_NAMES, make_target
+
+DEFAULT_PATHS = ["scenarios"]
+REAL_TIME_JOBS = 6
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="b2b-conform", description="SIP subscriber conformance suite (YAML scenarios).")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run scenarios against a target")
+    run.add_argument("paths", nargs="*", help="scenario files or folders (default: scenarios)")
+    run.add_argument("--target", choices=TARGET_NAMES, default="sim")
+    run.add_argument("--profile", choices=PROFILES, action="append",
+                     help="profile(s) to run (default: every profile a scenario lists)")
+    run.add_argument("-k", dest="pattern", help="only scenarios whose name contains PATTERN "
+                     "(or matches it as a glob)")
+    run.add_argument("--junit", type=Path, help="write JUnit XML here")
+    run.add_argument("--json", type=Path, help="write a JSON report here")
+    run.add_argument("--coverage", type=Path, help="write the requirement coverage (Markdown)")
+    run.add_argument("--agent-command", help="udp: command that starts the agent under test; "
+                     "{listen} {control} {profile} {params} are filled in "
+                     "(default: b2b-agent)")
+    run.add_argument("--tolerance", type=float, default=0.25,
+                     help="udp/sip-only: absolute timing tolerance in seconds (default 0.25)")
+    run.add_argument("--tolerance-ratio", type=float, default=0.02,
+                     help="udp/sip-only: relative timing tolerance (default 0.02)")
+    run.add_argument("--trigger-command", help="sip-only: command that makes the subscriber "
+                     "subscribe; {record} {subscriber} {peer} are filled in")
+    run.add_argument("--untrigger-command", help="sip-only: command that makes it unsubscribe")
+    run.add_argument("--agent-address", default="127.0.0.1:5060",
+                     help="sip-only: where the subscriber under test listens")
+    run.add_argument("-j", "--jobs", type=int, default=0,
+                     help="scenario runs in parallel (default: 1 on sim, 6 on real-time "
+                     "targets, whose runs mostly wait)")
+    run.add_argument("--no-colour", action="store_true", help="plain console output")
+    run.add_argument("-v", "--verbose", action="store_true", help="details of xfails too")
+
+    listing = commands.add_parser("list", help="list scenarios")
+    listing.add_argument("paths", nargs="*")
+    listing.add_argument("-k", dest="pattern")
+
+    lint = commands.add_parser("lint", help="validate scenario files")
+    lint.add_argument("paths", nargs="*")
+    return parser
+
+
+def run_all(scenarios: Sequence[Scenario], target_name: str,
+            profiles: Sequence[str] | None = None, jobs: int = 0,
+            **options: object) -> list[ScenarioResult]:
+    """Every (scenario, profile) run, in input order. Real-time runs are independent (own
+    agent process, own sockets), so they may overlap: `jobs` threads."""
+    target = make_target(target_name, **options)
+    runs = [(scenario, profile) for scenario in scenarios
+            for profile in (profiles or scenario.profiles)
+            if not profiles or profile in scenario.profiles]
+    if jobs <= 0:
+        jobs = 1 if target_name == "sim" else REAL_TIME_JOBS
+    if jobs == 1:
+        return [run_scenario(scenario, profile, target) for scenario, profile in runs]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda run: run_scenario(run[0], run[1], target), runs))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    paths = args.paths or DEFAULT_PATHS
+    scenarios, errors = load(paths, getattr(args, "pattern", None))
+    for error in errors:
+        print(error, file=sys.stderr)
+    if args.command == "lint":
+        total = len(scenarios)
+        print(f"{total} scenario(s) valid, {len(errors)} invalid file(s)")
+        return 2 if errors else 0
+    if args.command == "list":
+        for scenario in scenarios:
+            print(f"{scenario.name:<45} {','.join(scenario.profiles):<12} "
+                  f"{' '.join(scenario.all_covers)}")
+        return 2 if errors else 0
+    options = {
+        "agent_command": args.agent_command, "tolerance": args.tolerance,
+        "tolerance_ratio": args.tolerance_ratio, "trigger_command": args.trigger_command,
+        "untrigger_command": args.untrigger_command, "agent_address": args.agent_address,
+    }
+    results = run_all(scenarios, args.target, args.profile, args.jobs, **options)
+    colour = sys.stdout.isatty() and not args.no_colour and "NO_COLOR" not in os.environ
+    reports.console(results, sys.stdout, colour=colour, verbose=args.verbose)
+    if args.junit:
+        reports.junit(results, args.junit, args.target)
+    if args.json:
+        reports.write_json(results, args.json, args.target)
+    if args.coverage:
+        reports.write_coverage(results, args.coverage, args.target)
+    if errors:
+        return 2
+    return 1 if reports.failed(results) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

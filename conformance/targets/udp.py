@@ -1,0 +1,269 @@
+"""Real-time targets: `udp` (an agent process with SIP/UDP and the control protocol) and
+`sip-only` (an external subscriber triggered by a command; no status observable).
+
+The runner's `poll` blocks on the peer's UDP socket (and the control connection) with
+`selectors`, bounded by the step's deadline; times are seconds since the session opened.
+Timing windows are widened by `tolerance + tolerance_ratio * window`.
+"""
+
+from __future__ import annotations
+
+import json
+import selectors
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO, Any
+
+from conformance.runner import Datagram, Incoming, Status
+from conformance.scenario import Scenario
+
+STARTUP_TIMEOUT = 10.0
+REPLY_TIMEOUT = 5.0
+DEFAULT_AGENT_COMMAND = (
+    "b2b-agent --listen {listen} --control {control} --profile {profile} {params}")
+
+
+def free_port(kind: int) -> int:
+    """A port the OS says is free now (small race with other processes: acceptable)."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def agent_argv(template: str | None, listen: str, control: str, profile: str,
+               params: dict[str, Any]) -> list[str]:
+    """The agent command line: `{params}` becomes `--param NAME=VALUE` for each parameter."""
+    template = template or DEFAULT_AGENT_COMMAND
+    argv: list[str] = []
+    for token in shlex.split(template):
+        if token == "{params}":
+            for name, value in params.items():
+                if name != "profile":
+                    argv.extend(["--param", f"{name}={value}"])
+            continue
+        argv.append(token.replace("{listen}", listen).replace("{control}", control)
+                    .replace("{profile}", profile))
+    if argv and argv[0] == "b2b-agent" and shutil.which("b2b-agent") is None:
+        argv[:1] = [sys.executable, "-m", "reference"]  # not installed: same code, by module
+    return argv
+
+
+class _RealTimeSession:
+    """Peer UDP socket, a real-time clock and the runner interface common to both."""
+
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, agent_address: tuple[str, int], tolerance: float,
+                 tolerance_ratio: float) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        host, port = self.sock.getsockname()
+        self.peer_hostport = f"{host}:{port}"
+        self.agent_address = agent_address
+        self.abs_tolerance = tolerance
+        self.ratio = tolerance_ratio
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.sock, selectors.EVENT_READ, "sip")
+        self.inbox: list[Incoming] = []
+        self.t0 = time.monotonic()
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def tolerance(self, seconds: float) -> float:
+        return self.abs_tolerance + self.ratio * seconds
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendto(data, self.agent_address)
+
+    def fault(self, spec: dict[str, Any]) -> None:
+        raise RuntimeError("faults need the sim target")
+
+    def poll(self, deadline: float) -> Incoming | None:
+        while not self.inbox:
+            left = deadline - self.now()
+            if left <= 0:
+                return None
+            for key, _ in self.selector.select(timeout=left):
+                self._readable(key.data)
+        return self.inbox.pop(0)
+
+    def _readable(self, what: str) -> None:
+        if what == "sip":
+            while True:
+                try:
+                    data, source = self.sock.recvfrom(65535)
+                except BlockingIOError:
+                    return
+                self.inbox.append(Datagram(data, self.now(), f"{source[0]}:{source[1]}"))
+
+    def close(self) -> None:
+        self.selector.close()
+        self.sock.close()
+
+
+class UdpSession(_RealTimeSession):
+    capabilities = frozenset({"status", "unsubscribe"})
+
+    def __init__(self, argv_template: str | None, profile: str, params: dict[str, Any],
+                 tolerance: float, tolerance_ratio: float) -> None:
+        sip_port = free_port(socket.SOCK_DGRAM)
+        control_port = free_port(socket.SOCK_STREAM)
+        super().__init__(("127.0.0.1", sip_port), tolerance, tolerance_ratio)
+        # Kept open for the life of the process (closed in close()).
+        self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        argv = agent_argv(argv_template, f"127.0.0.1:{sip_port}",
+                          f"127.0.0.1:{control_port}", profile, params)
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=self.stderr)
+        self.control = self._connect(control_port)
+        self.buffer = b""
+        self.replies: list[dict[str, Any]] = []
+        self.next_id = 0
+        self.selector.register(self.control, selectors.EVENT_READ, "control")
+        self.t0 = time.monotonic()  # scenario time starts once the agent is up
+
+    def _connect(self, port: int) -> socket.socket:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"agent exited with {self.process.returncode}: "
+                                   f"{self._stderr_text()}")
+            try:
+                return socket.create_connection(("127.0.0.1", port), timeout=1.0)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("agent control port did not open within "
+                                       f"{STARTUP_TIMEOUT} s") from None
+                time.sleep(0.05)  # bounded start-up poll of a real process
+
+    def _stderr_text(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()[-2000:].decode("utf-8", "replace")
+
+    def _readable(self, what: str) -> None:
+        if what != "control":
+            super()._readable(what)
+            return
+        chunk = self.control.recv(65536)
+        if not chunk:
+            raise RuntimeError("agent closed the control connection: " + self._stderr_text())
+        self.buffer += chunk
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            if obj.get("event") == "status":
+                document = obj.get("document") or {}
+                self.inbox.append(Status({
+                    "status": obj.get("status"), "reason": obj.get("reason"),
+                    "retry_at": obj.get("retry_at"), "at": obj.get("at"),
+                    "basic": document.get("basic") if isinstance(document, dict) else None,
+                }, self.now()))
+            elif "ok" in obj:
+                self.replies.append(obj)
+
+    def _request(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.next_id += 1
+        request["id"] = self.next_id
+        self.control.sendall(json.dumps(request).encode() + b"\n")
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while True:
+            for reply in self.replies:
+                if reply.get("id") == self.next_id:
+                    self.replies.remove(reply)
+                    if not reply.get("ok"):
+                        raise RuntimeError(f"control {request['op']}: {reply.get('error')}")
+                    return reply
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"control {request['op']}: no reply")
+            for key, _ in self.selector.select(timeout=left):
+                self._readable(key.data)
+
+    def subscribe(self, record: str, subscriber: str) -> Any:
+        return self._request({"op": "subscribe", "record": record, "subscriber": subscriber})[
+            "handle"]
+
+    def unsubscribe(self, handle: Any) -> None:
+        self._request({"op": "unsubscribe", "handle": handle})
+
+    def close(self) -> None:
+        try:
+            self.control.close()
+        finally:
+            # Killed, not terminated: a graceful shutdown would unsubscribe towards a peer
+            # that is gone and only cost time.
+            self.process.kill()
+            self.process.wait(timeout=5)
+            self.stderr.close()
+            super().close()
+
+
+class UdpTarget:
+    name = "udp"
+    capabilities = UdpSession.capabilities
+
+    def __init__(self, agent_command: str | None = None, tolerance: float = 0.25,
+                 tolerance_ratio: float = 0.02) -> None:
+        self.agent_command = agent_command
+        self.tolerance = tolerance
+        self.tolerance_ratio = tolerance_ratio
+
+    def open(self, scenario: Scenario, profile: str) -> UdpSession:
+        return UdpSession(self.agent_command, profile, scenario.params_for(profile),
+                          self.tolerance, self.tolerance_ratio)
+
+
+class SipOnlySession(_RealTimeSession):
+    """An external subscriber: subscribe/unsubscribe run configured commands."""
+
+    def __init__(self, trigger: str, untrigger: str | None, listen: str, tolerance: float,
+                 tolerance_ratio: float) -> None:
+        host, _, port = listen.rpartition(":")
+        super().__init__((host, int(port)), tolerance, tolerance_ratio)
+        self.trigger = trigger
+        self.untrigger = untrigger
+        self.capabilities = frozenset({"unsubscribe"} if untrigger else set())
+
+    def _run(self, template: str, record: str, subscriber: str) -> None:
+        argv = [token.replace("{record}", record).replace("{subscriber}", subscriber)
+                .replace("{peer}", self.peer_hostport) for token in shlex.split(template)]
+        subprocess.run(argv, check=True, timeout=REPLY_TIMEOUT, stdin=subprocess.DEVNULL)
+
+    def subscribe(self, record: str, subscriber: str) -> Any:
+        self.last = (record, subscriber)
+        self._run(self.trigger, record, subscriber)
+        return self.last
+
+    def unsubscribe(self, handle: Any) -> None:
+        if self.untrigger is None:
+            raise RuntimeError("no --untrigger-command configured")
+        self._run(self.untrigger, *handle)
+
+
+class SipOnlyTarget:
+    name = "sip-only"
+
+    def __init__(self, trigger: str | None, untrigger: str | None, listen: str | None,
+                 tolerance: float = 0.25, tolerance_ratio: float = 0.02) -> None:
+        if not trigger:
+            raise ValueError("the sip-only target needs --trigger-command")
+        self.trigger = trigger
+        self.untrigger = untrigger
+        self.listen = listen or "127.0.0.1:5060"
+        self.tolerance = tolerance
+        self.tolerance_ratio = tolerance_ratio
+        self.capabilities = frozenset({"unsubscribe"} if untrigger else set())
+
+    def open(self, scenario: Scenario, profile: str) -> SipOnlySession:
+        return SipOnlySession(self.trigger, self.untrigger, self.listen, self.tolerance,
+                              self.tolerance_ratio)

@@ -1,0 +1,76 @@
+"""`b2b-conform` end to end on the sim target: exit codes and report files."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conformance.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+LIBRARY = ROOT / "scenarios"
+
+
+def test_run_library_both_profiles_with_reports(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    junit, report, coverage = tmp_path / "j.xml", tmp_path / "r.json", tmp_path / "c.md"
+    code = main(["run", str(LIBRARY), "--junit", str(junit), "--json", str(report),
+                 "--coverage", str(coverage), "--no-colour"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "failed/403-initial" in out and " fail " not in out
+    data = json.loads(report.read_text())
+    assert data["summary"]["fail"] == 0 and data["summary"]["pass"] >= 60
+    assert {r["profile"] for r in data["results"]} == {"ser", "rfc6665"}
+    assert data["requirements"]["SUB-131"]["verdict"] == "pass"
+    suite = ET.parse(junit).getroot()
+    assert suite.get("failures") == "0" and int(suite.get("tests") or 0) == len(data["results"])
+    text = coverage.read_text()
+    assert "| SUB-014 | pass |" in text and "`failed/481-refresh`" in text
+
+
+def test_failure_exit_code_and_details(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("""
+kind: scenario
+name: demo/wrong-expectation
+covers: [SUB-003]
+profiles: [rfc6665]
+params: {default_expiration: 10, t1: 0.05}
+steps:
+  - subscribe:
+  - expect: {method: SUBSCRIBE, within: [0, 0], match: {Expires: 99}}
+""", encoding="utf-8")
+    assert main(["run", str(path), "--no-colour"]) == 1
+    out = capsys.readouterr().out
+    assert "Expires does not match" in out and "expected: == 99" in out
+    assert "observed: '10'" in out and "[t=0.000] SUBSCRIBE sip:alice@" in out
+
+
+def test_profile_and_pattern_selection(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(LIBRARY), "--profile", "ser", "-k", "failed/4*", "--no-colour"]) == 0
+    out = capsys.readouterr().out
+    assert "rfc6665" not in out.split("-\n", 1)[1]
+    assert "failed/403-initial" in out and "term-wait" not in out
+
+
+def test_lint_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", str(LIBRARY)]) == 0
+    assert main(["list", str(LIBRARY)]) == 0
+    assert "resubscribe/tiny-grant" in capsys.readouterr().out
+    (tmp_path / "broken.yaml").write_text("kind: scenario\nname: x\n", encoding="utf-8")
+    assert main(["lint", str(tmp_path)]) == 2
+    assert "broken.yaml: scenario 'x'" in capsys.readouterr().err
+
+
+def test_python_dash_m(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "conformance", "list", str(LIBRARY)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0 and "bad-notify/malformed" in done.stdout

@@ -1,0 +1,195 @@
+"""Fixtures for the interop tests: the lab Kamailio, SIPp runs and an in-process agent.
+
+Every interop test is marked `interop`. Without the Debian packages the tests skip with an
+install hint; with B2B_REQUIRE_INTEROP=1 (CI) a skip fails (tests/conftest.py). Processes are
+started only through the lab scripts or as our own children and stopped by their PID in
+finalizers; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reference import AgentConfig, StatusMessage
+from reference.udp import UdpRuntime
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+KAMAILIO_PORT = 5070
+KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+INSTALL_HINT = (
+    "install the lab packages: apt-get install -y --no-install-recommends kamailio "
+    "kamailio-presence-modules kamailio-sqlite-modules sip-tester sqlite3 "
+    "(see shared/lab/README.md; CI does this in .ci/run)")
+# Kamailio rejects SUBSCRIBE/PUBLISH expiries below this (lab cfg define, passed with -A).
+MIN_EXPIRES = 5
+
+
+def find_lab_dir() -> Path | None:
+    """shared/lab beside the repository (how CI lays it out), else $B2B_LAB_DIR."""
+    beside = REPO_ROOT.parent / "shared" / "lab"
+    if (beside / "kam-presence-start.sh").is_file():
+        return beside
+    env = os.environ.get("B2B_LAB_DIR")
+    if env and (Path(env) / "kam-presence-start.sh").is_file():
+        return Path(env)
+    return None
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def udp_port_bound(port: int) -> bool:
+    """Whether some process has bound this UDP port (read from /proc: probing by binding
+    could steal the port from a child that is about to bind it)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local = line.split()[1]
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def udp_port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+@pytest.fixture(scope="session")
+def sipp_bin() -> str:
+    path = shutil.which("sipp")
+    if path is None:
+        pytest.skip(f"SIPp not found; {INSTALL_HINT}")
+    return path
+
+
+@dataclass
+class KamailioLab:
+    lab_dir: Path
+    run_dir: Path
+    sipp: str
+
+    async def publish(self, user: str, basic: str, expires: int = 3600) -> None:
+        """PUBLISH a PIDF (basic open/closed) for sip:USER@lab.test with the lab's SIPp UAC."""
+        port = free_udp_port()
+        process = await asyncio.create_subprocess_exec(
+            self.sipp, "-sf", str(self.lab_dir / "sipp" / "publish.xml"),
+            f"127.0.0.1:{KAMAILIO_PORT}", "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+            "-s", user, "-key", "basic", basic, "-key", "expires", str(expires),
+            "-nostdin", "-timeout", "10s", "-timeout_error",
+            cwd=self.run_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out = await finish(process, 15)
+        assert process.returncode == 0, f"sipp PUBLISH failed: {out[-2000:]}"
+
+
+async def finish(process: asyncio.subprocess.Process, timeout: float) -> str:
+    """Wait for a child to exit (kill it at the deadline); its output as text."""
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+        pytest.fail(f"child did not finish in {timeout}s: {out.decode(errors='replace')[-2000:]}")
+    return out.decode(errors="replace") if out else ""
+
+
+@pytest.fixture(scope="session")
+def kamailio(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioLab]:
+    """The lab's Kamailio presence server on udp 127.0.0.1:5070, min_expires 5 s."""
+    lab_dir = find_lab_dir()
+    if lab_dir is None:
+        pytest.skip("lab scripts not found (expected ../shared/lab beside the repository "
+                    "or $B2B_LAB_DIR)")
+    if shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists():
+        pytest.skip(f"kamailio not found; {INSTALL_HINT}")
+    if not (KAMAILIO_MODULES / "presence.so").exists():
+        pytest.skip(f"kamailio presence modules not found; {INSTALL_HINT}")
+    if shutil.which("sqlite3") is None:
+        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
+    if udp_port_taken(KAMAILIO_PORT):
+        pytest.fail(f"udp 127.0.0.1:{KAMAILIO_PORT} is busy: stop the other lab Kamailio first")
+    run_dir = tmp_path_factory.mktemp("lab")
+    env = {**os.environ, "LAB_RUN_DIR": str(run_dir)}
+    started = subprocess.run(
+        [str(lab_dir / "kam-presence-start.sh"), "-A", f"MIN_EXPIRES={MIN_EXPIRES}"],
+        env=env, capture_output=True, text=True, timeout=60, check=False)
+    try:
+        if started.returncode != 0:
+            pytest.fail(f"kam-presence-start.sh failed:\n{started.stdout}\n{started.stderr}")
+        yield KamailioLab(lab_dir, run_dir, sipp_bin)
+    finally:
+        subprocess.run([str(lab_dir / "kam-presence-stop.sh")], env=env, capture_output=True,
+                       timeout=30, check=False)
+
+
+_SEEDS = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
+@dataclass
+class AgentUnderTest:
+    """The reference agent on its own UDP port, collecting its status messages."""
+
+    runtime: UdpRuntime
+    statuses: list[StatusMessage] = field(default_factory=list)
+    cursor: int = 0
+
+    @classmethod
+    async def start(cls, **params: Any) -> AgentUnderTest:
+        # A fresh seed per agent: equal seeds give equal Call-IDs and tags, and the one
+        # Kamailio of the session remembers earlier tests' dialogs.
+        params.setdefault("seed", next(_SEEDS))
+        runtime = await UdpRuntime.open(AgentConfig.from_mapping(params), "127.0.0.1", 0)
+        agent = cls(runtime)
+        runtime.add_listener("test", agent.statuses.append)
+        return agent
+
+    def subscribe(self, record: str, subscriber: str = "sip:bob@lab.test") -> int:
+        return self.runtime.subscribe(record, subscriber, "test")
+
+    def counter(self, name: str) -> int:
+        return self.runtime.agent.counters.get(name, 0)
+
+    async def next_status(self, predicate: Callable[[StatusMessage], bool] = lambda m: True,
+                          timeout: float = 5.0, what: str = "a status") -> StatusMessage:
+        """The next status message (after earlier matches) that satisfies `predicate`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            while self.cursor < len(self.statuses):
+                message = self.statuses[self.cursor]
+                self.cursor += 1
+                if predicate(message):
+                    return message
+            if loop.time() > deadline:
+                seen = [(m.status, m.reason, basic(m)) for m in self.statuses]
+                pytest.fail(f"timed out after {timeout}s waiting for {what}; seen: {seen}")
+            await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def basic(message: StatusMessage) -> str | None:
+    return message.document.basic if message.document is not None else None
