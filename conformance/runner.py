@@ -26,7 +26,7 @@ from conformance.peer import (
     request_key,
 )
 from conformance.scenario import Scenario, Step
-from reference.sip import Request, Response, SipParseError, parse_message
+from reference.sip import Response, SipParseError, parse_message
 
 PASS, FAIL, NA, ERROR, XFAIL = "pass", "fail", "n/a", "error", "xfail"
 DEFAULT_WINDOW = (0.0, 2.0)
@@ -676,11 +676,7 @@ def run_scenario(scenario: Scenario, profile: str, target: Target) -> ScenarioRe
     return result
 
 
-def is_request(data: bytes) -> bool:
-    return not data.startswith(b"SIP/2.0 ")
-
-
 __all__ = [
-    "ERROR", "FAIL", "NA", "PASS", "XFAIL", "Datagram", "Incoming", "Request",
+    "ERROR", "FAIL", "NA", "PASS", "XFAIL", "Datagram", "Incoming",
     "ScenarioResult", "Session", "Status", "StepResult", "Target", "run_scenario",
 ]

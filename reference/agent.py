@@ -159,6 +159,11 @@ class Agent:
         self._client_txs: dict[str, _ClientTx] = {}          # branch -> transaction
         self._server_txs: dict[tuple[str, ...], _ServerTx] = {}
         self._now = 0.0
+        self._last_server_key: tuple[Request, tuple[str, ...]] | None = None
+        self._actions: dict[int, tuple[Row, tuple[Callable[[Subscription, Ctx], None], ...]]] = {}
+        # Trace calls on hot paths are skipped outright when traces are off (trace=0), so
+        # their fields are not even computed.
+        self.tracing = bool(config.trace)
 
     # ================================================================ inputs (QSA)
     def subscribe(self, record: str, subscriber: str, destination: str,
@@ -232,6 +237,7 @@ class Agent:
     # ================================================================ inputs (network, time)
     def datagram_received(self, data: bytes, source: Address, *, now: float) -> None:
         self._now = now
+        self._last_server_key = None
         self._count("rx.datagrams")
         try:
             message = parse_message(data)
@@ -330,16 +336,28 @@ class Agent:
         if row is None:  # pragma: no cover - the tables are total (tested)
             raise AssertionError(f"no row for {sub.state} / {ctx.event}")
         before = sub.state
-        for action in row.actions:
-            getattr(self, "_do_" + action.name.lower())(sub, ctx)
+        for method in self._row_methods(row):
+            method(sub, ctx)
         if sub.handle in self.subscriptions or row.next is State.DESTROYED:
             self._set_state(sub, row.next, ctx.event.value, before)
         if sub.state not in AWAITING_RESPONSE and sub.tx_branch is not None:
             self._abandon_tx(sub)
 
+    def _row_methods(self, row: Row) -> tuple[Callable[[Subscription, Ctx], None], ...]:
+        """The `_do_<action>` methods of a row's actions, looked up once per row. Keyed by
+        id(row): rows live in the module-level tables for the life of the process."""
+        entry = self._actions.get(id(row))
+        if entry is None or entry[0] is not row:
+            entry = (row, tuple(getattr(self, "_do_" + action.name.lower())
+                                for action in row.actions))
+            self._actions[id(row)] = entry
+        return entry[1]
+
     def _set_state(self, sub: Subscription, state: State, event: str,
                    before: State | None = None) -> None:
         sub.state = state
+        if not self.tracing:
+            return
         self._trace("state", sub, state=state.name.lower(), event=event,
                     before=before.name.lower() if before else None)
 
@@ -364,8 +382,8 @@ class Agent:
     # ================================================================ responses
     def _response_received(self, response: Response, now: float) -> None:
         self._count(f"rx.response.{response.status}")
-        vias = response.vias
-        branch = vias[0].branch if vias else None
+        top = response.top_via
+        branch = top.branch if top is not None else None
         entry = self._client_txs.get(branch or "")
         if entry is None or not response_matches(entry.tx, response):
             self._count("rx.unmatched_responses")
@@ -488,7 +506,7 @@ class Agent:
         if destination is None:
             self._count("rx.unroutable_requests")
             return
-        key = server_key(request)
+        key = self._server_key(request)
         existing = self._server_txs.get(key)
         if existing is not None:
             self._count("rx.retransmissions")
@@ -904,17 +922,17 @@ class Agent:
     def _respond(self, request: Request, destination: Address, status: int, now: float, *,
                  reason: str | None = None,
                  headers: list[tuple[str, str]] | None = None) -> None:
-        response = make_response(request, status, reason, headers=headers or ())
-        source_via = response.headers.get_all("Via")
-        if source_via:
-            response.headers = _with_received(response.headers, request, destination)
+        # Reaching here, the request's Via list parsed and is not empty (see
+        # _response_destination), so the top Via always exists.
+        response = make_response(request, status, reason, headers=headers or (),
+                                 top_via=_received_via(request, destination))
         self._count(f"tx.response.{status}")
         try:
-            key = server_key(request)
+            key = self._server_key(request)
         except SipParseError:
             self._emit_send(response.to_bytes(), destination)
             return
-        server = ServerTransaction(request, self.timer_settings)
+        server = ServerTransaction(request, self.timer_settings, key=key)
         entry = _ServerTx(server, destination)
         for effect in server.send_response(response, now):
             if isinstance(effect, Transmit):
@@ -922,8 +940,18 @@ class Agent:
             elif isinstance(effect, SetTimer):
                 self._server_txs[key] = entry
                 self._effects.append(StartTimer(("stx", key, effect.name), effect.at))
-        self._trace("respond", None, status=status, call_id=request.headers.get("Call-ID"),
-                    cseq=request.headers.get("CSeq"))
+        if self.tracing:
+            self._trace("respond", None, status=status, call_id=request.headers.get("Call-ID"),
+                        cseq=request.headers.get("CSeq"))
+
+    def _server_key(self, request: Request) -> tuple[str, ...]:
+        """server_key of the request being handled, computed once per request."""
+        last = self._last_server_key
+        if last is not None and last[0] is request:
+            return last[1]
+        key = server_key(request)
+        self._last_server_key = (request, key)
+        return key
 
     def _reply_malformed(self, request: Request, source: Address, error: str) -> None:
         """Answer a request that framed but has a bad header: 400 naming the problem,
@@ -946,12 +974,11 @@ class Agent:
     def _response_destination(self, request: Request, source: Address) -> Address | None:
         """RFC 3261 §18.2.2 + RFC 3581: where a response to `request` goes."""
         try:
-            vias = request.vias
+            top = request.top_via
         except SipParseError:
             return None
-        if not vias:
+        if top is None:
             return None
-        top = vias[0]
         if top.rport is not None:
             return source
         return source[0], top.port if top.port is not None else 5060
@@ -993,7 +1020,8 @@ class Agent:
             return  # nothing is delivered after the internal subscriber left
         self._count("qsa.delivered")
         self._effects.append(Deliver(sub.destination, message))
-        self._trace("deliver", sub, status=message.status, reason=message.reason)
+        if self.tracing:
+            self._trace("deliver", sub, status=message.status, reason=message.reason)
 
     def _random_hex(self, nbytes: int) -> str:
         return f"{self.rng.getrandbits(nbytes * 8):0{nbytes * 2}x}"
@@ -1002,7 +1030,7 @@ class Agent:
         self.counters[name] = self.counters.get(name, 0) + amount
 
     def _trace(self, kind: str, sub: Subscription | None, **fields: Any) -> None:
-        if not self.config.trace:
+        if not self.tracing:
             return
         if sub is not None:
             fields = {"handle": sub.handle, **fields}
@@ -1043,26 +1071,19 @@ def _parse_route(text: str) -> list[str]:
     return routes
 
 
-def _with_received(headers: Headers, request: Request, destination: Address) -> Headers:
-    """Add `received` (and fill a bare `rport`) to the top Via of a response (SUB-144)."""
-    vias = request.vias
-    top = vias[0]
+def _received_via(request: Request, destination: Address) -> str | None:
+    """The response's top Via with `received` added (and a bare `rport` filled) per
+    SUB-144, or None when the request's top Via needs no change."""
+    top = request.top_via
+    assert top is not None
     changed = top
     if top.host != destination[0]:
         changed = changed.with_param("received", destination[0])
     if top.rport is True:
         changed = changed.with_param("rport", str(destination[1]))
     if changed is top:
-        return headers
-    rebuilt = Headers()
-    first = True
-    for name, value in headers.items():
-        if name == "Via" and first:
-            rebuilt.add(name, str(changed))
-            first = False
-            continue
-        rebuilt.add(name, value)
-    return rebuilt
+        return None
+    return str(changed)
 
 
 def _reply_headers(status: int, error: str | None = None) -> list[tuple[str, str]]:

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -288,7 +288,19 @@ def _serialise(element: etree._Element) -> str:
 
 
 def _text(element: etree._Element) -> str:
+    if not len(element):
+        # No child nodes (elements, entities...): the text is all there is.
+        return element.text or ""
     return "".join(str(part) for part in element.itertext())
+
+
+# "{namespace}local" tags of the PIDF elements the reader looks for, built once.
+_PIDF_PREFIX = f"{{{PIDF_NS}}}"
+_PIDF_TAGS = {
+    local: _PIDF_PREFIX + local
+    for local in ("presence", "tuple", "note", "status", "contact", "timestamp", "basic")
+}
+_DM_PERSON = f"{{{DM_NS}}}person"
 
 
 class _Reader:
@@ -301,14 +313,14 @@ class _Reader:
         tag = element.tag
         if not isinstance(tag, str):
             return False
-        if tag == f"{{{PIDF_NS}}}{local}":
+        if tag == _PIDF_TAGS[local]:
             return True
         # SER matches by local name; a namespace-less document is accepted there.
         return self.lenient and tag == local
 
-    def _children(self, element: etree._Element) -> Iterator[etree._Element]:
+    def _children(self, element: etree._Element) -> list[etree._Element]:
         # Comments and PIs are removed by the parser; guard against any other node.
-        return (child for child in element if isinstance(child.tag, str))
+        return [child for child in element if isinstance(child.tag, str)]
 
     # -- document
 
@@ -332,7 +344,7 @@ class _Reader:
                 tuples.append(self._tuple(child))
             elif self._is_pidf(child, "note"):
                 notes.append(_note(child))
-            elif child.tag == f"{{{DM_NS}}}person":
+            elif child.tag == _DM_PERSON:
                 persons.append(_person(child))
             else:
                 extensions.append(_serialise(child))
@@ -352,8 +364,8 @@ class _Reader:
     def _check_must_understand(self, root: etree._Element) -> None:
         for element in root.iter():
             tag = element.tag
-            if not isinstance(tag, str) or _understood(element):
-                continue
+            if not isinstance(tag, str) or tag.startswith(_PIDF_PREFIX) or _understood(element):
+                continue  # (every PIDF-namespace element is understood: fast check first)
             flag = element.get(_PIDF_MUST_UNDERSTAND)
             if flag is None:
                 flag = element.get("mustUnderstand")
@@ -373,13 +385,14 @@ class _Reader:
             if not self.lenient:
                 raise PidfError("tuple has no id attribute")
             tuple_id = ""
-        statuses = [c for c in self._children(element) if self._is_pidf(c, "status")]
+        children = self._children(element)
+        statuses = [c for c in children if self._is_pidf(c, "status")]
         if not statuses:
             # Both profiles: SER fails the whole document too.
             raise PidfError(f"tuple {tuple_id!r} has no status element")
         if len(statuses) > 1 and not self.lenient:
             raise PidfError(f"tuple {tuple_id!r} has {len(statuses)} status elements")
-        contacts = [c for c in self._children(element) if self._is_pidf(c, "contact")]
+        contacts = [c for c in children if self._is_pidf(c, "contact")]
         if len(contacts) > 1 and not self.lenient:
             raise PidfError(f"tuple {tuple_id!r} has {len(contacts)} contact elements")
 
@@ -390,7 +403,7 @@ class _Reader:
         notes: list[Note] = []
         timestamp: str | None = None
         extensions: list[str] = []
-        for child in self._children(element):
+        for child in children:
             if child is statuses[0]:
                 basic = self._status(child, tuple_id, extensions)
             elif self._is_pidf(child, "status"):
@@ -420,8 +433,9 @@ class _Reader:
         )
 
     def _status(self, element: etree._Element, tuple_id: str, extensions: list[str]) -> str | None:
-        basics = [c for c in self._children(element) if self._is_pidf(c, "basic")]
-        for child in self._children(element):
+        children = self._children(element)
+        basics = [c for c in children if self._is_pidf(c, "basic")]
+        for child in children:
             if not self._is_pidf(child, "basic"):
                 extensions.append(_serialise(child))
         if not basics:

@@ -13,6 +13,7 @@ small grace period).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -56,6 +57,17 @@ MAX_SEND_BACKLOG = 4096
 MAX_DISCARDED = 10000
 # Extra seconds a graceful shutdown waits beyond `wait_for_term_notify`.
 SHUTDOWN_GRACE = 1.0
+# Error answers (400, 481) sent per second at most, and the burst allowed above that rate.
+# Beyond it they are dropped (counted in `answers_rate_limited`): a flood of NOTIFYs for
+# unknown dialogs (or of garbage with a spoofed source) must not make this agent a reflector.
+# A dropped answer costs a real notifier nothing: it retransmits and gets the answer later,
+# or its NOTIFY times out, which ends the dialog just as a 481 would (RFC 6665 §4.2.2).
+ERROR_ANSWER_RATE = 1000.0
+ERROR_ANSWER_BURST = 2000
+RATE_LIMITED_STATUSES = (b"SIP/2.0 400 ", b"SIP/2.0 481 ")
+# Kernel receive buffer asked for (the kernel caps it at net.core.rmem_max): room for bursts
+# while the agent is busy; what still overflows is dropped by the kernel, not by us.
+RECEIVE_BUFFER = 4 * 1024 * 1024
 
 StatusListener = Callable[[StatusMessage], None]
 
@@ -74,9 +86,30 @@ class RuntimeCounters:
     statuses_delivered: int = 0
     statuses_discarded: int = 0
     trace_records: int = 0
+    answers_rate_limited: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved up; `take` spends one if there is one."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.updated = now
+
+    def take(self, now: float) -> bool:
+        elapsed = now - self.updated
+        if elapsed > 0:
+            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+            self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
 
 
 @dataclass
@@ -94,10 +127,14 @@ class UdpRuntime:
     """Drive one `Agent` from one UDP socket. Create with `await UdpRuntime.open(...)`."""
 
     def __init__(self, agent: Agent, sock: socket.socket,
-                 *, trace_path: str | Path | None = None) -> None:
+                 *, trace_path: str | Path | None = None,
+                 error_answer_rate: float = ERROR_ANSWER_RATE,
+                 error_answer_burst: int = ERROR_ANSWER_BURST) -> None:
         self.agent = agent
         self.sock = sock
         self.loop = asyncio.get_running_loop()
+        self._answer_bucket = TokenBucket(error_answer_rate, error_answer_burst,
+                                          self.loop.time())
         self._backlog: deque[tuple[bytes, Address]] = deque()
         self.counters = RuntimeCounters()
         self.queues: dict[str, MessageQueue] = {}
@@ -120,12 +157,15 @@ class UdpRuntime:
     @classmethod
     async def open(cls, config: AgentConfig, host: str = "127.0.0.1", port: int = 5060, *,
                    advertise_bound_address: bool = True,
-                   trace_path: str | Path | None = None) -> UdpRuntime:
+                   trace_path: str | Path | None = None,
+                   error_answer_rate: float = ERROR_ANSWER_RATE,
+                   error_answer_burst: int = ERROR_ANSWER_BURST) -> UdpRuntime:
         """Bind `host:port` (port 0: any free port) and build the agent.
 
         With `advertise_bound_address` the agent's `local_address` (Via, Contact) becomes the
         bound address; a wildcard bind advertises 127.0.0.1 (set `local_address` explicitly
         to be reachable from elsewhere). Raises OSError when the port is taken.
+        `error_answer_rate`/`error_answer_burst` bound the 400/481 answers (see above).
         """
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -135,6 +175,8 @@ class UdpRuntime:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             sock.bind(sockaddr)
         except BaseException:
             sock.close()
@@ -151,7 +193,9 @@ class UdpRuntime:
             config = config.replace(local_address=f"{shown}:{sock_port}")
         try:
             agent = Agent(config)
-            return cls(agent, sock, trace_path=trace_path)
+            return cls(agent, sock, trace_path=trace_path,
+                       error_answer_rate=error_answer_rate,
+                       error_answer_burst=error_answer_burst)
         except BaseException:
             sock.close()
             raise
@@ -209,6 +253,7 @@ class UdpRuntime:
             "queue_depth": {name: len(q) for name, q in self.queues.items()},
             "queue_depth_total": sum(len(q) for q in self.queues.values()),
             "live_timers": len(self._timers),
+            "answers_rate_limited": self.counters.answers_rate_limited,
             "runtime": self.counters.as_dict(),
             "counters": counters,
         }
@@ -311,6 +356,10 @@ class UdpRuntime:
 
     def _effect(self, effect: Effect, touched: set[str]) -> None:
         if isinstance(effect, Send):
+            if effect.data.startswith(RATE_LIMITED_STATUSES) and \
+                    not self._answer_bucket.take(self.loop.time()):
+                self.counters.answers_rate_limited += 1
+                return
             self._send(effect.data, effect.destination)
         elif isinstance(effect, StartTimer):
             old = self._timers.pop(effect.key, None)

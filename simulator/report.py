@@ -43,6 +43,14 @@ def _rate_series(fine: dict[int, dict[str, int]], key: str) -> tuple[list[float]
     return xs, ys
 
 
+def _shade_faults(ax: Any, summary: dict[str, Any]) -> None:
+    """Grey spans for outages and partitions (x axis in minutes)."""
+    for fault in summary.get("faults", []):
+        if fault["kind"] in ("outage", "partition") and fault["duration"] > 0:
+            start = fault["start"] / 60.0
+            ax.axvspan(start, start + fault["duration"] / 60.0, color="0.9", zorder=0)
+
+
 def plot_run(result: RunResult, out: Path) -> list[Path]:
     paths = [out / "message_rate.png", out / "availability.png", out / "delay_cdf.png"]
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -52,7 +60,8 @@ def plot_run(result: RunResult, out: Path) -> list[Path]:
             ax.plot(xs, ys, label=key, linewidth=0.8)
     ax.set_xlabel("simulated minutes")
     ax.set_ylabel(f"messages/s ({FINE_BIN_SECONDS} s bins)")
-    ax.set_title(f"Message rate by type: {result.summary.get('workload')}")
+    _shade_faults(ax, result.summary)
+    ax.set_title(f"Message rate by type: {result.summary.get('workload')} (grey: faults)")
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(paths[0], dpi=100)
@@ -66,7 +75,8 @@ def plot_run(result: RunResult, out: Path) -> list[Path]:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("simulated minutes")
     ax.set_ylabel("share with a live dialog")
-    ax.set_title("Availability")
+    _shade_faults(ax, result.summary)
+    ax.set_title("Availability (grey: faults)")
     fig.tight_layout()
     fig.savefig(paths[1], dpi=100)
     plt.close(fig)
@@ -144,6 +154,8 @@ def compare(dir_a: Path, dir_b: Path, out: Path | None = None) -> str:
             label=label,
             where="post",
         )
+    for axis in axes:
+        _shade_faults(axis, b)
     axes[0].set_ylabel("SUBSCRIBE/s")
     axes[0].legend()
     axes[1].set_ylabel("availability")

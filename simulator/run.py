@@ -348,6 +348,10 @@ def finish(sim: Simulation, wall_seconds: float) -> RunResult:
             "profile": sim.workload.profile,
             "simulated_seconds": sim.env.now,
             "subscriptions_live_at_end": len(sim.live),
+            "faults": [
+                {"kind": f.kind, "start": f.start, "duration": f.duration, "domain": f.domain}
+                for f in sim.workload.faults
+            ],
             "agent_counters": dict(sorted(agent_counters.items())),
             "notifier_counters": dict(sorted(notifier_counters.items())),
             "network": dict(sorted(sim.network.counters.items())),

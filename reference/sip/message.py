@@ -70,6 +70,10 @@ _COMPACT_FORMS = {
 }  # fmt: skip
 CANONICAL_NAMES: dict[str, str] = {name.lower(): name for name in _KNOWN_NAMES}
 CANONICAL_NAMES.update(_COMPACT_FORMS)
+# Lowercase spelling -> (lookup key, canonical name), for the parser's per-line lookup.
+_PARSER_NAMES: dict[str, tuple[str, str]] = {
+    lower: (full.lower(), full) for lower, full in CANONICAL_NAMES.items()
+}
 
 # Headers whose grammar is a comma-separated list (RFC 3261 §7.3.1): get_all splits them.
 # Not listed on purpose: WWW-Authenticate, Authorization, Proxy-*, Date, Subject, Call-ID...
@@ -89,22 +93,58 @@ def canonical_name(name: str) -> str:
     return CANONICAL_NAMES.get(name.lower(), name)
 
 
+# Lookup key (lowercase canonical name) of each spelling seen by get()/values()/...: the
+# same few names are asked for on every message, so computing the key once saves two
+# str.lower() per lookup. Bounded so hostile or generated names cannot grow it forever.
+_LOOKUP_KEYS: dict[str, str] = {}
+_LOOKUP_KEYS_MAX = 1024
+
+
+def lookup_key(name: str) -> str:
+    """Lowercase canonical key of a header name (compact forms expanded)."""
+    key = _LOOKUP_KEYS.get(name)
+    if key is None:
+        key = CANONICAL_NAMES.get(name.lower(), name).lower()
+        if len(_LOOKUP_KEYS) < _LOOKUP_KEYS_MAX:
+            _LOOKUP_KEYS[name] = key
+    return key
+
+
 class Headers:
     """Ordered, case-insensitive multi-map of header fields with canonical names."""
 
-    __slots__ = ("_cache", "_items")
+    __slots__ = ("_cache", "_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        # (lowercase key, canonical name, value); a list because order matters and
-        # messages have few headers, so a scan is cheaper than maintaining an index.
+        # (lowercase key, canonical name, value) in order. `_index` (key -> values) is built
+        # on the first lookup and dropped on every mutation, like the typed-value cache.
         self._items: list[tuple[str, str, str]] = []
+        self._index: dict[str, list[str]] | None = None
         self._cache: dict[str, object] = {}  # typed values, see _Accessors._typed
         for name, value in items:
             self.add(name, value)
 
+    def _changed(self) -> None:
+        self._index = None
+        self._cache.clear()
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, _, value in self._items:
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+            self._index = index
+        return index
+
     def _append_trusted(self, name: str, value: str) -> None:
         """Parser fast path: name already canonical, value known to be a single line."""
         self._items.append((name.lower(), name, value))
+        self._index = None
 
     def add(self, name: str, value: str) -> None:
         if "\r" in value or "\n" in value:
@@ -113,7 +153,7 @@ class Headers:
             raise ValueError(f"bad header name {name!r}")
         full = canonical_name(name)
         self._items.append((full.lower(), full, value))
-        self._cache.clear()
+        self._changed()
 
     def set(self, name: str, value: str) -> None:
         """Replace every field called ``name`` by one (at the first one's position)."""
@@ -124,30 +164,30 @@ class Headers:
             new = self._items.pop()
             self._items = [item for item in self._items if item[0] != key]
             self._items.insert(positions[0], new)
+            self._changed()
 
     def remove(self, name: str) -> None:
         key = canonical_name(name).lower()
         self._items = [item for item in self._items if item[0] != key]
-        self._cache.clear()
+        self._changed()
 
     def get(self, name: str) -> str | None:
-        key = CANONICAL_NAMES.get(name.lower(), name).lower()
-        for item in self._items:
-            if item[0] == key:
-                return item[2]
-        return None
+        values = self._lookup().get(lookup_key(name))
+        return None if values is None else values[0]
 
     def values(self, name: str) -> list[str]:
         """Every field value of ``name`` as written (one entry per header line)."""
-        key = CANONICAL_NAMES.get(name.lower(), name).lower()
-        return [item[2] for item in self._items if item[0] == key]
+        values = self._lookup().get(lookup_key(name))
+        return [] if values is None else list(values)
 
     def get_all(self, name: str) -> list[str]:
         """Every value; comma lists are split where the header grammar is a list."""
-        key = CANONICAL_NAMES.get(name.lower(), name).lower()
-        values = [item[2] for item in self._items if item[0] == key]
+        key = lookup_key(name)
+        values = self._lookup().get(key)
+        if values is None:
+            return []
         if key not in LIST_HEADERS:
-            return values
+            return list(values)
         out: list[str] = []
         for value in values:
             out.extend(split_list(value, canonical_name(name)))
@@ -164,8 +204,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = CANONICAL_NAMES.get(name.lower(), name).lower()
-        return any(item[0] == key for item in self._items)
+        return lookup_key(name) in self._lookup()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -183,6 +222,22 @@ class Headers:
 
 T = TypeVar("T")
 _MANDATORY = ("To", "From", "Call-ID", "CSeq", "Via")
+
+
+def _parse_from(value: str) -> NameAddr:
+    return parse_named(value, "From")
+
+
+def _parse_to(value: str) -> NameAddr:
+    return parse_named(value, "To")
+
+
+# Cache keys of the optional accessors (their lowercase names), precomputed.
+_CACHE_KEYS = {
+    name: name.lower()
+    for name in ("Expires", "Min-Expires", "Retry-After", "Event", "Subscription-State",
+                 "Content-Type", "Max-Forwards")
+}
 
 
 class _Accessors:
@@ -208,29 +263,46 @@ class _Accessors:
             raise SipParseError(f"missing header: {name}", self)  # type: ignore[arg-type]
         return value
 
+    def _vias(self) -> list[Via]:
+        """The cached Via list itself (callers must not mutate it)."""
+        cache = self.headers._cache
+        if "vias" in cache:
+            return cache["vias"]  # type: ignore[return-value]
+        return self._typed("vias", lambda h: [parse_via(v) for v in h.get_all("Via")])
+
     @property
     def vias(self) -> list[Via]:
-        return list(self._typed("vias", lambda h: [parse_via(v) for v in h.get_all("Via")]))
+        return list(self._vias())
+
+    @property
+    def top_via(self) -> Via | None:
+        """The first Via value (None when there is none); same errors as ``vias``."""
+        vias = self._vias()
+        return vias[0] if vias else None
+
+    def _mandatory(self, key: str, name: str, parse: Callable[[str], T]) -> T:
+        """A cached typed value of a mandatory header; ``missing header`` when absent."""
+        cache = self.headers._cache
+        if key in cache:
+            return cache[key]  # type: ignore[return-value]
+        raw = self._required(name)
+        return self._typed(key, lambda h: parse(raw))
 
     @property
     def from_(self) -> NameAddr:
-        raw = self._required("From")
-        return self._typed("from", lambda h: parse_named(raw, "From"))
+        return self._mandatory("from", "From", _parse_from)
 
     @property
     def to(self) -> NameAddr:
-        raw = self._required("To")
-        return self._typed("to", lambda h: parse_named(raw, "To"))
+        return self._mandatory("to", "To", _parse_to)
 
     @property
     def call_id(self) -> str:
-        raw = self._required("Call-ID")
-        return self._typed("call-id", lambda h: parse_call_id(raw))
+        return self._mandatory("call-id", "Call-ID", parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        raw = self._required("CSeq")
-        return self._typed("cseq", lambda h: parse_cseq(raw))
+        return self._mandatory("cseq", "CSeq", parse_cseq)
 
     @property
     def contacts(self) -> list[ContactValue]:
@@ -252,10 +324,14 @@ class _Accessors:
         return list(self._typed("record-routes", compute))
 
     def _optional(self, name: str, parse: Callable[[str], T]) -> T | None:
+        cache = self.headers._cache
+        key = _CACHE_KEYS.get(name) or name.lower()
+        if key in cache:
+            return cache[key]  # type: ignore[return-value]
         raw = self.headers.get(name)
         if raw is None:
             return None
-        return self._typed(name.lower(), lambda h: parse(raw))
+        return self._typed(key, lambda h: parse(raw))
 
     @property
     def expires(self) -> int | None:
@@ -392,6 +468,24 @@ def _non_utf8_error(head: bytes, exc: UnicodeDecodeError) -> str:
     return f"header {name.decode('latin-1').strip()[:40]!r}"
 
 
+def _unfold(lines: list[str], limits: ParseLimits) -> list[str]:
+    """Join folded header lines into fields (a line starting with SP/HT continues the
+    previous one), enforcing the line-length and header-count limits in line order."""
+    fields: list[list[str]] = []
+    for line in lines:
+        if len(line) > limits.max_header_line:
+            raise SipParseError(f"header line too long: limit {limits.max_header_line}")
+        if line[:1] in (" ", "\t"):
+            if not fields:
+                raise SipParseError("bad header section: continuation before the first header")
+            fields[-1].append(line.strip(" \t"))
+            continue
+        if len(fields) >= limits.max_headers:
+            raise SipParseError(f"too many headers: limit {limits.max_headers}")
+        fields.append([line])
+    return [parts[0] if len(parts) == 1 else " ".join(parts) for parts in fields]
+
+
 def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request | Response:
     """Frame and parse one SIP message (a whole UDP datagram)."""
     if len(data) > limits.max_message_bytes:
@@ -427,40 +521,42 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
     method, uri_or_reason, status = _parse_start_line(start_line)
 
-    # Unfold continuation lines (a line starting with SP/HT continues the previous one).
-    fields: list[list[str]] = []
-    for line in lines[1:]:
-        if len(line) > limits.max_header_line:
-            raise SipParseError(f"header line too long: limit {limits.max_header_line}")
-        if line[:1] in (" ", "\t"):
-            if not fields:
-                raise SipParseError("bad header section: continuation before the first header")
-            fields[-1].append(line.strip(" \t"))
-            continue
-        if len(fields) >= limits.max_headers:
-            raise SipParseError(f"too many headers: limit {limits.max_headers}")
-        fields.append([line])
-
     headers = Headers()
+    items = headers._items
     lengths: list[str] = []
-    for parts in fields:
-        line = parts[0] if len(parts) == 1 else " ".join(parts)
+    header_lines = lines[1:]
+    if (
+        "\n " not in text
+        and "\n\t" not in text
+        and len(header_lines) <= limits.max_headers
+        and max(map(len, header_lines), default=0) <= limits.max_header_line
+    ):
+        # Fast path (the usual message): no folded lines and no limit hit, so every line
+        # is one field and the checks of the general loop below cannot fail.
+        fields = header_lines
+    else:
+        fields = _unfold(header_lines, limits)
+
+    for line in fields:
         if len(line) > limits.max_header_line:
             raise SipParseError(f"header line too long: limit {limits.max_header_line}")
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
-        full = CANONICAL_NAMES.get(name.lower())
-        if full is None:
+        lower = name.lower()
+        known = _PARSER_NAMES.get(lower)
+        if known is None:
             if not colon or not name or not set(name) <= TOKEN_CHARS:
                 raise SipParseError(f"bad header line: {line[:80]!r}")
-            full = name
+            key, full = lower, name
         elif not colon:
             raise SipParseError(f"bad header line: {line[:80]!r}")
+        else:
+            key, full = known
         value = value.strip(" \t")
-        if full == "Content-Length":
+        if key == "content-length":
             lengths.append(value)
         else:
-            headers._append_trusted(full, value)
+            items.append((key, full, value))
 
     rest = data[body_start:]
     message: Request | Response
@@ -512,6 +608,12 @@ _CLASS_REASONS = {1: "Provisional", 2: "Success", 3: "Redirection", 4: "Client E
                   5: "Server Error", 6: "Global Failure"}  # fmt: skip
 
 
+# Headers a response copies from its request (§8.2.6.2), with their lookup keys.
+_RESPONSE_COPIED = tuple(
+    (name, name.lower()) for name in ("Via", "From", "To", "Call-ID", "CSeq")
+)
+
+
 def make_response(
     request: Request,
     status: int,
@@ -519,18 +621,28 @@ def make_response(
     *,
     to_tag: str | None = None,
     headers: Iterable[tuple[str, str]] = (),
+    top_via: str | None = None,
 ) -> Response:
     """Build a response per RFC 3261 §8.2.6: Via values (in order), From, To, Call-ID and
     CSeq are copied as written; ``to_tag`` is added to To only when To has no tag yet.
+    ``top_via``, when given, replaces the first Via value (a UAS adding ``received``).
     Raises SipParseError if the request's To cannot be parsed (only read when to_tag)."""
     if not 100 <= status <= 699:
         raise ValueError(f"status code out of range: {status}")
     if reason is None:
         reason = REASON_PHRASES.get(status, _CLASS_REASONS[status // 100])
+    if top_via is not None and ("\r" in top_via or "\n" in top_via):
+        raise ValueError("top Via value contains CR or LF")
     out = Headers()
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for value in request.headers.values(name):
-            if name == "To" and to_tag is not None and request.to.tag is None:
+    index = request.headers._lookup()
+    for name, key in _RESPONSE_COPIED:
+        values = index.get(key)
+        if values is None:
+            continue
+        for value in values:
+            if top_via is not None:
+                value, top_via = top_via, None  # only the first Via (name is "Via" here)
+            elif name == "To" and to_tag is not None and request.to.tag is None:
                 value = f"{value};tag={to_tag}"
             out._append_trusted(name, value)
     for name, value in headers:
@@ -550,7 +662,7 @@ def check_mandatory(message: Request | Response) -> None:
     message.from_  # noqa: B018
     message.call_id  # noqa: B018
     cseq = message.cseq
-    if not message.vias:
+    if message.top_via is None:
         raise SipParseError("missing header: Via", message)
     if isinstance(message, Request):
         message.max_forwards  # noqa: B018

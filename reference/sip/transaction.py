@@ -110,10 +110,9 @@ def normalize_sent_by(transport: str, host: str, port: int | None) -> str:
 
 def _top_via_parts(message: Request | Response) -> tuple[str | None, str] | None:
     """(branch, normalized sent-by) of the top Via, or None when there is no Via."""
-    vias = message.vias
-    if not vias:
+    top = message.top_via
+    if top is None:
         return None
-    top = vias[0]
     return top.branch, normalize_sent_by(top.transport, top.host, top.port)
 
 
@@ -263,13 +262,22 @@ class ServerTransaction:
     """
 
     def __init__(
-        self, request: Request, settings: TimerSettings, *, reliable: bool = False
+        self,
+        request: Request,
+        settings: TimerSettings,
+        *,
+        reliable: bool = False,
+        key: tuple[str, ...] | None = None,
     ) -> None:
-        self.request = request
+        # The request is dropped once a final response is sent: a completed transaction
+        # only needs that response's bytes, and a busy UAS keeps tens of thousands of
+        # completed NOTIFY transactions alive for Timer J (32 s).
+        self.request: Request | None = request
         self.settings = settings
         self.reliable = reliable
         self.state: ServerState = "trying"
-        self._key = server_key(request)
+        # `key` lets a caller that already computed server_key(request) pass it in.
+        self._key = server_key(request) if key is None else key
         self._last_response: bytes | None = None
 
     @property
@@ -296,6 +304,7 @@ class ServerTransaction:
         if response.status < 200:
             self.state = "proceeding"
             return [Transmit(data)]
+        self.request = None
         if self.reliable:
             self.state = "terminated"
             return [Transmit(data), Terminated()]

@@ -399,6 +399,22 @@ class NameAddr:
 def parse_name_addr(text: str, what: str = "name-addr") -> NameAddr:
     """Parse the name-addr form (``"Bob" <sip:b@x;p=1>;tag=9``) or the addr-spec form
     (``sip:b@x;tag=9``, where everything after the first ';' is a header parameter)."""
+    display, uri, params = _name_addr_parts(text, what)
+    return NameAddr(display, uri, dict(params))
+
+
+_NameAddrParts = tuple[str | None, str, tuple[tuple[str, str | None], ...]]
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_addr_parts(text: str, what: str) -> _NameAddrParts:
+    """The parsed parts of a name-addr, cached: From, To and Contact values repeat in every
+    message of a dialog. Immutable parts are cached, so each caller gets fresh params."""
+    parsed = _parse_name_addr_uncached(text, what)
+    return parsed.display_name, parsed.uri, tuple(parsed.params.items())
+
+
+def _parse_name_addr_uncached(text: str, what: str) -> NameAddr:
     s = text.strip(" \t")
     if not s:
         raise SipParseError(f"bad {what}: empty value")

@@ -112,6 +112,20 @@ class AcceptsOldCSeq(Agent):
                 dialog.remote_cseq = saved
 
 
+class NoTimerN(Agent):
+    """Waits for the first NOTIFY forever (RFC 3265 behaviour, SUB-064)."""
+
+    def timer_fired(self, key: Any, *, now: float) -> None:
+        if isinstance(key, tuple) and key and key[0] == "n":
+            return
+        super().timer_fired(key, now=now)
+
+
+def _retry_at_once(config: AgentConfig, failures: int, rng: Any,
+                   retry_after: int | None = None) -> float:
+    return 0.0
+
+
 def _refresh_at_expiry(config: AgentConfig, granted: int) -> float:
     return float(granted)
 
@@ -140,6 +154,8 @@ VARIANTS: dict[str, tuple[type[Agent], dict[str, Any]]] = {
                                     "resubscribe_delay": _reason_without_retry_after}),
     "ignores-notify-expires": (IgnoresNotifyExpires, {}),
     "accepts-old-cseq": (AcceptsOldCSeq, {}),
+    "no-timer-n": (NoTimerN, {}),
+    "retries-without-back-off": (Agent, {"backoff_delay": _retry_at_once}),
 }
 
 CAUGHT: dict[str, list[str]] = {}

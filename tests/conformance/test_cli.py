@@ -74,3 +74,15 @@ def test_python_dash_m(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "conformance", "list", str(LIBRARY)],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0 and "bad-notify/malformed" in done.stdout
+
+
+def test_pytest_collects_scenarios() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "scenarios/", "-q", "-p", "no:cacheprovider",
+         "--b2b-profile", "ser", "-k", "403 or 481"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout

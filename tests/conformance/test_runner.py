@@ -95,3 +95,11 @@ def test_fault_drop_and_capability(tmp_path: Path) -> None:
     path = tmp_path / "x.yaml"
     [scenario] = load_file(path)
     assert run_scenario(scenario, "rfc6665", NoFaults()).verdict == NA
+
+
+def test_fault_delay_shifts_arrival(tmp_path: Path) -> None:
+    result = run(tmp_path, "  - accept: {expires: 10}\n"
+                           "  - fault: {kind: delay, direction: from_agent, delay: 0.5,"
+                           " duration: 100, method: SUBSCRIBE}\n"
+                           "  - expect: {method: SUBSCRIBE, after: s1, within: [7.5, 7.5]}\n")
+    assert result.verdict == PASS, result.failure

@@ -10,28 +10,28 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import run_all
-from conformance.runner import PASS
+from conformance.runner import NA, PASS
 from conformance.scenario import load
 from conformance.targets.udp import agent_argv
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "conformance"
-SUBSET = [
-    "failed/302-redirect.yaml", "failed/423-min-expires.yaml", "failed/481-refresh.yaml",
-    "bad-notify/cseq-out-of-order.yaml", "bad-notify/malformed.yaml",
-    "term-wait/final-notify-before-2xx.yaml", "resubscribe/notify-expires-shortens.yaml",
-]
 
 
 @pytest.mark.slow
-def test_subset_passes_on_udp() -> None:
-    scenarios, errors = load([LIBRARY / name for name in SUBSET])
-    assert not errors and len(scenarios) == len(SUBSET)
+def test_whole_library_passes_on_udp() -> None:
+    """Issue 6: the reference passes every scenario in both profiles over real UDP too (about
+    1.5 min of real time, scenarios in parallel). Fault scenarios need the simulator: n/a."""
+    scenarios, errors = load([LIBRARY])
+    assert not errors and scenarios
     command = f"{shlex.quote(sys.executable)} -m reference --listen {{listen}} " \
               "--control {control} --profile {profile} {params}"
-    results = run_all(scenarios, "udp", jobs=8, agent_command=command)
-    failures = [f"{r.scenario}[{r.profile}]: {r.failure}" for r in results if r.verdict != PASS]
+    results = run_all(scenarios, "udp", jobs=6, agent_command=command)
+    failures = [f"{r.scenario}[{r.profile}]: {r.failure}" for r in results
+                if r.verdict not in (PASS, NA)]
     assert not failures, "\n".join(failures)
-    assert len(results) == 2 * len(SUBSET)
+    not_applicable = {r.scenario for r in results if r.verdict == NA}
+    assert all(name.startswith("faults/") for name in not_applicable), not_applicable
+    assert sum(r.verdict == PASS for r in results) >= 70
 
 
 def test_agent_argv_expands_params() -> None:
