@@ -7,6 +7,7 @@ header and the value, e.g. ``bad CSeq: 'abc'``. No regular expressions are used.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field, replace
 
@@ -327,6 +328,22 @@ class EventHeader:
 
 
 def parse_event(value: str) -> EventHeader:
+    package, params = _event_parts(value)
+    return EventHeader(package, dict(params))
+
+
+# The parsers below cache immutable parts by value text (values repeat in every message of
+# a dialog) and build a fresh object per call, so no caller can see another's params dict.
+_Params = tuple[tuple[str, str | None], ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _event_parts(value: str) -> tuple[str, _Params]:
+    parsed = _parse_event_uncached(value)
+    return parsed.package, tuple(parsed.params.items())
+
+
+def _parse_event_uncached(value: str) -> EventHeader:
     package, semi, param_text = value.partition(";")
     package = package.strip(" \t")
     if not _is_token(package) or package.startswith(".") or package.endswith("."):
@@ -368,6 +385,20 @@ class SubscriptionState:
 
 
 def parse_subscription_state(value: str) -> SubscriptionState:
+    state, reason, expires, retry_after, params = _subscription_state_parts(value)
+    return SubscriptionState(state, reason, expires, retry_after, dict(params))
+
+
+@functools.lru_cache(maxsize=1024)
+def _subscription_state_parts(
+    value: str,
+) -> tuple[str, str | None, int | None, int | None, _Params]:
+    parsed = _parse_subscription_state_uncached(value)
+    return (parsed.value, parsed.reason, parsed.expires, parsed.retry_after,
+            tuple(parsed.params.items()))
+
+
+def _parse_subscription_state_uncached(value: str) -> SubscriptionState:
     state, semi, param_text = value.partition(";")
     state = state.strip(" \t")
     if not _is_token(state):
@@ -420,6 +451,17 @@ def _split_media(value: str, header: str, allow_star: bool) -> tuple[str, str, s
 
 
 def parse_content_type(value: str) -> ContentType:
+    mtype, subtype, params = _content_type_parts(value)
+    return ContentType(mtype, subtype, dict(params))
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_type_parts(value: str) -> tuple[str, str, _Params]:
+    parsed = _parse_content_type_uncached(value)
+    return parsed.type, parsed.subtype, tuple(parsed.params.items())
+
+
+def _parse_content_type_uncached(value: str) -> ContentType:
     mtype, subtype, param_text = _split_media(value, "Content-Type", allow_star=False)
     try:
         params = parse_params(param_text, "Content-Type")

@@ -172,7 +172,11 @@ class Headers:
         self._changed()
 
     def get(self, name: str) -> str | None:
-        values = self._lookup().get(lookup_key(name))
+        index = self._index
+        if index is None:
+            index = self._lookup()
+        key = _LOOKUP_KEYS.get(name)
+        values = index.get(lookup_key(name) if key is None else key)
         return None if values is None else values[0]
 
     def values(self, name: str) -> list[str]:
@@ -280,13 +284,21 @@ class _Accessors:
         vias = self._vias()
         return vias[0] if vias else None
 
+    def _parsed(self, key: str, parse: Callable[[str], T], raw: str) -> T:
+        """Parse one raw value and cache it (the lambda-free form of ``_typed``)."""
+        try:
+            value = parse(raw)
+        except SipParseError as exc:
+            raise SipParseError(str(exc), self) from None  # type: ignore[arg-type]
+        self.headers._cache[key] = value
+        return value
+
     def _mandatory(self, key: str, name: str, parse: Callable[[str], T]) -> T:
         """A cached typed value of a mandatory header; ``missing header`` when absent."""
         cache = self.headers._cache
         if key in cache:
             return cache[key]  # type: ignore[return-value]
-        raw = self._required(name)
-        return self._typed(key, lambda h: parse(raw))
+        return self._parsed(key, parse, self._required(name))
 
     @property
     def from_(self) -> NameAddr:
@@ -331,7 +343,7 @@ class _Accessors:
         raw = self.headers.get(name)
         if raw is None:
             return None
-        return self._typed(key, lambda h: parse(raw))
+        return self._parsed(key, parse, raw)
 
     @property
     def expires(self) -> int | None:

@@ -1,0 +1,86 @@
+"""The speed-ups of the agent core keep behaviour: lookup index and caches follow mutation,
+cached parsers hand out independent objects, and the new helper parameters do what they say."""
+
+from __future__ import annotations
+
+from reference.sip import Headers, Request, make_response, parse_message
+from reference.sip.headers import parse_content_type, parse_event, parse_subscription_state
+from reference.sip.message import lookup_key
+from reference.sip.transaction import ServerTransaction, TimerSettings, server_key
+from reference.sip.uri import parse_name_addr
+
+NOTIFY = (
+    b"NOTIFY sip:a@127.0.0.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1;rport\r\n"
+    b"v: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK0\r\n"
+    b"Max-Forwards: 70\r\nf: <sip:b@x>;tag=1\r\nTo: <sip:a@y>;tag=2\r\n"
+    b"Call-ID: c1\r\nCSeq: 3 NOTIFY\r\nEvent: presence\r\n"
+    b"Subscription-State: active;expires=60\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def _notify() -> Request:
+    message = parse_message(NOTIFY)
+    assert isinstance(message, Request)
+    return message
+
+
+def test_lookup_key_expands_compact_and_folds_case() -> None:
+    assert lookup_key("v") == lookup_key("VIA") == "via"
+    assert lookup_key("X-Custom") == "x-custom"
+
+
+def test_index_follows_every_mutation() -> None:
+    headers = Headers([("Via", "a"), ("X-A", "1")])
+    assert headers.get("x-a") == "1" and "X-B" not in headers
+    headers.add("X-B", "2")
+    assert headers.get("X-B") == "2" and "x-b" in headers
+    headers.set("X-A", "3")
+    assert headers.values("X-A") == ["3"]
+    headers.remove("X-A")
+    assert headers.get("X-A") is None and headers.values("X-A") == []
+    # values() hands out a copy: changing it does not change the headers
+    headers.values("Via").append("b")
+    assert headers.values("Via") == ["a"]
+
+
+def test_top_via_is_first_via_and_vias_is_a_copy() -> None:
+    message = _notify()
+    assert message.top_via is not None and message.top_via.branch == "z9hG4bK1"
+    vias = message.vias
+    vias.clear()
+    assert len(message.vias) == 2
+
+
+def test_cached_parsers_give_independent_params() -> None:
+    first = parse_name_addr("<sip:b@x>;tag=1")
+    first.params["tag"] = "changed"
+    assert parse_name_addr("<sip:b@x>;tag=1").tag == "1"
+    for parse, text in ((parse_event, "presence;id=1"),
+                        (parse_content_type, "application/pidf+xml;charset=utf-8")):
+        value = parse(text)
+        value.params.clear()
+        assert parse(text).params
+    state = parse_subscription_state("terminated;reason=timeout;retry-after=5;x=1")
+    state.params.clear()
+    again = parse_subscription_state("terminated;reason=timeout;retry-after=5;x=1")
+    assert (again.reason, again.retry_after, again.params) == ("timeout", 5, {"x": "1"})
+
+
+def test_make_response_top_via_replaces_only_first_via_line() -> None:
+    response = make_response(_notify(), 200, top_via="SIP/2.0/UDP h;branch=z9hG4bK1;rport=9")
+    assert response.headers.values("Via") == [
+        "SIP/2.0/UDP h;branch=z9hG4bK1;rport=9", "SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK0"]
+    plain = make_response(_notify(), 200)
+    assert plain.headers.values("Via")[0] == "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1;rport"
+
+
+def test_server_transaction_key_and_release_of_request() -> None:
+    request = _notify()
+    key = server_key(request)
+    tx = ServerTransaction(request, TimerSettings(), key=key)
+    assert tx.key == key and tx.request is request
+    tx.send_response(make_response(request, 200), now=0.0)
+    assert tx.request is None  # completed: only the response bytes are kept
+    effects = tx.receive_request(request, now=1.0)
+    assert [type(e).__name__ for e in effects] == ["Transmit"]
