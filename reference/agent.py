@@ -57,6 +57,11 @@ from reference.subscription import TABLES, Event, Row, State
 
 _T = TypeVar("_T")
 PIDF_TYPE = "application/pidf+xml"
+ALLOWED = "NOTIFY, OPTIONS, CANCEL, ACK"
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+})
 P_HINT = "trying new subscription after 3xx"
 # States in which the subscription waits for the answer to a SUBSCRIBE it sent.
 AWAITING_RESPONSE = frozenset({
@@ -523,10 +528,13 @@ class Agent:
                           now)
             return
         if request.method == "OPTIONS":
-            self._respond(request, destination, 200, now, headers=[("Allow", "NOTIFY")])
+            self._respond(request, destination, 200, now, headers=[("Allow", ALLOWED)])
             return
         if request.method != "NOTIFY":
-            self._respond(request, destination, 405, now, headers=[("Allow", "NOTIFY")])
+            # 405 for a method SIP defines but this UA does not accept, 501 for one it does
+            # not know at all (RFC 3261 §8.2.1, SUB-156).
+            status = 405 if request.method in KNOWN_METHODS else 501
+            self._respond(request, destination, status, now, headers=[("Allow", ALLOWED)])
             return
         self._notify_received(request, source, destination, now)
 
@@ -593,7 +601,7 @@ class Agent:
         dialog = sub.dialog
         assert dialog is not None
         if dialog.remote_tag is not None and dialog.remote_cseq is not None \
-                and notify.cseq.number <= dialog.remote_cseq:
+                and notify.cseq.number < dialog.remote_cseq:
             ctx.reply_status, ctx.reply_reason = 500, "CSeq out of order"
             return False
         require = notify.headers.get_all("Require")

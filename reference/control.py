@@ -33,6 +33,11 @@ MAX_LINE = 64 * 1024
 MAX_OUTBOX = 1000
 # Live connections at most; more are refused with an error line.
 MAX_CONNECTIONS = 64
+# Requests are not read while more than this share of MAX_OUTBOX waits to be written: a
+# client that pipelines thousands of requests is slowed down by TCP, not disconnected.
+READ_PAUSE_SHARE = 0.5
+# Requests handled back to back before other callbacks (SIP datagrams, timers) get a turn.
+REQUESTS_PER_TURN = 64
 
 OPS = ("subscribe", "unsubscribe", "dump", "stats", "shutdown")
 
@@ -51,6 +56,7 @@ class _Connection:
         self.handles: set[int] = set()
         self.outbox: deque[bytes] = deque()
         self.wakeup = asyncio.Event()
+        self.drained = asyncio.Event()
         self.closed = False
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
@@ -77,6 +83,7 @@ class _Connection:
             self.closed = True
             self.writer.transport.abort()
             self.wakeup.set()
+            self.drained.set()
 
     async def write_loop(self) -> None:
         try:
@@ -90,12 +97,22 @@ class _Connection:
                 while self.outbox:
                     self.writer.write(self.outbox.popleft())
                 await self.writer.drain()
+                self.drained.set()
         except (ConnectionError, OSError):
             self.closed = True
+            self.drained.set()
 
     # ------------------------------------------------------------------ input
     async def read_loop(self) -> None:
+        handled = 0
         while not self.closed:
+            # Backpressure: while the client is slow to read our replies, read no requests.
+            while len(self.outbox) > MAX_OUTBOX * READ_PAUSE_SHARE and not self.closed:
+                self.drained.clear()
+                await self.drained.wait()
+            handled += 1
+            if handled % REQUESTS_PER_TURN == 0:
+                await asyncio.sleep(0)  # fairness: let datagrams and timers run
             try:
                 line = await self.reader.readuntil(b"\n")
             except asyncio.IncompleteReadError as exc:
@@ -112,14 +129,16 @@ class _Connection:
                 self.handle_line(line)
 
     async def flush_then_close(self) -> None:
-        """Let the write loop send what is queued (bounded), then close."""
-        with contextlib.suppress(TimeoutError):
+        """Let the write loop send what is queued (bounded), then close. A peer that reset
+        the connection meanwhile just ends it."""
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
             async with asyncio.timeout(2.0):
                 while self.outbox and not self.closed:
                     await asyncio.sleep(0.01)
                 await self.writer.drain()
         self.closed = True
         self.wakeup.set()
+        self.drained.set()
 
     def handle_line(self, line: bytes) -> None:
         request_id: Any = None
@@ -128,12 +147,18 @@ class _Connection:
                 request = json.loads(line)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise RequestError(f"not valid JSON: {exc}") from None
+            except RecursionError:
+                # `[[[[...` within the line limit: json recurses once per level.
+                raise RequestError("not valid JSON: nested too deeply") from None
             if not isinstance(request, dict):
                 raise RequestError("request must be a JSON object")
             request_id = request.get("id")
             reply = self.server.dispatch(self, request)
         except RequestError as exc:
             reply = {"ok": False, "error": str(exc)}
+        except Exception:  # a bug must cost one request, not the connection or the agent
+            log.exception("control %s: request failed", self.destination)
+            reply = {"ok": False, "error": "internal error (logged)"}
         if request_id is not None:
             reply["id"] = request_id
         self.push(reply)

@@ -192,12 +192,12 @@ class Dialog:
     # ------------------------------------------------------------------ incoming requests
 
     def check_remote_cseq(self, cseq: int) -> bool:
-        """False when an in-dialog request's CSeq is not above the last one seen (the caller
-        answers 500, SUB-150); otherwise record it and return True.
+        """False when an in-dialog request's CSeq is lower than the last one seen (the caller
+        answers 500, §12.2.2, SUB-150); otherwise record it and return True.
 
-        Equal counts as out of order: within Timer J the server transaction absorbs a true
-        retransmission, so an equal CSeq reaching the dialog is a replay (SUB-142)."""
-        if self.remote_cseq is not None and cseq <= self.remote_cseq:
+        An equal CSeq is not out of order: within Timer J the server transaction absorbs a
+        retransmission, and one arriving after Timer J is handled as a new request (SUB-142)."""
+        if self.remote_cseq is not None and cseq < self.remote_cseq:
             return False
         self.remote_cseq = cseq
         return True

@@ -653,7 +653,10 @@ def make_response(
             continue
         for value in values:
             if top_via is not None:
-                value, top_via = top_via, None  # only the first Via (name is "Via" here)
+                # Only the first Via value changes; others on the same line stay (name is
+                # "Via" here: it is the first header copied).
+                rest = split_list(value, "Via")[1:]
+                value, top_via = ", ".join([top_via, *rest]), None
             elif name == "To" and to_tag is not None and request.to.tag is None:
                 value = f"{value};tag={to_tag}"
             out._append_trusted(name, value)

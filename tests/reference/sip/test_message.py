@@ -251,3 +251,19 @@ def test_check_mandatory_needs_max_forwards_only_in_requests() -> None:
         check_mandatory(request)
     assert isinstance(request, Request)
     check_mandatory(make_response(request, 200))
+
+
+def test_make_response_top_via_keeps_other_values_on_the_same_line() -> None:
+    """Replacing the top Via (a UAS adding `received`) must not drop the Vias that share its
+    header line (RFC 3261 §8.2.6.2: all Via values are copied, in order)."""
+    request = parse_message(
+        b"NOTIFY sip:a@b SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP p1:5060;branch=z9hG4bK1, SIP/2.0/UDP p2:5060;branch=z9hG4bK2\r\n"
+        b"Via: SIP/2.0/UDP p3;branch=z9hG4bK3\r\n"
+        b"From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\n\r\n")
+    assert isinstance(request, Request)
+    response = make_response(request, 200,
+                             top_via="SIP/2.0/UDP p1:5060;branch=z9hG4bK1;received=10.0.0.1")
+    vias = response.headers.get_all("Via")
+    assert vias == ["SIP/2.0/UDP p1:5060;branch=z9hG4bK1;received=10.0.0.1",
+                    "SIP/2.0/UDP p2:5060;branch=z9hG4bK2", "SIP/2.0/UDP p3;branch=z9hG4bK3"]
