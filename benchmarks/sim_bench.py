@@ -21,6 +21,7 @@ import argparse
 import random
 import resource
 import time
+import tracemalloc
 from collections.abc import Hashable
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import simpy
 
 from simulator.run import build, finish
 from simulator.timers import CallbackTimers, HeapTimers
-from simulator.workload import load_workload, workload_from_mapping
+from simulator.workload import Workload, load_workload, workload_from_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,9 +91,9 @@ def bare_simpy(events: int, chains: int = 10_000) -> float:
     return per_chain * chains / (time.perf_counter() - started)
 
 
-def bench_simulation(subscriptions: int, seed: int) -> float:
+def _bench_workload(subscriptions: int) -> Workload:
     contacts = 4
-    workload = workload_from_mapping(
+    return workload_from_mapping(
         {
             "kind": "workload",
             "name": f"bench-{subscriptions}",
@@ -108,6 +109,23 @@ def bench_simulation(subscriptions: int, seed: int) -> float:
         },
         "bench",
     )
+
+
+def bench_memory(subscriptions: int, seed: int) -> None:
+    """Python heap per subscription (tracemalloc: exact, but slow, so a smaller run)."""
+    workload = _bench_workload(subscriptions)
+    tracemalloc.start()
+    sim = build(workload, seed)
+    sim.run(workload.duration)
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    subs = sim.metrics.subscribe_calls
+    print(f"memory (tracemalloc, {subs} subscriptions x 1 h): live at end "
+          f"{current / subs:,.0f} B/sub, peak {peak / subs:,.0f} B/sub")  # fmt: skip
+
+
+def bench_simulation(subscriptions: int, seed: int) -> float:
+    workload = _bench_workload(subscriptions)
     rss_before = _rss_kib()
     started = time.perf_counter()
     sim = build(workload, seed)
@@ -151,9 +169,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--federation", action="store_true", help="also run federation-20k")
     parser.add_argument("--skip-timers", action="store_true")
+    parser.add_argument("--memory-sample", type=int, default=5000,
+                        help="subscriptions in the tracemalloc run (0: skip)")  # fmt: skip
     args = parser.parse_args()
     if not args.skip_timers:
         bench_timers()
+    if args.memory_sample:
+        bench_memory(args.memory_sample, args.seed)
     bench_simulation(args.subscriptions, args.seed)
     if args.federation:
         bench_federation(args.seed)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import statistics
+import subprocess
+import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,7 +98,7 @@ def _attempts(trace: str, start: float, end: float) -> dict[int, list[float]]:
     return sends
 
 
-def _outage_run(profile: str) -> dict[int, list[float]]:
+def _outage_run(profile: str) -> tuple[dict[int, list[float]], list[dict[str, Any]]]:
     wl = _workload(
         duration=3000,
         watchers=10,
@@ -108,13 +112,18 @@ def _outage_run(profile: str) -> dict[int, list[float]]:
         faults=[{"kind": "outage", "start": 900, "duration": 1800, "state_lost": True}],
     )
     trace = io.StringIO()
-    run_workload(wl, 5, trace=trace)
-    return _attempts(trace.getvalue(), 900, 2700)
+    result = run_workload(wl, 5, trace=trace)
+    return _attempts(trace.getvalue(), 900, 2700), result.timeseries
 
 
 def test_outage_ser_retries_in_lockstep_every_on_error_retry_time() -> None:
-    attempts = _outage_run("ser")
+    attempts, rows = _outage_run("ser")
     assert len(attempts) == 40
+    # Availability: full before the outage (minutes 0-14 after the ramp-up), none while the
+    # server is down (minutes 15-44), back to full once every subscription got through.
+    assert all(r["availability"] > 0.99 for r in rows[1:15])
+    assert all(r["availability"] == 0 for r in rows[15:45])
+    assert rows[-1]["availability"] == 1.0
     gaps = [b - a for times in attempts.values() for a, b in itertools.pairwise(times)]
     assert len(gaps) >= 40 * 5
     # Each failure (30 s transaction timeout) is followed by a new dialog 120 s later:
@@ -123,8 +132,9 @@ def test_outage_ser_retries_in_lockstep_every_on_error_retry_time() -> None:
 
 
 def test_outage_rfc6665_retries_back_off_with_jitter() -> None:
-    attempts = _outage_run("rfc6665")
+    attempts, rows = _outage_run("rfc6665")
     assert len(attempts) == 40
+    assert all(r["availability"] == 0 for r in rows[15:45])
     first_gaps = [times[1] - times[0] for times in attempts.values()]
     later_gaps = [times[2] - times[1] for times in attempts.values() if len(times) > 2]
     # Jitter: the first retries of 40 subscriptions that failed within 30 s of each other
@@ -169,3 +179,24 @@ def test_federation_two_domains_watch_each_other() -> None:
     summary = sim.metrics.summary()
     assert summary["availability"] > 0.99
     assert summary["propagation_delay_seconds"]["count"] > 0
+
+
+def test_runs_do_not_depend_on_pythonhashseed(tmp_path: Path) -> None:
+    workload = tmp_path / "w.yaml"
+    workload.write_text(
+        "kind: workload\nduration: 300\nwatchers: 4\npresentities: 5\ncontacts: 2\n"
+        "presence_changes_per_hour: 60\nramp_up: 5\nchurn_per_hour: 6\n"
+        "network: {latency: {kind: uniform, low: 0.01, high: 0.05}, loss: 0.05}\n"
+    )
+    outputs = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"out{hash_seed}"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run(
+            [sys.executable, "-m", "simulator", "run", str(workload), "--seed", "7",
+             "--out", str(out), "--trace", "--no-progress"],
+            env=env, check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        summary = _stable(json.loads((out / "summary.json").read_text()))
+        outputs.append((summary, (out / "trace.jsonl").read_text()))
+    assert outputs[0] == outputs[1]
