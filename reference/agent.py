@@ -9,6 +9,7 @@ the two profiles.
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -73,7 +74,7 @@ AWAITING_RESPONSE = frozenset({
 MIN_TIME_LEFT = 2.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Subscription:
     """Everything the agent keeps about one internal subscription."""
 
@@ -92,8 +93,10 @@ class Subscription:
     requested_expires: int = 3600
     failures: int = 0                 # consecutive failures (back-off exponent)
     target: str = ""                  # Request-URI of the current attempt
-    redirects_left: list[str] = field(default_factory=list)
-    redirects_seen: list[str] = field(default_factory=list)
+    # Tuples, not lists: almost every subscription never follows a redirect, and an empty
+    # tuple is a shared constant where an empty list costs 56 bytes each (x 100,000).
+    redirects_left: tuple[str, ...] = ()
+    redirects_seen: tuple[str, ...] = ()
     min_expires_retried: bool = False
     awaiting_notify: bool = False     # rfc6665 Timer N running
     got_2xx: bool = False
@@ -102,7 +105,7 @@ class Subscription:
     destroy_deadline: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
     """What one input carries into the actions of its row."""
 
@@ -124,14 +127,15 @@ class Ctx:
     error: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _ClientTx:
     tx: ClientTransaction
     handle: int
+    destination: Address  # where the request (and its retransmissions) go
     timers: set[str] = field(default_factory=set)
 
 
-@dataclass
+@dataclass(slots=True)
 class _ServerTx:
     tx: ServerTransaction
     destination: Address
@@ -420,7 +424,7 @@ class Agent:
                 self._client_txs.pop(branch, None)
 
     def _tx_destination(self, entry: _ClientTx) -> Address:
-        return entry.tx.destination  # type: ignore[attr-defined,no-any-return]
+        return entry.destination
 
     def _pass_up(self, handle: int, branch: str, response: Response | None,
                  now: float) -> None:
@@ -501,7 +505,7 @@ class Agent:
         fresh = [c.uri for c in ordered if c.uri and c.uri not in seen]
         if len(sub.redirects_seen) >= self.config.max_redirects or not fresh:
             return None
-        sub.redirects_left = [u for u in fresh[1:] if u is not None]
+        sub.redirects_left = tuple(u for u in fresh[1:] if u is not None)
         return fresh[0]
 
     # ================================================================ requests
@@ -775,7 +779,7 @@ class Agent:
 
     def _do_send_redirect(self, sub: Subscription, ctx: Ctx) -> None:
         assert ctx.redirect_to is not None
-        sub.redirects_seen.append(ctx.redirect_to)
+        sub.redirects_seen = (*sub.redirects_seen, ctx.redirect_to)
         self._count("redirects")
         self._new_dialog_request(sub, ctx.redirect_to, ctx.now, redirected=True)
 
@@ -849,8 +853,8 @@ class Agent:
 
     # ================================================================ helpers: sending
     def _send_initial(self, sub: Subscription, ctx: Ctx) -> None:
-        sub.redirects_seen = []
-        sub.redirects_left = []
+        sub.redirects_seen = ()
+        sub.redirects_left = ()
         self._new_dialog_request(sub, sub.record, ctx.now, redirected=False)
 
     def _new_dialog_request(self, sub: Subscription, target: str, now: float, *,
@@ -863,8 +867,10 @@ class Agent:
         call_id = f"{self._random_hex(16)}@{self.config.local_host}"
         ser = self.config.is_ser
         # ser: QSA strings verbatim, and after a redirect To = the Contact (B6).
-        remote_uri = (target if redirected else sub.record) if ser else f"<{sub.record}>"
-        local_uri = sub.subscriber if ser else f"<{sub.subscriber}>"
+        # Interned: a watcher's many subscriptions share one copy of these strings.
+        remote_uri = sys.intern((target if redirected else sub.record) if ser
+                                else f"<{sub.record}>")
+        local_uri = sys.intern(sub.subscriber if ser else f"<{sub.subscriber}>")
         sub.dialog = Dialog.new_uac(call_id=call_id, local_uri=local_uri, local_tag=local_tag,
                                     remote_uri=remote_uri, remote_target=target,
                                     preloaded_route=self.preloaded_route)
@@ -898,8 +904,7 @@ class Agent:
         else:
             destination = parse_uri(next_hop).address()
         tx = ClientTransaction(request, self.timer_settings)
-        tx.destination = destination  # type: ignore[attr-defined]
-        entry = _ClientTx(tx, sub.handle)
+        entry = _ClientTx(tx, sub.handle, destination)
         self._client_txs[branch] = entry
         sub.tx_branch = branch
         self._count("tx.SUBSCRIBE")

@@ -210,7 +210,7 @@ class Network:
         link = self._link(source_node, dest_name)
         spec = link.spec
         fate = "delivered"
-        if any(p.cuts(source_node, dest_name, now) for p in self._partitions):
+        if self._partitions and any(p.cuts(source_node, dest_name, now) for p in self._partitions):
             fate = "partitioned"
         elif spec.loss > 0.0 and link.loss_rng.random() < spec.loss:
             fate = "lost"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import sys
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,6 +39,7 @@ from reference.sip.transaction import (
     TimerSettings,
     Transmit,
     client_key,
+    normalize_sent_by,
 )
 from simulator.network import Address, Network
 from simulator.rng import stream
@@ -45,6 +47,14 @@ from simulator.timers import CallbackTimers
 from simulator.workload import NotifierSpec, RejectRule
 
 DialogKey = tuple[str, str]  # (Call-ID, our tag)
+PIDF_TYPE = "application/pidf+xml"
+# The NOTIFY's header fields in order, as (lookup key, canonical name).
+_NOTIFY_NAMES = tuple(
+    (name.lower(), name)
+    for name in ("Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq", "Contact", "Event",
+                 "Subscription-State", "Content-Type")
+)  # fmt: skip
+ADDRESS_CACHE_SIZE = 1024  # Contact URI -> address: one entry per agent in practice
 RETRANSMISSION_MEMORY = 32.0  # how long a SUBSCRIBE's response is kept for retransmissions
 
 
@@ -112,6 +122,11 @@ class Notifier:
         self._busy_until = 0.0
         self.counters: dict[str, int] = {}
         self._seq = itertools.count(1)
+        self._addresses: dict[str, Address] = {}  # one shared tuple per Contact URI
+        host, port = address
+        self._sent_by = f"{host}:{port}"
+        self._sent_by_key = normalize_sent_by("UDP", host, port)  # as ClientTransaction keys it
+        self._contact = f"<sip:{spec.domain}@{host}:{port}>"
         network.add_node(name, address, self.handle_datagram, aliases=[spec.domain])
 
     # -- helpers ----------------------------------------------------------------------------
@@ -250,7 +265,7 @@ class Notifier:
         if to.tag is not None:
             self._in_dialog_subscribe(request, key, source, to.tag, granted)
             return
-        record = to.uri
+        record = sys.intern(to.uri)  # shared with _state, _by_record and other dialogs
         rule = self._rejection(record)
         if rule is not None:
             extra = [] if rule.retry_after is None else [("Retry-After", str(rule.retry_after))]
@@ -259,19 +274,23 @@ class Notifier:
         if not contacts or contacts[0].uri is None:
             self._respond(request, key, source, 400)
             return
-        target = contacts[0].uri
-        try:
-            target_address = parse_uri(target).address()
-        except SipParseError:
-            self._respond(request, key, source, 400)
-            return
+        target = sys.intern(contacts[0].uri)  # every dialog of one agent has the same one
+        target_address = self._addresses.get(target)
+        if target_address is None:
+            try:
+                target_address = parse_uri(target).address()
+            except SipParseError:
+                self._respond(request, key, source, 400)
+                return
+            if len(self._addresses) < ADDRESS_CACHE_SIZE:
+                self._addresses[target] = target_address
         tag = self._token()
         dialog_key = (request.call_id, tag)
         our_to = request.headers.get("To") or str(to)
         dialog = _Dialog(
             key=dialog_key,
             record=record,
-            pair=(from_.uri, record),
+            pair=(sys.intern(from_.uri), record),
             notify_from=f"{our_to};tag={tag}",
             notify_to=request.headers.get("From") or str(from_),
             target=target,
@@ -288,8 +307,7 @@ class Notifier:
         self._later(self.spec.notify_delay, lambda: self._notify_state(dialog))
 
     def _ok_headers(self, granted: int) -> list[tuple[str, str]]:
-        host, port = self.address
-        return [("Expires", str(granted)), ("Contact", f"<sip:{self.spec.domain}@{host}:{port}>")]
+        return [("Expires", str(granted)), ("Contact", self._contact)]
 
     def _in_dialog_subscribe(
         self, request: Request, key: tuple[str, ...], source: Address, tag: str, granted: int
@@ -365,24 +383,35 @@ class Notifier:
         if not self.up:
             return
         dialog.local_cseq += 1
-        host, port = self.address
         branch = "z9hG4bK" + self._token()
-        headers = Headers()
-        for name, value in (
-            ("Via", f"SIP/2.0/UDP {host}:{port};branch={branch}"),
-            ("Max-Forwards", "70"),
-            ("From", dialog.notify_from),
-            ("To", dialog.notify_to),
-            ("Call-ID", dialog.key[0]),
-            ("CSeq", f"{dialog.local_cseq} NOTIFY"),
-            ("Contact", f"<sip:{self.spec.domain}@{host}:{port}>"),
-            ("Event", "presence"),
-            ("Subscription-State", subscription_state),
-            ("Content-Type", "application/pidf+xml"),
-        ):
-            headers.add(name, value)
+        # Built from a template (the header values are ours and known to be valid): the
+        # same request, and the same bytes, as Headers.add(...) + Request.to_bytes().
+        values = (  # in _NOTIFY_NAMES order
+            f"SIP/2.0/UDP {self._sent_by};branch={branch}",
+            "70",
+            dialog.notify_from,
+            dialog.notify_to,
+            dialog.key[0],
+            f"{dialog.local_cseq} NOTIFY",
+            self._contact,
+            "presence",
+            subscription_state,
+            PIDF_TYPE,
+        )
+        headers = Headers.from_trusted(
+            [(key, name, value) for (key, name), value in zip(_NOTIFY_NAMES, values, strict=True)]
+        )
         request = Request("NOTIFY", dialog.target, headers, body)
-        tx = ClientTransaction(request, self.settings)
+        data = (
+            f"NOTIFY {dialog.target} SIP/2.0\r\nVia: {values[0]}\r\nMax-Forwards: 70\r\n"
+            f"From: {values[2]}\r\nTo: {values[3]}\r\nCall-ID: {values[4]}\r\n"
+            f"CSeq: {values[5]}\r\nContact: {values[6]}\r\nEvent: presence\r\n"
+            f"Subscription-State: {values[8]}\r\nContent-Type: {PIDF_TYPE}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        tx = ClientTransaction(
+            request, self.settings, data=data, branch=branch, sent_by=self._sent_by_key
+        )
         self._transactions[tx.key] = tx
         self._tx_dialog[tx.key] = dialog.key
         self._count("notify_sent")

@@ -5,8 +5,9 @@ Two implementations with the same interface; ``benchmarks/sim_bench.py`` measure
 * ``CallbackTimers`` schedules one ``env.timeout`` per start and appends a callback.
 * ``HeapTimers`` keeps a per-node heap and arms a single SimPy timeout for the earliest entry.
 
-Cancelled or replaced timers must not fire: each start gets a fresh token (a global
-generation number) and the callback only runs when the key still maps to that token.
+Cancelled or replaced timers must not fire: ``CallbackTimers`` only runs the callback when
+the key still maps to the very entry that woke up; ``HeapTimers`` gives each start a fresh
+token (a generation number) and checks it.
 """
 
 from __future__ import annotations
@@ -28,27 +29,20 @@ class Timers(Protocol):
 NORMAL_PRIORITY = 1  # simpy.events.NORMAL: the priority env.timeout() uses
 
 
-class _Wakeup:
-    """A minimal SimPy-schedulable event: what ``Environment.step`` reads (``callbacks``,
-    ``_ok``) plus the timer's key and token. Far smaller than a ``Timeout`` with a closure,
-    which matters with ~100,000 pending timers; ordering is the same as ``env.timeout``."""
+class _Entry:
+    """A started timer, which is also its own SimPy-schedulable event: what
+    ``Environment.step`` reads (``callbacks``, ``_ok``) plus the key, when it should fire
+    and when its pending wakeup is due. One small object per timer instead of an entry plus
+    a ``Timeout`` with a closure, which matters with ~100,000 pending timers; ordering is
+    the same as ``env.timeout``. A wakeup is stale when its key maps to another entry."""
 
-    __slots__ = ("callbacks", "key", "token")
+    __slots__ = ("at", "callbacks", "key", "scheduled")
+    callbacks: tuple[Callable[[Any], None]] | None
     _ok = True
 
-    def __init__(self, callbacks: tuple[Callable[[Any], None]], key: Hashable, token: int):
+    def __init__(self, callbacks: tuple[Callable[[Any], None]], key: Hashable, at: float):
         self.callbacks = callbacks
         self.key = key
-        self.token = token
-
-
-class _Entry:
-    """A live timer: its token, when it should fire, and when its pending wakeup is due."""
-
-    __slots__ = ("at", "scheduled", "token")
-
-    def __init__(self, token: int, at: float) -> None:
-        self.token = token
         self.at = at
         self.scheduled = at
 
@@ -58,38 +52,37 @@ class CallbackTimers:
 
     Re-arming a live timer to a later time (a refresh timer pushed back by each NOTIFY)
     schedules nothing: the pending wakeup, when due, re-schedules itself for the new time.
-    So a key has at most one pending wakeup unless it is moved earlier.
+    So a key has at most one pending wakeup unless it is moved earlier (then a new entry is
+    scheduled and the old one, no longer the key's entry, fires into a no-op).
     """
 
     def __init__(self, env: Any, callback: TimerCallback) -> None:
         self._env = env
         self._callback = callback
         self._live: dict[Hashable, _Entry] = {}
-        self._tokens = itertools.count(1)
-        self._callbacks = (self._fire,)  # shared by every wakeup: no per-timer allocation
+        self._callbacks = (self._fire,)  # shared by every entry: no per-timer allocation
 
     def start(self, key: Hashable, at: float) -> None:
         entry = self._live.get(key)
         if entry is not None and entry.scheduled <= at:
             entry.at = at  # the pending wakeup comes first and will defer itself
             return
-        entry = _Entry(next(self._tokens), at)
+        entry = _Entry(self._callbacks, key, at)
         self._live[key] = entry
-        self._schedule(key, entry)
+        self._schedule(entry)
 
-    def _schedule(self, key: Hashable, entry: _Entry) -> None:
+    def _schedule(self, entry: _Entry) -> None:
         delay = entry.scheduled - self._env.now
-        wakeup = _Wakeup(self._callbacks, key, entry.token)
-        self._env.schedule(wakeup, NORMAL_PRIORITY, delay if delay > 0.0 else 0.0)
+        self._env.schedule(entry, NORMAL_PRIORITY, delay if delay > 0.0 else 0.0)
 
-    def _fire(self, wakeup: _Wakeup) -> None:
-        key = wakeup.key
-        entry = self._live.get(key)
-        if entry is None or entry.token != wakeup.token:
+    def _fire(self, entry: _Entry) -> None:
+        key = entry.key
+        if self._live.get(key) is not entry:
             return  # cancelled or replaced
         if entry.at != entry.scheduled:  # moved later while this wakeup was pending
             entry.scheduled = entry.at
-            self._schedule(key, entry)
+            entry.callbacks = self._callbacks  # Environment.step set it to None
+            self._schedule(entry)
             return
         del self._live[key]
         self._callback(key)

@@ -9,6 +9,7 @@ initial SUBSCRIBE included, so the CSeq numbering lives in one place.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,7 +31,7 @@ class DialogError(ValueError):
     """A message cannot create or update the dialog the way it was asked to."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Dialog:
     """Dialog state (§12): identifiers, CSeq counters, route set and remote target.
 
@@ -186,7 +187,9 @@ class Dialog:
         # non-conforming peer instead of failing (the caller may still check for it).
         for contact in message.contacts:
             if contact.uri is not None:  # skip a '*' Contact: it names no target
-                self.remote_target = contact.uri
+                # Interned: every dialog with the same peer shares one copy of its Contact
+                # (the string lives as long as some dialog uses it).
+                self.remote_target = sys.intern(contact.uri)
                 return
 
     # ------------------------------------------------------------------ incoming requests

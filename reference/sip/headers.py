@@ -95,8 +95,46 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
 
 
+# The common Via written by every UA we meet: "SIP/2.0/UDP host[:port];name=value;...",
+# no LWS, a plain host name or IPv4 address, token parameters. ``_parse_via_simple`` reads
+# exactly that shape and returns None for anything else, which then takes the general path
+# below (the only one that reports errors), so both give the same Via for the same text.
+_SIMPLE_VIA_PREFIX = "SIP/2.0/UDP "
+_SIMPLE_HOST_STRING = "".join(sorted(set(_TOKEN_STRING) & set(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")))
+
+
+def _parse_via_simple(value: str) -> Via | None:
+    sent_by, semi, param_text = value[12:].partition(";")
+    host, colon, port_text = sent_by.partition(":")
+    if not host or host.strip(_SIMPLE_HOST_STRING):
+        return None
+    port: int | None = None
+    if colon:
+        if not port_text or len(port_text) > 5 or not port_text.isascii() \
+                or not port_text.isdigit():
+            return None
+        port = int(port_text)
+        if port > 65535:
+            return None
+    params: dict[str, str | None] = {}
+    if semi:
+        for item in param_text.split(";"):
+            name, eq, param = item.partition("=")
+            name = name.lower()
+            if not _is_token(name) or name in params or (eq and not _is_token(param)):
+                return None
+            params[name] = param if eq else None
+    _check_via_params(value, params)
+    return Via("UDP", host, port, params, "SIP/2.0")
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value: ``SIP / 2.0 / UDP host[:port] *(;param)``."""
+    if value.startswith(_SIMPLE_VIA_PREFIX):
+        simple = _parse_via_simple(value)
+        if simple is not None:
+            return simple
     parts = value.split("/", 2)
     if len(parts) != 3:
         raise _bad("Via", value, "expected SIP/2.0/transport")

@@ -141,6 +141,14 @@ class Headers:
             self._index = index
         return index
 
+    @classmethod
+    def from_trusted(cls, items: list[tuple[str, str, str]]) -> Headers:
+        """Headers from (lowercase key, canonical name, value) triples that the caller
+        built itself (valid names, single-line values): a builder's fast path, no checks."""
+        headers = cls()
+        headers._items = items
+        return headers
+
     def _append_trusted(self, name: str, value: str) -> None:
         """Parser fast path: name already canonical, value known to be a single line."""
         self._items.append((name.lower(), name, value))

@@ -25,14 +25,14 @@ _DEFAULT_PORT = {"UDP": 5060, "TCP": 5060, "SCTP": 5060, "TLS": 5061, "TLS-SCTP"
 # --------------------------------------------------------------------------- effects
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transmit:
     """Hand these bytes to the transport (same destination as the original request)."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetTimer:
     """Start (or restart) the transaction's one-shot timer `name` firing at `at`."""
 
@@ -40,26 +40,26 @@ class SetTimer:
     at: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClearTimer:
     """Cancel the transaction's timer `name` if it is running."""
 
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PassUp:
     """Give this response to the TU (client transactions only)."""
 
     response: Response
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimedOut:
     """Timer F fired: the TU treats the request as answered by a 408 (§8.1.3.1)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Terminated:
     """The transaction is over; the caller may forget it."""
 
@@ -67,7 +67,7 @@ class Terminated:
 TxEffect = Transmit | SetTimer | ClearTimer | PassUp | TimedOut | Terminated
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimerSettings:
     """SIP timer base values in seconds (§17.1.2.2, table 4 of RFC 3261).
 
@@ -161,19 +161,40 @@ def server_key(request: Request) -> tuple[str, ...]:
 
 
 class ClientTransaction:
-    """Non-INVITE client transaction over UDP (§17.1.2, figure 6)."""
+    """Non-INVITE client transaction over UDP (§17.1.2, figure 6).
 
-    def __init__(self, request: Request, settings: TimerSettings) -> None:
-        key = client_key(request)
-        parts = _top_via_parts(request)
-        if key is None or parts is None:
-            raise ValueError("request needs a top Via with a branch to start a transaction")
+    A caller that wrote the request's bytes itself (a simulator building messages from a
+    template) may pass ``data`` (exactly ``request.to_bytes()``) and the ``branch`` and
+    normalized ``sent_by`` of its top Via, which saves re-serialising and re-parsing them.
+    """
+
+    __slots__ = ("_data", "_deadline_f", "_interval", "_key", "_sent_by", "request",
+                 "settings", "state")  # fmt: skip
+
+    def __init__(
+        self,
+        request: Request,
+        settings: TimerSettings,
+        *,
+        data: bytes | None = None,
+        branch: str | None = None,
+        sent_by: str | None = None,
+    ) -> None:
+        if branch and sent_by is not None:
+            key: tuple[str, str] | None = (branch, request.method)
+        else:
+            key = client_key(request)
+            parts = _top_via_parts(request)
+            if key is None or parts is None:
+                raise ValueError("request needs a top Via with a branch to start a transaction")
+            sent_by = parts[1]
+        assert key is not None
         self.request = request
         self.settings = settings
         self.state: ClientState = "trying"
         self._key = key
-        self._sent_by = parts[1]
-        self._data = request.to_bytes()
+        self._sent_by = sent_by
+        self._data = request.to_bytes() if data is None else data
         self._interval = settings.t1  # next Timer E interval while Trying
         self._deadline_f = 0.0
 
@@ -260,6 +281,8 @@ class ServerTransaction:
 
     `reliable=True` makes Timer J zero (the transaction ends with its final response).
     """
+
+    __slots__ = ("_key", "_last_response", "reliable", "request", "settings", "state")
 
     def __init__(
         self,
