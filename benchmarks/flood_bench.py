@@ -12,16 +12,18 @@ refresh arrives. Then two floods are sent at full speed from one socket:
 2. `count` well-formed 200 responses to SUBSCRIBEs the agent never sent (counted as
    `rx.unmatched_responses`, never answered).
 
-Printed per flood: datagrams sent, handled by the agent (the rest were dropped by the kernel
-when the socket buffer overflowed), handled rate, 481s received, answers rate-limited, the
-longest gap between two refreshes of the held subscriptions, and the agent's RSS (VmRSS)
-before, at the peak, and after the transactions the flood created have expired (Timer J).
+Printed per flood: datagrams sent, handled by the agent, dropped by the kernel when the
+socket's receive buffer overflowed (from /proc/net/udp), handled rate, 481s received,
+answers rate-limited, the longest gap between two refreshes of the held subscriptions, and
+the agent's RSS (VmRSS) before, at the peak, and after the transactions the flood created
+have expired (Timer J).
 `tests/reliability/test_floods.py` runs a small version and asserts on the same numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import select
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reference.sip import Request, Response, parse_message
+from reference.sip import Request, parse_message
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 15.0
@@ -133,6 +135,21 @@ class AgentProcess:
                 self.proc.stderr.close()
 
 
+def kernel_drops(port: int) -> int:
+    """Datagrams the kernel dropped for the UDP socket bound to `port` (receive buffer
+    full), from /proc/net/udp; 0 when not found."""
+    try:
+        with open("/proc/net/udp") as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return int(fields[-1])
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
+    return 0
+
+
 def _hostport(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host.strip("[]"), int(port)
@@ -208,7 +225,7 @@ class MiniNotifier:
         with self._lock:
             dialog = self.dialogs.get(call_id)
             if dialog is None:
-                contact = request.contacts[0].uri if request.contacts else ""
+                contact = (request.contacts[0].uri or "") if request.contacts else ""
                 target = _uri_address(contact) or source
                 dialog = _Dialog(call_id, f"n{self._seq}", str(request.from_),
                                  f"{request.to}", target)
@@ -241,7 +258,7 @@ class MiniNotifier:
         with self._lock:
             for call_id, dialog in self.dialogs.items():
                 times = [since] + [t for t in dialog.subscribes if since <= t <= until] + [until]
-                gaps[call_id] = max(b - a for a, b in zip(times, times[1:], strict=False))
+                gaps[call_id] = max(b - a for a, b in itertools.pairwise(times))
         return gaps
 
 
@@ -275,7 +292,8 @@ def unsolicited_200(i: int, source: tuple[str, int], agent: tuple[str, int]) -> 
 class FloodResult:
     kind: str
     sent: int
-    handled: int
+    handled: int  # reached the agent's core
+    kernel_dropped: int  # dropped by the kernel before the agent could read them
     seconds: float
     answers: dict[str, int]
     rate_limited: int
@@ -306,8 +324,9 @@ def _counter(stats: dict[str, Any], name: str) -> int:
 
 def flood(agent: AgentProcess, notifier: MiniNotifier, kind: str, count: int,
           make: Callable[[int, tuple[str, int], tuple[str, int]], bytes],
-          handled_counter: str, settle: float) -> FloodResult:
-    """Send `count` datagrams at full speed; count answers; wait for the agent to settle."""
+          handled_counter: str, settle: float, rate: float = 0.0) -> FloodResult:
+    """Send `count` datagrams at full speed (or `rate` per second); count the answers; wait
+    for the agent to settle."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
     sock.bind(("127.0.0.1", 0))
@@ -327,20 +346,29 @@ def flood(agent: AgentProcess, notifier: MiniNotifier, kind: str, count: int,
                 answers[status] = answers.get(status, 0) + 1
 
     before = agent.stats()
+    drops_before = kernel_drops(agent.sip[1])
     rss_before = agent.rss_kib()
+    peaks = [rss_before]
+
+    def sample_rss() -> None:
+        while not done.is_set():
+            peaks.append(agent.rss_kib())
+            time.sleep(0.1)
+
     receiver = threading.Thread(target=receive, daemon=True)
     receiver.start()
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
     started = time.monotonic()
     datagrams = [make(i, source, agent.sip) for i in range(count)]
-    for data in datagrams:
-        while True:
-            try:
-                sock.sendto(data, agent.sip)
-                break
-            except BlockingIOError:  # pragma: no cover - blocking socket
-                continue
+    for number, data in enumerate(datagrams):
+        sock.sendto(data, agent.sip)
+        if rate > 0 and number % 100 == 99:
+            ahead = started + (number + 1) / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
     # Wait until the agent has worked through what the kernel kept (bounded).
-    peak = agent.rss_kib()
+    peak = max(peaks)
     last = -1
     handled = 0
     deadline = time.monotonic() + 120
@@ -356,6 +384,8 @@ def flood(agent: AgentProcess, notifier: MiniNotifier, kind: str, count: int,
     time.sleep(0.3)  # last answers in flight on loopback
     done.set()
     receiver.join(timeout=5)
+    sampler.join(timeout=5)
+    peak = max(peak, *peaks)
     sock.close()
     flood_end = time.monotonic()
     # Let the transactions the flood created expire (Timer J), then measure again.
@@ -366,7 +396,8 @@ def flood(agent: AgentProcess, notifier: MiniNotifier, kind: str, count: int,
     after = agent.stats()
     gaps = notifier.refresh_gaps(started, time.monotonic())
     limited = after["answers_rate_limited"] - before["answers_rate_limited"]
-    return FloodResult(kind, count, handled, seconds, answers, limited,
+    dropped = kernel_drops(agent.sip[1]) - drops_before
+    return FloodResult(kind, count, handled, dropped, seconds, answers, limited,
                        max(gaps.values()) if gaps else 0.0, rss_before, peak,
                        agent.rss_kib(), before["live_timers"], after["live_timers"])
 
@@ -389,7 +420,7 @@ def hold_subscriptions(agent: AgentProcess, notifier: MiniNotifier, n: int) -> l
 
 
 def run(count: int, subscriptions: int, t1: float, warmup: int,
-        profile: str = "rfc6665") -> list[FloodResult]:
+        profile: str = "rfc6665", rate: float = 0.0, repeat: int = 1) -> list[FloodResult]:
     """Both floods against one agent; the transactions linger 64*t1 after each."""
     grant = 4
     params = {"default_expiration": str(grant), "t1": str(t1), "t2": str(max(t1, 4.0)),
@@ -403,12 +434,13 @@ def run(count: int, subscriptions: int, t1: float, warmup: int,
             if warmup:
                 # Python's allocator keeps some arenas after the first burst: measure the
                 # steady state, not the interpreter warming up.
-                flood(agent, notifier, "warm-up", warmup, unknown_notify,
-                      "rx.notify_unknown_dialog", settle)
-            results.append(flood(agent, notifier, "unknown-dialog NOTIFY", count,
-                                 unknown_notify, "rx.notify_unknown_dialog", settle))
+                results.append(flood(agent, notifier, "warm-up NOTIFY", warmup,
+                                     unknown_notify, "rx.notify_unknown_dialog", settle, rate))
+            for _ in range(repeat):  # repeated floods show whether memory keeps growing
+                results.append(flood(agent, notifier, "unknown-dialog NOTIFY", count,
+                                     unknown_notify, "rx.notify_unknown_dialog", settle, rate))
             results.append(flood(agent, notifier, "unsolicited 200", count, unsolicited_200,
-                                 "rx.unmatched_responses", settle))
+                                 "rx.unmatched_responses", settle, rate))
     finally:
         notifier.close()
     return results
@@ -422,8 +454,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="agent T1: transactions linger 64*T1 (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=5000)
     parser.add_argument("--profile", default="rfc6665", choices=("ser", "rfc6665"))
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="datagrams per second (default 0: full speed)")
+    parser.add_argument("--repeat", type=int, default=1, help="NOTIFY floods in a row")
     args = parser.parse_args(argv)
-    for result in run(args.count, args.subscriptions, args.t1, args.warmup, args.profile):
+    for result in run(args.count, args.subscriptions, args.t1, args.warmup, args.profile,
+                      args.rate, args.repeat):
         print(json.dumps(result.as_dict()))
     return 0
 

@@ -44,7 +44,7 @@ from reference.agent import Agent
 from simulator.host import AgentHost
 from simulator.notifier import Notifier
 from simulator.run import Simulation, build
-from simulator.workload import workload_from_mapping
+from simulator.workload import Workload, workload_from_mapping
 
 ACTIVE_STATES = ("confirmed", "resubscription")
 OUTAGE = 600.0
@@ -147,11 +147,11 @@ def deep_size(root: object) -> int:
 
 def notifier_call_ids(notifier: Notifier) -> set[str]:
     # Gap: the Notifier has no public "dialogs" view; its dialog keys are (Call-ID, tag).
-    dialogs: dict[tuple[str, str], Any] = notifier._dialogs  # noqa: SLF001
+    dialogs: dict[tuple[str, str], Any] = notifier._dialogs
     return {key[0] for key in dialogs}
 
 
-def make_workload(subscriptions: int, hours: float, profile: str) -> Any:
+def make_workload(subscriptions: int, hours: float, profile: str) -> Workload:
     duration = hours * 3600.0
     watchers = max(1, subscriptions // 4)
     return workload_from_mapping({
@@ -292,7 +292,7 @@ def run_soak(subscriptions: int, hours: float, profile: str, seed: int = 1,
     # -- end of the day: the state the agent holds must be exactly the live state ----------
     live = live_handles()
     held = set(agent.subscriptions)
-    unsub_bound = agent.config.failover_timeout + agent.config.wait_for_term_notify
+    unsub_bound: float = agent.config.failover_timeout + agent.config.wait_for_term_notify
     if agent.config.is_ser:
         unsub_bound = 3 * agent.config.effective_transaction_timeout + 1
     settled = {h for h, at in unsubscribed.items() if at <= sim.env.now - unsub_bound}

@@ -6,8 +6,9 @@ core with `now = loop.time()` (monotonic), and the effects the core emits come o
 callbacks, and an optional JSON-lines trace file. Nothing here decides SIP behaviour.
 
 Everything is bounded: the resolver cache, the datagrams waiting for a name to resolve, the
-queues (by the agent's `queue_bound`), and the shutdown wait (`wait_for_term_notify` plus a
-small grace period).
+queues (by the agent's `queue_bound`), the send backlog, the rate of 400/481 answers (a token
+bucket, so a flood cannot use the agent as a reflector), and the shutdown wait
+(`wait_for_term_notify` plus a small grace period). docs/limits.md lists them all.
 """
 
 from __future__ import annotations
