@@ -7,13 +7,14 @@ or bad usage.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conformance import reports
+from conformance import coverage, reports
 from conformance.runner import ScenarioResult, run_scenario
 from conformance.scenario import PROFILES, Scenario, load
 from conformance.targets import TARGET_NAMES, make_target
@@ -32,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--target", choices=TARGET_NAMES, default="sim")
     run.add_argument("--profile", choices=PROFILES, action="append",
                      help="profile(s) to run (default: every profile a scenario lists)")
+    run.add_argument("--agent-profile", choices=PROFILES,
+                     help="configure the agent with this profile while playing the "
+                     "expectations of --profile (e.g. rfc6665 expectations against the ser "
+                     "agent: which RFC requirements SER violates); xfail marks are not "
+                     "applied to such runs")
     run.add_argument("-k", dest="pattern", help="only scenarios whose name contains PATTERN "
                      "(or matches it as a glob)")
     run.add_argument("--junit", type=Path, help="write JUnit XML here")
@@ -49,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--untrigger-command", help="sip-only: command that makes it unsubscribe")
     run.add_argument("--agent-address", default="127.0.0.1:5060",
                      help="sip-only: where the subscriber under test listens")
+    run.add_argument("--target-file", help="a target file (docs/targets.md) or a shipped "
+                     "one's name (kamailio-pua): replaces --target and its options")
     run.add_argument("-j", "--jobs", type=int, default=0,
                      help="scenario runs in parallel (default: 1 on sim, 6 on real-time "
                      "targets, whose runs mostly wait)")
@@ -101,7 +109,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tolerance_ratio": args.tolerance_ratio, "trigger_command": args.trigger_command,
         "untrigger_command": args.untrigger_command, "agent_address": args.agent_address,
     }
-    results = run_all(scenarios, args.target, args.profile, args.jobs, **options)
+    if args.target_file:
+        from conformance.target_files import TargetFileError, run_target_file
+
+        try:
+            args.target, results = run_target_file(args.target_file, scenarios, args.profile,
+                                                   args.jobs)
+        except (TargetFileError, RuntimeError, OSError) as exc:  # bad file, start/stop failed
+            print(f"b2b-conform: {exc}", file=sys.stderr)
+            return 2
+    else:
+        if args.agent_profile:
+            scenarios = [dataclasses.replace(s, agent_profile=args.agent_profile)
+                         for s in scenarios]
+        results = run_all(scenarios, args.target, args.profile, args.jobs, **options)
     colour = sys.stdout.isatty() and not args.no_colour and "NO_COLOR" not in os.environ
     reports.console(results, sys.stdout, colour=colour, verbose=args.verbose)
     if args.junit:
@@ -109,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         reports.write_json(results, args.json, args.target)
     if args.coverage:
-        reports.write_coverage(results, args.coverage, args.target)
+        args.coverage.write_text(coverage.markdown(scenarios, results, args.target),
+                                 encoding="utf-8")
     if errors:
         return 2
     return 1 if reports.failed(results) else 0

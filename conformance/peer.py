@@ -49,6 +49,7 @@ class SentNotify:
     at: float
     data: bytes
     responses: list[Response] = field(default_factory=list)
+    destinations: list[str] = field(default_factory=list)  # where each response went
 
 
 def request_key(request: Request) -> tuple[str, str, str]:
@@ -115,15 +116,18 @@ class Peer:
         return dialog
 
     def reply(self, captured: Captured, status: int, reason: str | None,
-              headers: list[tuple[str, str]], to_tag: str | bool | None = True) -> bytes:
+              headers: list[tuple[str, str]], to_tag: str | bool | None = True,
+              top_via: str | None = None) -> bytes:
         """A response to a captured request. `to_tag`: True = the dialog's tag when the
-        request has none (final responses above 100), None/False = no tag, str = that tag."""
+        request has none (final responses above 100), None/False = no tag, str = that tag.
+        `top_via` replaces the first Via value (to forge a non-matching response)."""
         tag: str | None = None
         if to_tag is True:
             tag = captured.peer_tag if status > 100 else None
         elif isinstance(to_tag, str):
             tag = to_tag
-        response = make_response(captured.request, status, reason, to_tag=tag, headers=headers)
+        response = make_response(captured.request, status, reason, to_tag=tag, headers=headers,
+                                 top_via=top_via)
         data = response.to_bytes()
         captured.reply = data
         return data

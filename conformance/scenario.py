@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from conformance import expr
+from conformance.catalogue import SER_IDS, load_catalogue
 from reference.config import AgentConfig, ConfigError
 
 PROFILES = ("ser", "rfc6665")
@@ -35,6 +36,20 @@ WINDOW_FIELDS = ("within", "retry_in")
 DEFAULT_RECORD = "sip:alice@{peer}"
 DEFAULT_SUBSCRIBER = "sip:bob@lab.test"
 SCHEMA_PATH = Path(__file__).with_name("scenario_schema.json")
+# Capabilities a target may offer. The first three are served by the built-in targets; the
+# others name optional features of a subscriber (its "PICS") that the reference agent does
+# not have, so a scenario requiring one is n/a on every built-in target but still documents
+# the test for a subscriber that declares the feature.
+TARGET_CAPABILITIES = ("status", "faults", "unsubscribe")
+OPTIONAL_FEATURES = (
+    "notify-auth",      # challenges NOTIFYs (SUB-026)
+    "subscribe-auth",   # answers 401/407 with credentials (SUB-058, SUB-129)
+    "fetch",            # one-shot SUBSCRIBE with Expires 0 (SUB-052)
+    "pres-uri",         # accepts pres: URIs and resolves them (SUB-081)
+    "rfc5839",          # understands 204 "no notification" (SUB-018)
+    "option-tags",      # sends Require/option tags it can drop on 420 (SUB-130)
+)
+CAPABILITIES = TARGET_CAPABILITIES + OPTIONAL_FEATURES
 
 
 class ScenarioError(ValueError):
@@ -76,12 +91,25 @@ class Scenario:
     xfail_reason: str | None = None
     xfail_profiles: tuple[str, ...] = ()
     all_covers: tuple[str, ...] = field(default=())
+    agent_profile: str | None = None
 
     def params_for(self, profile: str) -> dict[str, Any]:
         merged = dict(self.params)
         merged.update(self.profile_params.get(profile, {}))
         merged["profile"] = profile
         return merged
+
+    def agent_params_for(self, profile: str) -> dict[str, Any]:
+        """What the target configures the agent with: the scenario's parameters for
+        `profile`, but the agent's own profile is `agent_profile` when one is set (the
+        expectations of `profile` run against an agent in another profile)."""
+        merged = self.params_for(profile)
+        if self.agent_profile is not None:
+            merged["profile"] = self.agent_profile
+        return merged
+
+    def agent_config_for(self, profile: str) -> AgentConfig:
+        return AgentConfig.from_mapping(self.agent_params_for(profile))
 
     def config_for(self, profile: str) -> AgentConfig:
         return AgentConfig.from_mapping(self.params_for(profile))
@@ -97,6 +125,10 @@ class Scenario:
         return out
 
     def is_xfail(self, profile: str) -> bool:
+        """A documented known failure of the agent in `profile`; not applied when the
+        agent runs in another profile (the mark is about the agent's own profile)."""
+        if self.agent_profile is not None and self.agent_profile != profile:
+            return False
         return self.xfail_reason is not None and (
             not self.xfail_profiles or profile in self.xfail_profiles)
 
@@ -183,6 +215,7 @@ def parse_scenario(data: Mapping[str, Any], path: Path) -> Scenario:
         step = _parse_step(index, raw, errors)
         if step is not None:
             steps.append(step)
+    errors.extend(unknown_requirements(data.get("covers") or [], steps))
     if errors:
         raise ScenarioError("\n".join(f"{path}: scenario {name!r}: {e}" for e in errors))
     xfail = data.get("xfail") or {}
@@ -203,6 +236,23 @@ def parse_scenario(data: Mapping[str, Any], path: Path) -> Scenario:
     if problems:
         raise ScenarioError("\n".join(f"{path}: scenario {name!r}: {p}" for p in problems))
     return scenario
+
+
+@cache
+def known_requirements() -> frozenset[str]:
+    """Every ID a `covers` may name: the SUB rows of docs/requirements.md and SER_IDS."""
+    return frozenset(load_catalogue()) | SER_IDS
+
+
+def unknown_requirements(covers: Iterable[Any], steps: Iterable[Step]) -> list[str]:
+    """One error per `covers` entry (scenario or step level) that names no known ID."""
+    known = known_requirements()
+    problems = [f"covers[{i}]: unknown requirement ID {rid!r}"
+                for i, rid in enumerate(covers) if isinstance(rid, str) and rid not in known]
+    for step in steps:
+        problems.extend(f"steps[{step.index}].covers[{i}]: unknown requirement ID {rid!r}"
+                        for i, rid in enumerate(step.covers) if rid not in known)
+    return problems
 
 
 def semantic_problems(scenario: Scenario) -> list[str]:
@@ -242,7 +292,7 @@ def semantic_problems(scenario: Scenario) -> list[str]:
                         error = expr.check(part, names)
                         if error:
                             problems.append(f"{where}.{key}: {error}")
-            for key in ("to", "dialog", "after"):
+            for key in ("to", "dialog", "after", "retransmit"):
                 ref = args.get(key)
                 if isinstance(ref, str) and ref not in seen:
                     problems.append(f"{where}.{key}: no earlier step with id {ref!r}")

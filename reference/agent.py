@@ -565,9 +565,11 @@ class Agent:
         sub = self._find_subscription(notify)
         if sub is None:
             self._count("rx.notify_unknown_dialog")
+            # Answered statelessly: a retransmission finds no dialog either and gets the same
+            # 481, so a server transaction (32 s of Timer J) would only cost memory in a flood.
             self._respond(notify, destination, 481,
                           now, reason="Subscription does not exist" if rfc
-                          else "Unable to handle notification")
+                          else "Unable to handle notification", stateless=True)
             return
         ctx = Ctx(now, Event.NOTIFY, notify=notify, notify_source=destination)
         if rfc and not self._check_notify(sub, notify, ctx):
@@ -934,15 +936,21 @@ class Agent:
 
     def _respond(self, request: Request, destination: Address, status: int, now: float, *,
                  reason: str | None = None,
-                 headers: list[tuple[str, str]] | None = None) -> None:
+                 headers: list[tuple[str, str]] | None = None,
+                 stateless: bool = False) -> None:
         # Reaching here, the request's Via list parsed and is not empty (see
         # _response_destination), so the top Via always exists.
         response = make_response(request, status, reason, headers=headers or (),
                                  top_via=_received_via(request, destination))
         self._count(f"tx.response.{status}")
         try:
-            key = self._server_key(request)
+            key = None if stateless else self._server_key(request)
         except SipParseError:
+            key = None
+        if self.tracing:
+            self._trace("respond", None, status=status, call_id=request.headers.get("Call-ID"),
+                        cseq=request.headers.get("CSeq"))
+        if key is None:
             self._emit_send(response.to_bytes(), destination)
             return
         server = ServerTransaction(request, self.timer_settings, key=key)
@@ -953,9 +961,6 @@ class Agent:
             elif isinstance(effect, SetTimer):
                 self._server_txs[key] = entry
                 self._effects.append(StartTimer(("stx", key, effect.name), effect.at))
-        if self.tracing:
-            self._trace("respond", None, status=status, call_id=request.headers.get("Call-ID"),
-                        cseq=request.headers.get("CSeq"))
 
     def _server_key(self, request: Request) -> tuple[str, ...]:
         """server_key of the request being handled, computed once per request."""

@@ -182,11 +182,12 @@ class PresenceDocument:
 
     @property
     def basic(self) -> str | None:
-        """'open' if any tuple is open, 'closed' if there are tuples and none is open,
-        None when there is no tuple."""
-        if not self.tuples:
-            return None
-        return "open" if any(t.basic == "open" for t in self.tuples) else "closed"
+        """'open' if any tuple is open, else 'closed' if any tuple is closed, else None (no
+        tuple, or no tuple with a valid <basic>: unknown, SUB-095/096)."""
+        values = {t.basic for t in self.tuples}
+        if "open" in values:
+            return "open"
+        return "closed" if "closed" in values else None
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -175,4 +175,4 @@ class SimTarget:
         self.agent_factory = agent_factory
 
     def open(self, scenario: Scenario, profile: str) -> SimSession:
-        return SimSession(scenario.config_for(profile), self.agent_factory)
+        return SimSession(scenario.agent_config_for(profile), self.agent_factory)

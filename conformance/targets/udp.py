@@ -102,7 +102,10 @@ class _RealTimeSession:
                     data, source = self.sock.recvfrom(65535)
                 except BlockingIOError:
                     return
-                self.inbox.append(Datagram(data, self.now(), f"{source[0]}:{source[1]}"))
+                # One socket: whatever arrives here was sent to the peer's address (the
+                # source, `source`, is the subscriber's sending socket, not the destination).
+                del source
+                self.inbox.append(Datagram(data, self.now(), self.peer_hostport))
 
     def close(self) -> None:
         self.selector.close()
@@ -219,7 +222,8 @@ class UdpTarget:
         self.tolerance_ratio = tolerance_ratio
 
     def open(self, scenario: Scenario, profile: str) -> UdpSession:
-        return UdpSession(self.agent_command, profile, scenario.params_for(profile),
+        params = scenario.agent_params_for(profile)
+        return UdpSession(self.agent_command, str(params["profile"]), params,
                           self.tolerance, self.tolerance_ratio)
 
 

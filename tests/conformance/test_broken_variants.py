@@ -37,10 +37,12 @@ class AnswersUnknownDialogs(Agent):
     """Answers 200 where 481 is due (NOTIFY for no subscription)."""
 
     def _respond(self, request: Request, destination: Any, status: int, now: float, *,
-                 reason: str | None = None, headers: Any = None) -> None:
+                 reason: str | None = None, headers: Any = None,
+                 stateless: bool = False) -> None:
         if status == 481 and request.method == "NOTIFY":
             status, reason = 200, "OK"
-        super()._respond(request, destination, status, now, reason=reason, headers=headers)
+        super()._respond(request, destination, status, now, reason=reason, headers=headers,
+                         stateless=stateless)
 
 
 class IgnoresMinExpires(Agent):
