@@ -95,7 +95,6 @@ class Subscription:
     target: str = ""                  # Request-URI of the current attempt
     # Tuples, not lists: almost every subscription never follows a redirect, and an empty
     # tuple is a shared constant where an empty list costs 56 bytes each (x 100,000).
-    redirects_left: tuple[str, ...] = ()
     redirects_seen: tuple[str, ...] = ()
     min_expires_retried: bool = False
     awaiting_notify: bool = False     # rfc6665 Timer N running
@@ -407,7 +406,7 @@ class Agent:
         for effect in effects:
             if isinstance(effect, Transmit):
                 self._count("tx.retransmissions")
-                self._emit_send(effect.data, self._tx_destination(entry))
+                self._emit_send(effect.data, entry.destination)
             elif isinstance(effect, SetTimer):
                 entry.timers.add(effect.name)
                 self._effects.append(StartTimer(("tx", branch, effect.name), effect.at))
@@ -422,9 +421,6 @@ class Agent:
                 self._pass_up(entry.handle, branch, None, now)
             elif isinstance(effect, Terminated):
                 self._client_txs.pop(branch, None)
-
-    def _tx_destination(self, entry: _ClientTx) -> Address:
-        return entry.destination
 
     def _pass_up(self, handle: int, branch: str, response: Response | None,
                  now: float) -> None:
@@ -505,7 +501,6 @@ class Agent:
         fresh = [c.uri for c in ordered if c.uri and c.uri not in seen]
         if len(sub.redirects_seen) >= self.config.max_redirects or not fresh:
             return None
-        sub.redirects_left = tuple(u for u in fresh[1:] if u is not None)
         return fresh[0]
 
     # ================================================================ requests
@@ -856,7 +851,6 @@ class Agent:
     # ================================================================ helpers: sending
     def _send_initial(self, sub: Subscription, ctx: Ctx) -> None:
         sub.redirects_seen = ()
-        sub.redirects_left = ()
         self._new_dialog_request(sub, sub.record, ctx.now, redirected=False)
 
     def _new_dialog_request(self, sub: Subscription, target: str, now: float, *,
