@@ -39,7 +39,7 @@ from reference.sip import (
     parse_name_addr,
     parse_uri,
 )
-from reference.sip.dialog import Dialog, DialogError
+from reference.sip.dialog import Dialog, DialogError, route_set_of
 from reference.sip.transaction import (
     ClearTimer,
     ClientTransaction,
@@ -605,15 +605,19 @@ class Agent:
                 and notify.cseq.number < dialog.remote_cseq:
             ctx.reply_status, ctx.reply_reason = 500, "CSeq out of order"
             return False
-        require = notify.headers.get_all("Require")
-        if require:
-            ctx.reply_status, ctx.reply_reason = 420, "Bad Extension"
-            ctx.error = ", ".join(require)
-            return False
-        encoding = [e.strip().lower() for e in notify.headers.get_all("Content-Encoding")]
-        if any(e and e != "identity" for e in encoding):
-            ctx.reply_status, ctx.reply_reason = 415, "Unsupported Media Type"
-            return False
+        headers = notify.headers
+        # Both are absent from almost every NOTIFY: one index probe each before splitting.
+        if "Require" in headers:
+            require = headers.get_all("Require")
+            if require:
+                ctx.reply_status, ctx.reply_reason = 420, "Bad Extension"
+                ctx.error = ", ".join(require)
+                return False
+        if "Content-Encoding" in headers:
+            encoding = [e.strip().lower() for e in headers.get_all("Content-Encoding")]
+            if any(e and e != "identity" for e in encoding):
+                ctx.reply_status, ctx.reply_reason = 415, "Unsupported Media Type"
+                return False
         content_type = notify.content_type
         if notify.body and (content_type is None or content_type.mime != PIDF_TYPE):
             ctx.reply_status, ctx.reply_reason = 415, "Unsupported Media Type"
@@ -696,7 +700,7 @@ class Agent:
             if dialog.remote_cseq is None:
                 # SUB-049 (RFC 6665 §4.4.1): the first NOTIFY creates the dialog usage, so
                 # its Record-Route (in order: we are its UAS) is the route set, not the 2xx's.
-                dialog.route_set = [str(rr) for rr in notify.record_routes]
+                dialog.route_set = route_set_of(notify.record_routes)
             dialog.check_remote_cseq(notify.cseq.number)
         dialog.refresh_target(notify)
 
@@ -706,7 +710,8 @@ class Agent:
             self._effects.append(CancelTimer(("n", sub.handle)))
         if ctx.status in ("active", "pending"):
             sub.failures = 0
-        if ctx.document is not None:
+        if ctx.document is not None and not self.config.is_ser:
+            # Kept for an empty NOTIFY (SUB-077, rfc6665 only): ser never reads it back.
             sub.document = ctx.document
         if ctx.granted is not None and ctx.status in ("active", "pending"):
             # SUB-028/029: the NOTIFY's expires is authoritative.

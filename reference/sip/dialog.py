@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from reference.sip.message import Headers, Request, Response
-from reference.sip.uri import parse_name_addr, parse_uri
+from reference.sip.uri import NameAddr, parse_name_addr, parse_uri
 
 DialogState = Literal["early", "confirmed"]
 
@@ -25,6 +25,11 @@ _CSEQ_LIMIT = 2**31
 # URI parameters that are not allowed in a Request-URI (§19.1.1 table 1); stripped when a
 # strict router's URI becomes the Request-URI (§12.2.1.1).
 _NOT_IN_REQUEST_URI = ("method",)
+
+
+def route_set_of(entries: Iterable[NameAddr]) -> tuple[str, ...]:
+    """A route set from parsed Route / Record-Route entries, in the given order."""
+    return tuple(sys.intern(str(entry)) for entry in entries)
 
 
 class DialogError(ValueError):
@@ -37,7 +42,9 @@ class Dialog:
 
     `local_cseq` is the CSeq number of the last request built; the next request uses
     `local_cseq + 1` (it starts at `first_cseq - 1`, so the first request uses `first_cseq`).
-    `route_set` holds name-addr strings (`<sip:p1;lr>`), in the order they go into Route.
+    `route_set` holds name-addr strings (`<sip:p1;lr>`), in the order they go into Route:
+    a tuple of interned strings, since most dialogs share one route set (or none) with
+    thousands of others and an empty tuple costs nothing per dialog.
     """
 
     call_id: str
@@ -48,7 +55,7 @@ class Dialog:
     local_cseq: int
     remote_tag: str | None = None
     remote_cseq: int | None = None
-    route_set: list[str] = field(default_factory=list)
+    route_set: tuple[str, ...] = ()
     state: DialogState = "early"
 
     @classmethod
@@ -74,7 +81,7 @@ class Dialog:
             remote_uri=remote_uri,
             remote_target=remote_target,
             local_cseq=first_cseq - 1,
-            route_set=[str(parse_name_addr(route)) for route in preloaded_route],
+            route_set=route_set_of(parse_name_addr(route) for route in preloaded_route),
         )
 
     # ------------------------------------------------------------------ building requests
@@ -157,7 +164,7 @@ class Dialog:
         self.remote_tag = tag
         self._take_contact(response)
         if not keep_preloaded_route:
-            self.route_set = [str(rr) for rr in reversed(response.record_routes)]
+            self.route_set = route_set_of(reversed(response.record_routes))
         self.state = "confirmed"
 
     def confirm_from_notify(self, notify: Request) -> None:
@@ -173,7 +180,7 @@ class Dialog:
             raise DialogError("NOTIFY without From tag cannot form a dialog")
         self.remote_tag = tag
         self._take_contact(notify)
-        self.route_set = [str(rr) for rr in notify.record_routes]
+        self.route_set = route_set_of(notify.record_routes)
         self.remote_cseq = notify.cseq.number
         self.state = "confirmed"
 

@@ -234,6 +234,8 @@ class Headers:
 
 T = TypeVar("T")
 _MANDATORY = ("To", "From", "Call-ID", "CSeq", "Via")
+# (name, lookup key) of the mandatory headers; requests also need the last one.
+_MANDATORY_KEYS = tuple((name, name.lower()) for name in (*_MANDATORY, "Max-Forwards"))
 
 
 def _parse_from(value: str) -> NameAddr:
@@ -677,9 +679,10 @@ def check_mandatory(message: Request | Response) -> None:
     """Raise SipParseError if a mandatory header (§8.1.1: To, From, Call-ID, CSeq, Via, and
     Max-Forwards in requests) is missing or unparsable, or the CSeq method differs from the
     request method. ``err.message`` is the message."""
-    names = (*_MANDATORY, "Max-Forwards") if isinstance(message, Request) else _MANDATORY
-    for name in names:
-        if name not in message.headers:
+    is_request = isinstance(message, Request)
+    index = message.headers._lookup()
+    for name, key in _MANDATORY_KEYS if is_request else _MANDATORY_KEYS[:-1]:
+        if key not in index:
             raise SipParseError(f"missing header: {name}", message)
     message.to  # noqa: B018 - each access parses and validates the header
     message.from_  # noqa: B018
@@ -687,7 +690,8 @@ def check_mandatory(message: Request | Response) -> None:
     cseq = message.cseq
     if message.top_via is None:
         raise SipParseError("missing header: Via", message)
-    if isinstance(message, Request):
+    if is_request:
+        assert isinstance(message, Request)
         message.max_forwards  # noqa: B018
         if cseq.method != message.method:
             raise SipParseError(

@@ -138,8 +138,8 @@ def quote(text: str) -> str:
 
 def split_outside(text: str, sep: str, what: str) -> list[str]:
     """Split on ``sep`` except inside quoted strings and ``<...>``."""
-    if '"' not in text and "<" not in text:
-        return text.split(sep)
+    if '"' not in text and ("<" not in text or sep not in text):
+        return text.split(sep)  # nothing to skip, or nothing to split at
     parts: list[str] = []
     start = 0
     i = 0

@@ -185,7 +185,7 @@ def test_confirm_reverses_record_route_and_takes_contact() -> None:
     assert dialog.state == "confirmed"
     assert dialog.remote_tag == "rtag"
     assert dialog.remote_target == "sip:bob@10.0.0.2:5070"
-    assert dialog.route_set == ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+    assert dialog.route_set == ("<sip:p1.example;lr>", "<sip:p2.example;lr>")
     refresh, next_hop = build(dialog, branch="z9hG4bK2")
     assert refresh.uri == "sip:bob@10.0.0.2:5070"
     assert refresh.to.tag == "rtag"
@@ -199,13 +199,13 @@ def test_confirm_reverses_record_route_and_takes_contact() -> None:
 def test_confirm_comma_separated_record_route() -> None:
     dialog = new_dialog()
     dialog.confirm(response(202, record_route=("<sip:p2;lr>, <sip:p1;lr>",)))
-    assert dialog.route_set == ["<sip:p1;lr>", "<sip:p2;lr>"]
+    assert dialog.route_set == ("<sip:p1;lr>", "<sip:p2;lr>")
 
 
 def test_confirm_without_record_route_clears_preloaded_route() -> None:
     dialog = new_dialog(preloaded_route=("<sip:proxy;lr>",))
     dialog.confirm(response(200))
-    assert dialog.route_set == []
+    assert dialog.route_set == ()
     request, next_hop = build(dialog)
     assert next_hop == request.uri == "sip:bob@10.0.0.2:5070"
 
@@ -213,7 +213,7 @@ def test_confirm_without_record_route_clears_preloaded_route() -> None:
 def test_confirm_keep_preloaded_route_ser_quirk() -> None:
     dialog = new_dialog(preloaded_route=("<sip:proxy;lr>",))
     dialog.confirm(response(200, record_route=("<sip:other;lr>",)), keep_preloaded_route=True)
-    assert dialog.route_set == ["<sip:proxy;lr>"]
+    assert dialog.route_set == ("<sip:proxy;lr>",)
     assert dialog.remote_target == "sip:bob@10.0.0.2:5070"
 
 
@@ -243,7 +243,7 @@ def test_strict_router_first_in_route_set() -> None:
     dialog = new_dialog()
     # Record-Route as received (reversed by the UAC): p2 (loose), then p1 (strict).
     dialog.confirm(response(200, record_route=("<sip:p2.example;lr>", "<sip:p1.example>")))
-    assert dialog.route_set == ["<sip:p1.example>", "<sip:p2.example;lr>"]
+    assert dialog.route_set == ("<sip:p1.example>", "<sip:p2.example;lr>")
     request, next_hop = build(dialog)
     assert request.uri == "sip:p1.example"
     assert [str(r) for r in request.routes] == [
@@ -274,10 +274,10 @@ def test_dialog_created_by_notify_keeps_record_route_order() -> None:
     assert dialog.remote_tag == "rtag"
     assert dialog.remote_cseq == 7
     assert dialog.remote_target == "sip:bob@10.0.0.2:5070"
-    assert dialog.route_set == ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+    assert dialog.route_set == ("<sip:p1.example;lr>", "<sip:p2.example;lr>")
     # The 2xx that follows (no Record-Route) changes nothing (SUB-049).
     dialog.confirm(response(200, contact="<sip:elsewhere@10.0.0.3>"))
-    assert dialog.route_set == ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+    assert dialog.route_set == ("<sip:p1.example;lr>", "<sip:p2.example;lr>")
     assert dialog.remote_target == "sip:bob@10.0.0.2:5070"
     refresh, next_hop = build(dialog, branch="z9hG4bK2")
     assert next_hop == "sip:p1.example;lr"
@@ -323,7 +323,7 @@ def test_refresh_target_from_notify_contact() -> None:
     dialog.confirm(response(200, record_route=("<sip:p1;lr>",)))
     dialog.refresh_target(notify(contact="<sip:bob@10.0.0.9:5090>"))
     assert dialog.remote_target == "sip:bob@10.0.0.9:5090"
-    assert dialog.route_set == ["<sip:p1;lr>"]  # never changed by a target refresh
+    assert dialog.route_set == ("<sip:p1;lr>",)  # never changed by a target refresh
     dialog.refresh_target(notify(contact=None))
     assert dialog.remote_target == "sip:bob@10.0.0.9:5090"
     dialog.refresh_target(response(200, contact="<sip:bob@10.0.0.8>"))
