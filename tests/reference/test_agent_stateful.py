@@ -161,7 +161,7 @@ class AgentMachine(RuleBasedStateMachine):
             elif key[0] == "tx":
                 assert key[1] in agent._client_txs, f"orphan transaction timer {key}"
             elif key[0] == "stx":
-                assert key[1] in agent._server_txs, f"orphan server timer {key}"
+                assert agent._server_txs, "server timer without server transactions"
         for handle, sub in agent.subscriptions.items():
             assert (sub.timer_kind is not None) == (("sub", handle) in self.h.timers), \
                 (handle, sub.state, sub.timer_kind)
@@ -196,9 +196,14 @@ class AgentMachine(RuleBasedStateMachine):
                 sub = agent.subscriptions.get(entry.handle)
                 assert sub is not None and sub.tx_branch == branch, (branch, entry.handle)
         assert all(n == 1 for n in live.values())
-        # Every completed server transaction is waiting for its Timer J.
-        for key in agent._server_txs:
-            assert ("stx", key, "J") in self.h.timers
+        # Every completed server transaction is waiting for its Timer J: the shared server
+        # timer is armed for the earliest deadline, which no transaction has passed.
+        deadlines = dict((key, at) for at, key in agent._server_deadlines)
+        assert set(agent._server_txs) <= set(deadlines)
+        if agent._server_txs:
+            armed_at = self.h.timers[("stx",)][0]
+            assert armed_at <= min(deadlines.values()) + EPS
+            assert all(at > self.h.now - EPS for at in deadlines.values())
 
     @invariant()
     def unsubscribed_handles_go_away(self) -> None:
