@@ -166,7 +166,9 @@ class Agent:
         self.closing = False
         self._effects: list[Effect] = []
         self._next_handle = 1
-        self._by_dialog: dict[tuple[str, str], int] = {}   # (Call-ID, our tag) -> handle
+        # Call-ID -> handle. Our Call-IDs carry 128 random bits, so the Call-ID alone names
+        # the dialog here; the tags are checked by Dialog.matches_notify.
+        self._by_dialog: dict[str, int] = {}
         self._client_txs: dict[str, _ClientTx] = {}          # branch -> transaction
         self._server_txs: dict[tuple[str, ...], _ServerTx] = {}
         # Completed server transactions by Timer J deadline: one shared "stx" timer for the
@@ -584,7 +586,7 @@ class Agent:
         to_tag = notify.to.tag
         if not to_tag:
             return None
-        handle = self._by_dialog.get((notify.call_id, to_tag))
+        handle = self._by_dialog.get(notify.call_id)
         if handle is None:
             return None
         sub = self.subscriptions.get(handle)
@@ -878,7 +880,7 @@ class Agent:
         sub.dialog = Dialog.new_uac(call_id=call_id, local_uri=local_uri, local_tag=local_tag,
                                     remote_uri=remote_uri, remote_target=target,
                                     preloaded_route=self.preloaded_route)
-        self._by_dialog[(call_id, local_tag)] = sub.handle
+        self._by_dialog[call_id] = sub.handle
         extra = [("P-Hint", P_HINT)] if redirected and ser else []
         self._send_subscribe(sub, sub.requested_expires, now, extra, out_of_dialog=True)
         self._count("subscribe.initial")
@@ -1036,7 +1038,7 @@ class Agent:
 
     def _drop_dialog(self, sub: Subscription) -> None:
         if sub.dialog is not None:
-            self._by_dialog.pop((sub.dialog.call_id, sub.dialog.local_tag), None)
+            self._by_dialog.pop(sub.dialog.call_id, None)
             sub.dialog = None
         sub.expires_at = None
 
