@@ -1,7 +1,8 @@
 """Parse throughput of reference.pidf for a typical two-tuple PIDF document.
 
 Run: ``.venv/bin/python benchmarks/pidf_bench.py [seconds]`` (default 2 s per case).
-Prints parses per second for the strict and lenient profiles and builds per second.
+Prints parses per second for the strict and lenient profiles (a typical two-tuple RPID
+document, then the small one-tuple body udp_bench sends) and builds per second.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ TYPICAL_DOCUMENT = b"""<?xml version="1.0" encoding="UTF-8"?>
   <note>Available</note>
 </presence>
 """
+
+# The one-tuple body of every NOTIFY in benchmarks/udp_bench.py.
+NOTIFY_DOCUMENT = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:load1@lab.test">'
+    b'<tuple id="t1"><status><basic>open</basic></status>'
+    b"<contact>sip:load@127.0.0.1</contact><note>load open</note></tuple></presence>\n"
+)
 
 TUPLES = (
     PresenceTuple(
@@ -67,6 +76,12 @@ def main() -> None:
     print(
         "parse lenient: "
         f"{rate(lambda: parse_pidf(TYPICAL_DOCUMENT, lenient=True), seconds):10.0f} /s"
+    )
+    print(f"small document: {len(NOTIFY_DOCUMENT)} bytes, 1 tuple (udp_bench's NOTIFY body)")
+    print(f"parse strict : {rate(lambda: parse_pidf(NOTIFY_DOCUMENT), seconds):10.0f} /s")
+    print(
+        "parse lenient: "
+        f"{rate(lambda: parse_pidf(NOTIFY_DOCUMENT, lenient=True), seconds):10.0f} /s"
     )
     builds = rate(lambda: build_pidf("pres:alice@example.com", TUPLES), seconds)
     print(f"build        : {builds:10.0f} /s")

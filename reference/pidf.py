@@ -10,9 +10,14 @@ Two parsing profiles share one walk over the XML tree:
 Hardening (both profiles): the size limit is checked before any parsing; any
 ``<!DOCTYPE`` is rejected before lxml sees the bytes (this is what stops entity
 expansion, external entities and external DTDs); lxml itself runs with entity
-resolution, DTD loading and network access off; depth and element-count limits are
-checked while the incremental parser runs, so an oversized tree stops early. Every
-failure is a :class:`PidfError`; no other exception escapes for any ``bytes`` input.
+resolution, DTD loading and network access off. Depth and element-count limits: a body
+of at most ``_ONE_SHOT_MAX_BYTES`` (every real PIDF) is parsed in one call of a shared
+hardened parser and its tree measured afterwards (with DOCTYPE gone a few kilobytes
+cannot expand, so the whole tree is small whatever it holds); a larger body, or one that
+fails any check, goes through an incremental parser that checks the limits between
+small chunks, so an oversized tree stops early and every error message comes from that
+one path. Every failure is a :class:`PidfError`; no other exception escapes for any
+``bytes`` input.
 
 Profile differences (strict / lenient):
 
@@ -87,6 +92,9 @@ _ACTIVITY_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 # Small enough that libxml2's own depth cap (256) is not reached inside one chunk,
 # so our limits, with their clearer messages, fire first.
 _FEED_CHUNK = 512
+# Bodies up to this size take the one-shot parse (see the module docstring). At 4 bytes per
+# element (`<a/>`) that is at most 4096 elements to build and count before rejecting.
+_ONE_SHOT_MAX_BYTES = 16384
 
 
 class PidfError(ValueError):
@@ -227,6 +235,21 @@ def _reject_doctype(body: bytes) -> None:
         raise PidfError("DOCTYPE not allowed in PIDF (no DTDs or entity declarations)")
 
 
+# The same hardening options for both parsers (a test compares them).
+# Reused for every one-shot parse: lxml parsers keep no document state between calls and
+# serialise concurrent use from threads (the docs only call that less efficient).
+_ONE_SHOT_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    dtd_validation=False,
+    huge_tree=False,
+    remove_comments=True,
+    remove_pis=True,
+    remove_blank_text=False,
+)
+
+
 def _new_parser() -> etree.XMLPullParser:
     return etree.XMLPullParser(
         events=("start", "end"),
@@ -242,6 +265,48 @@ def _new_parser() -> etree.XMLPullParser:
 
 
 def _parse_xml(body: bytes, limits: PidfLimits) -> etree._Element:
+    if len(body) <= _ONE_SHOT_MAX_BYTES:
+        root = _parse_one_shot(body, limits)
+        if root is not None:
+            return root
+    return _parse_incremental(body, limits)
+
+
+def _parse_one_shot(body: bytes, limits: PidfLimits) -> etree._Element | None:
+    """The tree if the body parses and is within the limits, else None (the caller then
+    takes the incremental path, which finds the same fault and words its error)."""
+    try:
+        root = etree.fromstring(body, _ONE_SHOT_PARSER)
+    except Exception:  # any failure: the incremental path reports it
+        return None
+    if root is None:  # pragma: no cover - lxml raises for an empty document
+        return None
+    count = len(list(root.iter()))
+    if count > limits.max_elements:
+        return None
+    # Depth <= element count, so only a tree with more elements than the depth limit needs
+    # the walk.
+    if count > limits.max_depth and _deeper_than(root, limits.max_depth):
+        return None
+    docinfo = root.getroottree().docinfo
+    if docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        return None
+    return root
+
+
+def _deeper_than(root: etree._Element, max_depth: int) -> bool:
+    depth = 0
+    for event, _element in etree.iterwalk(root, events=("start", "end")):
+        if event == "start":
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _parse_incremental(body: bytes, limits: PidfLimits) -> etree._Element:
     parser = _new_parser()
     depth = 0
     count = 0
@@ -295,38 +360,32 @@ def _text(element: etree._Element) -> str:
     return "".join(str(part) for part in element.itertext())
 
 
-# "{namespace}local" tags of the PIDF elements the reader looks for, built once.
+# "{namespace}local" tag -> local name of the PIDF elements the reader looks for, built
+# once. The lenient (SER) profile also takes the bare local names: SER matches by local name,
+# so a namespace-less document is accepted there.
 _PIDF_PREFIX = f"{{{PIDF_NS}}}"
-_PIDF_TAGS = {
-    local: _PIDF_PREFIX + local
-    for local in ("presence", "tuple", "note", "status", "contact", "timestamp", "basic")
-}
+_PIDF_LOCALS = ("presence", "tuple", "note", "status", "contact", "timestamp", "basic")
+_STRICT_NAMES: dict[object, str] = {_PIDF_PREFIX + local: local for local in _PIDF_LOCALS}
+_LENIENT_NAMES: dict[object, str] = {**_STRICT_NAMES, **{local: local for local in _PIDF_LOCALS}}
 _DM_PERSON = f"{{{DM_NS}}}person"
 
 
 class _Reader:
-    """One walk over a parsed tree, with the profile's rules."""
+    """One walk over a parsed tree, with the profile's rules.
+
+    Each element's tag is looked up once in the profile's name table (`kind`: the PIDF local
+    name, or None for anything else) instead of being compared per candidate name.
+    """
 
     def __init__(self, lenient: bool) -> None:
         self.lenient = lenient
-
-    def _is_pidf(self, element: etree._Element, local: str) -> bool:
-        tag = element.tag
-        if not isinstance(tag, str):
-            return False
-        if tag == _PIDF_TAGS[local]:
-            return True
-        # SER matches by local name; a namespace-less document is accepted there.
-        return self.lenient and tag == local
-
-    def _children(self, element: etree._Element) -> list[etree._Element]:
-        # Comments and PIs are removed by the parser; guard against any other node.
-        return [child for child in element if isinstance(child.tag, str)]
+        self._names = _LENIENT_NAMES if lenient else _STRICT_NAMES
 
     # -- document
 
     def document(self, root: etree._Element) -> PresenceDocument:
-        if not self._is_pidf(root, "presence"):
+        names = self._names
+        if names.get(root.tag) != "presence":
             expected = f"{{{PIDF_NS}}}presence"
             raise PidfError(f"root element must be {expected}, got {root.tag}")
         if not self.lenient:
@@ -340,16 +399,20 @@ class _Reader:
         notes: list[Note] = []
         persons: list[Person] = []
         extensions: list[str] = []
-        for child in self._children(root):
-            if self._is_pidf(child, "tuple"):
+        # (Comments and PIs are removed by the parser; the filter guards against any other
+        # node kind.)
+        for child in root.iterchildren(etree.Element):
+            tag = child.tag
+            kind = names.get(tag)
+            if kind == "tuple":
                 tuples.append(self._tuple(child))
-            elif self._is_pidf(child, "note"):
+            elif kind == "note":
                 notes.append(_note(child))
-            elif child.tag == _DM_PERSON:
+            elif tag == _DM_PERSON:
                 persons.append(_person(child))
             else:
                 extensions.append(_serialise(child))
-        if not self.lenient:
+        if not self.lenient and len(tuples) > 1:
             ids = [t.id for t in tuples]
             duplicates = sorted({i for i in ids if ids.count(i) > 1})
             if duplicates:
@@ -386,37 +449,49 @@ class _Reader:
             if not self.lenient:
                 raise PidfError("tuple has no id attribute")
             tuple_id = ""
-        children = self._children(element)
-        statuses = [c for c in children if self._is_pidf(c, "status")]
-        if not statuses:
+        names = self._names
+        # One pass to classify; the checks below run before any child is read, as before.
+        children = [(names.get(c.tag), c) for c in element.iterchildren(etree.Element)]
+        statuses = 0
+        contacts = 0
+        first_status: etree._Element | None = None
+        first_contact: etree._Element | None = None
+        for kind, child in children:
+            if kind == "status":
+                statuses += 1
+                if first_status is None:
+                    first_status = child
+            elif kind == "contact":
+                contacts += 1
+                if first_contact is None:
+                    first_contact = child
+        if first_status is None:
             # Both profiles: SER fails the whole document too.
             raise PidfError(f"tuple {tuple_id!r} has no status element")
-        if len(statuses) > 1 and not self.lenient:
-            raise PidfError(f"tuple {tuple_id!r} has {len(statuses)} status elements")
-        contacts = [c for c in children if self._is_pidf(c, "contact")]
-        if len(contacts) > 1 and not self.lenient:
-            raise PidfError(f"tuple {tuple_id!r} has {len(contacts)} contact elements")
+        if statuses > 1 and not self.lenient:
+            raise PidfError(f"tuple {tuple_id!r} has {statuses} status elements")
+        if contacts > 1 and not self.lenient:
+            raise PidfError(f"tuple {tuple_id!r} has {contacts} contact elements")
 
-        first_contact = contacts[0] if contacts else None
         basic: str | None = None
         contact: str | None = None
         priority: float | None = None
         notes: list[Note] = []
         timestamp: str | None = None
         extensions: list[str] = []
-        for child in children:
-            if child is statuses[0]:
-                basic = self._status(child, tuple_id, extensions)
-            elif self._is_pidf(child, "status"):
-                continue  # lenient: later <status> elements are ignored
-            elif child is first_contact:
-                contact = _text(child).strip()
-                priority = self._priority(child, tuple_id)
-            elif self._is_pidf(child, "contact"):
-                continue  # lenient: later <contact> elements are ignored
-            elif self._is_pidf(child, "note"):
+        for kind, child in children:
+            if kind == "status":
+                if child is first_status:
+                    basic = self._status(child, tuple_id, extensions)
+                # lenient: later <status> elements are ignored
+            elif kind == "contact":
+                if child is first_contact:
+                    contact = _text(child).strip()
+                    priority = self._priority(child, tuple_id)
+                # lenient: later <contact> elements are ignored
+            elif kind == "note":
                 notes.append(_note(child))
-            elif self._is_pidf(child, "timestamp"):
+            elif kind == "timestamp":
                 if not self.lenient and timestamp is None:
                     timestamp = _text(child).strip()
             else:
@@ -434,10 +509,12 @@ class _Reader:
         )
 
     def _status(self, element: etree._Element, tuple_id: str, extensions: list[str]) -> str | None:
-        children = self._children(element)
-        basics = [c for c in children if self._is_pidf(c, "basic")]
-        for child in children:
-            if not self._is_pidf(child, "basic"):
+        names = self._names
+        basics: list[etree._Element] = []
+        for child in element.iterchildren(etree.Element):
+            if names.get(child.tag) == "basic":
+                basics.append(child)
+            else:
                 extensions.append(_serialise(child))
         if not basics:
             return None

@@ -298,12 +298,11 @@ def test_start_timer_replaces_and_cancel_ignores_unknown_keys() -> None:
             lambda key, *, now: fired.append(key))
         try:
             loop = asyncio.get_running_loop()
-            touched: set[str] = set()
-            runtime._effect(StartTimer(("x", 1), loop.time() + 5), touched)
-            runtime._effect(StartTimer(("x", 1), loop.time() + 0.05), touched)
-            runtime._effect(CancelTimer(("never", 2)), touched)
-            runtime._effect(StartTimer(("y", 1), loop.time() + 0.05), touched)
-            runtime._effect(CancelTimer(("y", 1)), touched)
+            runtime._effect(StartTimer(("x", 1), loop.time() + 5))
+            runtime._effect(StartTimer(("x", 1), loop.time() + 0.05))
+            runtime._effect(CancelTimer(("never", 2)))
+            runtime._effect(StartTimer(("y", 1), loop.time() + 0.05))
+            runtime._effect(CancelTimer(("y", 1)))
             assert len(runtime._timers) == 1
             await until(lambda: bool(fired), what="the replaced timer")
             assert fired == [("x", 1)]
@@ -322,14 +321,13 @@ def test_listener_gets_queued_messages_and_discarded_destinations_drop() -> None
         try:
             message = StatusMessage(handle=1, record=RECORD, subscriber=SUBSCRIBER,
                                     package="presence", status="active")
-            touched: set[str] = set()
-            runtime._effect(Deliver("late", message), touched)
+            runtime._effect(Deliver("late", message))
             assert len(runtime.queue("late")) == 1  # kept until someone listens
             seen: list[StatusMessage] = []
             runtime.add_listener("late", seen.append)
             assert seen == [message] and len(runtime.queue("late")) == 0
             runtime.remove_listener("late", discard=True)
-            runtime._effect(Deliver("late", message), touched)
+            runtime._effect(Deliver("late", message))
             assert "late" not in runtime.queues
             assert runtime.counters.statuses_discarded == 1
         finally:
