@@ -1,11 +1,16 @@
 """Simulator throughput benchmark (prints numbers; asserts nothing).
 
 Measures, in one process run:
-1. timer implementations (CallbackTimers vs HeapTimers) on a refresh-like pattern;
-2. a bare-SimPy baseline: timeout callbacks only, the same event count as the simulation;
+1. timer implementations (CallbackTimers, HeapTimers, LazyTimers) on a refresh-like pattern;
+2. a bare-SimPy baseline: timeout callbacks only, the same event count as the simulation
+   and as many events pending at a time as the simulation had on average (the heap depth
+   is part of an event's cost);
 3. the simulation: N subscriptions x 1 simulated hour (hourly refresh, 3 changes/hour),
-   reporting simulated subscriber-hours per wall second, events/s, the ratio to the
-   baseline, and peak memory per subscription;
+   reporting simulated subscriber-hours per wall second, events/s (SimPy events processed:
+   datagram arrivals, timer wakeups, workload callbacks), the ratio to the baseline, and
+   memory per subscription; with --split, also the wall time spent inside the agent core
+   (reference.Agent calls, timed around each call) and the simulator's own event rate,
+   events / (wall - agent time), against the same baseline;
 4. optionally scenarios/load/federation-20k.yaml: messages/s (simulated) and wall time.
 
 Targets from the issue: 100,000 subscriptions x 1 h in <= 60 s wall; >= 50 % of the
@@ -22,13 +27,15 @@ import random
 import resource
 import time
 import tracemalloc
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import simpy
 
+from reference import Agent
 from simulator.run import build, finish
-from simulator.timers import CallbackTimers, HeapTimers
+from simulator.timers import CallbackTimers, HeapTimers, LazyTimers
 from simulator.workload import Workload, load_workload, workload_from_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,17 +48,17 @@ def _rss_kib() -> int:
 
 
 def bench_timers(keys: int = 50_000, horizon: float = 3600.0) -> None:
-    for cls in (CallbackTimers, HeapTimers):
+    for cls in (CallbackTimers, HeapTimers, LazyTimers):
         env = simpy.Environment()
         rng = random.Random(1)
         fired = 0
-        holder: dict[str, CallbackTimers | HeapTimers] = {}
+        holder: dict[str, CallbackTimers | HeapTimers | LazyTimers] = {}
 
         def callback(
             key: Hashable,
             env: simpy.Environment = env,
             rng: random.Random = rng,
-            holder: dict[str, CallbackTimers | HeapTimers] = holder,
+            holder: dict[str, CallbackTimers | HeapTimers | LazyTimers] = holder,
         ) -> None:
             nonlocal fired
             fired += 1
@@ -70,7 +77,9 @@ def bench_timers(keys: int = 50_000, horizon: float = 3600.0) -> None:
 
 
 def bare_simpy(events: int, chains: int = 10_000) -> float:
-    """Events per wall second for plain timeout callbacks (each schedules the next)."""
+    """Events per wall second for plain timeout callbacks (each schedules the next);
+    ``chains`` callbacks are pending at any time."""
+    chains = max(1, min(chains, events))
     env = simpy.Environment()
     rng = random.Random(2)
     per_chain = max(1, events // chains)
@@ -124,12 +133,40 @@ def bench_memory(subscriptions: int, seed: int) -> None:
           f"{current / subs:,.0f} B/sub, peak {peak / subs:,.0f} B/sub")  # fmt: skip
 
 
-def bench_simulation(subscriptions: int, seed: int) -> float:
+class _AgentClock:
+    """Wall time spent inside the agents' input methods (each call timed)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+
+    def wrap(self, agent: Agent) -> None:
+        for name in ("subscribe", "unsubscribe", "datagram_received", "timer_fired"):
+            setattr(agent, name, self._timed(getattr(agent, name)))
+
+    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.calls += 1
+
+        return timed
+
+
+def bench_simulation(subscriptions: int, seed: int, split: bool = False) -> float:
     workload = _bench_workload(subscriptions)
     rss_before = _rss_kib()
     started = time.perf_counter()
     sim = build(workload, seed)
-    sim.run(workload.duration)
+    clock = _AgentClock()
+    if split:
+        for domain in sim.domains:
+            clock.wrap(domain.agent.agent)
+    pending: list[int] = []
+    sim.run(workload.duration, lambda _now: pending.append(len(sim.env._queue)))
     wall = time.perf_counter() - started
     result = finish(sim, wall)
     s = result.summary
@@ -137,12 +174,19 @@ def bench_simulation(subscriptions: int, seed: int) -> float:
     subs = s["internal_subscriptions"]["subscribe_calls"]
     events = s["events_processed"]
     sim_rate = events / wall
-    base_rate = bare_simpy(events)
+    mean_pending = max(1, round(sum(pending) / len(pending)))
+    base_rate = bare_simpy(events, chains=mean_pending)
     print(f"simulation: {subs} subscriptions x 1 h, {s['messages']['total']} messages, "
           f"{events} events in {wall:.1f} s wall")  # fmt: skip
     print(f"  subscriber-hours per wall second: {subs / wall:,.0f}")
-    print(f"  events/s: {sim_rate:,.0f}; bare SimPy: {base_rate:,.0f}; "
-          f"ratio {sim_rate / base_rate:.1%}")  # fmt: skip
+    print(f"  events/s: {sim_rate:,.0f}; bare SimPy ({mean_pending} pending): "
+          f"{base_rate:,.0f}; ratio {sim_rate / base_rate:.1%}")  # fmt: skip
+    if split:
+        own = wall - clock.seconds
+        own_rate = events / own
+        print(f"  inside the agent core: {clock.seconds:.1f} s ({clock.seconds / wall:.0%}, "
+              f"{clock.calls} calls); simulator and SimPy: {own:.1f} s, "
+              f"{own_rate:,.0f} events/s = {own_rate / base_rate:.1%} of bare SimPy")  # fmt: skip
     print(f"  memory: peak RSS {peak_kib / 1024:.0f} MiB, growth during the run "
           f"{(peak_kib - rss_before) / 1024:.0f} MiB = "
           f"{(peak_kib - rss_before) * 1024 / max(subs, 1):,.0f} B/subscription")  # fmt: skip
@@ -169,6 +213,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--federation", action="store_true", help="also run federation-20k")
     parser.add_argument("--skip-timers", action="store_true")
+    parser.add_argument("--split", action="store_true",
+                        help="time the agent core's calls (adds ~1 us per call)")  # fmt: skip
     parser.add_argument("--memory-sample", type=int, default=5000,
                         help="subscriptions in the tracemalloc run (0: skip)")  # fmt: skip
     args = parser.parse_args()
@@ -176,7 +222,7 @@ def main() -> None:
         bench_timers()
     if args.memory_sample:
         bench_memory(args.memory_sample, args.seed)
-    bench_simulation(args.subscriptions, args.seed)
+    bench_simulation(args.subscriptions, args.seed, args.split)
     if args.federation:
         bench_federation(args.seed)
 

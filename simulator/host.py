@@ -2,8 +2,8 @@
 
 The host only translates: datagrams and timer expiries become agent inputs (with
 ``now = env.now``); the agent's effects become datagrams, SimPy timers, deliveries and trace
-records. Timers are ``CallbackTimers`` (one ``env.timeout`` callback per start, no process
-per subscription; see ``simulator.timers`` for the measured comparison with a heap).
+records. Timers are ``LazyTimers``: one heap of deadlines per host with one SimPy wakeup
+armed, no process and no SimPy event per timer (``simulator.timers`` has the measurements).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from reference import (
     TraceEvent,
 )
 from simulator.network import Address, Network
-from simulator.timers import CallbackTimers
+from simulator.timers import LazyTimers
 from simulator.trace import TraceWriter
 
 MAX_AGENTS = 16  # subscription ids are handle * MAX_AGENTS + agent index
@@ -63,7 +63,7 @@ class AgentHost:
         self.keep_queues = keep_queues
         self.queues: dict[str, MessageQueue] = {}
         self.deliveries = 0
-        self._timers = CallbackTimers(env, self._timer_fired)
+        self._timers = LazyTimers(env, self._timer_fired)
         network.add_node(name, address, self._datagram_received, aliases=aliases)
 
     # -- inputs -----------------------------------------------------------------------------
@@ -96,24 +96,19 @@ class AgentHost:
     # -- effects ----------------------------------------------------------------------------
 
     def _drain(self) -> None:
+        # Most frequent first: timers, datagrams, cancellations, deliveries, trace events.
+        timers = self._timers
         for effect in self.agent.drain_effects():
-            kind = type(effect)
-            if kind is Send:
-                assert isinstance(effect, Send)
+            if isinstance(effect, StartTimer):
+                timers.start(effect.key, effect.at)
+            elif isinstance(effect, Send):
                 self.network.send(self.name, effect.destination, effect.data)
-            elif kind is StartTimer:
-                assert isinstance(effect, StartTimer)
-                self._timers.start(effect.key, effect.at)
-            elif kind is CancelTimer:
-                assert isinstance(effect, CancelTimer)
-                self._timers.cancel(effect.key)
-            elif kind is Deliver:
-                assert isinstance(effect, Deliver)
+            elif isinstance(effect, CancelTimer):
+                timers.cancel(effect.key)
+            elif isinstance(effect, Deliver):
                 self._deliver(effect.destination, effect.message)
-            elif kind is TraceEvent:
-                assert isinstance(effect, TraceEvent)
-                if self.trace is not None:
-                    self.trace.event(self.name, effect.time, effect.kind, effect.fields)
+            elif isinstance(effect, TraceEvent) and self.trace is not None:
+                self.trace.event(self.name, effect.time, effect.kind, effect.fields)
 
     def _deliver(self, destination: str, message: StatusMessage) -> None:
         self.deliveries += 1

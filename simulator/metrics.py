@@ -3,6 +3,11 @@
 Fed by three sources: the network tap (every datagram sent, classified from its first line
 without a full parse, to keep the tap cheap), the notifier model (presence changes and which
 internal subscriptions have a live dialog), and the agent hosts (status deliveries).
+
+The tap runs for every datagram, so it only bumps two counters: a total per simulated
+second and a count per (10-second bin, label bytes, fate), where the label is the request
+method or the response code and CSeq method as written. Every message figure of the summary
+and the time series is derived from those when asked for.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from simulator.network import Datagram
@@ -66,9 +71,26 @@ def percentile(values: list[float] | array[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
+def _label(data: bytes) -> tuple[bool, bytes]:
+    """(False, b"METHOD") for a request, (True, b"CODE METHOD") for a response: what
+    ``classify`` reads, left as bytes (decoded once per distinct label, for the summary)."""
+    end = data.find(b"\r\n")
+    line = data if end < 0 else data[:end]
+    if line.startswith(b"SIP/2.0 "):
+        start = data.find(b"\r\nCSeq:")
+        method = b"?"
+        if start >= 0:
+            stop = data.find(b"\r\n", start + 2)
+            parts = data[start + 7 : stop].split()
+            if len(parts) == 2:
+                method = parts[1]
+        return True, line[8:11] + b" " + method
+    space = line.find(b" ")
+    return False, line if space <= 0 else line[:space]
+
+
 @dataclass
 class _Bin:
-    messages: Counter[str] = field(default_factory=Counter)
     deliveries: int = 0
     live_area: float = 0.0  # integral of live internal subscriptions over the bin
     subs_area: float = 0.0  # integral of existing internal subscriptions
@@ -79,12 +101,10 @@ class Metrics:
 
     def __init__(self, duration: float) -> None:
         self.duration = duration
-        self.requests: Counter[str] = Counter()
-        self.responses: Counter[str] = Counter()
-        self.fates: Counter[str] = Counter()
+        # (10 s bin, is a response, label, fate) -> datagrams
+        self._traffic: dict[tuple[int, bool, bytes, str], int] = {}
+        self._per_second: list[int] = []  # datagrams sent in each simulated second
         self.bins: dict[int, _Bin] = {}
-        self.fine: dict[int, Counter[str]] = {}
-        self.per_second: Counter[int] = Counter()
         self.deliveries: Counter[str] = Counter()
         self.delays: array[float] = array("d")
         self.subscribe_retransmissions = 0
@@ -139,22 +159,70 @@ class Metrics:
     # -- events -----------------------------------------------------------------------------
 
     def on_datagram(self, datagram: Datagram) -> None:
-        kind, label = classify(datagram.data)
+        data = datagram.data
         now = datagram.time
-        if kind == "request":
-            self.requests[label] += 1
-            if label == "SUBSCRIBE":
-                self._subscribe_seen(datagram.data, now)
-        else:
-            self.responses[label] += 1
-        self.fates[datagram.fate] += 1
-        key = label if kind == "request" else label.split(" ", 1)[0][0] + "xx"
-        self._bin(int(now // BIN_SECONDS)).messages[key] += 1
-        fine = self.fine.get(int(now // FINE_BIN_SECONDS))
-        if fine is None:
-            fine = self.fine[int(now // FINE_BIN_SECONDS)] = Counter()
-        fine[key] += 1
-        self.per_second[int(now)] += 1
+        is_response, label = _label(data)
+        if label == b"SUBSCRIBE" and not is_response:
+            self._subscribe_seen(data, now)
+        second = int(now)
+        per_second = self._per_second
+        if second >= len(per_second):
+            per_second.extend([0] * (second + 1 - len(per_second)))
+        per_second[second] += 1
+        key = (second // FINE_BIN_SECONDS, is_response, label, datagram.fate)
+        traffic = self._traffic
+        traffic[key] = traffic.get(key, 0) + 1
+
+    # -- message figures, derived from the traffic counts -------------------------------------
+
+    def _by_label(self) -> tuple[Counter[str], Counter[str]]:
+        requests: Counter[str] = Counter()
+        responses: Counter[str] = Counter()
+        for (_bin, is_response, label, _fate), count in self._traffic.items():
+            counter = responses if is_response else requests
+            counter[label.decode("ascii", "replace")] += count
+        return requests, responses
+
+    @property
+    def requests(self) -> Counter[str]:
+        return self._by_label()[0]
+
+    @property
+    def responses(self) -> Counter[str]:
+        return self._by_label()[1]
+
+    @property
+    def fates(self) -> Counter[str]:
+        fates: Counter[str] = Counter()
+        for (_bin, _response, _label, fate), count in self._traffic.items():
+            fates[fate] += count
+        return fates
+
+    @property
+    def per_second(self) -> Counter[int]:
+        return Counter({second: n for second, n in enumerate(self._per_second) if n})
+
+    @property
+    def fine(self) -> dict[int, Counter[str]]:
+        """Message counts per 10-second bin, by column key (method, or response class)."""
+        fine: dict[int, Counter[str]] = {}
+        for (index, is_response, label, _fate), count in self._traffic.items():
+            column = fine.get(index)
+            if column is None:
+                column = fine[index] = Counter()
+            text = label.decode("ascii", "replace")
+            column[text.split(" ", 1)[0][0] + "xx" if is_response else text] += count
+        return dict(sorted(fine.items()))
+
+    def _minute_messages(self) -> dict[int, Counter[str]]:
+        minutes: dict[int, Counter[str]] = {}
+        per_minute = BIN_SECONDS // FINE_BIN_SECONDS
+        for index, column in self.fine.items():
+            minute = minutes.get(index // per_minute)
+            if minute is None:
+                minute = minutes[index // per_minute] = Counter()
+            minute.update(column)
+        return minutes
 
     def _subscribe_seen(self, data: bytes, now: float) -> None:
         epoch = int(now // RETRANSMISSION_WINDOW)
@@ -211,12 +279,15 @@ class Metrics:
         columns = ["SUBSCRIBE", "NOTIFY", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx"]
         rows = []
         last = int(max(self.duration - 1e-9, 0) // BIN_SECONDS)
+        minutes = self._minute_messages()
+        empty: Counter[str] = Counter()
         for index in range(last + 1):
             b = self.bins.get(index, _Bin())
+            messages = minutes.get(index, empty)
             row: dict[str, Any] = {"minute": index}
             for column in columns:
-                row[column.lower()] = b.messages.get(column, 0)
-            row["other"] = sum(v for k, v in b.messages.items() if k not in columns)
+                row[column.lower()] = messages.get(column, 0)
+            row["other"] = sum(v for k, v in messages.items() if k not in columns)
             row["deliveries"] = b.deliveries
             row["availability"] = round(b.live_area / b.subs_area, 6) if b.subs_area else ""
             row["subscriptions"] = round(b.subs_area / BIN_SECONDS, 3)
@@ -224,21 +295,22 @@ class Metrics:
         return rows
 
     def summary(self) -> dict[str, Any]:
-        total = sum(self.requests.values()) + sum(self.responses.values())
-        peak_second = max(self.per_second.values(), default=0)
+        requests, responses = self._by_label()
+        total = sum(requests.values()) + sum(responses.values())
+        peak_second = max(self._per_second, default=0)
         delays = self.delays
         return {
             "messages": {
                 "total": total,
-                "requests": dict(sorted(self.requests.items())),
-                "responses": dict(sorted(self.responses.items())),
+                "requests": dict(sorted(requests.items())),
+                "responses": dict(sorted(responses.items())),
                 "by_fate": dict(sorted(self.fates.items())),
             },
             "rates": {
                 "mean_messages_per_second": total / self.duration if self.duration else 0.0,
                 "peak_messages_per_second": peak_second,
                 "peak_messages_per_minute": max(
-                    (sum(b.messages.values()) for b in self.bins.values()), default=0
+                    (sum(m.values()) for m in self._minute_messages().values()), default=0
                 ),
             },
             "status_deliveries": dict(sorted(self.deliveries.items())),

@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from simulator.rng import stream
 
@@ -76,9 +76,9 @@ class Partition:
         )
 
 
-@dataclass(frozen=True)
-class Datagram:
-    """What a tap sees for each send: the fate is decided when the datagram leaves."""
+class Datagram(NamedTuple):
+    """What a tap sees for each send: the fate is decided when the datagram leaves.
+    (A named tuple: one is made per datagram, and a frozen dataclass costs 4x more.)"""
 
     time: float
     source_node: str
@@ -130,6 +130,9 @@ class Network:
         self._names: dict[str, str] = {}  # host name -> node name
         self._link_specs: dict[tuple[str, str], LinkSpec] = {}
         self._links: dict[tuple[str, str], _Link] = {}
+        # (source node, destination address) -> (source, destination, link): one lookup per
+        # send instead of resolve + two node lookups + link lookup. Topology changes clear it.
+        self._routes: dict[tuple[str, Address], tuple[_Node, _Node, _Link]] = {}
         self._partitions: list[Partition] = []
         self._taps: list[Tap] = []
         self.counters: dict[str, int] = {
@@ -151,6 +154,7 @@ class Network:
         if address in self._by_address:
             raise ValueError(f"duplicate node address {address!r}")
         node = _Node(name, address, receiver)
+        self._routes.clear()
         self._nodes[name] = node
         self._by_address[address] = node
         self._names.setdefault(address[0], name)
@@ -168,6 +172,7 @@ class Network:
         for key in ((a, b), (b, a)):
             self._link_specs[key] = spec
             self._links.pop(key, None)
+        self._routes.clear()
 
     def add_partition(self, partition: Partition) -> None:
         self._partitions.append(partition)
@@ -196,37 +201,49 @@ class Network:
             self._links[key] = link
         return link
 
+    def _route(self, source_node: str, destination: Address) -> tuple[_Node, _Node, _Link]:
+        route = self._routes.get((source_node, destination))
+        if route is None:
+            dest_name = self.resolve(destination)  # UnknownDestination propagates
+            link = self._link(source_node, dest_name)
+            route = (self._nodes[source_node], self._nodes[dest_name], link)
+            self._routes[(source_node, destination)] = route
+        return route
+
     def send(self, source_node: str, destination: Address, data: bytes) -> None:
         """Send a datagram from a node; it arrives after the link's latency, or never."""
         now: float = self.env.now
-        self.counters["sent"] += 1
+        counters = self.counters
+        counters["sent"] += 1
         try:
-            dest_name = self.resolve(destination)
+            src, dst, link = self._route(source_node, destination)
         except UnknownDestination:
-            self.counters["unroutable"] += 1
+            counters["unroutable"] += 1
             return
-        src = self._nodes[source_node]
-        dst = self._nodes[dest_name]
-        link = self._link(source_node, dest_name)
         spec = link.spec
         fate = "delivered"
-        if self._partitions and any(p.cuts(source_node, dest_name, now) for p in self._partitions):
+        if self._partitions and any(p.cuts(source_node, dst.name, now) for p in self._partitions):
             fate = "partitioned"
         elif spec.loss > 0.0 and link.loss_rng.random() < spec.loss:
             fate = "lost"
         elif spec.duplication > 0.0 and link.dup_rng.random() < spec.duplication:
             fate = "duplicated"
         if self._taps:
-            record = Datagram(now, source_node, dest_name, src.address, dst.address, data, fate)
+            record = Datagram(now, source_node, dst.name, src.address, dst.address, data, fate)
             for tap in self._taps:
                 tap(record)
-        if fate in ("lost", "partitioned"):
-            self.counters[fate] += 1
+        if fate == "delivered":  # the usual case, inlined
+            delay = spec.latency.draw(link.latency_rng)
+            if spec.reorder > 0.0 and link.reorder_rng.random() < spec.reorder:
+                delay += spec.reorder_delay
+            arrival = _Arrival(self._arrive, dst, data, src.address)
+            self.env.schedule(arrival, NORMAL_PRIORITY, delay)
             return
-        copies = 2 if fate == "duplicated" else 1
-        if copies == 2:
-            self.counters["duplicated"] += 1
-        for _ in range(copies):
+        if fate in ("lost", "partitioned"):
+            counters[fate] += 1
+            return
+        counters["duplicated"] += 1
+        for _ in range(2):
             delay = spec.latency.draw(link.latency_rng)
             if spec.reorder > 0.0 and link.reorder_rng.random() < spec.reorder:
                 delay += spec.reorder_delay

@@ -1,12 +1,26 @@
-"""A presence server (notifier) model built on ``reference.sip``.
+"""A presence server (notifier) model: a real SIP peer of the agent on the simulated network.
 
 Answers SUBSCRIBE per RFC 6665 (200 with Expires = min(requested, max_expires), 423 with
 Min-Expires, configurable rejections, 481 for unknown dialogs, 503 + Retry-After when its
 request queue is full), keeps dialogs (To tag on the 2xx, increasing NOTIFY CSeq), sends
 NOTIFY on subscribe, refresh, presence change, expiry (``terminated;reason=timeout``) and on
-demand, each NOTIFY in its own RFC 3261 client transaction (retransmitted over the lossy
-network). Outages: while down it is silent; when it comes back it has either lost its state
+demand, each NOTIFY in its own RFC 3261 non-INVITE client transaction (Timer E
+retransmissions over the lossy network, Timer F timeout, Timer K absorbing retransmitted
+answers). Outages: while down it is silent; when it comes back it has either lost its state
 (refreshes get 481) or kept it.
+
+Built for 100,000 dialogs per node (see ``benchmarks/sim_bench.py``):
+
+* the agent's SUBSCRIBEs and answers are read by ``simulator.sipscan`` (the values it needs,
+  straight from the bytes); anything of another shape takes ``reference.sip.parse_message``
+  and ``make_response``, which decide how malformed input is rejected;
+* responses and NOTIFYs are written from templates (the same bytes ``make_response`` /
+  ``Request.to_bytes`` write: ``tests/simulator/test_sipscan.py``), the PIDF body from a
+  template equal to ``build_pidf``'s output;
+* a dialog is one slotted object holding shared (interned) strings where it can; a NOTIFY
+  transaction is one slotted object while it waits for its answer and one dict entry during
+  Timer K; dialog expiries and transaction timers are ``DeadlineQueue`` entries, not SimPy
+  events, and a remembered SUBSCRIBE answer is a (status, tag, extra headers) recipe.
 
 Iteration order is always insertion order (dicts, never sets) so runs are reproducible.
 """
@@ -14,15 +28,13 @@ Iteration order is always insertion order (dicts, never sets) so runs are reprod
 from __future__ import annotations
 
 import fnmatch
-import itertools
 import sys
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from reference.pidf import build_pidf
 from reference.sip import (
-    Headers,
+    REASON_PHRASES,
     Request,
     Response,
     SipParseError,
@@ -30,32 +42,31 @@ from reference.sip import (
     parse_message,
     parse_uri,
 )
-from reference.sip.transaction import (
-    ClearTimer,
-    ClientTransaction,
-    PassUp,
-    SetTimer,
-    TimedOut,
-    TimerSettings,
-    Transmit,
-    client_key,
-    normalize_sent_by,
-)
+from reference.sip.transaction import TimerSettings, normalize_sent_by
 from simulator.network import Address, Network
 from simulator.rng import stream
-from simulator.timers import CallbackTimers
+from simulator.sipscan import ScannedResponse, ScannedSubscribe, scan_response, scan_subscribe
+from simulator.timers import DeadlineQueue
 from simulator.workload import NotifierSpec, RejectRule
 
-DialogKey = tuple[str, str]  # (Call-ID, our tag)
 PIDF_TYPE = "application/pidf+xml"
-# The NOTIFY's header fields in order, as (lookup key, canonical name).
-_NOTIFY_NAMES = tuple(
-    (name.lower(), name)
-    for name in ("Via", "Max-Forwards", "From", "To", "Call-ID", "CSeq", "Contact", "Event",
-                 "Subscription-State", "Content-Type")
-)  # fmt: skip
 ADDRESS_CACHE_SIZE = 1024  # Contact URI -> address: one entry per agent in practice
 RETRANSMISSION_MEMORY = 32.0  # how long a SUBSCRIBE's response is kept for retransmissions
+# build_pidf(record, basic=..., note=f"version {n}") for a record needing no XML escaping.
+_PIDF_TEMPLATE = (
+    "<?xml version='1.0' encoding='UTF-8'?>\n"
+    '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{record}"><tuple id="t1"><status>'
+    "<basic>{basic}</basic></status><note>version {version}</note></tuple></presence>"
+)
+_XML_SPECIAL = frozenset("&<>\"'")
+# Reason phrases for codes REASON_PHRASES lacks, as make_response writes them.
+_CLASS_REASONS = {1: "Provisional", 2: "Success", 3: "Redirection", 4: "Client Error",
+                  5: "Server Error", 6: "Global Failure"}  # fmt: skip
+
+Extra = tuple[tuple[str, str], ...]  # extra response headers, in order
+# How to rebuild a SUBSCRIBE's answer from a retransmission of it (a byte copy): status,
+# To tag added, extra headers. Raw bytes for requests that took the full parser.
+Answer = tuple[int, str | None, Extra] | bytes
 
 
 class NotifierObserver(Protocol):
@@ -66,18 +77,64 @@ class NotifierObserver(Protocol):
     def presence_changed(self, record: str, now: float) -> None: ...
 
 
-@dataclass(slots=True)
+DialogKey = tuple[str, str]  # (Call-ID, our tag)
+
+
 class _Dialog:
-    key: DialogKey
-    record: str
-    pair: tuple[str, str]  # (subscriber URI, record): one internal subscription
-    notify_from: str  # our To value with our tag -> NOTIFY From
-    notify_to: str  # their From value -> NOTIFY To
-    target: str  # their Contact URI
-    target_address: Address
-    expires_at: float
-    local_cseq: int = 0
-    remote_cseq: int = 0
+    """One subscription dialog (our side). Strings shared by many dialogs are interned."""
+
+    __slots__ = ("expires_at", "from_value", "key", "local_cseq", "record", "remote_cseq",
+                 "subscriber", "target", "to_value")  # fmt: skip
+
+    def __init__(
+        self,
+        key: DialogKey,
+        record: str,
+        subscriber: str,
+        to_value: str,
+        from_value: str,
+        target: str,
+        expires_at: float,
+        remote_cseq: int,
+    ) -> None:
+        self.key = key  # (Call-ID, our To tag), the key of Notifier._dialogs
+        self.record = record  # To URI (interned)
+        self.subscriber = subscriber  # From URI (interned)
+        self.to_value = to_value  # their To value (interned) -> NOTIFY From, with our tag
+        self.from_value = from_value  # their From value -> NOTIFY To
+        self.target = target  # their Contact URI (interned)
+        self.expires_at = expires_at
+        self.local_cseq = 0
+        self.remote_cseq = remote_cseq
+
+
+class _NotifyTx:
+    """A NOTIFY client transaction in Trying/Proceeding (RFC 3261 §17.1.2, UDP)."""
+
+    __slots__ = ("address", "data", "deadline", "dialog", "interval", "next_at", "proceeding")
+
+    def __init__(self, dialog: _Dialog, data: bytes, address: Address, now: float,
+                 settings: TimerSettings) -> None:  # fmt: skip
+        self.dialog = dialog
+        self.data = data
+        self.address = address
+        self.interval = settings.t1  # next Timer E interval while Trying
+        self.deadline = now + settings.timer_f  # Timer F
+        self.next_at = min(now + self.interval, self.deadline)
+        self.proceeding = False
+
+
+class _Incoming:
+    """A SUBSCRIBE being served: its server-transaction key and how it was read."""
+
+    __slots__ = ("key", "request", "scanned")
+
+    def __init__(
+        self, key: tuple[str, ...], scanned: ScannedSubscribe | None, request: Request | None
+    ) -> None:
+        self.key = key
+        self.scanned = scanned  # fast path
+        self.request = request  # full parser (values read when processed)
 
 
 class Notifier:
@@ -104,28 +161,31 @@ class Notifier:
         self.settings = timer_settings or TimerSettings()
         self._ids = stream(seed, "notifier", name, "ids")
         self._reject_rng = stream(seed, "notifier", name, "reject")
-        self._timers = CallbackTimers(env, self._timer_fired)
         self._dialogs: dict[DialogKey, _Dialog] = {}
-        # record -> its dialogs in creation order (a list: few watchers per record, and a
-        # list is a third of a dict's size at 100,000 records)
-        self._by_record: dict[str, list[DialogKey]] = {}
-        self._pairs: dict[tuple[str, str], int] = {}
-        self._state: dict[str, tuple[str, int]] = {}  # record -> (basic, version)
-        self._bodies: dict[str, tuple[int, bytes]] = {}  # record -> (version, PIDF body)
-        self._transactions: dict[tuple[str, str], ClientTransaction] = {}
-        self._tx_dialog: dict[tuple[str, str], DialogKey] = {}
-        # Server side: responses by (branch, method, sent-by) for absorbing retransmissions;
-        # None while the request is still being processed.
-        self._answered: dict[tuple[str, ...], bytes | None] = {}
-        self._answered_old: dict[tuple[str, ...], bytes | None] = {}
+        # record -> its dialog, or its dialogs in creation order when more than one
+        self._by_record: dict[str, _Dialog | list[_Dialog]] = {}
+        self._pairs: dict[tuple[str, str], int] = {}  # (subscriber, record) -> live dialogs
+        self._versions: dict[str, int] = {}  # record -> changes so far (odd: closed)
+        self._expiries = DeadlineQueue(env, self._expired, self._expiry_due)
+        self._txs: dict[str, _NotifyTx] = {}  # by branch, while Trying/Proceeding
+        self._tx_timers = DeadlineQueue(env, self._tx_timer, self._tx_due)
+        # Completed NOTIFY transactions (Timer K): branch -> end of Completed, in two
+        # generations of T4 seconds so old entries go without a timer each.
+        self._completed: dict[str, float] = {}
+        self._completed_old: dict[str, float] = {}
+        self._completed_epoch = 0
+        # Server side: answers by transaction key for absorbing retransmissions; None while
+        # the request is still being processed.
+        self._answered: dict[tuple[str, ...], Answer | None] = {}
+        self._answered_old: dict[tuple[str, ...], Answer | None] = {}
         self._answered_epoch = 0
         self._busy_until = 0.0
         self.counters: dict[str, int] = {}
-        self._seq = itertools.count(1)
         self._addresses: dict[str, Address] = {}  # one shared tuple per Contact URI
+        self._ok_extra: dict[int, Extra] = {}  # granted Expires -> 200's extra headers
         host, port = address
         self._sent_by = f"{host}:{port}"
-        self._sent_by_key = normalize_sent_by("UDP", host, port)  # as ClientTransaction keys it
+        self._sent_by_key = normalize_sent_by("UDP", host, port)  # as responses must carry
         self._contact = f"<sip:{spec.domain}@{host}:{port}>"
         network.add_node(name, address, self.handle_datagram, aliases=[spec.domain])
 
@@ -147,7 +207,8 @@ class Notifier:
         else:
             self.env.timeout(delay).callbacks.append(lambda _e: action())
 
-    def _pair_delta(self, pair: tuple[str, str], delta: int) -> None:
+    def _pair_delta(self, subscriber: str, record: str, delta: int) -> None:
+        pair = (subscriber, record)
         before = self._pairs.get(pair, 0)
         after = before + delta
         if after:
@@ -161,29 +222,64 @@ class Notifier:
     def dialog_count(self) -> int:
         return len(self._dialogs)
 
+    @property
+    def pending_transactions(self) -> int:
+        """NOTIFY transactions waiting for an answer (Trying or Proceeding)."""
+        return len(self._txs)
+
     # -- receiving --------------------------------------------------------------------------
 
     def handle_datagram(self, data: bytes, source: Address) -> None:
         if not self.up:
             self._count("dropped_while_down")
             return
+        if data.startswith(b"SIP/2.0 "):
+            response = scan_response(data)
+            if response is not None:
+                self._on_response(response)
+                return
+        elif data.startswith(b"SUBSCRIBE "):
+            scanned = scan_subscribe(data)
+            if scanned is not None:
+                key = (scanned.branch, scanned.sent_by)
+                self._on_subscribe(_Incoming(key, scanned, None), source)
+                return
+        self._handle_parsed(data, source)
+
+    def _handle_parsed(self, data: bytes, source: Address) -> None:
+        """Anything the scanners do not take: the full parser decides."""
         try:
             message = parse_message(data)
         except SipParseError:
             self._count("unparsable")
             return
         if isinstance(message, Response):
-            self._on_response(message)
+            try:
+                top = message.top_via
+                method = message.cseq.method
+                single_via = len(message.vias) == 1
+            except SipParseError:
+                return
+            if top is None or not top.branch:
+                self._count("stray_responses")
+                return
+            sent_by = normalize_sent_by(top.transport, top.host, top.port)
+            if not single_via:
+                # §8.1.3.3: a response with several Vias is discarded (by its transaction).
+                sent_by = ""
+            self._on_response(ScannedResponse(message.status, top.branch, sent_by, method))
         elif message.method == "SUBSCRIBE":
-            self._on_subscribe(message, source)
+            try:
+                via = message.vias[0]
+                key = (via.branch or "", message.cseq.method, via.host, str(via.port))
+            except (SipParseError, IndexError):
+                self._count("bad_request")
+                return
+            self._on_subscribe(_Incoming(key, None, message), source)
         else:
             self._count("unexpected_request")
 
-    def _server_key(self, request: Request) -> tuple[str, ...]:
-        via = request.vias[0]
-        return (via.branch or "", request.cseq.method, via.host, str(via.port))
-
-    def _remember(self, key: tuple[str, ...], value: bytes | None) -> None:
+    def _remember(self, key: tuple[str, ...], value: Answer | None) -> None:
         epoch = int(self.env.now // RETRANSMISSION_MEMORY)
         if epoch != self._answered_epoch:
             fresh = epoch == self._answered_epoch + 1
@@ -192,17 +288,17 @@ class Notifier:
             self._answered_epoch = epoch
         self._answered[key] = value
 
-    def _on_subscribe(self, request: Request, source: Address) -> None:
-        try:
-            key = self._server_key(request)
-        except (SipParseError, IndexError):
-            self._count("bad_request")
-            return
+    def _on_subscribe(self, incoming: _Incoming, source: Address) -> None:
+        key = incoming.key
         if key in self._answered or key in self._answered_old:
             cached = self._answered.get(key, self._answered_old.get(key))
             self._count("subscribe_retransmissions")
-            if cached is not None:
+            if isinstance(cached, bytes):
                 self._send(cached, source)
+            elif cached is not None:
+                # A retransmission is a byte copy of the request: the same answer again.
+                status, tag, extra = cached
+                self._send(self._build(incoming, status, tag, extra), source)
             return
         self._remember(key, None)
         now = self.env.now
@@ -212,93 +308,138 @@ class Notifier:
             if (start - now) / service > self.spec.queue_limit:
                 self._count("overloaded")
                 retry = str(self.spec.overload_retry_after)
-                self._respond(request, key, source, 503, headers=[("Retry-After", retry)])
+                self._respond(incoming, source, 503, extra=(("Retry-After", retry),))
                 return
             self._busy_until = start + service
             delay = self._busy_until - now + self.spec.response_delay
         else:
             delay = self.spec.response_delay
-        self._later(delay, lambda: self._process_subscribe(request, key, source))
+        self._later(delay, lambda: self._process_subscribe(incoming, source))
+
+    # -- answering --------------------------------------------------------------------------
+
+    @staticmethod
+    def _render(scanned: ScannedSubscribe, status: int, tag: str | None, extra: Extra) -> bytes:
+        """What make_response(request, status, to_tag=tag, headers=extra) writes."""
+        to_value = scanned.to_value
+        if tag is not None and scanned.to_tag is None:
+            to_value = f"{to_value};tag={tag}"
+        reason = REASON_PHRASES.get(status) or _CLASS_REASONS[status // 100]
+        parts = [f"SIP/2.0 {status} {reason}\r\n"]
+        parts.extend(f"Via: {via}\r\n" for via in scanned.vias)
+        parts.append(
+            f"From: {scanned.from_value}\r\nTo: {to_value}\r\nCall-ID: {scanned.call_id}\r\n"
+            f"CSeq: {scanned.cseq_value}\r\n"
+        )
+        parts.extend(f"{name}: {value}\r\n" for name, value in extra)
+        parts.append("Content-Length: 0\r\n\r\n")
+        return "".join(parts).encode()
+
+    def _build(self, incoming: _Incoming, status: int, tag: str | None, extra: Extra) -> bytes:
+        if incoming.scanned is not None:
+            return self._render(incoming.scanned, status, tag, extra)
+        assert incoming.request is not None
+        return make_response(incoming.request, status, to_tag=tag, headers=extra).to_bytes()
 
     def _respond(
         self,
-        request: Request,
-        key: tuple[str, ...],
+        incoming: _Incoming,
         source: Address,
         status: int,
         *,
         to_tag: str | None = None,
-        headers: list[tuple[str, str]] | None = None,
+        extra: Extra = (),
     ) -> None:
-        response = make_response(request, status, to_tag=to_tag, headers=headers or [])
-        data = response.to_bytes()
-        self._remember(key, data)
-        self._count(f"response_{status}")
-        self._send(data, self._response_address(request, source))
-
-    def _response_address(self, request: Request, source: Address) -> Address:
         # RFC 3261 §18.2.2 / RFC 3581: answer to the source (received/rport behaviour).
-        return source
+        data = self._build(incoming, status, to_tag, extra)
+        # Fast-path answers are remembered as a recipe (a few shared objects), others as bytes.
+        self._remember(incoming.key, (status, to_tag, extra) if incoming.scanned else data)
+        self._count(f"response_{status}")
+        self._send(data, source)
 
-    def _process_subscribe(self, request: Request, key: tuple[str, ...], source: Address) -> None:
+    def _ok_headers(self, granted: int) -> Extra:
+        extra = self._ok_extra.get(granted)
+        if extra is None:
+            extra = (("Expires", str(granted)), ("Contact", self._contact))
+            if len(self._ok_extra) < 64:
+                self._ok_extra[granted] = extra
+        return extra
+
+    def _read_parsed(self, request: Request) -> ScannedSubscribe:
+        """The values of a request that took the full parser (SipParseError if bad)."""
+        event = request.event
+        to = request.to
+        from_ = request.from_
+        contacts = request.contacts
+        return ScannedSubscribe(
+            vias=[],
+            branch="",
+            sent_by="",
+            from_value=request.headers.get("From") or str(from_),
+            from_uri=from_.uri,
+            to_value=request.headers.get("To") or str(to),
+            to_uri=to.uri,
+            to_tag=to.tag,
+            call_id=request.call_id,
+            cseq_value="",
+            cseq=request.cseq.number,
+            contact_uri=contacts[0].uri if contacts else None,
+            package=None if event is None else event.package,
+            expires=request.expires,
+        )
+
+    def _process_subscribe(self, incoming: _Incoming, source: Address) -> None:
         if not self.up:
             return
-        try:
-            event = request.event
-            requested = request.expires
-            to = request.to
-            from_ = request.from_
-            contacts = request.contacts
-        except SipParseError:
-            self._respond(request, key, source, 400)
+        values = incoming.scanned
+        if values is None:
+            assert incoming.request is not None
+            try:
+                values = self._read_parsed(incoming.request)
+            except SipParseError:
+                self._respond(incoming, source, 400)
+                return
+        if values.package != "presence":
+            self._respond(incoming, source, 489, extra=(("Allow-Events", "presence"),))
             return
-        if event is None or event.package != "presence":
-            self._respond(request, key, source, 489, headers=[("Allow-Events", "presence")])
+        spec = self.spec
+        expires = spec.max_expires if values.expires is None else values.expires
+        if 0 < expires < spec.min_expires:
+            self._respond(incoming, source, 423, extra=(("Min-Expires", str(spec.min_expires)),))
             return
-        expires = self.spec.max_expires if requested is None else requested
-        if 0 < expires < self.spec.min_expires:
-            self._respond(
-                request, key, source, 423, headers=[("Min-Expires", str(self.spec.min_expires))]
-            )
+        granted = min(expires, spec.max_expires)
+        if values.to_tag is not None:
+            self._in_dialog_subscribe(incoming, values, source, values.to_tag, granted)
             return
-        granted = min(expires, self.spec.max_expires)
-        if to.tag is not None:
-            self._in_dialog_subscribe(request, key, source, to.tag, granted)
-            return
-        record = sys.intern(to.uri)  # shared with _state, _by_record and other dialogs
+        record = sys.intern(values.to_uri)  # shared with _versions, _by_record, dialogs
         rule = self._rejection(record)
         if rule is not None:
-            extra = [] if rule.retry_after is None else [("Retry-After", str(rule.retry_after))]
-            self._respond(request, key, source, rule.code, headers=extra)
+            retry: Extra = ()
+            if rule.retry_after is not None:
+                retry = (("Retry-After", str(rule.retry_after)),)
+            self._respond(incoming, source, rule.code, extra=retry)
             return
-        if not contacts or contacts[0].uri is None:
-            self._respond(request, key, source, 400)
+        if values.contact_uri is None:
+            self._respond(incoming, source, 400)
             return
-        target = sys.intern(contacts[0].uri)  # every dialog of one agent has the same one
-        target_address = self._addresses.get(target)
-        if target_address is None:
-            try:
-                target_address = parse_uri(target).address()
-            except SipParseError:
-                self._respond(request, key, source, 400)
-                return
-            if len(self._addresses) < ADDRESS_CACHE_SIZE:
-                self._addresses[target] = target_address
+        target = sys.intern(values.contact_uri)  # every dialog of one agent has the same one
+        if self._address(target) is None:
+            self._respond(incoming, source, 400)
+            return
         tag = self._token()
-        dialog_key = (request.call_id, tag)
-        our_to = request.headers.get("To") or str(to)
+        while (values.call_id, tag) in self._dialogs:  # a collision: practically never
+            tag = self._token()
         dialog = _Dialog(
-            key=dialog_key,
+            key=(values.call_id, tag),
             record=record,
-            pair=(sys.intern(from_.uri), record),
-            notify_from=f"{our_to};tag={tag}",
-            notify_to=request.headers.get("From") or str(from_),
+            subscriber=sys.intern(values.from_uri),
+            to_value=sys.intern(values.to_value),
+            from_value=values.from_value,
             target=target,
-            target_address=target_address,
             expires_at=self.env.now + granted,
-            remote_cseq=request.cseq.number,
+            remote_cseq=values.cseq,
         )
-        self._respond(request, key, source, 200, to_tag=tag, headers=self._ok_headers(granted))
+        self._respond(incoming, source, 200, to_tag=tag, extra=self._ok_headers(granted))
         if granted == 0:
             # A fetch: one NOTIFY with the state and the subscription is over.
             self._later(self.spec.notify_delay, lambda: self._notify_final(dialog, "timeout"))
@@ -306,27 +447,42 @@ class Notifier:
         self._add_dialog(dialog)
         self._later(self.spec.notify_delay, lambda: self._notify_state(dialog))
 
-    def _ok_headers(self, granted: int) -> list[tuple[str, str]]:
-        return [("Expires", str(granted)), ("Contact", self._contact)]
+    def _address(self, target: str) -> Address | None:
+        address = self._addresses.get(target)
+        if address is None:
+            try:
+                address = parse_uri(target).address()
+            except SipParseError:
+                return None
+            if len(self._addresses) < ADDRESS_CACHE_SIZE:
+                self._addresses[target] = address
+        return address
 
     def _in_dialog_subscribe(
-        self, request: Request, key: tuple[str, ...], source: Address, tag: str, granted: int
+        self,
+        incoming: _Incoming,
+        values: ScannedSubscribe,
+        source: Address,
+        tag: str,
+        granted: int,
     ) -> None:
-        dialog = self._dialogs.get((request.call_id, tag))
+        dialog = self._dialogs.get((values.call_id, tag))
         if dialog is None:
-            self._respond(request, key, source, 481)
+            self._respond(incoming, source, 481)
             return
-        if request.cseq.number <= dialog.remote_cseq:
-            self._respond(request, key, source, 500, headers=[("Retry-After", "1")])
+        if values.cseq <= dialog.remote_cseq:
+            self._respond(incoming, source, 500, extra=(("Retry-After", "1"),))
             return
-        dialog.remote_cseq = request.cseq.number
-        self._respond(request, key, source, 200, headers=self._ok_headers(granted))
+        dialog.remote_cseq = values.cseq
+        self._respond(incoming, source, 200, extra=self._ok_headers(granted))
         if granted == 0:
             self._remove_dialog(dialog)
             self._later(self.spec.notify_delay, lambda: self._notify_final(dialog, "timeout"))
             return
+        before = dialog.expires_at
         dialog.expires_at = self.env.now + granted
-        self._timers.start(("exp", dialog.key), dialog.expires_at)
+        if dialog.expires_at < before:  # earlier than its queued deadline: queue this one
+            self._expiries.push(dialog.expires_at, dialog.key)
         self._later(self.spec.notify_delay, lambda: self._notify_state(dialog))
 
     def _rejection(self, record: str) -> RejectRule | None:
@@ -341,167 +497,176 @@ class Notifier:
 
     def _add_dialog(self, dialog: _Dialog) -> None:
         self._dialogs[dialog.key] = dialog
-        self._by_record.setdefault(dialog.record, []).append(dialog.key)
-        self._pair_delta(dialog.pair, +1)
-        self._timers.start(("exp", dialog.key), dialog.expires_at)
+        watchers = self._by_record.get(dialog.record)
+        if watchers is None:
+            self._by_record[dialog.record] = dialog
+        elif isinstance(watchers, list):
+            watchers.append(dialog)
+        else:
+            self._by_record[dialog.record] = [watchers, dialog]
+        self._pair_delta(dialog.subscriber, dialog.record, +1)
+        self._expiries.push(dialog.expires_at, dialog.key)
 
     def _remove_dialog(self, dialog: _Dialog) -> None:
-        if self._dialogs.pop(dialog.key, None) is None:
+        if self._dialogs.get(dialog.key) is not dialog:
             return
+        del self._dialogs[dialog.key]
         watchers = self._by_record.get(dialog.record)
-        if watchers is not None:
-            watchers.remove(dialog.key)
-            if not watchers:
-                del self._by_record[dialog.record]
-        self._pair_delta(dialog.pair, -1)
-        self._timers.cancel(("exp", dialog.key))
+        if watchers is dialog:
+            del self._by_record[dialog.record]
+        elif isinstance(watchers, list):
+            watchers.remove(dialog)
+            if len(watchers) == 1:
+                self._by_record[dialog.record] = watchers[0]
+        self._pair_delta(dialog.subscriber, dialog.record, -1)
+        # Its expiry entry stays queued; _expiry_due drops it.
+
+    def _watchers(self, record: str) -> list[_Dialog]:
+        watchers = self._by_record.get(record)
+        if watchers is None:
+            return []
+        return list(watchers) if isinstance(watchers, list) else [watchers]
+
+    def _expiry_due(self, key: DialogKey) -> float | None:
+        dialog = self._dialogs.get(key)
+        return None if dialog is None else dialog.expires_at
+
+    def _expired(self, key: DialogKey) -> None:
+        dialog = self._dialogs[key]
+        self._remove_dialog(dialog)
+        self._count("expired")
+        if self.up:
+            self._notify_final(dialog, "timeout")
 
     # -- NOTIFY -----------------------------------------------------------------------------
 
     def _body(self, record: str) -> bytes:
-        basic, version = self._state.get(record, ("open", 0))
-        cached = self._bodies.get(record)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        body = build_pidf(record, basic=basic, note=f"version {version}")
-        self._bodies[record] = (version, body)
-        return body
+        version = self._versions.get(record, 0)
+        basic = "closed" if version % 2 else "open"
+        if _XML_SPECIAL.isdisjoint(record) and record.isascii():
+            text = _PIDF_TEMPLATE.format(record=record, basic=basic, version=version)
+            return text.encode()
+        return build_pidf(record, basic=basic, note=f"version {version}")
 
     def _notify_state(self, dialog: _Dialog) -> None:
-        if dialog.key not in self._dialogs:
+        if self._dialogs.get(dialog.key) is not dialog:
             return
         remaining = max(0, round(dialog.expires_at - self.env.now))
-        self._notify(dialog, f"active;expires={remaining}", self._body(dialog.record))
+        self._notify(dialog, f"active;expires={remaining}")
 
     def _notify_final(self, dialog: _Dialog, reason: str, retry_after: int | None = None) -> None:
         state = f"terminated;reason={reason}"
         if retry_after is not None:
             state += f";retry-after={retry_after}"
-        self._notify(dialog, state, self._body(dialog.record))
+        self._notify(dialog, state)
 
-    def _notify(self, dialog: _Dialog, subscription_state: str, body: bytes) -> None:
+    def _notify(self, dialog: _Dialog, subscription_state: str) -> None:
         if not self.up:
+            return
+        address = self._address(dialog.target)
+        if address is None:  # cannot happen: checked when the dialog was made
             return
         dialog.local_cseq += 1
         branch = "z9hG4bK" + self._token()
-        # Built from a template (the header values are ours and known to be valid): the
-        # same request, and the same bytes, as Headers.add(...) + Request.to_bytes().
-        values = (  # in _NOTIFY_NAMES order
-            f"SIP/2.0/UDP {self._sent_by};branch={branch}",
-            "70",
-            dialog.notify_from,
-            dialog.notify_to,
-            dialog.key[0],
-            f"{dialog.local_cseq} NOTIFY",
-            self._contact,
-            "presence",
-            subscription_state,
-            PIDF_TYPE,
-        )
-        headers = Headers.from_trusted(
-            [(key, name, value) for (key, name), value in zip(_NOTIFY_NAMES, values, strict=True)]
-        )
-        request = Request("NOTIFY", dialog.target, headers, body)
+        body = self._body(dialog.record)
+        # The same bytes as Request("NOTIFY", target, headers, body).to_bytes() with these
+        # headers in this order (tests/simulator/test_sipscan.py).
         data = (
-            f"NOTIFY {dialog.target} SIP/2.0\r\nVia: {values[0]}\r\nMax-Forwards: 70\r\n"
-            f"From: {values[2]}\r\nTo: {values[3]}\r\nCall-ID: {values[4]}\r\n"
-            f"CSeq: {values[5]}\r\nContact: {values[6]}\r\nEvent: presence\r\n"
-            f"Subscription-State: {values[8]}\r\nContent-Type: {PIDF_TYPE}\r\n"
+            f"NOTIFY {dialog.target} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {self._sent_by};branch={branch}\r\nMax-Forwards: 70\r\n"
+            f"From: {dialog.to_value};tag={dialog.key[1]}\r\nTo: {dialog.from_value}\r\n"
+            f"Call-ID: {dialog.key[0]}\r\nCSeq: {dialog.local_cseq} NOTIFY\r\n"
+            f"Contact: {self._contact}\r\nEvent: presence\r\n"
+            f"Subscription-State: {subscription_state}\r\nContent-Type: {PIDF_TYPE}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        tx = ClientTransaction(
-            request, self.settings, data=data, branch=branch, sent_by=self._sent_by_key
-        )
-        self._transactions[tx.key] = tx
-        self._tx_dialog[tx.key] = dialog.key
+        now = self.env.now
+        tx = _NotifyTx(dialog, data, address, now, self.settings)
+        self._txs[branch] = tx
         self._count("notify_sent")
-        self._apply(tx, tx.start(self.env.now), dialog.target_address)
+        self._send(data, address)
+        self._tx_timers.push(tx.next_at, branch)
 
-    def _apply(self, tx: ClientTransaction, effects: list[Any], destination: Address) -> None:
-        for effect in effects:
-            if isinstance(effect, Transmit):
-                self._send(effect.data, destination)
-            elif isinstance(effect, SetTimer):
-                self._timers.start(("tx", tx.key, effect.name, destination), effect.at)
-            elif isinstance(effect, ClearTimer):
-                self._timers.cancel(("tx", tx.key, effect.name, destination))
-            elif isinstance(effect, PassUp):
-                self._notify_answered(tx, effect.response)
-            elif isinstance(effect, TimedOut):
-                self._count("notify_timeouts")
-                self._notify_failed(tx)
-            else:  # Terminated
-                self._transactions.pop(tx.key, None)
-                self._tx_dialog.pop(tx.key, None)
+    def _tx_due(self, branch: str) -> float | None:
+        tx = self._txs.get(branch)
+        return None if tx is None else tx.next_at
 
-    def _on_response(self, response: Response) -> None:
-        try:
-            key = client_key(response)
-        except SipParseError:
-            return
-        tx = self._transactions.get(key) if key is not None else None
-        if tx is None:
-            self._count("stray_responses")
-            return
-        destination = self._dialog_address(tx)
-        self._apply(tx, tx.receive_response(response, self.env.now), destination)
-
-    def _dialog_address(self, tx: ClientTransaction) -> Address:
-        dialog = self._dialogs.get(self._tx_dialog.get(tx.key, ("", "")))
-        if dialog is not None:
-            return dialog.target_address
-        return parse_uri(tx.request.uri).address()
-
-    def _notify_answered(self, tx: ClientTransaction, response: Response) -> None:
-        if response.status >= 300:
-            self._count(f"notify_rejected_{response.status}")
-            self._notify_failed(tx)
-
-    def _notify_failed(self, tx: ClientTransaction) -> None:
-        # RFC 6665 §4.2.2: a failed NOTIFY (timeout or error response) ends the subscription.
-        dialog = self._dialogs.get(self._tx_dialog.get(tx.key, ("", "")))
-        if dialog is not None:
-            self._remove_dialog(dialog)
-
-    # -- timers -----------------------------------------------------------------------------
-
-    def _timer_fired(self, key: Hashable) -> None:
-        assert isinstance(key, tuple)
-        if key[0] == "exp":
-            dialog = self._dialogs.get(key[1])
-            if dialog is None or dialog.expires_at > self.env.now + 1e-9:
-                return
-            self._remove_dialog(dialog)
-            self._count("expired")
-            if self.up:
-                self._notify_final(dialog, "timeout")
-            return
-        _tag, tx_key, name, destination = key
-        tx = self._transactions.get(tx_key)
-        if tx is None:
-            return
+    def _tx_timer(self, branch: str) -> None:
+        """Timer E (retransmit) or, at the deadline, Timer F (time out)."""
+        tx = self._txs[branch]
         if not self.up:
             # A server that is down does nothing; its transactions die with it.
-            self._transactions.pop(tx_key, None)
-            self._tx_dialog.pop(tx_key, None)
+            del self._txs[branch]
             return
-        self._apply(tx, tx.timer_fired(name, self.env.now), destination)
+        now = self.env.now
+        if now >= tx.deadline:
+            del self._txs[branch]
+            self._count("notify_timeouts")
+            self._notify_failed(tx.dialog)
+            return
+        if tx.proceeding:
+            tx.interval = self.settings.t2
+        else:
+            tx.interval = min(2 * tx.interval, self.settings.t2)
+        tx.next_at = min(now + tx.interval, tx.deadline)
+        self._send(tx.data, tx.address)
+        self._tx_timers.push(tx.next_at, branch)
+
+    def _on_response(self, response: ScannedResponse) -> None:
+        branch = response.branch
+        tx = self._txs.get(branch) if response.method == "NOTIFY" else None
+        if tx is None:
+            if response.method == "NOTIFY" and self._is_completed(branch):
+                return  # Timer K: a retransmitted answer
+            self._count("stray_responses")
+            return
+        if response.sent_by != self._sent_by_key:
+            return  # §18.1.2 / §8.1.3.3: not a response to us (other sent-by, several Vias)
+        if response.status < 200:
+            tx.proceeding = True
+            return
+        del self._txs[branch]
+        self._complete(branch)
+        if response.status >= 300:
+            self._count(f"notify_rejected_{response.status}")
+            self._notify_failed(tx.dialog)
+
+    def _complete(self, branch: str) -> None:
+        t4 = self.settings.t4
+        if t4 <= 0:
+            return  # reliable transport: Timer K = 0
+        now = self.env.now
+        epoch = int(now // t4)
+        if epoch != self._completed_epoch:
+            fresh = epoch == self._completed_epoch + 1
+            self._completed_old = self._completed if fresh else {}
+            self._completed = {}
+            self._completed_epoch = epoch
+        self._completed[branch] = now + t4
+
+    def _is_completed(self, branch: str) -> bool:
+        until = self._completed.get(branch)
+        if until is None:
+            until = self._completed_old.get(branch)
+        return until is not None and self.env.now < until
+
+    def _notify_failed(self, dialog: _Dialog) -> None:
+        # RFC 6665 §4.2.2: a failed NOTIFY (timeout or error response) ends the subscription.
+        self._remove_dialog(dialog)
 
     # -- control (workload drivers and tests) -------------------------------------------------
 
     def change_presence(self, record: str) -> int:
         """Flip the record's basic status; NOTIFY every dialog watching it. Returns count."""
-        basic, version = self._state.get(record, ("open", 0))
-        self._state[record] = ("closed" if basic == "open" else "open", version + 1)
+        self._versions[record] = self._versions.get(record, 0) + 1
         if self.observer is not None and self.up:
             self.observer.presence_changed(record, self.env.now)
         if not self.up:
             return 0
-        keys = list(self._by_record.get(record, []))
-        for key in keys:
-            dialog = self._dialogs[key]
+        watchers = self._watchers(record)
+        for dialog in watchers:
             self._later(self.spec.notify_delay, lambda d=dialog: self._notify_state(d))  # type: ignore[misc]
-        return len(keys)
+        return len(watchers)
 
     def terminate(self, reason: str, retry_after: int | None = None, fraction: float = 1.0) -> int:
         """Terminate a share of the dialogs (chosen with the seeded stream) with ``reason``."""
@@ -524,8 +689,11 @@ class Notifier:
         if state_lost:
             for dialog in list(self._dialogs.values()):
                 self._remove_dialog(dialog)
-            self._transactions.clear()
-            self._tx_dialog.clear()
+            self._expiries.clear()
+            self._txs.clear()
+            self._tx_timers.clear()
+            self._completed.clear()
+            self._completed_old.clear()
             self._answered.clear()
             self._answered_old.clear()
         self._busy_until = self.env.now

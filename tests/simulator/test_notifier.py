@@ -172,3 +172,129 @@ def test_terminate_on_demand_with_reason() -> None:
     peer.run(20)
     last: Any = peer.notifies()[-1]
     assert last.headers.get("Subscription-State") == "terminated;reason=deactivated;retry-after=5"
+
+
+# -- the model's own SIP handling (sipscan fast path, full-parser path, NOTIFY transactions) --
+
+
+class RawPeer(Peer):
+    """A Peer whose answers to NOTIFY are scripted: a list of status codes per NOTIFY."""
+
+    def __init__(self, spec: NotifierSpec, answers: list[int], via_host: str | None = None,
+                 duplicate_after: float | None = None) -> None:  # fmt: skip
+        super().__init__(spec, answer_notify=False)
+        self.answers = answers
+        self.via_host = via_host
+        self.duplicate_after = duplicate_after
+        self.net._nodes["ua"].receiver = self._answer
+
+    def _answer(self, data: bytes, source: tuple[str, int]) -> None:
+        message = parse_message(data)
+        self.got.append((self.env.now, message))
+        if not isinstance(message, Request):
+            return
+        for status in self.answers:
+            response = make_response(message, status)
+            if self.via_host is not None:
+                top = f"SIP/2.0/UDP {self.via_host};branch={message.top_via.branch}"  # type: ignore[union-attr]
+                response = make_response(message, status, top_via=top)
+            self.net.send("ua", source, response.to_bytes())
+            if self.duplicate_after is not None:
+                self._send_later(self.duplicate_after, response.to_bytes(), source)
+
+    def _send_later(self, delay: float, raw: bytes, destination: tuple[str, int]) -> None:
+        def send(_event: object) -> None:
+            self.net.send("ua", destination, raw)
+
+        self.env.timeout(delay).callbacks.append(send)
+
+
+def _raw_subscribe(branch: str = "z9hG4bKraw", from_value: str = "<sip:alice@b2b.test>;tag=ft",
+                   cseq: str = "1 SUBSCRIBE") -> bytes:  # fmt: skip
+    return (
+        "SUBSCRIBE sip:bob@lab.test SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 10.0.0.1:5060;branch={branch}\r\nMax-Forwards: 70\r\n"
+        f"From: {from_value}\r\nTo: <sip:bob@lab.test>\r\nCall-ID: raw1\r\nCSeq: {cseq}\r\n"
+        "Contact: <sip:alice@10.0.0.1:5060>\r\nEvent: presence\r\nExpires: 600\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def test_a_retransmitted_subscribe_gets_the_same_answer_bytes() -> None:
+    peer = Peer(NotifierSpec())
+    raw: list[bytes] = []
+    peer.net._nodes["ua"].receiver = lambda data, _src: raw.append(data)
+    data = _raw_subscribe()
+    peer.net.send("ua", ("lab.test", 5060), data)
+    peer.run(1)
+    peer.net.send("ua", ("lab.test", 5060), data)  # a byte copy, as a client retransmits
+    peer.run(2)
+    answers = [d for d in raw if d.startswith(b"SIP/2.0")]
+    assert len(answers) == 2 and answers[0] == answers[1]
+    assert peer.notifier.counters["subscribe_retransmissions"] == 1
+    assert peer.notifier.dialog_count == 1
+
+
+def test_other_shapes_take_the_full_parser_and_bad_values_are_rejected() -> None:
+    peer = Peer(NotifierSpec())
+    display = _raw_subscribe(from_value='"Alice" <sip:a@b.test>;tag=1')
+    peer.net.send("ua", ("lab.test", 5060), display)
+    peer.net.send("ua", ("lab.test", 5060), _raw_subscribe("z9hG4bK2", cseq="x SUBSCRIBE"))
+    peer.net.send("ua", ("lab.test", 5060), _raw_subscribe("z9hG4bK3", from_value="<nourl>;tag=1"))
+    peer.net.send("ua", ("lab.test", 5060), b"NOTIFY sip:x@y SIP/2.0\r\n\r\n")
+    peer.net.send("ua", ("lab.test", 5060), b"garbage")
+    peer.run(0.4)
+    statuses = sorted(r.status for r in peer.responses())
+    assert statuses == [200, 400]  # display name: served; bad From URI: 400
+    counters = peer.notifier.counters
+    assert counters["bad_request"] == 1  # bad CSeq: no transaction key, no answer
+    assert counters["unexpected_request"] == 1 and counters["unparsable"] == 1
+
+
+def test_timer_k_absorbs_a_repeated_answer_then_it_is_stray() -> None:
+    peer = RawPeer(NotifierSpec(), [200], duplicate_after=1.0)
+    peer.subscribe(3600)
+    peer.run(3)
+    assert "stray_responses" not in peer.notifier.counters  # within T4 = 5 s: absorbed
+    peer.duplicate_after = 8.0
+    peer.notifier.change_presence("sip:bob@lab.test")
+    peer.run(20)
+    assert peer.notifier.counters["stray_responses"] == 1  # after Timer K
+    assert peer.notifier.pending_transactions == 0
+
+
+def test_provisional_answer_moves_retransmissions_to_t2() -> None:
+    peer = RawPeer(NotifierSpec(), [180])
+    peer.subscribe(3600)
+    peer.run(40)
+    times = [t for t, m in peer.got if isinstance(m, Request)]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(times)]
+    # The Timer E set while Trying fires at T1; in Proceeding it is reset to T2 each time.
+    assert gaps[0] == 0.5 and len(gaps) > 3 and all(g == 4.0 for g in gaps[1:])
+    assert times[-1] < 32.1 and peer.notifier.counters["notify_timeouts"] == 1
+    assert peer.notifier.dialog_count == 0
+
+
+def test_answers_naming_another_sent_by_are_not_ours() -> None:
+    peer = RawPeer(NotifierSpec(), [200], via_host="10.9.9.9:5060")
+    peer.subscribe(3600)
+    peer.run(40)
+    assert len(peer.notifies()) > 5  # retransmitted until Timer F: the 200s did not match
+    assert peer.notifier.counters["notify_timeouts"] == 1
+
+
+def test_answered_notifies_leave_no_simpy_events_behind() -> None:
+    peer = Peer(NotifierSpec())
+    peer.subscribe(3600)
+    peer.run(1)
+
+    def change(_event: object) -> None:
+        peer.notifier.change_presence("sip:bob@lab.test")
+
+    for i in range(50):
+        peer.env.timeout(i * 0.01).callbacks.append(change)
+    peer.run(10)
+    assert len(peer.notifies()) == 51
+    assert peer.notifier.pending_transactions == 0
+    # Left queued: at most the expiry wakeup and one transaction-timer wakeup.
+    assert len(peer.env._queue) <= 2

@@ -200,3 +200,30 @@ def test_runs_do_not_depend_on_pythonhashseed(tmp_path: Path) -> None:
         summary = _stable(json.loads((out / "summary.json").read_text()))
         outputs.append((summary, (out / "trace.jsonl").read_text()))
     assert outputs[0] == outputs[1]
+
+
+def test_events_processed_counts_simpy_steps() -> None:
+    # The count comes from event ids minus queued events; check it against real steps.
+    sim = build(_workload(duration=300), 5)
+    steps = 0
+    original = sim.env.step
+
+    def counted_step() -> None:
+        nonlocal steps
+        steps += 1
+        original()
+
+    sim.env.step = counted_step  # type: ignore[method-assign]
+    sim.run(300)
+    assert steps > 100 and sim.env.events_processed == steps
+
+
+def test_live_subscriptions_view_is_what_was_subscribed() -> None:
+    sim = build(_workload(), 4)
+    domain = sim.domains[0]
+    sid = sim.subscribe(domain, 5, 7)
+    view = sim.live[sid]
+    assert (view.domain, view.watcher, view.record) == (domain, 5, 7)
+    assert domain.agent.subscription_id(view.handle) == sid
+    sim.unsubscribe(sid)
+    assert sid not in sim.live

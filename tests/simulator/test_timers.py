@@ -9,13 +9,14 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.timers import CallbackTimers, HeapTimers, TimerCallback
+from simulator.timers import CallbackTimers, HeapTimers, LazyTimers, TimerCallback
 
-IMPLEMENTATIONS: list[type[CallbackTimers] | type[HeapTimers]] = [CallbackTimers, HeapTimers]
+AnyTimers = CallbackTimers | HeapTimers | LazyTimers
+IMPLEMENTATIONS: list[type[AnyTimers]] = [CallbackTimers, HeapTimers, LazyTimers]
 
 
 @pytest.mark.parametrize("cls", IMPLEMENTATIONS)
-def test_cancel_and_replace(cls: type[CallbackTimers] | type[HeapTimers]) -> None:
+def test_cancel_and_replace(cls: type[AnyTimers]) -> None:
     env = simpy.Environment()
     fired: list[tuple[float, Hashable]] = []
     timers = cls(env, lambda key: fired.append((env.now, key)))
@@ -62,7 +63,7 @@ def _recorder(env: simpy.Environment, fired: list[tuple[float, Hashable]]) -> Ti
 
 
 def _action(
-    timers: CallbackTimers | HeapTimers, key: int, slot: int, delay: int | None
+    timers: AnyTimers, key: int, slot: int, delay: int | None
 ) -> Callable[[object], None]:
     def act(_event: object) -> None:
         if delay is None:
@@ -84,3 +85,35 @@ def test_implementations_agree_with_a_model(schedule: list[tuple[int, int, int |
             env.timeout(2 * slot).callbacks.append(_action(timers, key, slot, delay))
         env.run()
         assert sorted(fired, key=lambda f: (f[0], str(f[1]))) == _model(schedule), cls.__name__
+
+
+def test_lazy_timers_compact_deadlines_moved_earlier_again_and_again() -> None:
+    # A refresh timer pulled earlier by every NOTIFY leaves one queued entry each time;
+    # compaction keeps the queue near the number of live timers and changes no firing.
+    env = simpy.Environment()
+    fired: list[tuple[float, Hashable]] = []
+    timers = LazyTimers(env, _recorder(env, fired))
+    keys = 50
+    for step in range(200):
+        for key in range(keys):
+            timers.start(key, 10_000.0 - step - key / 100)
+    assert timers.pending() == keys
+    assert len(timers._queue) <= 2 * max(1024, 2 * keys)
+    timers.cancel(0)
+    env.run()
+    expected = sorted((10_000.0 - 199 - key / 100, key) for key in range(1, keys))
+    assert fired == expected
+
+
+def test_lazy_timers_cancelled_before_due_cost_no_simpy_event() -> None:
+    env = simpy.Environment()
+    fired: list[tuple[float, Hashable]] = []
+    timers = LazyTimers(env, _recorder(env, fired))
+    timers.start("keep", 100.0)
+    for key in range(1000):  # each started and cancelled while a later wakeup is armed...
+        timers.start(key, 200.0 + key)
+        timers.cancel(key)
+    env.run()
+    assert fired == [(100.0, "keep")]
+    # ...so the only SimPy events were the wakeup for "keep" and its re-arm (none left).
+    assert len(env._queue) == 0 and env.now == 100.0
