@@ -58,6 +58,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from lxml import etree
 
@@ -235,10 +236,19 @@ def _reject_doctype(body: bytes) -> None:
         raise PidfError("DOCTYPE not allowed in PIDF (no DTDs or entity declarations)")
 
 
-# The same hardening options for both parsers (a test compares them).
-# Reused for every one-shot parse: lxml parsers keep no document state between calls and
-# serialise concurrent use from threads (the docs only call that less efficient).
-_ONE_SHOT_PARSER = etree.XMLParser(
+# The hardening options of both parsers: no entities, no network, no DTD, no huge trees.
+class _Hardening(TypedDict):
+    resolve_entities: bool
+    no_network: bool
+    load_dtd: bool
+    dtd_validation: bool
+    huge_tree: bool
+    remove_comments: bool
+    remove_pis: bool
+    remove_blank_text: bool
+
+
+_HARDENING = _Hardening(
     resolve_entities=False,
     no_network=True,
     load_dtd=False,
@@ -248,20 +258,13 @@ _ONE_SHOT_PARSER = etree.XMLParser(
     remove_pis=True,
     remove_blank_text=False,
 )
+# Reused for every one-shot parse: lxml parsers keep no document state between calls and
+# serialise concurrent use from threads (the docs only call that less efficient).
+_ONE_SHOT_PARSER = etree.XMLParser(**_HARDENING)
 
 
 def _new_parser() -> etree.XMLPullParser:
-    return etree.XMLPullParser(
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        remove_blank_text=False,
-    )
+    return etree.XMLPullParser(events=("start", "end"), **_HARDENING)
 
 
 def _parse_xml(body: bytes, limits: PidfLimits) -> etree._Element:
