@@ -34,13 +34,13 @@ from typing import Any, Protocol
 
 from reference.pidf import build_pidf
 from reference.sip import (
-    REASON_PHRASES,
     Request,
     Response,
     SipParseError,
     make_response,
     parse_message,
     parse_uri,
+    reason_phrase,
 )
 from reference.sip.transaction import TimerSettings, normalize_sent_by
 from simulator.network import Address, Network
@@ -59,9 +59,6 @@ _PIDF_TEMPLATE = (
     "<basic>{basic}</basic></status><note>version {version}</note></tuple></presence>"
 )
 _XML_SPECIAL = frozenset("&<>\"'")
-# Reason phrases for codes REASON_PHRASES lacks, as make_response writes them.
-_CLASS_REASONS = {1: "Provisional", 2: "Success", 3: "Redirection", 4: "Client Error",
-                  5: "Server Error", 6: "Global Failure"}  # fmt: skip
 
 Extra = tuple[tuple[str, str], ...]  # extra response headers, in order
 # How to rebuild a SUBSCRIBE's answer from a retransmission of it (a byte copy): status,
@@ -324,7 +321,7 @@ class Notifier:
         to_value = scanned.to_value
         if tag is not None and scanned.to_tag is None:
             to_value = f"{to_value};tag={tag}"
-        reason = REASON_PHRASES.get(status) or _CLASS_REASONS[status // 100]
+        reason = reason_phrase(status)
         parts = [f"SIP/2.0 {status} {reason}\r\n"]
         parts.extend(f"Via: {via}\r\n" for via in scanned.vias)
         parts.append(

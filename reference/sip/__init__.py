@@ -30,6 +30,7 @@ from reference.sip.message import (
     check_mandatory,
     make_response,
     parse_message,
+    reason_phrase,
 )
 from reference.sip.uri import NameAddr, SipUri, parse_name_addr, parse_uri
 
@@ -67,4 +68,5 @@ __all__ = [
     "parse_subscription_state",
     "parse_uri",
     "parse_via",
+    "reason_phrase",
 ]

@@ -630,6 +630,11 @@ _CLASS_REASONS = {1: "Provisional", 2: "Success", 3: "Redirection", 4: "Client E
                   5: "Server Error", 6: "Global Failure"}  # fmt: skip
 
 
+
+def reason_phrase(status: int) -> str:
+    """The reason phrase written for ``status``: its RFC name, else its class's name."""
+    return REASON_PHRASES.get(status) or _CLASS_REASONS[status // 100]
+
 # Headers a response copies from its request (§8.2.6.2), with their lookup keys.
 _RESPONSE_COPIED = tuple(
     (name, name.lower()) for name in ("Via", "From", "To", "Call-ID", "CSeq")
@@ -652,7 +657,7 @@ def make_response(
     if not 100 <= status <= 699:
         raise ValueError(f"status code out of range: {status}")
     if reason is None:
-        reason = REASON_PHRASES.get(status, _CLASS_REASONS[status // 100])
+        reason = reason_phrase(status)
     if top_via is not None and ("\r" in top_via or "\n" in top_via):
         raise ValueError("top Via value contains CR or LF")
     out = Headers()
