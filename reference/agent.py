@@ -102,7 +102,9 @@ class Subscription:
     min_expires_retried: bool = False
     awaiting_notify: bool = False     # rfc6665 Timer N running
     got_2xx: bool = False
-    document: PresenceDocument | None = None
+    # The body of the last NOTIFY whose PIDF parsed (rfc6665), re-parsed for an empty
+    # NOTIFY (SUB-077): the bytes cost a third of the parsed document, kept per subscription.
+    last_pidf: bytes | None = None
     unsubscribed: bool = False        # no status messages any more
     destroy_deadline: float | None = None
 
@@ -640,8 +642,10 @@ class Agent:
                 self._count("rx.bad_pidf")
                 ctx.reply_status, ctx.reply_reason = 400, "Bad PIDF document"
                 ctx.error = str(exc)
-        elif ctx.status in ("active", "pending"):
-            ctx.document = sub.document  # an empty NOTIFY keeps the current document (SUB-077)
+        elif ctx.status in ("active", "pending") and sub.last_pidf is not None:
+            # An empty NOTIFY keeps the current document (SUB-077); it parsed before, so the
+            # same bytes parse again to an equal document.
+            ctx.document = parse_pidf(sub.last_pidf)
         if ctx.status == "terminated":
             reaction = policy.reason_reaction(state.reason)
             ctx.reason = state.reason or "terminated"
@@ -715,9 +719,10 @@ class Agent:
             self._effects.append(CancelTimer(("n", sub.handle)))
         if ctx.status in ("active", "pending"):
             sub.failures = 0
-        if ctx.document is not None and not self.config.is_ser:
+        if ctx.document is not None and not self.config.is_ser and ctx.notify is not None \
+                and ctx.notify.body:
             # Kept for an empty NOTIFY (SUB-077, rfc6665 only): ser never reads it back.
-            sub.document = ctx.document
+            sub.last_pidf = ctx.notify.body
         if ctx.granted is not None and ctx.status in ("active", "pending"):
             # SUB-028/029: the NOTIFY's expires is authoritative.
             sub.expires_at = ctx.now + ctx.granted

@@ -124,7 +124,7 @@ class PidfLimits:
 DEFAULT_LIMITS = PidfLimits()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Note:
     """A ``<note>``: free text and its ``xml:lang`` (None when not given)."""
 
@@ -135,7 +135,7 @@ class Note:
         return {"text": self.text, "lang": self.lang}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PresenceTuple:
     """One ``<tuple>``.
 
@@ -163,7 +163,7 @@ class PresenceTuple:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Person:
     """An RPID ``<dm:person>``: its id, activity names and ``<dm:note>`` notes."""
 
@@ -179,7 +179,7 @@ class Person:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PresenceDocument:
     """A parsed ``<presence>`` document."""
 

@@ -57,6 +57,9 @@ class Dialog:
     remote_cseq: int | None = None
     route_set: tuple[str, ...] = ()
     state: DialogState = "early"
+    # The Contact field the remote target was last taken from (interned): a NOTIFY carrying
+    # the same text again leaves the target as it is without parsing it (almost every one).
+    contact_text: str | None = None
 
     @classmethod
     def new_uac(
@@ -192,11 +195,15 @@ class Dialog:
     def _take_contact(self, message: Request | Response) -> None:
         # A missing Contact keeps the current target: the dialog stays usable with a
         # non-conforming peer instead of failing (the caller may still check for it).
+        text = message.headers.single("Contact")
+        if text is not None and text == self.contact_text:
+            return  # the text this target came from: parsing it again gives the same
         for contact in message.contacts:
             if contact.uri is not None:  # skip a '*' Contact: it names no target
                 # Interned: every dialog with the same peer shares one copy of its Contact
                 # (the string lives as long as some dialog uses it).
                 self.remote_target = sys.intern(contact.uri)
+                self.contact_text = None if text is None else sys.intern(text)
                 return
 
     # ------------------------------------------------------------------ incoming requests

@@ -192,6 +192,11 @@ class Headers:
         values = self._lookup().get(lookup_key(name))
         return [] if values is None else list(values)
 
+    def single(self, name: str) -> str | None:
+        """The value of ``name`` when exactly one field line has it, else None."""
+        values = self._lookup().get(lookup_key(name))
+        return values[0] if values is not None and len(values) == 1 else None
+
     def get_all(self, name: str) -> list[str]:
         """Every value; comma lists are split where the header grammar is a list."""
         key = lookup_key(name)

@@ -497,6 +497,23 @@ def test_sub077_empty_notify_keeps_document() -> None:
     assert h.delivered[-1].document == doc
 
 
+def test_sub077_empty_notify_after_bad_pidf_keeps_last_good_document() -> None:
+    h = rfc()
+    active(h)
+    doc = h.delivered[-1].document
+    assert h.notify(body=b"<presence", state="active").status == 400
+    assert h.notify(body=b"", state="active").status == 200
+    assert doc is not None and h.delivered[-1].document == doc
+
+
+def test_sub077_empty_first_notify_has_no_document() -> None:
+    h = rfc()
+    h.subscribe()
+    h.respond(expires=600)
+    assert h.notify(body=b"", state="active").status == 200
+    assert h.delivered[-1].status == "active" and h.delivered[-1].document is None
+
+
 def test_sub140_141_retransmitted_notify_absorbed() -> None:
     h = rfc()
     active(h)

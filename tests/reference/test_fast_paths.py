@@ -84,3 +84,12 @@ def test_server_transaction_key_and_release_of_request() -> None:
     assert tx.request is None  # completed: only the response bytes are kept
     effects = tx.receive_request(request, now=1.0)
     assert [type(e).__name__ for e in effects] == ["Transmit"]
+
+
+def test_single_is_the_value_of_exactly_one_field_line() -> None:
+    headers = Headers([("Contact", "<sip:a@x>"), ("Via", "a"), ("v", "b")])
+    assert headers.single("m") == "<sip:a@x>"  # compact form of Contact
+    assert headers.single("Via") is None  # two lines
+    assert headers.single("Route") is None  # none
+    headers.add("Contact", "<sip:b@x>")
+    assert headers.single("Contact") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -594,7 +595,7 @@ def tuples_with_priority(draw: st.DrawFn) -> list[PresenceTuple]:
     for item in drawn:
         if item.contact is not None and draw(st.booleans()):
             priority = draw(st.integers(0, 1000)) / 1000
-            item = PresenceTuple(**{**item.__dict__, "priority": priority})
+            item = dataclasses.replace(item, priority=priority)
         result.append(item)
     return result
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference.sip.dialog import Dialog, DialogError
-from reference.sip.message import Request, Response, parse_message
+from reference.sip.message import Request, Response, SipParseError, parse_message
 
 CONTACT = "<sip:b2b@10.0.0.1:5060>"
 
@@ -328,6 +328,34 @@ def test_refresh_target_from_notify_contact() -> None:
     assert dialog.remote_target == "sip:bob@10.0.0.9:5090"
     dialog.refresh_target(response(200, contact="<sip:bob@10.0.0.8>"))
     assert build(dialog)[0].uri == "sip:bob@10.0.0.8"
+
+
+def test_refresh_target_follows_every_contact_change_and_back() -> None:
+    # The dialog skips parsing a Contact whose text it took the target from last time; a
+    # change of text (and a change back) must still move the target each time.
+    dialog = new_dialog()
+    dialog.confirm(response(200))
+    first, second = "<sip:bob@10.0.0.9:5090>", "<sip:bob@10.0.0.7>"
+    for contact, target in ((first, "sip:bob@10.0.0.9:5090"), (first, "sip:bob@10.0.0.9:5090"),
+                            (second, "sip:bob@10.0.0.7"), ("*", "sip:bob@10.0.0.7"),
+                            (first, "sip:bob@10.0.0.9:5090")):
+        dialog.refresh_target(notify(contact=contact))
+        assert dialog.remote_target == target, contact
+    # Two Contact lines: never the skip, the first entry is the target.
+    two = parse_message(notify(contact=second).to_bytes().replace(
+        b"Contact: <sip:bob@10.0.0.7>", f"Contact: {first}\r\nContact: {second}".encode()))
+    assert isinstance(two, Request)
+    dialog.refresh_target(two)
+    assert dialog.remote_target == "sip:bob@10.0.0.9:5090"
+
+
+def test_refresh_target_bad_contact_raises_even_after_a_good_one() -> None:
+    dialog = new_dialog()
+    dialog.confirm(response(200))
+    dialog.refresh_target(notify(contact="<sip:bob@10.0.0.9>"))
+    with pytest.raises(SipParseError):
+        dialog.refresh_target(notify(contact="<sip:bob@10.0.0.9"))
+    assert dialog.remote_target == "sip:bob@10.0.0.9"
 
 
 def test_remote_cseq_ordering() -> None:
