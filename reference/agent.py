@@ -1022,7 +1022,7 @@ class Agent:
             return None
         if top is None:
             return None
-        if top.rport is not None:
+        if top.has_rport:
             return source
         return source[0], top.port if top.port is not None else 5060
 
@@ -1122,7 +1122,7 @@ def _received_via(request: Request, destination: Address) -> str | None:
     changed = top
     if top.host != destination[0]:
         changed = changed.with_param("received", destination[0])
-    if top.rport is True:
+    if top.has_rport and top.rport is None:
         changed = changed.with_param("rport", str(destination[1]))
     if changed is top:
         return None

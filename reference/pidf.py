@@ -212,12 +212,14 @@ class PresenceDocument:
 
 
 def parse_pidf(
-    data: bytes, *, lenient: bool = False, limits: PidfLimits = DEFAULT_LIMITS
+    data: object, *, lenient: bool = False, limits: PidfLimits = DEFAULT_LIMITS
 ) -> PresenceDocument:
-    """Parse a PIDF body; raise :class:`PidfError` when it is not acceptable.
+    """Parse a PIDF body (bytes, bytearray or memoryview); raise :class:`PidfError` when it
+    is not acceptable, a value of another type included.
 
     ``lenient=False`` is the RFC profile, ``lenient=True`` the SER profile (see the
-    module docstring and docs for the differences).
+    module docstring and docs for the differences). (``data`` is typed ``object`` so that
+    the compiled build reaches the check below too instead of raising TypeError first.)
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise PidfError(f"PIDF body must be bytes, got {type(data).__name__}")

@@ -270,7 +270,7 @@ class _Arrival:
     def __init__(
         self, arrive: Callable[[_Arrival], None], node: _Node, data: bytes, source: Address
     ) -> None:
-        self.callbacks = (arrive,)
+        self.callbacks: tuple[Callable[[_Arrival], None], ...] | None = (arrive,)
         self.node = node
         self.data = data
         self.source = source

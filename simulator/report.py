@@ -110,6 +110,7 @@ COMPARE_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("new-dialog retries", ("retries", "new_dialog_retries")),
     ("events processed", ("events_processed",)),
     ("wall seconds", ("wall_seconds",)),
+    ("build", ("build",)),
 )
 
 

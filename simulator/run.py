@@ -14,7 +14,9 @@ are each one chain of ``env.timeout`` callbacks.
 from __future__ import annotations
 
 import gc
+import importlib.machinery
 import resource
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -437,13 +439,33 @@ def finish(sim: Simulation, wall_seconds: float) -> RunResult:
             if wall_seconds > 0
             else None,
             "peak_memory_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "build": build_kind(),
         }
     )
     fine = {k: dict(v) for k, v in sorted(metrics.fine.items())}
     return RunResult(summary, metrics.timeseries_rows(), fine, list(metrics.delays))
 
 
-WALL_CLOCK_FIELDS = ("wall_seconds", "events_per_wall_second", "peak_memory_kib")
+# Fields that depend on the machine and the build, not on the workload and the seed.
+WALL_CLOCK_FIELDS = ("wall_seconds", "events_per_wall_second", "peak_memory_kib", "build")
+
+
+def compiled_modules() -> list[str]:
+    """The loaded modules of this project that are compiled extensions (setup.py,
+    B2B_COMPILE=1), sorted; empty for the pure-Python package."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    return sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] in ("reference", "simulator", "conformance")
+        and (getattr(module, "__file__", None) or "").endswith(suffixes)
+    )
+
+
+def build_kind() -> str:
+    """'python', or 'mypyc (N modules)' for the compiled build: wall times depend on it."""
+    compiled = compiled_modules()
+    return f"mypyc ({len(compiled)} modules)" if compiled else "python"
 
 
 def run_workload(

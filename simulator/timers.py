@@ -166,7 +166,7 @@ class _Wakeup:
     _ok = True
 
     def __init__(self, callback: Callable[[Any], None]) -> None:
-        self.callbacks: tuple[Callable[[Any], None]] | None = (callback,)
+        self.callbacks: tuple[Callable[[Any], None], ...] | None = (callback,)
 
 
 class DeadlineQueue:

@@ -1,8 +1,9 @@
 """Project-wide pytest hooks.
 
-Interop tests (marker `interop`) skip when Kamailio or SIPp is not installed. In CI
-(`.ci/run` exports B2B_REQUIRE_INTEROP=1) such a skip would hide a broken lab, so there a
-skipped interop test is reported as a failure instead.
+Interop tests (marker `interop`) skip when Kamailio or SIPp is not installed, and the
+compiled-build tests (marker `compiler`) when there is no C compiler. In CI (`.ci/run`
+exports B2B_REQUIRE_INTEROP=1) such a skip would hide a broken lab or build, so there a
+skipped test of either kind is reported as a failure instead.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ def pytest_runtest_makereport(
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
     if (report.skipped and os.environ.get(REQUIRE_INTEROP) == "1"
-            and item.get_closest_marker("interop") is not None):
+            and (item.get_closest_marker("interop") is not None
+                 or item.get_closest_marker("compiler") is not None)):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
-        report.longrepr = (f"interop test skipped although {REQUIRE_INTEROP}=1 "
-                           f"(the lab must run here): {reason}")
+        report.longrepr = (f"interop/compiler test skipped although {REQUIRE_INTEROP}=1 "
+                           f"(the lab and the build must run here): {reason}")

@@ -70,12 +70,18 @@ class Via:
         return self.params.get("maddr")
 
     @property
-    def rport(self) -> int | bool | None:
-        """None when absent, True for a bare ``rport``, else the port number."""
-        if "rport" not in self.params:
-            return None
-        value = self.params["rport"]
-        return True if value is None else int(value)
+    def has_rport(self) -> bool:
+        """An ``rport`` parameter is present, bare (a request asking for it, RFC 3581) or
+        with the port filled in."""
+        return "rport" in self.params
+
+    @property
+    def rport(self) -> int | None:
+        """The port number of ``rport=N``; None when absent or bare (see ``has_rport``).
+        (Not a bool for the bare form: bool is an int, and an ``int | bool`` value that a
+        compiled build stores as an int would turn ``True`` into 1.)"""
+        value = self.params.get("rport")
+        return None if value is None else int(value)
 
     @property
     def ttl(self) -> int | None:

@@ -32,9 +32,11 @@ def test_via() -> None:
     assert via.received == "10.0.0.1" and via.rport == 7 and via.params["x"] is None
     assert str(via) == "SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bK1;received=10.0.0.1;rport=7;x"
     bare = parse_via("SIP / 2.0 / TCP\t[2001:db8::1] ;rport;ttl=3;maddr=239.1.1.1")
-    assert bare.rport is True and bare.port is None and bare.host == "[2001:db8::1]"
+    assert bare.has_rport and bare.rport is None
+    assert bare.port is None and bare.host == "[2001:db8::1]"
     assert bare.ttl == 3 and bare.maddr == "239.1.1.1"
     assert parse_via("SIP/2.0/UDP h").rport is None
+    assert not parse_via("SIP/2.0/UDP h").has_rport and via.has_rport
     assert parse_via(str(bare)) == bare
     assert bare.with_param("received", "1.2.3.4").received == "1.2.3.4"
     assert Via("UDP", "h", 5060, {"branch": "b"}).sent_by == ("h", 5060)
