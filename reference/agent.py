@@ -354,7 +354,7 @@ class Agent:
         for method in self._row_methods(row):
             method(sub, ctx)
         if sub.handle in self.subscriptions or row.next is State.DESTROYED:
-            self._set_state(sub, row.next, ctx.event.value, before)
+            self._set_state(sub, row.next, ctx.event, before)
         if sub.state not in AWAITING_RESPONSE and sub.tx_branch is not None:
             self._abandon_tx(sub)
 
@@ -368,12 +368,14 @@ class Agent:
             self._actions[id(row)] = entry
         return entry[1]
 
-    def _set_state(self, sub: Subscription, state: State, event: str,
+    def _set_state(self, sub: Subscription, state: State, event: str | Event,
                    before: State | None = None) -> None:
         sub.state = state
         if not self.tracing:
             return
-        self._trace("state", sub, state=state.name.lower(), event=event,
+        # (An Event's .value is read only here: enum attribute access is slow on hot paths.)
+        self._trace("state", sub, state=state.name.lower(),
+                    event=event.value if isinstance(event, Event) else event,
                     before=before.name.lower() if before else None)
 
     def _tick(self, sub: Subscription, now: float) -> None:
@@ -919,8 +921,9 @@ class Agent:
         self._client_txs[branch] = entry
         sub.tx_branch = branch
         self._count("tx.SUBSCRIBE")
-        self._trace("send", sub, first_line=request.start_line(), call_id=dialog.call_id,
-                    cseq=dialog.local_cseq, expires=expires)
+        if self.tracing:
+            self._trace("send", sub, first_line=request.start_line(), call_id=dialog.call_id,
+                        cseq=dialog.local_cseq, expires=expires)
         self._client_tx_effects(entry, branch, tx.start(now), now)
         self._count("tx.retransmissions", -1)  # the first Transmit is not a retransmission
         guard = now + self.config.failover_timeout
