@@ -2,7 +2,7 @@
 
 By default the package is pure Python. With ``B2B_COMPILE=1`` the modules below are compiled
 with mypyc (part of mypy: the same source, type-checked, turned into C extension modules),
-which makes large simulations about 1.4x faster; behaviour and traces are identical (the test
+which makes large simulations about 1.35x faster; behaviour and traces are identical (the test
 ``tests/test_compiled_build.py`` builds a copy and checks both). It needs a C compiler, the
 Python headers, and mypy with the stubs in the installing environment (the ``compile``
 extra), so the package is installed plain first, then rebuilt compiled over itself::

@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--memory-sample", type=int, default=5000,
                         help="subscriptions in the tracemalloc run (0: skip)")  # fmt: skip
     args = parser.parse_args()
-    # The compiled build (setup.py, B2B_COMPILE=1) is about 1.4x faster: say which one ran.
+    # The compiled build (setup.py, B2B_COMPILE=1) is about 1.35x faster: say which one ran.
     print(f"build: {build_kind()}")
     if not args.skip_timers:
         bench_timers()

@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"{workload.name}: {s['messages']['total']} messages, "
         f"availability {s['availability']}, "
-        f"{s['events_processed']} events in {s['wall_seconds']:.1f} s wall"
+        f"{s['events_processed']} events in {s['wall_seconds']:.1f} s wall ({s['build']} build)"
     )
     for path in written + [p for p in (out / "trace.jsonl", out / "traffic.pcap") if p.exists()]:
         print(f"  wrote {path}")
