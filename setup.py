@@ -23,7 +23,9 @@ import os
 from setuptools import setup
 
 COMPILED_MODULES = [
+    "reference/sip/errors.py",
     "reference/sip/limits.py",
+    "reference/sip/grammar.py",
     "reference/sip/uri.py",
     "reference/sip/headers.py",
     "reference/sip/message.py",
