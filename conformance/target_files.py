@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -241,9 +240,3 @@ def run_target_file(path: str | Path, scenarios: Sequence[Scenario],
             return target.name, [one(run) for run in runs]
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             return target.name, list(pool.map(one, runs))
-
-
-def describe(spec: TargetFile) -> dict[str, Any]:
-    """The file's settings as a mapping (for reports)."""
-    return {"name": spec.name, "agent_address": spec.agent_address, "trigger": spec.trigger,
-            "untrigger": spec.untrigger, "profiles": list(spec.profiles), "jobs": spec.jobs}

@@ -95,7 +95,6 @@ class Subscription:
     expires_at: float | None = None   # granted expiry of the current dialog
     requested_expires: int = 3600
     failures: int = 0                 # consecutive failures (back-off exponent)
-    target: str = ""                  # Request-URI of the current attempt
     # Tuples, not lists: almost every subscription never follows a redirect, and an empty
     # tuple is a shared constant where an empty list costs 56 bytes each (x 100,000).
     redirects_seen: tuple[str, ...] = ()
@@ -873,7 +872,6 @@ class Agent:
     def _new_dialog_request(self, sub: Subscription, target: str, now: float, *,
                             redirected: bool) -> None:
         self._drop_dialog(sub)
-        sub.target = target
         sub.min_expires_retried = False
         sub.expires_at = None
         local_tag = self._random_hex(8)

@@ -1,8 +1,10 @@
 """Behaviour profiles as pure functions and tables: timing, response classes, reasons.
 
-Everything here is a function of its arguments; the random generator is passed in. The
-per-subscription state machine (`subscription.py`) asks these functions *what* to do; the
-agent (`agent.py`) does it.
+Everything here is a function of its arguments; the random generator is passed in. Only the
+agent (`agent.py`) consults this module: its classification turns an input into a table event
+with these response classes and reason reactions, and its actions ask these functions for
+delays. The state machine (`subscription.py`) knows nothing of it: its rows are
+unconditional.
 """
 
 from __future__ import annotations

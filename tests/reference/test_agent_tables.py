@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,13 @@ from reference.subscription import (
     STATES,
     TABLES,
     Action,
+    DuplicateRow,
     Event,
     State,
+    Table,
+    _rfc_table,
+    _rows,
+    _ser_table,
     mermaid,
     table_markdown,
 )
@@ -96,3 +102,23 @@ def test_behaviour_doc_generated_section_is_current() -> None:
     start = text.index(GENERATED_BEGIN)
     end = text.index(GENERATED_END) + len(GENERATED_END)
     assert text[start:end] == generated_section()
+
+
+def test_a_table_builder_fails_on_a_second_row_for_one_key() -> None:
+    table: Table = {}
+    _rows(table, State.CONFIRMED, (Event.TICK,), (), State.CONFIRMED)
+    with pytest.raises(DuplicateRow, match=r"\(CONFIRMED, TICK\)"):
+        _rows(table, State.CONFIRMED, (Event.R1XX, Event.TICK), (), State.WAITING)
+
+
+@pytest.mark.parametrize("build", [_ser_table, _rfc_table])
+def test_the_shipped_tables_have_no_overwritten_row(build: Callable[[], Table]) -> None:
+    # The builders raise DuplicateRow, so building is the check; the rows that used to be
+    # overwritten keep the behaviour of the later (winning) row.
+    table = build()
+    if build is _rfc_table:
+        unsubscribe = (Action.STOP, Action.SEND_UNSUBSCRIBE)
+        for key in ((State.UNCONFIRMED_DESTROY, Event.R_TIMEOUT_DIALOG_UP),
+                    (State.RESUBSCRIPTION_DESTROY, Event.R_FAIL),
+                    (State.RESUBSCRIPTION_DESTROY, Event.R423)):
+            assert table[key].actions == unsubscribe and table[key].next is State.PREDESTROYED
