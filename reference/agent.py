@@ -17,16 +17,7 @@ from typing import Any, TypeVar
 
 from reference import policy
 from reference.config import AgentConfig, ConfigError
-from reference.effects import (
-    Address,
-    CancelTimer,
-    Deliver,
-    Effect,
-    Send,
-    StartTimer,
-    TimerKey,
-    TraceEvent,
-)
+from reference.effects import Address, Deliver, Effect, Send, TraceEvent
 from reference.pidf import PidfError, PresenceDocument, parse_pidf
 from reference.qsa import StatusMessage
 from reference.sip import (
@@ -56,6 +47,7 @@ from reference.sip.transaction import (
     server_key,
 )
 from reference.subscription import TABLES, Event, Row, State
+from reference.timers import DeadlineQueue, TimerKey, TimerKind
 
 _T = TypeVar("_T")
 PIDF_TYPE = "application/pidf+xml"
@@ -66,7 +58,10 @@ KNOWN_METHODS = frozenset({
 })
 P_HINT = "trying new subscription after 3xx"
 # The one timer key of all completed server transactions (see Agent._expire_server_txs).
-SERVER_TIMER = ("stx",)
+SERVER_TIMER = TimerKey(TimerKind.SERVER_TX)
+# Answers a flood of bad or unknown-dialog requests causes: marked on their Send effects so
+# that a runtime can rate-limit them (Send.error_answer) without reading the bytes.
+ERROR_ANSWERS = frozenset({400, 481})
 # States in which the subscription waits for the answer to a SUBSCRIBE it sent.
 AWAITING_RESPONSE = frozenset({
     State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
@@ -142,6 +137,7 @@ class _ClientTx:
 class _ServerTx:
     tx: ServerTransaction
     destination: Address
+    error_answer: bool  # its response is a 400 or 481 (see Send.error_answer)
 
 
 class Agent:
@@ -166,6 +162,9 @@ class Agent:
         self.counters: dict[str, int] = {}
         self.closing = False
         self._effects: list[Effect] = []
+        # Every timer of the core: subscription timers, Timer N, client transaction timers
+        # and the shared Timer J (docs/architecture.md, "Timers").
+        self._timers = DeadlineQueue()
         self._next_handle = 1
         # Call-ID -> handle. Our Call-IDs carry 128 random bits, so the Call-ID alone names
         # the dialog here; the tags are checked by Dialog.matches_notify.
@@ -277,33 +276,46 @@ class Agent:
             if isinstance(message, Request):
                 self._reply_malformed(message, source, str(exc))
 
-    def timer_fired(self, key: TimerKey, *, now: float) -> None:
+    def next_deadline(self) -> float | None:
+        """When `handle_timers` has work next (None: no timer is armed). A driver arms one
+        wake-up for it after every call into the agent."""
+        return self._timers.next_deadline()
+
+    def handle_timers(self, now: float, limit: int | None = None) -> int:
+        """Fire every timer due at `now` (at most `limit` of them, so a driver can bound
+        one wake-up's work): by deadline, equal deadlines in the order they were armed,
+        including timers that firing arms at or before `now`. Returns how many fired."""
         self._now = now
-        if not isinstance(key, tuple) or not key:
-            return  # not one of ours
-        parts: tuple[Any, ...] = key
-        key = parts
-        kind = parts[0]
-        if kind == "sub":
-            sub = self.subscriptions.get(key[1])
+        timers = self._timers
+        fired = 0
+        while (limit is None or fired < limit) and (key := timers.pop_due(now)) is not None:
+            fired += 1
+            self._timer_fired(key, now)
+        return fired
+
+    def _timer_fired(self, key: TimerKey, now: float) -> None:
+        kind = key.kind
+        if kind is TimerKind.SUBSCRIPTION:
+            sub = self.subscriptions.get(key.handle)
             if sub is None or sub.timer_kind is None:
                 return
             sub.timer_kind = None
             sub.timer_at = None
             self._tick(sub, now)
-        elif kind == "n":
-            sub = self.subscriptions.get(key[1])
+        elif kind is TimerKind.TIMER_N:
+            sub = self.subscriptions.get(key.handle)
             if sub is not None and sub.awaiting_notify:
                 sub.awaiting_notify = False
                 if sub.got_2xx:
                     self._count("timer_n.fired")
                     self._run(sub, Ctx(now, Event.TIMER_N, code=408, reason="timer-n"))
-        elif kind == "tx":
-            entry = self._client_txs.get(key[1])
+        elif kind is TimerKind.CLIENT_TX:
+            entry = self._client_txs.get(key.branch)
             if entry is not None:
-                entry.timers.discard(key[2])
-                self._client_tx_effects(entry, key[1], entry.tx.timer_fired(key[2], now), now)
-        elif kind == "stx":
+                entry.timers.discard(key.name)
+                self._client_tx_effects(entry, key.branch,
+                                        entry.tx.timer_fired(key.name, now), now)
+        else:
             self._expire_server_txs(now)
 
     def drain_effects(self) -> list[Effect]:
@@ -335,6 +347,40 @@ class Agent:
         """Subscription timers plus Timer N timers currently armed (for leak checks)."""
         return (sum(1 for s in self.subscriptions.values() if s.timer_kind is not None)
                 + sum(1 for s in self.subscriptions.values() if s.awaiting_notify))
+
+    @property
+    def armed_timers(self) -> int:
+        """Every timer in the core's deadline queue (transaction timers included)."""
+        return len(self._timers)
+
+    def timer_deadlines(self) -> dict[TimerKey, float]:
+        """Every armed timer of the core with its deadline."""
+        return self._timers.deadlines()
+
+    def has_subscription(self, handle: int) -> bool:
+        """Whether the agent still holds this handle (a terminated one until it is freed)."""
+        return handle in self.subscriptions
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self.subscriptions)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters grouped for people (by method, by status) plus the raw ones; the
+        grouping of the dotted counter names lives here, next to the names."""
+        counters = dict(self.counters)
+        tx_responses = _counter_group(counters, "tx.response.")
+        return {
+            "subscriptions": len(self.subscriptions),
+            "rx_requests_by_method": _counter_group(counters, "rx.request."),
+            "rx_responses_by_status": _counter_group(counters, "rx.response."),
+            "tx_responses_by_status": tx_responses,
+            "tx_subscribe": counters.get("tx.SUBSCRIBE", 0),
+            "parse_errors": counters.get("rx.parse_errors", 0),
+            "sent_481": tx_responses.get("481", 0),
+            "live_timers": len(self._timers),
+            "counters": counters,
+        }
 
     @property
     def transaction_count(self) -> int:
@@ -417,11 +463,13 @@ class Agent:
                 self._emit_send(effect.data, entry.destination)
             elif isinstance(effect, SetTimer):
                 entry.timers.add(effect.name)
-                self._effects.append(StartTimer(("tx", branch, effect.name), effect.at))
+                self._timers.arm(TimerKey(TimerKind.CLIENT_TX, branch=branch,
+                                          name=effect.name), effect.at)
             elif isinstance(effect, ClearTimer):
                 if effect.name in entry.timers:
                     entry.timers.discard(effect.name)
-                    self._effects.append(CancelTimer(("tx", branch, effect.name)))
+                    self._timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch,
+                                                 name=effect.name))
             elif isinstance(effect, PassUp):
                 self._pass_up(entry.handle, branch, effect.response, now)
             elif isinstance(effect, TimedOut):
@@ -524,7 +572,7 @@ class Agent:
             self._count("rx.retransmissions")
             for effect in existing.tx.receive_request(request, now):
                 if isinstance(effect, Transmit):
-                    self._emit_send(effect.data, existing.destination)
+                    self._emit_send(effect.data, existing.destination, existing.error_answer)
             return
         if request.method == "ACK":
             return
@@ -717,7 +765,7 @@ class Agent:
     def _do_notify_seen(self, sub: Subscription, ctx: Ctx) -> None:
         if sub.awaiting_notify:
             sub.awaiting_notify = False
-            self._effects.append(CancelTimer(("n", sub.handle)))
+            self._timers.cancel(TimerKey(TimerKind.TIMER_N, sub.handle))
         if ctx.status in ("active", "pending"):
             sub.failures = 0
         if ctx.document is not None and not self.config.is_ser and ctx.notify is not None \
@@ -931,7 +979,8 @@ class Agent:
         if not self.config.is_ser and expires > 0:
             sub.got_2xx = False
             sub.awaiting_notify = True
-            self._effects.append(StartTimer(("n", sub.handle), now + 64 * self.config.t1))
+            self._timers.arm(TimerKey(TimerKind.TIMER_N, sub.handle),
+                             now + 64 * self.config.t1)
 
     def _abandon_tx(self, sub: Subscription) -> None:
         branch = sub.tx_branch
@@ -941,7 +990,7 @@ class Agent:
         entry = self._client_txs.pop(branch, None)
         if entry is not None:
             for name in sorted(entry.timers):
-                self._effects.append(CancelTimer(("tx", branch, name)))
+                self._timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch, name=name))
         self._count("tx.abandoned")
 
     def _respond(self, request: Request, destination: Address, status: int, now: float, *,
@@ -960,19 +1009,20 @@ class Agent:
         if self.tracing:
             self._trace("respond", None, status=status, call_id=request.headers.get("Call-ID"),
                         cseq=request.headers.get("CSeq"))
+        error_answer = status in ERROR_ANSWERS
         if key is None:
-            self._emit_send(response.to_bytes(), destination)
+            self._emit_send(response.to_bytes(), destination, error_answer)
             return
         server = ServerTransaction(request, self.timer_settings, key=key)
-        entry = _ServerTx(server, destination)
+        entry = _ServerTx(server, destination, error_answer)
         for effect in server.send_response(response, now):
             if isinstance(effect, Transmit):
-                self._emit_send(effect.data, destination)
+                self._emit_send(effect.data, destination, error_answer)
             elif isinstance(effect, SetTimer):  # Timer J, the only server timer on UDP
                 self._server_txs[key] = entry
                 deadlines = self._server_deadlines
                 if not deadlines or effect.at < deadlines[0][0]:
-                    self._effects.append(StartTimer(SERVER_TIMER, effect.at))
+                    self._timers.arm(SERVER_TIMER, effect.at)
                 heapq.heappush(deadlines, (effect.at, key))
 
     def _expire_server_txs(self, now: float) -> None:
@@ -986,7 +1036,7 @@ class Agent:
                                           for effect in server.tx.timer_fired("J", now)):
                 del self._server_txs[key]
         if deadlines:
-            self._effects.append(StartTimer(SERVER_TIMER, deadlines[0][0]))
+            self._timers.arm(SERVER_TIMER, deadlines[0][0])
 
     def _server_key(self, request: Request) -> tuple[str, ...]:
         """server_key of the request being handled, computed once per request."""
@@ -1013,7 +1063,7 @@ class Agent:
                 headers.add(name, value)
         response = Response(400, _reason_text(error), headers)
         self._count("tx.response.400")
-        self._emit_send(response.to_bytes(), destination)
+        self._emit_send(response.to_bytes(), destination, True)
 
     def _response_destination(self, request: Request, source: Address) -> Address | None:
         """RFC 3261 §18.2.2 + RFC 3581: where a response to `request` goes."""
@@ -1027,20 +1077,20 @@ class Agent:
             return source
         return source[0], top.port if top.port is not None else 5060
 
-    def _emit_send(self, data: bytes, destination: Address) -> None:
-        self._effects.append(Send(data, destination))
+    def _emit_send(self, data: bytes, destination: Address, error_answer: bool = False) -> None:
+        self._effects.append(Send(data, destination, error_answer))
 
     # ================================================================ helpers: state
     def _start_timer(self, sub: Subscription, kind: str, at: float) -> None:
         sub.timer_kind = kind
         sub.timer_at = at
-        self._effects.append(StartTimer(("sub", sub.handle), at))
+        self._timers.arm(TimerKey(TimerKind.SUBSCRIPTION, sub.handle), at)
 
     def _stop_timer(self, sub: Subscription) -> None:
         if sub.timer_kind is not None:
             sub.timer_kind = None
             sub.timer_at = None
-            self._effects.append(CancelTimer(("sub", sub.handle)))
+            self._timers.cancel(TimerKey(TimerKind.SUBSCRIPTION, sub.handle))
 
     def _drop_dialog(self, sub: Subscription) -> None:
         if sub.dialog is not None:
@@ -1052,7 +1102,7 @@ class Agent:
         self._stop_timer(sub)
         if sub.awaiting_notify:
             sub.awaiting_notify = False
-            self._effects.append(CancelTimer(("n", sub.handle)))
+            self._timers.cancel(TimerKey(TimerKind.TIMER_N, sub.handle))
         self._abandon_tx(sub)
         self._drop_dialog(sub)
         self.subscriptions.pop(sub.handle, None)
@@ -1082,6 +1132,11 @@ class Agent:
 
 
 # ==================================================================== module helpers
+def _counter_group(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    return {name[len(prefix):]: value for name, value in sorted(counters.items())
+            if name.startswith(prefix)}
+
+
 def _safe(read: Callable[[], _T]) -> _T | None:
     """Read a typed header; a bad value counts as absent (the caller decides the default)."""
     try:

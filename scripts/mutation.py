@@ -154,7 +154,7 @@ def _equivalence(dropped: str, actions: Sequence[str]) -> str:
     has_free = "A.FREE" in actions
     starts = any(a.startswith("A.START_") for a in actions)
     if dropped == "A.STOP" and (has_free or starts):
-        return "FREE stops the timer / StartTimer replaces the live timer of the same key"
+        return "FREE stops the timer / arming a timer replaces the live timer of the same key"
     if dropped == "A.STOP" and any(a.startswith("A.SEND_") for a in actions):
         return "every SUBSCRIBE sent arms the FAILOVER timer, replacing the live one"
     if dropped == "A.DROP_DIALOG" and ("A.SEND_INITIAL" in actions

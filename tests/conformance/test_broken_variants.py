@@ -15,6 +15,7 @@ from conformance.targets.sim import SimTarget
 from reference import Agent, AgentConfig, policy
 from reference.sip import Request
 from reference.subscription import State
+from reference.timers import TimerKey, TimerKind
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "conformance"
 
@@ -117,10 +118,10 @@ class AcceptsOldCSeq(Agent):
 class NoTimerN(Agent):
     """Waits for the first NOTIFY forever (RFC 3265 behaviour, SUB-064)."""
 
-    def timer_fired(self, key: Any, *, now: float) -> None:
-        if isinstance(key, tuple) and key and key[0] == "n":
+    def _timer_fired(self, key: TimerKey, now: float) -> None:
+        if key.kind is TimerKind.TIMER_N:
             return
-        super().timer_fired(key, now=now)
+        super()._timer_fired(key, now)
 
 
 def _retry_at_once(config: AgentConfig, failures: int, rng: Any,
