@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -46,7 +46,7 @@ from reference.sip.transaction import (
     response_matches,
     server_key,
 )
-from reference.subscription import TABLES, Event, Row, State
+from reference.subscription import TABLES, Action, Event, Row, State, Table
 from reference.timers import DeadlineQueue, TimerKey, TimerKind
 
 _T = TypeVar("_T")
@@ -141,11 +141,21 @@ class _ServerTx:
 
 
 class Agent:
-    """The sans-IO presence B2BUA (QSA notifier for package `presence`)."""
+    """The sans-IO presence B2BUA (QSA notifier for package `presence`).
 
-    def __init__(self, config: AgentConfig) -> None:
+    Collaborators, each injectable (the conformance suite's self-test builds broken
+    subscribers from them): `table` (the profile's transition table), `actions` (what each
+    action of a row does, `ACTIONS` below) and `timing` (the delay arithmetic,
+    `policy.Timing`).
+    """
+
+    def __init__(self, config: AgentConfig, *, table: Table | None = None,
+                 actions: ActionTable | None = None,
+                 timing: policy.Timing = policy.DEFAULT_TIMING) -> None:
         self.config = config
-        self.table = TABLES[config.profile]
+        self.table = TABLES[config.profile] if table is None else table
+        self.actions: ActionTable = ACTIONS if actions is None else actions
+        self.timing = timing
         self.rng = random.Random(config.seed)
         self.timer_settings = TimerSettings(
             t1=config.t1, t2=config.t2, t4=config.t4,
@@ -177,7 +187,7 @@ class Agent:
         self._server_deadlines: list[tuple[float, tuple[str, ...]]] = []
         self._now = 0.0
         self._last_server_key: tuple[Request, tuple[str, ...]] | None = None
-        self._actions: dict[int, tuple[Row, tuple[Callable[[Subscription, Ctx], None], ...]]] = {}
+        self._bound: dict[int, tuple[Row, tuple[ActionFunction, ...]]] = {}
         # Trace calls on hot paths are skipped outright when traces are off (trace=0), so
         # their fields are not even computed.
         self.tracing = bool(config.trace)
@@ -396,21 +406,20 @@ class Agent:
         if row is None:  # pragma: no cover - the tables are total (tested)
             raise AssertionError(f"no row for {sub.state} / {ctx.event}")
         before = sub.state
-        for method in self._row_methods(row):
-            method(sub, ctx)
+        for function in self._row_functions(row):
+            function(self, sub, ctx)
         if sub.handle in self.subscriptions or row.next is State.DESTROYED:
             self._set_state(sub, row.next, ctx.event, before)
         if sub.state not in AWAITING_RESPONSE and sub.tx_branch is not None:
             self._abandon_tx(sub)
 
-    def _row_methods(self, row: Row) -> tuple[Callable[[Subscription, Ctx], None], ...]:
-        """The `_do_<action>` methods of a row's actions, looked up once per row. Keyed by
-        id(row): rows live in the module-level tables for the life of the process."""
-        entry = self._actions.get(id(row))
+    def _row_functions(self, row: Row) -> tuple[ActionFunction, ...]:
+        """The functions of a row's actions (from `self.actions`), looked up once per row.
+        Keyed by id(row), checked against the row itself: the table outlives the agent."""
+        entry = self._bound.get(id(row))
         if entry is None or entry[0] is not row:
-            entry = (row, tuple(getattr(self, "_do_" + action.name.lower())
-                                for action in row.actions))
-            self._actions[id(row)] = entry
+            entry = (row, tuple(self.actions[action] for action in row.actions))
+            self._bound[id(row)] = entry
         return entry[1]
 
     def _set_state(self, sub: Subscription, state: State, event: str | Event,
@@ -699,7 +708,7 @@ class Agent:
             reaction = policy.reason_reaction(state.reason)
             ctx.reason = state.reason or "terminated"
             ctx.retry_after = state.retry_after
-            ctx.delay = policy.resubscribe_delay(reaction, state.retry_after, sub.failures + 1,
+            ctx.delay = self.timing.resubscribe_delay(reaction, state.retry_after, sub.failures + 1,
                                                  self.config, self.rng)
             if reaction.status == "rejected":
                 ctx.status = "rejected"
@@ -777,7 +786,7 @@ class Agent:
             sub.expires_at = ctx.now + ctx.granted
             if sub.state is State.CONFIRMED:
                 self._start_timer(sub, "REFRESH",
-                                  ctx.now + policy.refresh_delay(self.config, ctx.granted))
+                                  ctx.now + self.timing.refresh_delay(self.config, ctx.granted))
 
     def _do_reply_200(self, sub: Subscription, ctx: Ctx) -> None:
         assert ctx.notify is not None and ctx.notify_source is not None
@@ -831,7 +840,7 @@ class Agent:
                   and policy.effective_code(ctx.code) in policy.PERMANENT):
                 ctx.delay = float(self.config.max_retry_time)
             else:
-                ctx.delay = policy.backoff_delay(self.config, sub.failures + 1, self.rng,
+                ctx.delay = self.timing.backoff_delay(self.config, sub.failures + 1, self.rng,
                                                  ctx.retry_after)
         return ctx.delay
 
@@ -860,13 +869,13 @@ class Agent:
     def _do_start_refresh(self, sub: Subscription, ctx: Ctx) -> None:
         granted = ctx.granted if ctx.granted is not None else 0
         sub.expires_at = ctx.now + granted
-        self._start_timer(sub, "REFRESH", ctx.now + policy.refresh_delay(self.config, granted))
+        self._start_timer(sub, "REFRESH", ctx.now + self.timing.refresh_delay(self.config, granted))
 
     def _do_start_refresh_retry(self, sub: Subscription, ctx: Ctx) -> None:
         # SUB-016: the subscription is still valid until its known expiry; try again before.
         assert sub.expires_at is not None
         sub.failures += 1
-        backoff = policy.backoff_delay(self.config, sub.failures, self.rng, ctx.retry_after)
+        backoff = self.timing.backoff_delay(self.config, sub.failures, self.rng, ctx.retry_after)
         left = sub.expires_at - ctx.now
         # A Retry-After is a floor (SUB-131) even against "half the time left": when it
         # reaches past the expiry, the refresh is not retried and the grant runs out.
@@ -1129,6 +1138,53 @@ class Agent:
         if sub is not None:
             fields = {"handle": sub.handle, **fields}
         self._effects.append(TraceEvent(self._now, kind, fields))
+
+
+# ==================================================================== the action table
+ActionFunction = Callable[[Agent, Subscription, Ctx], None]
+ActionTable = Mapping[Action, ActionFunction]
+
+# What each action of a row does. A row runs its actions in the order it lists them, then
+# sets the next state. The rules no row shows, all in `Agent`:
+# * after the row, a subscription whose state no longer awaits a SUBSCRIBE answer has its
+#   outstanding SUBSCRIBE transaction abandoned (`_run`; its late answer is "stale");
+# * a subscription timer that fires is TICK, except that rfc6665 turns it into EXPIRED when
+#   the grant really ran out, and a TICK in a state awaiting an answer carries 408 (the
+#   FAILOVER guard) (`_tick`);
+# * Timer N becomes TIMER_N only once a 2xx arrived; before, the failover timer covers it
+#   (`_timer_fired`);
+# * REPLY_200 answers with the status the classification left in `ctx.reply_status` (400 for
+#   a bad PIDF in rfc6665, with a status message that names the error);
+# * the delay after a failure is drawn once per input (`_retry_delay` keeps it in
+#   `ctx.delay`): REPORT_FAILURE's `retry_at` and START_RETRY's timer agree whatever
+#   their order in the row.
+ACTIONS: ActionTable = {
+    Action.STOP: Agent._do_stop,
+    Action.CONFIRM: Agent._do_confirm,
+    Action.UPDATE_FROM_2XX: Agent._do_update_from_2xx,
+    Action.UPDATE_FROM_NOTIFY: Agent._do_update_from_notify,
+    Action.NOTIFY_SEEN: Agent._do_notify_seen,
+    Action.REPLY_200: Agent._do_reply_200,
+    Action.REPLY_481: Agent._do_reply_481,
+    Action.REPLY_500: Agent._do_reply_500,
+    Action.DELIVER: Agent._do_deliver,
+    Action.REPORT_FAILURE: Agent._do_report_failure,
+    Action.SEND_INITIAL: Agent._do_send_initial,
+    Action.SEND_REDIRECT: Agent._do_send_redirect,
+    Action.SEND_MIN_EXPIRES: Agent._do_send_min_expires,
+    Action.SEND_REFRESH: Agent._do_send_refresh,
+    Action.SEND_UNSUBSCRIBE: Agent._do_send_unsubscribe,
+    Action.START_REFRESH: Agent._do_start_refresh,
+    Action.START_REFRESH_RETRY: Agent._do_start_refresh_retry,
+    Action.START_RETRY: Agent._do_start_retry,
+    Action.START_RESUBSCRIBE_WAIT: Agent._do_start_resubscribe_wait,
+    Action.START_TERMWAIT: Agent._do_start_termwait,
+    Action.ABANDON_TX: Agent._do_abandon_tx,
+    Action.DROP_DIALOG: Agent._do_drop_dialog,
+    Action.FREE: Agent._do_free,
+    Action.LOG_STALE: Agent._do_log_stale,
+    Action.LOG_NO_TERM_NOTIFY: Agent._do_log_no_term_notify,
+}
 
 
 # ==================================================================== module helpers

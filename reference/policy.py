@@ -10,6 +10,7 @@ unconditional.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reference.config import AgentConfig
@@ -149,3 +150,24 @@ def rfc_status(state_token: str) -> str:
     """RFC 6665 substate value (tokens compare case-insensitively); unknown -> pending."""
     token = state_token.lower()
     return token if token in ("active", "pending", "terminated") else "pending"
+
+
+# ---------------------------------------------------------------- the agent's collaborator
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The delay arithmetic the agent asks for, as one injectable collaborator:
+    ``Agent(config, timing=Timing(backoff_delay=...))`` swaps one rule (the conformance
+    suite's self-test builds broken subscribers this way). The defaults are the functions
+    above; the agent calls nothing else of this module through it."""
+
+    refresh_delay: Callable[[AgentConfig, int], float] = refresh_delay
+    backoff_delay: Callable[[AgentConfig, int, random.Random, int | None], float] = \
+        backoff_delay
+    resubscribe_delay: Callable[
+        [ReasonReaction, int | None, int, AgentConfig, random.Random], float | None] = \
+        resubscribe_delay
+
+
+DEFAULT_TIMING = Timing()

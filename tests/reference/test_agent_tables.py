@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reference.agent import Agent
+from reference.agent import ACTIONS
 from reference.subscription import (
     EVENTS,
     RFC6665_TABLE,
@@ -38,11 +38,13 @@ def test_table_is_total(profile: str) -> None:
     assert set(table) == expected
 
 
-def test_every_action_has_an_implementation() -> None:
+def test_every_action_is_bound_once_in_the_action_table() -> None:
     used = {a for table in (SER_TABLE, RFC6665_TABLE) for row in table.values()
             for a in row.actions}
-    for action in Action:
-        assert callable(getattr(Agent, "_do_" + action.name.lower(), None)), action
+    assert set(ACTIONS) == set(Action) and used <= set(ACTIONS)
+    assert all(callable(function) for function in ACTIONS.values())
+    # Each function binds one action: a copy-paste slip would show as a shared function.
+    assert len({id(function) for function in ACTIONS.values()}) == len(ACTIONS)
     assert used <= set(Action)
 
 
