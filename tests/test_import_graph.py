@@ -94,3 +94,41 @@ def test_the_cycle_finder_finds_a_circle() -> None:
 def test_no_import_circle_in_the_packages() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+# The picture in docs/architecture.md ("Which module may import which"), as rules.
+LEAVES = ("reference.config", "reference.subscription", "reference.timers", "reference.pidf",
+          "reference.sip.errors", "reference.sip.limits")
+ADAPTERS = ("reference.udp", "reference.control", "reference.cli", "reference.__main__")
+
+
+def _violations(graph: dict[str, set[str]]) -> list[str]:
+    out: list[str] = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            edge = f"{module} -> {target}"
+            if module in LEAVES:
+                out.append(f"{edge}: a leaf imports nothing of the project")
+            if module.startswith("reference.sip.") and not target.startswith("reference.sip"):
+                out.append(f"{edge}: the SIP layer imports only itself")
+            if module.startswith("reference") and module not in ADAPTERS and target in ADAPTERS:
+                out.append(f"{edge}: the core never imports its adapters")
+            if module.startswith("reference") and not target.startswith("reference"):
+                out.append(f"{edge}: reference imports neither simulator nor conformance")
+            if module.startswith("simulator") and target.startswith("conformance"):
+                out.append(f"{edge}: simulator never imports conformance")
+    return out
+
+
+def test_imports_follow_the_layer_picture() -> None:
+    assert _violations(import_graph()) == []
+
+
+def test_the_layer_rules_catch_a_wrong_edge() -> None:
+    assert _violations({"reference.sip.uri": {"reference.agent"},
+                        "reference.agent": {"reference.udp"},
+                        "reference.timers": {"reference.sip.errors"}}) == [
+        "reference.agent -> reference.udp: the core never imports its adapters",
+        "reference.sip.uri -> reference.agent: the SIP layer imports only itself",
+        "reference.timers -> reference.sip.errors: a leaf imports nothing of the project",
+    ]
