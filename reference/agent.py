@@ -8,16 +8,15 @@ the two profiles.
 
 from __future__ import annotations
 
-import heapq
 import random
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from reference import policy
 from reference.config import AgentConfig, ConfigError
-from reference.effects import Address, Deliver, Effect, Send, TraceEvent
+from reference.effects import Address, Deliver, Effect, TraceEvent
 from reference.pidf import PidfError, PresenceDocument, parse_pidf
 from reference.qsa import StatusMessage
 from reference.sip import (
@@ -26,42 +25,18 @@ from reference.sip import (
     Response,
     SipParseError,
     check_mandatory,
-    make_response,
-    parse_message,
     parse_name_addr,
     parse_uri,
 )
 from reference.sip.dialog import Dialog, DialogError, route_set_of
-from reference.sip.transaction import (
-    ClearTimer,
-    ClientTransaction,
-    PassUp,
-    ServerTransaction,
-    SetTimer,
-    Terminated,
-    TimedOut,
-    TimerSettings,
-    Transmit,
-    TxEffect,
-    response_matches,
-    server_key,
-)
+from reference.sip.transaction import TimerSettings
 from reference.subscription import TABLES, Action, Event, Row, State, Table
 from reference.timers import DeadlineQueue, TimerKey, TimerKind
+from reference.ua import UserAgent
 
 _T = TypeVar("_T")
 PIDF_TYPE = "application/pidf+xml"
-ALLOWED = "NOTIFY, OPTIONS, CANCEL, ACK"
-KNOWN_METHODS = frozenset({
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
-    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
-})
 P_HINT = "trying new subscription after 3xx"
-# The one timer key of all completed server transactions (see Agent._expire_server_txs).
-SERVER_TIMER = TimerKey(TimerKind.SERVER_TX)
-# Answers a flood of bad or unknown-dialog requests causes: marked on their Send effects so
-# that a runtime can rate-limit them (Send.error_answer) without reading the bytes.
-ERROR_ANSWERS = frozenset({400, 481})
 # States in which the subscription waits for the answer to a SUBSCRIBE it sent.
 AWAITING_RESPONSE = frozenset({
     State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
@@ -125,21 +100,6 @@ class Ctx:
     error: str | None = None
 
 
-@dataclass(slots=True)
-class _ClientTx:
-    tx: ClientTransaction
-    handle: int
-    destination: Address  # where the request (and its retransmissions) go
-    timers: set[str] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _ServerTx:
-    tx: ServerTransaction
-    destination: Address
-    error_answer: bool  # its response is a 400 or 481 (see Send.error_answer)
-
-
 class Agent:
     """The sans-IO presence B2BUA (QSA notifier for package `presence`).
 
@@ -175,22 +135,17 @@ class Agent:
         # Every timer of the core: subscription timers, Timer N, client transaction timers
         # and the shared Timer J (docs/architecture.md, "Timers").
         self._timers = DeadlineQueue()
+        # Trace calls on hot paths are skipped outright when traces are off (trace=0), so
+        # their fields are not even computed.
+        self.tracing = bool(config.trace)
+        self.ua = UserAgent(self, self.timer_settings, self._timers, self._effects,
+                            self._count, self._ua_trace, self.tracing)
         self._next_handle = 1
         # Call-ID -> handle. Our Call-IDs carry 128 random bits, so the Call-ID alone names
         # the dialog here; the tags are checked by Dialog.matches_notify.
         self._by_dialog: dict[str, int] = {}
-        self._client_txs: dict[str, _ClientTx] = {}          # branch -> transaction
-        self._server_txs: dict[tuple[str, ...], _ServerTx] = {}
-        # Completed server transactions by Timer J deadline: one shared "stx" timer for the
-        # earliest, instead of one timer per answered NOTIFY (at 10,000 NOTIFY/s, 320,000
-        # timers would be pending through the 32 s of Timer J).
-        self._server_deadlines: list[tuple[float, tuple[str, ...]]] = []
         self._now = 0.0
-        self._last_server_key: tuple[Request, tuple[str, ...]] | None = None
         self._bound: dict[int, tuple[Row, tuple[ActionFunction, ...]]] = {}
-        # Trace calls on hot paths are skipped outright when traces are off (trace=0), so
-        # their fields are not even computed.
-        self.tracing = bool(config.trace)
 
     # ================================================================ inputs (QSA)
     def subscribe(self, record: str, subscriber: str, destination: str,
@@ -264,27 +219,7 @@ class Agent:
     # ================================================================ inputs (network, time)
     def datagram_received(self, data: bytes, source: Address, *, now: float) -> None:
         self._now = now
-        self._last_server_key = None
-        self._count("rx.datagrams")
-        try:
-            message = parse_message(data)
-        except SipParseError as exc:
-            self._count("rx.parse_errors")
-            self._trace("parse_error", None, error=str(exc), source=f"{source[0]}:{source[1]}")
-            if isinstance(exc.message, Request):
-                self._reply_malformed(exc.message, source, str(exc))
-            return
-        try:
-            if isinstance(message, Response):
-                self._response_received(message, now)
-            else:
-                self._request_received(message, source, now)
-        except SipParseError as exc:
-            # A header value the early checks did not touch turned out bad.
-            self._count("rx.parse_errors")
-            self._trace("parse_error", None, error=str(exc), source=f"{source[0]}:{source[1]}")
-            if isinstance(message, Request):
-                self._reply_malformed(message, source, str(exc))
+        self.ua.datagram_received(data, source, now)
 
     def next_deadline(self) -> float | None:
         """When `handle_timers` has work next (None: no timer is armed). A driver arms one
@@ -319,17 +254,13 @@ class Agent:
                 if sub.got_2xx:
                     self._count("timer_n.fired")
                     self._run(sub, Ctx(now, Event.TIMER_N, code=408, reason="timer-n"))
-        elif kind is TimerKind.CLIENT_TX:
-            entry = self._client_txs.get(key.branch)
-            if entry is not None:
-                entry.timers.discard(key.name)
-                self._client_tx_effects(entry, key.branch,
-                                        entry.tx.timer_fired(key.name, now), now)
         else:
-            self._expire_server_txs(now)
+            self.ua.timer_fired(key, now)
 
     def drain_effects(self) -> list[Effect]:
-        effects, self._effects = self._effects, []
+        # The list object stays (the UA layer appends to it too): copy, then clear.
+        effects = self._effects[:]
+        self._effects.clear()
         return effects
 
     # ================================================================ introspection
@@ -394,7 +325,7 @@ class Agent:
 
     @property
     def transaction_count(self) -> int:
-        return len(self._client_txs) + len(self._server_txs)
+        return self.ua.transaction_count
 
     @property
     def dialog_count(self) -> int:
@@ -451,44 +382,9 @@ class Agent:
         return sub.expires_at is None or now >= sub.expires_at
 
     # ================================================================ responses
-    def _response_received(self, response: Response, now: float) -> None:
-        self._count(f"rx.response.{response.status}")
-        top = response.top_via
-        branch = top.branch if top is not None else None
-        entry = self._client_txs.get(branch or "")
-        if entry is None or not response_matches(entry.tx, response):
-            self._count("rx.unmatched_responses")
-            self._trace("unmatched_response", None, status=response.status,
-                        call_id=response.headers.get("Call-ID"))
-            return
-        assert branch is not None
-        self._client_tx_effects(entry, branch, entry.tx.receive_response(response, now), now)
-
-    def _client_tx_effects(self, entry: _ClientTx, branch: str, effects: list[TxEffect],
-                           now: float) -> None:
-        for effect in effects:
-            if isinstance(effect, Transmit):
-                self._count("tx.retransmissions")
-                self._emit_send(effect.data, entry.destination)
-            elif isinstance(effect, SetTimer):
-                entry.timers.add(effect.name)
-                self._timers.arm(TimerKey(TimerKind.CLIENT_TX, branch=branch,
-                                          name=effect.name), effect.at)
-            elif isinstance(effect, ClearTimer):
-                if effect.name in entry.timers:
-                    entry.timers.discard(effect.name)
-                    self._timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch,
-                                                 name=effect.name))
-            elif isinstance(effect, PassUp):
-                self._pass_up(entry.handle, branch, effect.response, now)
-            elif isinstance(effect, TimedOut):
-                self._count("tx.timeouts")
-                self._pass_up(entry.handle, branch, None, now)
-            elif isinstance(effect, Terminated):
-                self._client_txs.pop(branch, None)
-
-    def _pass_up(self, handle: int, branch: str, response: Response | None,
-                 now: float) -> None:
+    # ================================================================ from the UA layer
+    def pass_up(self, handle: int, branch: str, response: Response | None,
+                now: float) -> None:
         """A response (or a timeout when None) of a SUBSCRIBE transaction reaches the TU."""
         sub = self.subscriptions.get(handle)
         if sub is None or sub.tx_branch != branch:
@@ -568,49 +464,9 @@ class Agent:
             return None
         return fresh[0]
 
-    # ================================================================ requests
-    def _request_received(self, request: Request, source: Address, now: float) -> None:
-        self._count(f"rx.request.{request.method}")
-        destination = self._response_destination(request, source)
-        if destination is None:
-            self._count("rx.unroutable_requests")
-            return
-        key = self._server_key(request)
-        existing = self._server_txs.get(key)
-        if existing is not None:
-            self._count("rx.retransmissions")
-            for effect in existing.tx.receive_request(request, now):
-                if isinstance(effect, Transmit):
-                    self._emit_send(effect.data, existing.destination, existing.error_answer)
-            return
-        if request.method == "ACK":
-            return
-        if request.method == "CANCEL":
-            # SUBSCRIBE/NOTIFY cannot be cancelled (SUB-053): every NOTIFY is answered at
-            # once, so a CANCEL finds the transaction completed; answer it and change nothing.
-            self._respond(request, destination, 200 if self._cancel_matches(request) else 481,
-                          now)
-            return
-        if request.method == "OPTIONS":
-            self._respond(request, destination, 200, now, headers=[("Allow", ALLOWED)])
-            return
-        if request.method != "NOTIFY":
-            # 405 for a method SIP defines but this UA does not accept, 501 for one it does
-            # not know at all (RFC 3261 §8.2.1, SUB-156).
-            status = 405 if request.method in KNOWN_METHODS else 501
-            self._respond(request, destination, status, now, headers=[("Allow", ALLOWED)])
-            return
-        self._notify_received(request, source, destination, now)
-
-    def _cancel_matches(self, cancel: Request) -> bool:
-        for key in self._server_txs:
-            if key[0] == "rfc3261" and len(key) > 1 and key[1] == (
-                    cancel.vias[0].branch if cancel.vias else None):
-                return True
-        return False
-
-    def _notify_received(self, notify: Request, source: Address, destination: Address,
+    def request_received(self, notify: Request, source: Address, destination: Address,
                          now: float) -> None:
+        """A NOTIFY that is not a retransmission (the UA layer answers those)."""
         rfc = not self.config.is_ser
         # A structurally broken request gets 400 in both profiles: SER's core parser and
         # sanity checks reject it before the module sees it (issue 8: 400 naming the problem).
@@ -620,20 +476,20 @@ class Agent:
                 raise SipParseError("missing header: Max-Forwards")
         except SipParseError as exc:
             self._count("rx.parse_errors")
-            self._reply_malformed(notify, source, str(exc))
+            self.ua.reply_malformed(notify, source, str(exc))
             return
         sub = self._find_subscription(notify)
         if sub is None:
             self._count("rx.notify_unknown_dialog")
             # Answered statelessly: a retransmission finds no dialog either and gets the same
             # 481, so a server transaction (32 s of Timer J) would only cost memory in a flood.
-            self._respond(notify, destination, 481,
+            self.ua.respond(notify, destination, 481,
                           now, reason="Subscription does not exist" if rfc
                           else "Unable to handle notification", stateless=True)
             return
         ctx = Ctx(now, Event.NOTIFY, notify=notify, notify_source=destination)
         if rfc and not self._check_notify(sub, notify, ctx):
-            self._respond(notify, destination, ctx.reply_status, now, reason=ctx.reply_reason,
+            self.ua.respond(notify, destination, ctx.reply_status, now, reason=ctx.reply_reason,
                           headers=_reply_headers(ctx.reply_status, ctx.error))
             return
         if rfc:
@@ -790,16 +646,16 @@ class Agent:
 
     def _do_reply_200(self, sub: Subscription, ctx: Ctx) -> None:
         assert ctx.notify is not None and ctx.notify_source is not None
-        self._respond(ctx.notify, ctx.notify_source, ctx.reply_status, ctx.now,
+        self.ua.respond(ctx.notify, ctx.notify_source, ctx.reply_status, ctx.now,
                       reason=ctx.reply_reason)
 
     def _do_reply_481(self, sub: Subscription, ctx: Ctx) -> None:
         assert ctx.notify is not None and ctx.notify_source is not None
-        self._respond(ctx.notify, ctx.notify_source, 481, ctx.now)
+        self.ua.respond(ctx.notify, ctx.notify_source, 481, ctx.now)
 
     def _do_reply_500(self, sub: Subscription, ctx: Ctx) -> None:
         assert ctx.notify is not None and ctx.notify_source is not None
-        self._respond(ctx.notify, ctx.notify_source, 500, ctx.now, reason="Internal error")
+        self.ua.respond(ctx.notify, ctx.notify_source, 500, ctx.now, reason="Internal error")
 
     def _do_deliver(self, sub: Subscription, ctx: Ctx) -> None:
         notify = ctx.notify
@@ -971,16 +827,12 @@ class Agent:
             destination = self.outbound_proxy
         else:
             destination = parse_uri(next_hop).address()
-        tx = ClientTransaction(request, self.timer_settings)
-        entry = _ClientTx(tx, sub.handle, destination)
-        self._client_txs[branch] = entry
         sub.tx_branch = branch
         self._count("tx.SUBSCRIBE")
         if self.tracing:
             self._trace("send", sub, first_line=request.start_line(), call_id=dialog.call_id,
                         cseq=dialog.local_cseq, expires=expires)
-        self._client_tx_effects(entry, branch, tx.start(now), now)
-        self._count("tx.retransmissions", -1)  # the first Transmit is not a retransmission
+        self.ua.start_client(request, branch, sub.handle, destination, now)
         guard = now + self.config.failover_timeout
         if sub.destroy_deadline is not None:
             guard = min(guard, sub.destroy_deadline)
@@ -996,98 +848,8 @@ class Agent:
         sub.tx_branch = None
         if branch is None:
             return
-        entry = self._client_txs.pop(branch, None)
-        if entry is not None:
-            for name in sorted(entry.timers):
-                self._timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch, name=name))
+        self.ua.abandon_client(branch)
         self._count("tx.abandoned")
-
-    def _respond(self, request: Request, destination: Address, status: int, now: float, *,
-                 reason: str | None = None,
-                 headers: list[tuple[str, str]] | None = None,
-                 stateless: bool = False) -> None:
-        # Reaching here, the request's Via list parsed and is not empty (see
-        # _response_destination), so the top Via always exists.
-        response = make_response(request, status, reason, headers=headers or (),
-                                 top_via=_received_via(request, destination))
-        self._count(f"tx.response.{status}")
-        try:
-            key = None if stateless else self._server_key(request)
-        except SipParseError:
-            key = None
-        if self.tracing:
-            self._trace("respond", None, status=status, call_id=request.headers.get("Call-ID"),
-                        cseq=request.headers.get("CSeq"))
-        error_answer = status in ERROR_ANSWERS
-        if key is None:
-            self._emit_send(response.to_bytes(), destination, error_answer)
-            return
-        server = ServerTransaction(request, self.timer_settings, key=key)
-        entry = _ServerTx(server, destination, error_answer)
-        for effect in server.send_response(response, now):
-            if isinstance(effect, Transmit):
-                self._emit_send(effect.data, destination, error_answer)
-            elif isinstance(effect, SetTimer):  # Timer J, the only server timer on UDP
-                self._server_txs[key] = entry
-                deadlines = self._server_deadlines
-                if not deadlines or effect.at < deadlines[0][0]:
-                    self._timers.arm(SERVER_TIMER, effect.at)
-                heapq.heappush(deadlines, (effect.at, key))
-
-    def _expire_server_txs(self, now: float) -> None:
-        """The shared Timer J fired: end every server transaction whose deadline passed,
-        then re-arm for the next one."""
-        deadlines = self._server_deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, key = heapq.heappop(deadlines)
-            server = self._server_txs.get(key)
-            if server is not None and any(isinstance(effect, Terminated)
-                                          for effect in server.tx.timer_fired("J", now)):
-                del self._server_txs[key]
-        if deadlines:
-            self._timers.arm(SERVER_TIMER, deadlines[0][0])
-
-    def _server_key(self, request: Request) -> tuple[str, ...]:
-        """server_key of the request being handled, computed once per request."""
-        last = self._last_server_key
-        if last is not None and last[0] is request:
-            return last[1]
-        key = server_key(request)
-        self._last_server_key = (request, key)
-        return key
-
-    def _reply_malformed(self, request: Request, source: Address, error: str) -> None:
-        """Answer a request that framed but has a bad header: 400 naming the problem,
-        built from the raw header text (nothing else may be trusted)."""
-        if request.method == "ACK":
-            return
-        destination = self._response_destination(request, source)
-        if destination is None:
-            self._count("rx.unroutable_requests")
-            return
-        headers = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for value in request.headers.get_all(name) if name == "Via" else \
-                    request.headers.values(name)[:1]:
-                headers.add(name, value)
-        response = Response(400, _reason_text(error), headers)
-        self._count("tx.response.400")
-        self._emit_send(response.to_bytes(), destination, True)
-
-    def _response_destination(self, request: Request, source: Address) -> Address | None:
-        """RFC 3261 §18.2.2 + RFC 3581: where a response to `request` goes."""
-        try:
-            top = request.top_via
-        except SipParseError:
-            return None
-        if top is None:
-            return None
-        if top.has_rport:
-            return source
-        return source[0], top.port if top.port is not None else 5060
-
-    def _emit_send(self, data: bytes, destination: Address, error_answer: bool = False) -> None:
-        self._effects.append(Send(data, destination, error_answer))
 
     # ================================================================ helpers: state
     def _start_timer(self, sub: Subscription, kind: str, at: float) -> None:
@@ -1131,6 +893,9 @@ class Agent:
 
     def _count(self, name: str, amount: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount
+
+    def _ua_trace(self, kind: str, **fields: Any) -> None:
+        self._trace(kind, None, **fields)
 
     def _trace(self, kind: str, sub: Subscription | None, **fields: Any) -> None:
         if not self.tracing:
@@ -1226,29 +991,9 @@ def _parse_route(text: str) -> list[str]:
     return routes
 
 
-def _received_via(request: Request, destination: Address) -> str | None:
-    """The response's top Via with `received` added (and a bare `rport` filled) per
-    SUB-144, or None when the request's top Via needs no change."""
-    top = request.top_via
-    assert top is not None
-    changed = top
-    if top.host != destination[0]:
-        changed = changed.with_param("received", destination[0])
-    if top.has_rport and top.rport is None:
-        changed = changed.with_param("rport", str(destination[1]))
-    if changed is top:
-        return None
-    return str(changed)
-
-
 def _reply_headers(status: int, error: str | None = None) -> list[tuple[str, str]]:
     if status == 420 and error:
         return [("Unsupported", error)]  # SUB-147: name the option tags we do not support
     if status == 415:
         return [("Accept", PIDF_TYPE), ("Accept-Encoding", "identity")]
     return []
-
-
-def _reason_text(error: str) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in error)[:120]
-    return f"Bad Request ({text})"

@@ -132,3 +132,9 @@ def test_the_layer_rules_catch_a_wrong_edge() -> None:
         "reference.sip.uri -> reference.agent: the SIP layer imports only itself",
         "reference.timers -> reference.sip.errors: a leaf imports nothing of the project",
     ]
+
+
+def test_the_ua_layer_knows_nothing_of_presence() -> None:
+    presence = {"reference.agent", "reference.subscription", "reference.policy",
+                "reference.pidf", "reference.qsa", "reference.config"}
+    assert not import_graph()["reference.ua"] & presence

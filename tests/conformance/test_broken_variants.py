@@ -1,11 +1,11 @@
 """The library must catch broken subscribers: each variant below is the reference agent with
 one deliberate defect, and at least one scenario must fail against it (sim target).
 
-Most variants are built from the agent's injected collaborators: a different action in the
-action table, a different row in the transition table, or a different rule in the delay
-arithmetic (`policy.Timing`). Three still subclass a private method, because the part they
-break (the UA layer's stateless answers, the identifier draws, the NOTIFY checks) is not a
-collaborator yet (issue 14 leaves the UA layer and the classifier inside `Agent`)."""
+Most variants are built from the agent's collaborators: a different action in the action
+table, a different row in the transition table, a different rule in the delay arithmetic
+(`policy.Timing`), or a different UA layer (`reference.ua.UserAgent`). Two still subclass a
+private method of `Agent`, because the part they break (the identifier draws, the NOTIFY
+checks) is not a collaborator yet (issue 14 leaves the classifier inside `Agent`)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from reference import Agent, AgentConfig, policy
 from reference.agent import ACTIONS
 from reference.sip import Request
 from reference.subscription import TABLES, Action, Event, Row, State, Table
+from reference.ua import UserAgent
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "conformance"
 
@@ -41,16 +42,23 @@ def caught_by(library: list[Scenario], factory: Callable[[AgentConfig], Agent]) 
 
 
 # ------------------------------------------------------------------ the broken variants
-class AnswersUnknownDialogs(Agent):
-    """Answers 200 where 481 is due (NOTIFY for no subscription)."""
-
-    def _respond(self, request: Request, destination: Any, status: int, now: float, *,
-                 reason: str | None = None, headers: Any = None,
-                 stateless: bool = False) -> None:
+class _AnswersUnknownDialogsUA(UserAgent):
+    def respond(self, request: Request, destination: Any, status: int, now: float, *,
+                reason: str | None = None, headers: Any = None,
+                stateless: bool = False) -> None:
         if status == 481 and request.method == "NOTIFY":
             status, reason = 200, "OK"
-        super()._respond(request, destination, status, now, reason=reason, headers=headers,
-                         stateless=stateless)
+        super().respond(request, destination, status, now, reason=reason, headers=headers,
+                        stateless=stateless)
+
+
+def answers_unknown_dialogs(config: AgentConfig) -> Agent:
+    """Answers 200 where 481 is due (NOTIFY for no subscription): its UA layer is swapped."""
+    agent = Agent(config)
+    ua = agent.ua
+    agent.ua = _AnswersUnknownDialogsUA(agent, ua.settings, ua.timers, ua.effects, ua.count,
+                                        ua.trace, ua.tracing)
+    return agent
 
 
 def _resend_same_expires(agent: Agent, sub: Any, ctx: Any) -> None:
@@ -163,7 +171,7 @@ VARIANTS: dict[str, Factory] = {
     "refresh-at-expiry": _with(refresh_delay=_refresh_at_expiry),
     "ignores-min-expires": _with(actions={Action.SEND_MIN_EXPIRES: _resend_same_expires}),
     "retry-reuses-call-id": ReusesCallId,
-    "200-to-unknown-dialog": AnswersUnknownDialogs,
+    "200-to-unknown-dialog": answers_unknown_dialogs,
     "resurrects-on-unsubscribe-error": _with(table=_resurrects_on_unsubscribe_error),
     "ignores-retry-after": _with(backoff_delay=_backoff_without_retry_after,
                                  resubscribe_delay=_reason_without_retry_after),
