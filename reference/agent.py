@@ -116,6 +116,7 @@ class Agent:
         self.table = TABLES[config.profile] if table is None else table
         self.actions: ActionTable = ACTIONS if actions is None else actions
         self.timing = timing
+        self.rules = policy.RULES[config.profile]
         self.rng = random.Random(config.seed)
         self.timer_settings = TimerSettings(
             t1=config.t1, t2=config.t2, t4=config.t4,
@@ -193,7 +194,7 @@ class Agent:
             self._count("qsa.unsubscribe_unknown")
             return
         sub.unsubscribed = True
-        if not self.config.is_ser and sub.destroy_deadline is None:
+        if self.rules.bounded_unsubscribe and sub.destroy_deadline is None:
             sub.destroy_deadline = (now + self.config.failover_timeout
                                     + self.config.wait_for_term_notify)
         self._run(sub, Ctx(now, Event.DESTROY))
@@ -207,7 +208,7 @@ class Agent:
             sub = self.subscriptions.get(handle)
             if sub is None:
                 continue
-            if self.config.is_ser:
+            if self.rules.close_forgets:
                 self._free(sub)
             elif not sub.unsubscribed:
                 self.unsubscribe(handle, now=now)
@@ -368,7 +369,7 @@ class Agent:
         code: int | None = None
         # rfc6665: only a grant that has really run out is EXPIRED; a short grant (a few
         # seconds) must still be refreshed, not torn down at its refresh point.
-        if not self.config.is_ser and (
+        if self.rules.expiry_event and (
                 (sub.state is State.CONFIRMED and sub.expires_at is not None
                  and now >= sub.expires_at)
                 or (sub.state is State.RESUBSCRIPTION and self._expired(sub, now))):
@@ -410,7 +411,7 @@ class Agent:
             if not response.to.tag and sub.state in (State.UNCONFIRMED,
                                                       State.UNCONFIRMED_DESTROY):
                 ctx.reason = "2xx without To tag"  # SUB-134: cannot form a dialog
-                return Event.R4XX if self.config.is_ser else Event.R_FAIL
+                return Event.R_FAIL if self.rules.fine_failures else Event.R4XX
             ctx.granted = self._granted(sub, response)
             return Event.R2XX
         if status < 400:
@@ -419,7 +420,7 @@ class Agent:
                 return Event.R3XX_NO_CONTACT
             ctx.redirect_to = target
             return Event.R3XX
-        if self.config.is_ser:
+        if not self.rules.fine_failures:
             return Event.R4XX
         if status == 408 and sub.state in (State.UNCONFIRMED, State.UNCONFIRMED_DESTROY) \
                 and sub.dialog is not None and sub.dialog.state == "confirmed":
@@ -445,14 +446,14 @@ class Agent:
         expires = _safe(lambda: response.expires)
         if expires is None:
             # ser: absent or unparsable -> 0 (spec §2.1, A3); rfc6665: the requested value.
-            return 0 if self.config.is_ser else sub.requested_expires
+            return 0 if self.rules.missing_expires_is_zero else sub.requested_expires
         return expires
 
     def _next_redirect(self, sub: Subscription, response: Response | None) -> str | None:
         if response is None:
             return None
         contacts = [c for c in (_safe(lambda: response.contacts) or []) if c.uri]
-        if self.config.is_ser:
+        if self.rules.first_contact_redirect:
             # SER: the first Contact, q ignored, no loop limit (B6).
             return contacts[0].uri if contacts else None
         # rfc6665: q order (stable), untried URIs only, at most max_redirects per attempt.
@@ -467,7 +468,7 @@ class Agent:
     def request_received(self, notify: Request, source: Address, destination: Address,
                          now: float) -> None:
         """A NOTIFY that is not a retransmission (the UA layer answers those)."""
-        rfc = not self.config.is_ser
+        rfc = self.rules.notify_checks
         # A structurally broken request gets 400 in both profiles: SER's core parser and
         # sanity checks reject it before the module sees it (issue 8: 400 naming the problem).
         try:
@@ -596,7 +597,7 @@ class Agent:
     def _do_confirm(self, sub: Subscription, ctx: Ctx) -> None:
         assert sub.dialog is not None and ctx.response is not None
         try:
-            sub.dialog.confirm(ctx.response, keep_preloaded_route=self.config.is_ser
+            sub.dialog.confirm(ctx.response, keep_preloaded_route=self.rules.keep_preloaded_route
                                and bool(self.preloaded_route))
         except DialogError as exc:
             # A 2xx from another fork after an early NOTIFY made the dialog: keep ours.
@@ -612,10 +613,10 @@ class Agent:
         dialog, notify = sub.dialog, ctx.notify
         assert dialog is not None and notify is not None
         if dialog.state == "early":
-            if not self.config.is_ser:
+            if self.rules.notify_creates_dialog:
                 dialog.confirm_from_notify(notify)  # SUB-010: the NOTIFY creates the dialog
             return  # SER: the unconfirmed dialog learns nothing from a NOTIFY
-        if self.config.is_ser:
+        if not self.rules.notify_route_set:
             number = notify.cseq.number
             if dialog.remote_cseq is None or number > dialog.remote_cseq:
                 dialog.remote_cseq = number
@@ -633,7 +634,7 @@ class Agent:
             self._timers.cancel(TimerKey(TimerKind.TIMER_N, sub.handle))
         if ctx.status in ("active", "pending"):
             sub.failures = 0
-        if ctx.document is not None and not self.config.is_ser and ctx.notify is not None \
+        if ctx.document is not None and self.rules.keep_last_pidf and ctx.notify is not None \
                 and ctx.notify.body:
             # Kept for an empty NOTIFY (SUB-077, rfc6665 only): ser never reads it back.
             sub.last_pidf = ctx.notify.body
@@ -660,7 +661,7 @@ class Agent:
     def _do_deliver(self, sub: Subscription, ctx: Ctx) -> None:
         notify = ctx.notify
         assert notify is not None and ctx.status is not None
-        if self.config.is_ser and ctx.error is not None:
+        if self.rules.drop_bad_pidf and ctx.error is not None:
             self._count("qsa.dropped_bad_pidf")
             return
         content_type = notify.headers.get("Content-Type")
@@ -692,7 +693,7 @@ class Agent:
         if ctx.delay is None:
             if ctx.event is Event.R481:
                 ctx.delay = 0.0
-            elif (not self.config.is_ser and ctx.code is not None
+            elif (self.rules.permanent_waits_max_retry and ctx.code is not None
                   and policy.effective_code(ctx.code) in policy.PERMANENT):
                 ctx.delay = float(self.config.max_retry_time)
             else:
@@ -789,7 +790,7 @@ class Agent:
         sub.expires_at = None
         local_tag = self._random_hex(8)
         call_id = f"{self._random_hex(16)}@{self.config.local_host}"
-        ser = self.config.is_ser
+        ser = self.rules.verbatim_uris
         # ser: QSA strings verbatim, and after a redirect To = the Contact (B6).
         # Interned: a watcher's many subscriptions share one copy of these strings.
         remote_uri = sys.intern((target if redirected else sub.record) if ser
@@ -815,7 +816,7 @@ class Agent:
             self._abandon_tx(sub)
         branch = "z9hG4bK" + self._random_hex(16)
         headers: list[tuple[str, str]] = [("Event", "presence")]
-        if not self.config.is_ser:
+        if self.rules.accept_header:
             headers.append(("Accept", PIDF_TYPE))
         headers.extend(self.extra_headers)
         headers.append(("Expires", str(expires)))
@@ -837,7 +838,7 @@ class Agent:
         if sub.destroy_deadline is not None:
             guard = min(guard, sub.destroy_deadline)
         self._start_timer(sub, "FAILOVER", guard)
-        if not self.config.is_ser and expires > 0:
+        if self.rules.timer_n and expires > 0:
             sub.got_2xx = False
             sub.awaiting_notify = True
             self._timers.arm(TimerKey(TimerKind.TIMER_N, sub.handle),

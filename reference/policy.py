@@ -171,3 +171,43 @@ class Timing:
 
 
 DEFAULT_TIMING = Timing()
+
+
+# ---------------------------------------------------------------- profile rules
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Every difference between the profiles that is neither a row of the transition tables
+    nor an arithmetic rule above, by name. The agent reads these; it never asks which
+    profile it runs. SER letters refer to presence_b2b.md, SUB numbers to the requirements.
+    """
+
+    bounded_unsubscribe: bool  # an unsubscribe ends within failover + wait_for_term_notify
+    close_forgets: bool  # close() forgets subscriptions without a message (SER B13)
+    expiry_event: bool  # a tick past the grant is EXPIRED, not a refresh point
+    fine_failures: bool  # failures split into 423/481/refresh-terminating/...; else R4XX
+    missing_expires_is_zero: bool  # a 2xx without a valid Expires grants 0 (SER A3)
+    first_contact_redirect: bool  # a 3xx follows its first Contact, q ignored (SER B6)
+    notify_checks: bool  # Max-Forwards required, checks 3-6, RFC 6665 Subscription-State
+    keep_preloaded_route: bool  # the 2xx keeps a preloaded route set (SER)
+    notify_creates_dialog: bool  # a NOTIFY before the 2xx creates the dialog (SUB-010)
+    notify_route_set: bool  # first NOTIFY: its Record-Route is the route set (SUB-049), CSeq checked
+    keep_last_pidf: bool  # an empty NOTIFY keeps the last document (SUB-077)
+    drop_bad_pidf: bool  # a NOTIFY with a bad PIDF is answered 200 and dropped (SER B11)
+    permanent_waits_max_retry: bool  # a permanent failure retries after max_retry_time
+    verbatim_uris: bool  # QSA strings as From/To as given, To = Contact after 3xx (SER B6)
+    accept_header: bool  # SUBSCRIBE carries Accept: application/pidf+xml
+    timer_n: bool  # Timer N after each SUBSCRIBE that asks for a subscription
+
+
+_SER_RULES = Rules(
+    bounded_unsubscribe=False, close_forgets=True, expiry_event=False, fine_failures=False,
+    missing_expires_is_zero=True, first_contact_redirect=True, notify_checks=False,
+    keep_preloaded_route=True, notify_creates_dialog=False, notify_route_set=False,
+    keep_last_pidf=False, drop_bad_pidf=True, permanent_waits_max_retry=False,
+    verbatim_uris=True, accept_header=False, timer_n=False)
+RULES: dict[str, Rules] = {
+    "ser": _SER_RULES,
+    "rfc6665": Rules(**{name: not value for name, value in vars(_SER_RULES).items()}),
+}
