@@ -33,6 +33,7 @@ from typing import IO, Any
 from reference.agent import Agent
 from reference.config import AgentConfig
 from reference.effects import Address, TraceEvent
+from reference.ids import OsRandomIds
 from reference.pump import EffectPump
 from reference.qsa import MessageQueue, StatusMessage
 
@@ -205,7 +206,8 @@ class UdpRuntime:
                 shown = f"[{shown}]"
             config = config.replace(local_address=f"{shown}:{sock_port}")
         try:
-            agent = Agent(config)
+            # A real network: identifiers from the OS CSPRNG, never from the seed.
+            agent = Agent(config, ids=OsRandomIds())
             return cls(agent, sock, trace_path=trace_path,
                        error_answer_rate=error_answer_rate,
                        error_answer_burst=error_answer_burst)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from reference import Agent, AgentConfig, EffectPump, MessageQueue, StatusMessage, TraceEvent
+from reference.ids import SeededIds
 from simulator.network import NORMAL_PRIORITY, Address, Network
 from simulator.timers import Wakeup
 from simulator.trace import TraceWriter
@@ -46,7 +47,8 @@ class AgentHost:
         self.name = name
         self.index = index
         self.address = address
-        self.agent = Agent(config)
+        # Seeded identifiers: a simulation replays byte-identically (never on a real network).
+        self.agent = Agent(config, ids=SeededIds(config.seed))
         self.sink = sink
         self.trace_writer = trace
         self.keep_queues = keep_queues

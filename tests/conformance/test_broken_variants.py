@@ -3,9 +3,10 @@ one deliberate defect, and at least one scenario must fail against it (sim targe
 
 Most variants are built from the agent's collaborators: a different action in the action
 table, a different row in the transition table, a different rule in the delay arithmetic
-(`policy.Timing`), or a different UA layer (`reference.ua.UserAgent`). Two still subclass a
-private method of `Agent`, because the part they break (the identifier draws, the NOTIFY
-checks) is not a collaborator yet (issue 14 leaves the classifier inside `Agent`)."""
+(`policy.Timing`), a different UA layer (`reference.ua.UserAgent`) or a different identifier
+source (`reference.ids`). One still subclasses a private method of `Agent`, because the part
+it breaks (the NOTIFY checks) is not a collaborator yet (issue 14 leaves the classifier
+inside `Agent`)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import pytest
 
 from conformance.runner import FAIL, run_scenario
 from conformance.scenario import Scenario, load
-from conformance.targets.sim import SimTarget
+from conformance.targets.sim import AgentFactory, SimTarget
 from reference import Agent, AgentConfig, policy
 from reference.agent import ACTIONS
+from reference.ids import CALL_ID_BYTES, TAG_BYTES, IdSource, SeededIds
 from reference.sip import Request
 from reference.subscription import TABLES, Action, Event, Row, State, Table
 from reference.ua import UserAgent
@@ -35,7 +37,7 @@ def library() -> list[Scenario]:
     return scenarios
 
 
-def caught_by(library: list[Scenario], factory: Callable[[AgentConfig], Agent]) -> list[str]:
+def caught_by(library: list[Scenario], factory: AgentFactory) -> list[str]:
     target = SimTarget(agent_factory=factory)
     return [f"{s.name}[{p}]" for s in library for p in s.profiles
             if run_scenario(s, p, target).verdict == FAIL]
@@ -52,9 +54,9 @@ class _AnswersUnknownDialogsUA(UserAgent):
                         stateless=stateless)
 
 
-def answers_unknown_dialogs(config: AgentConfig) -> Agent:
+def answers_unknown_dialogs(config: AgentConfig, *, ids: IdSource | None = None) -> Agent:
     """Answers 200 where 481 is due (NOTIFY for no subscription): its UA layer is swapped."""
-    agent = Agent(config)
+    agent = Agent(config, ids=ids)
     ua = agent.ua
     agent.ua = _AnswersUnknownDialogsUA(agent, ua.settings, ua.timers, ua.effects, ua.count,
                                         ua.trace, ua.tracing)
@@ -67,30 +69,29 @@ def _resend_same_expires(agent: Agent, sub: Any, ctx: Any) -> None:
     agent._send_in_dialog(sub, sub.requested_expires, ctx.now)
 
 
-class ReusesCallId(Agent):
+class _ReusedCallIds:
+    """Identifiers from the seed, except that every Call-ID is the first one it made: a
+    Call-ID is the 16-byte draw that follows a From tag's 8-byte draw (a branch follows
+    the Call-ID or nothing)."""
+
+    def __init__(self, seed: int) -> None:
+        self.ids = SeededIds(seed)
+        self.previous = 0
+        self.fixed: str | None = None
+
+    def hex(self, nbytes: int) -> str:
+        value = self.ids.hex(nbytes)
+        if nbytes == CALL_ID_BYTES and self.previous == TAG_BYTES:
+            if self.fixed is None:
+                self.fixed = value
+            value = self.fixed
+        self.previous = nbytes
+        return value
+
+
+def reuses_call_id(config: AgentConfig, *, ids: IdSource | None = None) -> Agent:
     """Every new dialog reuses the first Call-ID it ever made."""
-
-    fixed: str | None = None
-
-    def _new_dialog_request(self, sub: Any, target: str, now: float, *,
-                            redirected: bool) -> None:
-        original = self._random_hex
-        calls = 0
-
-        def hexer(nbytes: int) -> str:
-            nonlocal calls
-            calls += 1
-            if calls == 2:  # the second draw is the Call-ID (the first is the From tag)
-                if self.fixed is None:
-                    self.fixed = original(nbytes)
-                return self.fixed
-            return original(nbytes)
-
-        self._random_hex = hexer  # type: ignore[method-assign]
-        try:
-            super()._new_dialog_request(sub, target, now, redirected=redirected)
-        finally:
-            del self._random_hex
+    return Agent(config, ids=_ReusedCallIds(config.seed))
 
 
 def _resurrects_on_unsubscribe_error(table: Table) -> Table:
@@ -152,25 +153,28 @@ def _reason_without_retry_after(reaction: Any, retry_after: int | None, failures
     return ORIGINAL_RESUBSCRIBE(reaction, None, failures, config, rng)
 
 
+def _restart_as_asked(config: AgentConfig, requested: float, lived: float,
+                      quick_restarts: int, rng: Any) -> tuple[float, int]:
+    return requested, 1
+
+
 ORIGINAL_BACKOFF = policy.backoff_delay
 ORIGINAL_RESUBSCRIBE = policy.resubscribe_delay
-Factory = Callable[[AgentConfig], Agent]
-
 
 def _with(*, actions: dict[Action, Any] | None = None,
-          table: Callable[[Table], Table] | None = None, **timing: Any) -> Factory:
+          table: Callable[[Table], Table] | None = None, **timing: Any) -> AgentFactory:
     """An agent factory with some collaborators replaced."""
-    def factory(config: AgentConfig) -> Agent:
-        return Agent(config, actions={**ACTIONS, **(actions or {})},
+    def factory(config: AgentConfig, *, ids: IdSource | None = None) -> Agent:
+        return Agent(config, ids=ids, actions={**ACTIONS, **(actions or {})},
                      table=table(TABLES[config.profile]) if table else None,
                      timing=dataclasses.replace(policy.DEFAULT_TIMING, **timing))
     return factory
 
 
-VARIANTS: dict[str, Factory] = {
+VARIANTS: dict[str, AgentFactory] = {
     "refresh-at-expiry": _with(refresh_delay=_refresh_at_expiry),
     "ignores-min-expires": _with(actions={Action.SEND_MIN_EXPIRES: _resend_same_expires}),
-    "retry-reuses-call-id": ReusesCallId,
+    "retry-reuses-call-id": reuses_call_id,
     "200-to-unknown-dialog": answers_unknown_dialogs,
     "resurrects-on-unsubscribe-error": _with(table=_resurrects_on_unsubscribe_error),
     "ignores-retry-after": _with(backoff_delay=_backoff_without_retry_after,
@@ -180,6 +184,7 @@ VARIANTS: dict[str, Factory] = {
     "accepts-old-cseq": AcceptsOldCSeq,
     "no-timer-n": _with(table=_without_timer_n),
     "retries-without-back-off": _with(backoff_delay=_retry_at_once),
+    "re-subscribe-storm": _with(restart_delay=_restart_as_asked),
 }
 
 CAUGHT: dict[str, list[str]] = {}

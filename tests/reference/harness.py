@@ -16,6 +16,7 @@ from typing import Any
 
 from reference import Agent, AgentConfig, EffectPump, TimerKey, TimerKind
 from reference.effects import Address, Deliver, Effect, Send, TraceEvent
+from reference.ids import SeededIds
 from reference.pidf import build_pidf
 from reference.qsa import StatusMessage
 from reference.sip import Request, Response, make_response, parse_message
@@ -52,7 +53,7 @@ class Harness:
     after_input: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.agent = Agent(self.config)
+        self.agent = Agent(self.config, ids=SeededIds(self.config.seed))
         self.pump = EffectPump(self.agent, self)
 
     @classmethod
