@@ -34,6 +34,8 @@ COMPILED_MODULES = [
     "reference/sip/transaction.py",
     "reference/sip/dialog.py",
     "reference/pidf.py",
+    "reference/timers.py",
+    "reference/pump.py",
     "simulator/timers.py",
     "simulator/network.py",
     "simulator/sipscan.py",
