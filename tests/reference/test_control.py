@@ -54,11 +54,12 @@ class Client:
         self.writer.close()
 
 
-MAX_LINE = ControlLimits().max_line
+DEFAULT_LIMITS = ControlLimits()
+MAX_LINE = DEFAULT_LIMITS.max_line
 
 
 @asynccontextmanager
-async def agent_with_control(*, limits: ControlLimits = ControlLimits(),
+async def agent_with_control(*, limits: ControlLimits = DEFAULT_LIMITS,
                              token: str | None = None, **params: Any) -> AsyncIterator[
         tuple[TinyNotifier, UdpRuntime, ControlServer, list[int]]]:
     notifier = TinyNotifier()
