@@ -74,6 +74,11 @@ class ControlLimits:
     # Seconds to send a valid `auth` request when a token is configured.
     auth_timeout: float = 10.0
 
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ControlLimits.{name} must be > 0")
+
 
 class RequestError(ValueError):
     """A request that cannot be served; its text goes into the error reply."""

@@ -249,6 +249,9 @@ def test_client_that_stops_reading_is_dropped_others_unaffected(
 
 def test_control_binds_loopback_by_default_and_needs_a_token_otherwise(tmp_path: Any) -> None:
     assert build_parser().parse_args([]).control.startswith("127.0.0.1:")
+    usage = build_parser().format_help()
+    assert "--control-token-file FILE" in usage and TOKEN_ENV in usage
+    assert '{"op":"auth","token"' in usage  # the example
     command = [sys.executable, "-m", "reference", "--listen", "127.0.0.1:0",
                "--control", "0.0.0.0:0", "--duration", "0"]
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
