@@ -147,12 +147,20 @@ class _Connection:
                 self.server.runtime.agent.subscriptions:
             self.handles.discard(message.handle)
 
-    def drop(self, counter: str, reason: str) -> None:
+    def drop(self, counter: str, reason: str, *, tell: bool = False) -> None:
+        """Close at once (count, log). With `tell`, the reason goes out as a last error line
+        after what the transport already holds (2 s at most), instead of a reset."""
         if not self.closed:
             self.server.count(counter)
             log.warning("control %s (%s): disconnecting: %s", self.destination, self.peer, reason)
             self.closed = True
-            self.writer.transport.abort()
+            transport = self.writer.transport
+            if tell:
+                transport.write(json.dumps({"ok": False, "error": reason}).encode() + b"\n")
+                transport.close()
+                asyncio.get_running_loop().call_later(2.0, transport.abort)
+            else:
+                transport.abort()
             self.wakeup.set()
             self.drained.set()
 
@@ -384,8 +392,8 @@ class ControlServer:
         made no request for the longest time while every slot was busy."""
         victim = min(self.connections.values(),
                      key=lambda c: (c.authenticated, bool(c.handles), c.last_request_at))
-        victim.drop("evicted", f"{self.limits.max_connections} connections live: making room "
-                               "for a new one (this one was the least recently used)")
+        victim.drop("evicted", f"evicted: {self.limits.max_connections} control connections "
+                               "live and this one was the least recently used", tell=True)
         self._forget(victim)
 
     def _forget(self, connection: _Connection) -> None:
