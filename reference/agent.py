@@ -1,6 +1,16 @@
 """The presence B2BUA engine: routes inputs to subscriptions, runs the table, emits effects.
 
-Sans-IO: every input carries `now`; outputs are effects collected for `drain_effects()`.
+Rules of this file:
+* QSA inputs (`subscribe`, `unsubscribe`, `close`) and what the UA layer (`reference.ua`)
+  hands up (`pass_up`: a SUBSCRIBE's outcome; `request_received`: a new NOTIFY) are
+  classified into one table `Event` each; the subscription's row of the profile's table
+  (`reference.subscription`) names the actions, run in order by the functions of
+  `ACTIONS` (bottom of this file, with the rules no row shows).
+* Every timer is in the core's one deadline queue (`reference.timers`); a driver calls
+  `next_deadline()` / `handle_timers(now)` (through `reference.pump`).
+* Profile differences are table rows, `policy` arithmetic or named `policy.Rules`; this
+  file never asks which profile runs.
+* Sans-IO: every input carries `now`; outputs are effects collected for `drain_effects()`.
 Policy randomness (jitter, delays) comes from one `random.Random` seeded from the
 configuration; tags, Call-IDs and branches come from the injected `IdSource` (`reference.ids`:
 the OS CSPRNG unless a deterministic source is passed, as the simulator and tests do).
