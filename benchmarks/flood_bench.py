@@ -48,9 +48,12 @@ START_TIMEOUT = 15.0
 class AgentProcess:
     """A `b2b-agent` subprocess on ephemeral loopback ports, with a control connection."""
 
-    def __init__(self, params: dict[str, str], profile: str = "rfc6665") -> None:
+    def __init__(self, params: dict[str, str], profile: str = "rfc6665",
+                 loop: str | None = None) -> None:
         args = [sys.executable, "-m", "reference", "--listen", "127.0.0.1:0",
                 "--control", "127.0.0.1:0", "--profile", profile, "--json"]
+        if loop is not None:  # else the agent's default (uvloop where installed)
+            args += ["--loop", loop]
         for name, value in params.items():
             args += ["--param", f"{name}={value}"]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL,
@@ -156,8 +159,9 @@ def _hostport(text: str) -> tuple[str, int]:
 
 
 @contextmanager
-def running_agent(params: dict[str, str], profile: str = "rfc6665") -> Iterator[AgentProcess]:
-    agent = AgentProcess(params, profile)
+def running_agent(params: dict[str, str], profile: str = "rfc6665",
+                  loop: str | None = None) -> Iterator[AgentProcess]:
+    agent = AgentProcess(params, profile, loop)
     try:
         yield agent
     finally:

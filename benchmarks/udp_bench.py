@@ -1,7 +1,7 @@
 """NOTIFY throughput of the agent on real UDP (asyncio runtime, one core).
 
 Run: ``.venv/bin/python benchmarks/udp_bench.py [--subscriptions 200] [--seconds 5]
-[--window 64] [--profile rfc6665] [--repeat 1]``.
+[--window 64] [--profile rfc6665] [--repeat 1] [--loop asyncio|uvloop] [--json]``.
 
 The agent (this process, `UdpRuntime`, traces off) holds N established subscriptions to a
 load-generating notifier in a child process. The notifier keeps `window` in-dialog NOTIFYs
@@ -15,7 +15,9 @@ CPU share (near 100% means the load generator, not the agent, was the limit).
 CPU microseconds per NOTIFY is the steadier figure on a shared machine: the rate drops when
 another process takes the agent's core, the CPU cost per NOTIFY hardly moves. With
 ``--repeat N`` the runs are repeated and the best and median of each figure printed; any
-loss in any run is reported.
+loss in any run is reported. ``--loop`` picks the agent's event loop (default: uvloop where
+installed, as `b2b-agent`); ``--json`` prints each run as one JSON object instead
+(benchmarks/lab_bench.py reads it), with whether the SIP parser runs compiled.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import sys
 import time
 from typing import Any
 
-from reference import AgentConfig, StatusMessage
+from reference import AgentConfig, StatusMessage, loops
+from reference.sip import message as sip_message
 from reference.udp import UdpRuntime
 
 PIDF_TEMPLATE = (
@@ -238,6 +241,9 @@ async def agent_main(args: argparse.Namespace) -> dict[str, Any]:
             "agent_cpu_us_per_notify": cpu / answered * 1e6 if answered else 0.0,
             "agent_notify_received": runtime.agent.counters.get("rx.request.NOTIFY", 0),
             "agent_parse_errors": runtime.agent.counters.get("rx.parse_errors", 0),
+            "loop": loops.describe(asyncio.get_running_loop()),
+            # mypyc builds extension modules: the parser's file is then not a .py file.
+            "compiled": not str(sip_message.__file__).endswith(".py"),
         })
         return result
     finally:
@@ -255,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=("ser", "rfc6665"), default="rfc6665")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs; with more than one, best and median are printed too")
+    parser.add_argument("--loop", choices=loops.LOOPS, default=loops.default_loop(),
+                        help="the agent's event loop (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per run")
     parser.add_argument("--notifier", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.notifier:
@@ -262,19 +271,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results: list[dict[str, Any]] = []
     for _ in range(max(args.repeat, 1)):
-        result = asyncio.run(agent_main(args))
+        try:
+            result = loops.run(agent_main(args), args.loop)
+        except loops.LoopUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         if "error" in result:
             print(f"error: {result['error']}", file=sys.stderr)
             return 1
-        print_run(result)
+        if args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            print_run(result)
         results.append(result)
-    if len(results) > 1:
+    if len(results) > 1 and not args.json:
         print_summary(results)
     return 0 if all(r["lost"] == 0 for r in results) else 2
 
 
 def print_run(result: dict[str, Any]) -> None:
-    print(f"profile {result['profile']}, {result['subscriptions']} subscriptions, "
+    print(f"profile {result['profile']}, loop {result['loop']}, "
+          f"{'compiled' if result['compiled'] else 'interpreted'}, "
+          f"{result['subscriptions']} subscriptions, "
           f"window {result['window']}, {result['seconds']:.1f} s")
     print(f"  answered NOTIFY/s : {result['rate']:,.0f}")
     print(f"  NOTIFY->200 p50   : {result['p50_ms']:.2f} ms   p99: {result['p99_ms']:.2f} ms"

@@ -23,6 +23,8 @@ import yaml
 
 from reference.config import PROFILES, AgentConfig, ConfigError
 from reference.control import DEFAULT_CONTROL, ControlServer
+from reference.loops import LOOPS, LoopUnavailable, default_loop, describe
+from reference.loops import run as run_on_loop
 from reference.qsa import StatusMessage
 from reference.udp import UdpRuntime
 
@@ -37,6 +39,9 @@ examples:
   # watch alice through the lab Kamailio (docs/lab.md)
   b2b-agent --subscribe sip:alice@lab.test sip:bob@lab.test \\
             --param presence_route='<sip:127.0.0.1:5070;lr>'
+
+  # the standard asyncio loop instead of uvloop (the default where it is installed)
+  b2b-agent --loop asyncio --subscribe sip:alice@lab.test sip:bob@lab.test
 
   # SER behaviour, short subscriptions, JSON lines on stdout, a trace file
   b2b-agent --profile ser --param default_expiration=60 --json --trace agent.jsonl \\
@@ -96,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log level on stderr (default %(default)s)")
     parser.add_argument("--duration", metavar="SECONDS", type=float,
                         help="run this long, then shut down gracefully")
+    parser.add_argument("--loop", choices=LOOPS,
+                        help="event loop (default: uvloop where it is installed, else "
+                             "asyncio); the start-up line says which runs")
     return parser
 
 
@@ -244,7 +252,8 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
         runtime.add_listener(CLI_DESTINATION, make_printer(args.json, out))
         sip = f"{runtime.local_address[0]}:{runtime.local_address[1]}"
         print(f"b2b-agent: SIP on udp {sip} (profile {runtime.agent.config.profile}, "
-              f"Contact {runtime.agent.config.local_address})", file=sys.stderr)
+              f"Contact {runtime.agent.config.local_address}, "
+              f"loop {describe(asyncio.get_running_loop())})", file=sys.stderr)
         if control is not None:
             where = f"{control.address[0]}:{control.address[1]}"
             scope = ("loopback only" if is_loopback(control.address[0])
@@ -285,8 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("b2b-agent: error: --duration must be >= 0", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run(args, sys.stdout))
-    except UsageError as exc:
+        return run_on_loop(run(args, sys.stdout), args.loop or default_loop())
+    except (UsageError, LoopUnavailable) as exc:
         print(f"b2b-agent: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

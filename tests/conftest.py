@@ -1,7 +1,8 @@
 """Project-wide pytest hooks.
 
 Interop tests (marker `interop`) skip when Kamailio or SIPp is not installed, and the
-compiled-build tests (marker `compiler`) when there is no C compiler. In CI (`.ci/run`
+compiled-build tests (marker `compiler`) when there is no C compiler.
+The `loop_name` fixture runs a runtime test once per event loop (asyncio, uvloop). In CI (`.ci/run`
 exports B2B_REQUIRE_INTEROP=1) such a skip would hide a broken lab or build, so there a
 skipped test of either kind is reported as a failure instead.
 """
@@ -9,11 +10,27 @@ skipped test of either kind is reported as a failure instead.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 
 import pytest
 
+from tests import event_loops
+
 REQUIRE_INTEROP = "B2B_REQUIRE_INTEROP"
+
+
+@pytest.fixture(params=event_loops.LOOPS)
+def loop_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the test once per event loop (tests/event_loops.py): `run` uses it, and a test
+    that spawns `b2b-agent` passes it as `--loop`."""
+    name: str = request.param
+    if name == "uvloop" and not event_loops.UVLOOP_SUPPORTED:
+        pytest.skip("uvloop does not support this platform")
+    before, event_loops.selected = event_loops.selected, name
+    try:
+        yield name
+    finally:
+        event_loops.selected = before
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,5 +1,10 @@
-"""The `udp` target against the real `b2b-agent` process (representative subset, run in
-parallel): the same scenarios that pass on `sim` pass in real time."""
+"""The `udp` target against the real `b2b-agent` process (scenarios run in parallel): the same
+scenarios that pass on `sim` pass in real time.
+
+Event loops: the whole library runs on the default loop (uvloop where installed, what users
+get); the standard asyncio loop runs one scenario of every directory, both profiles. The
+whole library takes minutes of real time, and its scenarios exercise SIP behaviour that the
+loop does not decide; the runtime tests themselves run in full on both loops."""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ import pytest
 
 from conformance.cli import run_all
 from conformance.runner import NA, PASS, XFAIL
-from conformance.scenario import OPTIONAL_FEATURES, load
+from conformance.scenario import OPTIONAL_FEATURES, Scenario, load
 from conformance.targets.udp import agent_argv
+from reference.loops import default_loop
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "conformance"
 
@@ -23,9 +29,7 @@ def test_whole_library_passes_on_udp() -> None:
     1.5 min of real time, scenarios in parallel). Fault scenarios need the simulator: n/a."""
     scenarios, errors = load([LIBRARY])
     assert not errors and scenarios
-    command = f"{shlex.quote(sys.executable)} -m reference --listen {{listen}} " \
-              "--control {control} --profile {profile} {params}"
-    results = run_all(scenarios, "udp", jobs=6, agent_command=command)
+    results = run_all(scenarios, "udp", jobs=6, agent_command=_command(default_loop()))
     failures = [f"{r.scenario}[{r.profile}]: {r.failure}" for r in results
                 if r.verdict not in (PASS, NA, XFAIL)]
     assert not failures, "\n".join(failures)
@@ -36,6 +40,28 @@ def test_whole_library_passes_on_udp() -> None:
     assert all(name.startswith("faults/") or name in optional
                for name in not_applicable), not_applicable
     assert sum(r.verdict == PASS for r in results) >= 70
+
+
+@pytest.mark.slow
+def test_one_scenario_per_directory_passes_on_udp_with_the_asyncio_loop() -> None:
+    scenarios, errors = load([LIBRARY])
+    assert not errors
+    firsts: dict[str, Scenario] = {}
+    for scenario in sorted(scenarios, key=lambda s: s.name):
+        directory = scenario.name.split("/")[0]
+        if directory != "faults":  # simulator only
+            firsts.setdefault(directory, scenario)
+    assert len(firsts) >= 10
+    results = run_all(list(firsts.values()), "udp", jobs=6, agent_command=_command("asyncio"))
+    failures = [f"{r.scenario}[{r.profile}]: {r.failure}" for r in results
+                if r.verdict not in (PASS, NA, XFAIL)]
+    assert not failures, "\n".join(failures)
+    assert sum(r.verdict == PASS for r in results) >= 10
+
+
+def _command(loop: str) -> str:
+    return (f"{shlex.quote(sys.executable)} -m reference --loop {loop} --listen {{listen}} "
+            "--control {control} --profile {profile} {params}")
 
 
 def test_agent_argv_expands_params() -> None:

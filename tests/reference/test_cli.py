@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import sys
 
 import pytest
 
+from reference import loops
 from reference.cli import format_status, main
 from reference.pidf import build_pidf, parse_pidf
 from reference.qsa import StatusMessage
+from tests import event_loops
 from tests.reference.test_udp import RECORD, SUBSCRIBER, TinyNotifier, run
 
 
@@ -62,11 +65,13 @@ def test_busy_control_port_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert f"cannot listen on tcp 127.0.0.1:{port} (control)" in err
 
 
-def test_startup_says_where_it_listens(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",
+def test_startup_says_where_it_listens_and_on_which_loop(
+        capsys: pytest.CaptureFixture[str], loop_name: str) -> None:
+    assert main(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--loop", loop_name,
                  "--duration", "0"]) == 0
     err = capsys.readouterr().err
     assert "SIP on udp 127.0.0.1:" in err
+    assert f", loop {loop_name}" in err.splitlines()[0]
     assert "control protocol on tcp 127.0.0.1:" in err and "loopback only" in err
 
 
@@ -82,13 +87,35 @@ def test_readable_status_line() -> None:
     assert "rejected reason=403 retry in 90s" in format_status(rejected, now=10.0)
 
 
-def test_python_m_reference_prints_json_status_lines() -> None:
+def test_default_loop_is_uvloop_where_installed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--listen", "127.0.0.1:0", "--no-control", "--duration", "0"]) == 0
+    first = capsys.readouterr().err.splitlines()[0]
+    assert f", loop {loops.default_loop()}" in first
+    if event_loops.UVLOOP_SUPPORTED:  # a dependency there (pyproject.toml)
+        assert ", loop uvloop " in first
+
+
+def test_asking_for_a_missing_uvloop_is_one_line_exit_2() -> None:
+    # A real failed import: the child process blocks the module before the CLI looks.
+    code = ("import sys; sys.modules['uvloop'] = None; from reference.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "--loop", "uvloop", "--no-control",
+                           "--listen", "127.0.0.1:0", "--duration", "0"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("b2b-agent: error: --loop uvloop: uvloop is not installed")
+    assert "--loop asyncio" in done.stderr
+
+
+def test_python_m_reference_prints_json_status_lines(loop_name: str) -> None:
     async def scenario() -> None:
         notifier = TinyNotifier()
         port = await notifier.open()
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "reference", "--listen", "127.0.0.1:0", "--no-control",
+                sys.executable, "-m", "reference", "--loop", loop_name,
+                "--listen", "127.0.0.1:0", "--no-control",
                 "--json", "--duration", "1.5", "--subscribe", RECORD, SUBSCRIBER,
                 "--param", f"presence_route=<sip:127.0.0.1:{port};lr>",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -101,6 +128,7 @@ def test_python_m_reference_prints_json_status_lines() -> None:
         finally:
             notifier.close()
         assert process.returncode == 0, err.decode()
+        assert f", loop {loop_name}" in err.decode().splitlines()[0]
         lines = [json.loads(line) for line in out.decode().splitlines()]
         assert lines and lines[0]["event"] == "status"
         assert lines[0]["status"] == "active"

@@ -14,6 +14,9 @@ from reference.control import ControlLimits, ControlServer
 from reference.udp import UdpRuntime
 from tests.reference.test_udp import RECORD, SUBSCRIBER, TinyNotifier, lab_config, run, until
 
+# Every test here runs on both event loops (tests/event_loops.py).
+pytestmark = pytest.mark.usefixtures("loop_name")
+
 
 class Client:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

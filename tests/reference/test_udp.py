@@ -14,10 +14,14 @@ from typing import Any, cast
 
 import pytest
 
-from reference import AgentConfig, StatusMessage
+from reference import AgentConfig, StatusMessage, loops
 from reference.pidf import build_pidf
 from reference.sip import Request, Response, make_response, parse_message
 from reference.udp import UdpRuntime
+from tests import event_loops
+
+# Every test here runs on both event loops (tests/event_loops.py).
+pytestmark = pytest.mark.usefixtures("loop_name")
 
 RECORD = "sip:alice@lab.test"
 SUBSCRIBER = "sip:bob@lab.test"
@@ -34,9 +38,13 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0, what: str =
 
 
 def run(coro: Awaitable[Any], timeout: float = 20.0) -> Any:
+    """Run `coro` on the event loop the test is parametrized for (tests/event_loops.py)."""
+    wanted = event_loops.selected
+
     async def bounded() -> Any:
+        assert loops.loop_name(asyncio.get_running_loop()) == wanted
         return await asyncio.wait_for(coro, timeout)
-    return asyncio.run(bounded())
+    return loops.run(bounded(), wanted)
 
 
 class TinyNotifier(asyncio.DatagramProtocol):

@@ -32,6 +32,7 @@ def _watch_wakes(runtime: UdpRuntime) -> list[tuple[float, float | None]]:
     return wakes
 
 
+@pytest.mark.usefixtures("loop_name")
 def test_runtime_wakes_the_agent_at_its_deadlines_never_early() -> None:
     async def scenario() -> None:
         config = AgentConfig.from_mapping({"profile": "rfc6665", "t1": 0.02})
@@ -53,6 +54,7 @@ def test_runtime_wakes_the_agent_at_its_deadlines_never_early() -> None:
     run(scenario())
 
 
+@pytest.mark.usefixtures("loop_name")
 def test_close_cancels_the_wakeup() -> None:
     async def scenario() -> None:
         config = AgentConfig.from_mapping({"profile": "rfc6665", "t1": 0.02})
@@ -70,6 +72,7 @@ def test_close_cancels_the_wakeup() -> None:
 # ---------------------------------------------------------------- send batching
 
 
+@pytest.mark.usefixtures("loop_name")
 def test_sends_of_a_read_batch_leave_in_order_and_close_flushes_them() -> None:
     async def scenario() -> None:
         peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -93,6 +96,7 @@ def test_sends_of_a_read_batch_leave_in_order_and_close_flushes_them() -> None:
     run(scenario())
 
 
+@pytest.mark.usefixtures("loop_name")
 def test_answers_to_a_burst_all_arrive() -> None:
     """Many datagrams in one read batch: every one is answered (a 481 each), in order."""
     async def scenario() -> None:

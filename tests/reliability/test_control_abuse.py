@@ -29,6 +29,10 @@ from reference.udp import UdpRuntime
 from tests.reference.test_control import Client, agent_with_control, connect
 from tests.reference.test_udp import RECORD, SUBSCRIBER, TinyNotifier, lab_config, run, until
 
+# Every test here runs on both event loops (tests/event_loops.py); the
+# `b2b-agent` processes get it as --loop.
+pytestmark = pytest.mark.usefixtures("loop_name")
+
 
 def test_junk_lines_each_get_an_error_and_the_connection_stays_usable() -> None:
     junk = [
@@ -250,12 +254,14 @@ def test_client_that_stops_reading_is_dropped_others_unaffected(
     run(scenario(), timeout=60)
 
 
-def test_control_binds_loopback_by_default_and_needs_a_token_otherwise(tmp_path: Any) -> None:
+def test_control_binds_loopback_by_default_and_needs_a_token_otherwise(
+        tmp_path: Any, loop_name: str) -> None:
     assert build_parser().parse_args([]).control.startswith("127.0.0.1:")
     usage = build_parser().format_help()
     assert "--control-token-file FILE" in usage and TOKEN_ENV in usage
     assert '{"op":"auth","token"' in usage  # the example
-    command = [sys.executable, "-m", "reference", "--listen", "127.0.0.1:0",
+    command = [sys.executable, "-m", "reference", "--loop", loop_name,
+               "--listen", "127.0.0.1:0",
                "--control", "0.0.0.0:0", "--duration", "0"]
     env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     refused = subprocess.run(command, capture_output=True, text=True, timeout=30,

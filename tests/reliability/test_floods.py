@@ -30,11 +30,11 @@ T1 = 0.02  # transactions (Timer J/K) linger 64*T1 = 1.28 s, so the test can wai
 
 
 @pytest.mark.slow
-def test_floods_of_unknown_notifies_and_unsolicited_200s() -> None:
+def test_floods_of_unknown_notifies_and_unsolicited_200s(loop_name: str) -> None:
     notifier = MiniNotifier(GRANT)
     try:
         params = {"default_expiration": str(GRANT), "t1": str(T1), "t2": "4", "trace": "0"}
-        with running_agent(params) as agent:
+        with running_agent(params, loop=loop_name) as agent:
             held = 3
             hold_subscriptions(agent, notifier, held)
             settle = 64 * T1 + 1.5
@@ -75,6 +75,7 @@ def test_floods_of_unknown_notifies_and_unsolicited_200s() -> None:
     assert responses.rss_after_kib <= notifies.rss_before_kib * 1.10
 
 
+@pytest.mark.usefixtures("loop_name")
 def test_error_answers_are_rate_limited_and_counted() -> None:
     """The runtime's token bucket: `burst` answers at once, then `rate` per second."""
     async def scenario() -> None:

@@ -15,6 +15,9 @@ from reference import StatusMessage
 from reference.udp import UdpRuntime
 from tests.reference.test_udp import SUBSCRIBER, TinyNotifier, lab_config, run, until
 
+# Every test here runs on both event loops (tests/event_loops.py).
+pytestmark = pytest.mark.usefixtures("loop_name")
+
 NOBODY = "nobody-listens"
 
 

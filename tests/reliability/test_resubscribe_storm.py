@@ -79,10 +79,11 @@ class HostileNotifier:
         self.sock.sendto(notify.encode(), source)
 
 
-def test_notifier_that_ends_every_subscription_gets_a_bounded_subscribe_count() -> None:
+def test_notifier_that_ends_every_subscription_gets_a_bounded_subscribe_count(
+        loop_name: str) -> None:
     notifier = HostileNotifier()
     try:
-        with running_agent({"trace": "0"}) as agent:
+        with running_agent({"trace": "0"}, loop=loop_name) as agent:
             for user in REASONS:
                 reply = agent.request({"op": "subscribe", "record": notifier.record(user),
                                        "subscriber": f"sip:w-{user}@b2b.test"})

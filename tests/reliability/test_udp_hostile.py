@@ -74,10 +74,11 @@ class Client:
 
 
 @pytest.mark.slow
-def test_hostile_datagrams_over_udp() -> None:
+def test_hostile_datagrams_over_udp(loop_name: str) -> None:
     notifier = MiniNotifier(GRANT)
     try:
-        with running_agent({"default_expiration": str(GRANT), "trace": "0"}) as agent:
+        with running_agent({"default_expiration": str(GRANT), "trace": "0"},
+                           loop=loop_name) as agent:
             held = 2
             hold_subscriptions(agent, notifier, held)
             started = time.monotonic()

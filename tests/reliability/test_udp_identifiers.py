@@ -83,12 +83,12 @@ def _collect(agent: AgentProcess, peer: Peer, count: int) -> list[tuple[str, str
     return seen
 
 
-def test_identifiers_are_not_a_function_of_the_seed() -> None:
+def test_identifiers_are_not_a_function_of_the_seed(loop_name: str) -> None:
     runs = []
     for _ in range(RUNS):
         peer = Peer()
         try:
-            with running_agent({"seed": str(SEED), "trace": "0"}) as agent:
+            with running_agent({"seed": str(SEED), "trace": "0"}, loop=loop_name) as agent:
                 runs.append(_collect(agent, peer, PER_RUN))
         finally:
             peer.close()
@@ -123,7 +123,7 @@ def _forged_notify(agent: tuple[str, int], attacker: tuple[str, int], call_id: s
     return head.encode() + body
 
 
-def test_attacker_who_knows_the_seed_cannot_hijack_the_next_dialog() -> None:
+def test_attacker_who_knows_the_seed_cannot_hijack_the_next_dialog(loop_name: str) -> None:
     """The issue's off-path attack: knowing the seed (here given on the command line; in the
     field recovered from ~600 observed outputs), predict the victim's next Call-ID and From
     tag and send the dialog-creating NOTIFY before the real notifier answers. On the old code
@@ -131,7 +131,7 @@ def test_attacker_who_knows_the_seed_cannot_hijack_the_next_dialog() -> None:
     dialog); now the prediction misses and the forgery gets 481."""
     notifier, attacker = Peer(), Peer()
     try:
-        with running_agent({"seed": str(SEED), "trace": "0"}) as agent:
+        with running_agent({"seed": str(SEED), "trace": "0"}, loop=loop_name) as agent:
             call_id, tag, branch = _old_prediction(SEED, 1, agent.sip[0])[0]
             reply = agent.request({"op": "subscribe", "record": notifier.record("bob"),
                                    "subscriber": "sip:victim@b2b.test"})
