@@ -25,7 +25,8 @@ from tests.interop.conftest import (
 )
 from tests.reference.test_udp import run, until
 
-pytestmark = pytest.mark.interop
+# Every test here runs on both event loops (tests/event_loops.py).
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("loop_name")]
 
 ROUTE = f"<sip:127.0.0.1:{KAMAILIO_PORT};lr>"
 PROFILES = ("ser", "rfc6665")
@@ -117,13 +118,13 @@ def test_interval_too_brief_ser_keeps_failing(kamailio: KamailioLab) -> None:
     run(scenario())
 
 
-def test_b2b_agent_cli_with_control_protocol(kamailio: KamailioLab) -> None:
+def test_b2b_agent_cli_with_control_protocol(kamailio: KamailioLab, loop_name: str) -> None:
     """The `b2b-agent` process, driven over its control socket, sees alice's PUBLISH."""
     user = "cli-alice"
 
     async def scenario() -> None:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "reference", "--listen", "127.0.0.1:0",
+            sys.executable, "-m", "reference", "--loop", loop_name, "--listen", "127.0.0.1:0",
             "--control", "127.0.0.1:0", "--param", f"presence_route={ROUTE}",
             "--param", "default_expiration=60", "--duration", "30",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)

@@ -18,7 +18,8 @@ from tests.interop.conftest import (
 )
 from tests.reference.test_udp import run, until
 
-pytestmark = pytest.mark.interop
+# Every test here runs on both event loops (tests/event_loops.py).
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("loop_name")]
 
 RECORD = "sip:alice@lab.test"
 
