@@ -28,6 +28,7 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -461,7 +462,31 @@ def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
     return -1, -1
 
 
-def _parse_start_line(line: str) -> tuple[str, str, int, SipParseError | None]:
+# Start lines recur (every NOTIFY to this agent carries the same request line), so the
+# verdict on a short one is cached; the error itself is built afresh for each message (its
+# ``message`` is set per message). Long lines are not cached: the cache stays small.
+_CACHED_START_LINE_CHARS = 256
+_StartLine = tuple[str, str, int, SipParseError | None]
+
+
+def _start_line(line: str) -> _StartLine:
+    if len(line) > _CACHED_START_LINE_CHARS:
+        return _parse_start_line(line)
+    method, text, status, problem, problem_status = _start_line_verdict(line)
+    if problem is None:
+        return method, text, status, None
+    return method, text, status, SipParseError(problem, status=problem_status)
+
+
+@functools.lru_cache(maxsize=1024)
+def _start_line_verdict(line: str) -> tuple[str, str, int, str | None, int]:
+    method, text, status, problem = _parse_start_line(line)
+    if problem is None:
+        return method, text, status, None, 0
+    return method, text, status, str(problem), problem.status
+
+
+def _parse_start_line(line: str) -> _StartLine:
     """(method, Request-URI, 0, problem) for a request line, ("", reason, status, None) for
     a status line. A request line that frames (a method token first, ``SIP/...`` last) but is
     not exactly ``Method SP Request-URI SP SIP/2.0`` with a valid Request-URI comes back
@@ -598,7 +623,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     start_line = lines[0]
     if len(start_line) > limits.max_start_line:
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
-    method, uri_or_reason, status, start_problem = _parse_start_line(start_line)
+    method, uri_or_reason, status, start_problem = _start_line(start_line)
     if start_problem is not None:
         deferred = start_problem  # it takes precedence: a 505 says more than any 400
 
