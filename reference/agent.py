@@ -536,7 +536,7 @@ class Agent:
             return
         if request.method == "ACK":
             return
-        if request.uri[:4].lower() not in ("sip:", "sips"):
+        if request.uri.partition(":")[0].lower() not in ("sip", "sips"):
             # RFC 3261 §8.2.2.1, RFC 4475 §3.3.2: this UA is reached by SIP URIs only (the
             # Contact it sends). Stateless like the 481: a stranger's request holds nothing.
             self._respond(request, destination, 416, now, stateless=True)

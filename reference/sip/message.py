@@ -531,7 +531,7 @@ def _request_uri_problem(uri: str) -> SipParseError | None:
         check_absolute_uri(uri, "Request-URI")
     except SipParseError as exc:
         return exc
-    if "?" in uri and uri[:4].lower() in ("sip:", "sips"):
+    if "?" in uri and uri.partition(":")[0].lower() in ("sip", "sips"):
         return SipParseError(f"bad Request-URI: URI headers are not allowed in {uri[:80]!r}")
     return None
 
