@@ -10,13 +10,22 @@ and change nothing. The cases run in-process (both profiles) and over real UDP.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
 
-from benchmarks.flood_bench import MiniNotifier, hold_subscriptions, running_agent
+from benchmarks.flood_bench import (
+    MiniNotifier,
+    hold_subscriptions,
+    running_agent,
+    unknown_notify,
+)
 from reference.sip import Response, parse_message
+from reference.udp import UdpRuntime
 from tests.reference.harness import Harness
+from tests.reference.test_udp import TinyNotifier, lab_config, run, until
 
 from .test_udp_hostile import Client
 
@@ -199,3 +208,36 @@ def test_torture_cases_over_udp() -> None:
         assert names in answers[0].reason.lower()
         assert answers[0].vias[0].rport == me[1]  # RFC 3581: rport filled in
     assert [row["state"] for row in rows] == ["confirmed"]
+
+
+def test_new_error_answers_share_the_rate_limit() -> None:
+    """400, 416 and 505 answers go through the runtime's token bucket like the 481s: a
+    flood of refused requests (with a spoofed source) cannot make the agent a reflector."""
+    async def scenario() -> None:
+        notifier = TinyNotifier()
+        port = await notifier.open()
+        runtime = await UdpRuntime.open(lab_config(port), "127.0.0.1", 0,
+                                        error_answer_rate=5.0, error_answer_burst=10)
+        try:
+            assert notifier.transport is not None
+            cases = {case[0]: case[2] for case in CASES}
+            started = time.monotonic()
+            for i in range(60):
+                name = ("sip-7.0", "unknown-scheme", "two-call-ids")[i % 3]
+                text = unknown_notify(i, ("127.0.0.1", port), runtime.local_address).decode()
+                notifier.transport.sendto(cases[name](text).encode(), runtime.local_address)
+            await until(lambda: runtime.agent.counters.get("rx.datagrams", 0) == 60,
+                        what="60 requests handled")
+            await asyncio.sleep(0.05)  # answers in flight on loopback
+            elapsed = time.monotonic() - started
+            statuses = sorted({r.status for r in notifier.responses})
+            answered = len(notifier.responses)
+            limited = runtime.stats()["answers_rate_limited"]
+            assert answered + limited == 60
+            assert 10 <= answered <= 10 + 5 * elapsed + 1
+            assert set(statuses) <= {400, 416, 505} and len(statuses) >= 2
+        finally:
+            runtime.close()
+            notifier.close()
+
+    run(scenario())
