@@ -541,20 +541,25 @@ class Agent:
             # Contact it sends). Stateless like the 481: a stranger's request holds nothing.
             self._respond(request, destination, 416, now, stateless=True)
             return
+        # Requests other than NOTIFY change nothing, so they are answered statelessly (RFC
+        # 3261 §8.2.7): a retransmission gets the same answer again, and a stranger's flood
+        # of them holds no server transaction (Timer J) in memory.
         if request.method == "CANCEL":
             # SUBSCRIBE/NOTIFY cannot be cancelled (SUB-053): every NOTIFY is answered at
             # once, so a CANCEL finds the transaction completed; answer it and change nothing.
             self._respond(request, destination, 200 if self._cancel_matches(request) else 481,
-                          now)
+                          now, stateless=True)
             return
         if request.method == "OPTIONS":
-            self._respond(request, destination, 200, now, headers=[("Allow", ALLOWED)])
+            self._respond(request, destination, 200, now, headers=[("Allow", ALLOWED)],
+                          stateless=True)
             return
         if request.method != "NOTIFY":
             # 405 for a method SIP defines but this UA does not accept, 501 for one it does
             # not know at all (RFC 3261 §8.2.1, SUB-156).
             status = 405 if request.method in KNOWN_METHODS else 501
-            self._respond(request, destination, status, now, headers=[("Allow", ALLOWED)])
+            self._respond(request, destination, status, now, headers=[("Allow", ALLOWED)],
+                          stateless=True)
             return
         self._notify_received(request, source, destination, now)
 

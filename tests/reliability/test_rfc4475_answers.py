@@ -162,6 +162,33 @@ def test_ack_with_a_bad_request_line_is_not_answered(profile: str) -> None:
     assert h.sent[before:] == []
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+def test_strangers_requests_hold_no_transaction(profile: str) -> None:
+    # Every answer a stranger can provoke is stateless: refused requests, NOTIFYs of unknown
+    # dialogs, OPTIONS, CANCEL, 405/501. Retransmissions get the same answer again.
+    h = _live(profile)
+    transactions, timers = h.agent.transaction_count, dict(h.timers)
+    text = _dialog_notify(h).replace("Call-ID: ", "Call-ID: x", 1)
+    requests = [
+        text,  # unknown dialog: 481
+        text.replace("NOTIFY", "OPTIONS"),
+        text.replace("NOTIFY", "CANCEL"),
+        text.replace("NOTIFY", "MESSAGE"),
+        text.replace("NOTIFY", "FOO"),
+        *(edit(_dialog_notify(h)) for _, _, edit, _, _ in CASES),
+    ]
+    for attempt in range(2):
+        before = len(h.sent)
+        for i, request in enumerate(requests):  # each its own transaction (branch)
+            h.feed(request.replace("branch=z9hG4bK", f"branch=z9hG4bK{i}s", 1).encode(),
+                   source=SENDER)
+        statuses = [s.message.status for s in h.sent[before:] if isinstance(s.message, Response)]
+        assert statuses[:5] == [481, 200, 481, 405, 501], attempt
+        assert len(statuses) == len(requests)
+    assert h.agent.transaction_count == transactions
+    assert h.timers == timers
+
+
 # ---------------------------------------------------------------------------- real UDP
 UDP_CASES = ["two-call-ids", "two-cseqs", "two-content-lengths", "uri-at-signs",
              "uri-in-angles", "uri-empty", "sip-7.0", "unknown-scheme"]
