@@ -48,9 +48,9 @@ START_TIMEOUT = 15.0
 class AgentProcess:
     """A `b2b-agent` subprocess on ephemeral loopback ports, with a control connection."""
 
-    def __init__(self, params: dict[str, str], profile: str = "rfc6665",
-                 loop: str | None = None) -> None:
-        args = [sys.executable, "-m", "reference", "--listen", "127.0.0.1:0",
+    def __init__(self, params: dict[str, str], profile: str = "rfc6665", *,
+                 listen: str = "127.0.0.1:0", loop: str | None = None) -> None:
+        args = [sys.executable, "-m", "reference", "--listen", listen,
                 "--control", "127.0.0.1:0", "--profile", profile, "--json"]
         if loop is not None:  # else the agent's default (uvloop where installed)
             args += ["--loop", loop]
@@ -159,9 +159,10 @@ def _hostport(text: str) -> tuple[str, int]:
 
 
 @contextmanager
-def running_agent(params: dict[str, str], profile: str = "rfc6665",
-                  loop: str | None = None) -> Iterator[AgentProcess]:
-    agent = AgentProcess(params, profile, loop)
+def running_agent(params: dict[str, str], profile: str = "rfc6665", *,
+                  listen: str = "127.0.0.1:0", loop: str | None = None
+                  ) -> Iterator[AgentProcess]:
+    agent = AgentProcess(params, profile, listen=listen, loop=loop)
     try:
         yield agent
     finally:

@@ -62,6 +62,8 @@ AWAITING_RESPONSE = frozenset({
     State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
     State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED,
 })
+# ser: the most characters SER's Expires parser accepts (parse_expires.c, spec §2.1).
+SER_EXPIRES_CHARS = 10
 # rfc6665: a failing refresh is retried while more than this much of the grant is left;
 # below it the next tick is the expiry itself.
 MIN_TIME_LEFT = 2.0
@@ -481,6 +483,11 @@ class Agent:
         if expires is None:
             # ser: absent or unparsable -> 0 (spec §2.1, A3); rfc6665: the requested value.
             return 0 if self.rules.missing_expires_is_zero else sub.requested_expires
+        if self.rules.long_expires_invalid and \
+                len(response.headers.get("Expires") or "") > SER_EXPIRES_CHARS:
+            # SER's parser marks a value of more than 10 characters invalid, leading zeros
+            # included (spec §2.1 quirk): invalid -> 0 (A3), not the clamped 2**32-1.
+            return 0
         return expires
 
     def _next_redirect(self, sub: Subscription, response: Response | None) -> str | None:
@@ -548,7 +555,8 @@ class Agent:
     def _check_notify(self, sub: Subscription, notify: Request, ctx: Ctx) -> bool:
         """rfc6665 NOTIFY checks 3-6 (rfc6665_profile.md); False = answer ctx.reply_status."""
         event = notify.event
-        if event is None or event.package.lower() != sub.package or event.id is not None:
+        # Package names compare byte by byte (RFC 6665 §8.2.1): `Presence` is another package.
+        if event is None or event.package != sub.package or event.id is not None:
             ctx.reply_status, ctx.reply_reason = 489, "Bad Event"
             return False
         state = notify.subscription_state

@@ -214,6 +214,7 @@ class Rules:
     expiry_event: bool  # a tick past the grant is EXPIRED, not a refresh point
     fine_failures: bool  # failures split into 423/481/refresh-terminating/...; else R4XX
     missing_expires_is_zero: bool  # a 2xx without a valid Expires grants 0 (SER A3)
+    long_expires_invalid: bool  # an Expires of more than 10 characters is invalid (SER §2.1)
     first_contact_redirect: bool  # a 3xx follows its first Contact, q ignored (SER B6)
     notify_checks: bool  # Max-Forwards required, checks 3-6, RFC 6665 Subscription-State
     keep_preloaded_route: bool  # the 2xx keeps a preloaded route set (SER)
@@ -229,7 +230,8 @@ class Rules:
 
 _SER_RULES = Rules(
     bounded_unsubscribe=False, close_forgets=True, expiry_event=False, fine_failures=False,
-    missing_expires_is_zero=True, first_contact_redirect=True, notify_checks=False,
+    missing_expires_is_zero=True, long_expires_invalid=True, first_contact_redirect=True,
+    notify_checks=False,
     keep_preloaded_route=True, notify_creates_dialog=False, notify_route_set=False,
     keep_last_pidf=False, drop_bad_pidf=True, permanent_waits_max_retry=False,
     verbatim_uris=True, accept_header=False, timer_n=False)

@@ -8,11 +8,14 @@ Rules of this file:
 * It parses every datagram; a request that frames but carries a bad header gets 400 naming
   the problem; responses are matched to a client transaction or counted as unmatched.
 * Where a response goes is RFC 3261 §18.2.2 with RFC 3581 (`received`, `rport`).
-* It answers statelessly what no TU sees: ACK (nothing), CANCEL (200 or 481), OPTIONS (200),
-  a method it does not accept (405) or know (501). Requests of the accepted method (NOTIFY)
-  and the outcome of client transactions go up to the TU through `UaUser`.
-* Error answers (400, 481) are marked on their `Send` effects (and on retransmissions of
-  them) so a runtime can rate-limit them without reading the bytes.
+* It answers statelessly (RFC 3261 §8.2.7: they change nothing, so a retransmission gets the
+  same answer again and a stranger's flood holds no server transaction) what no TU sees:
+  ACK (nothing), a Request-URI that is not SIP (416), CANCEL (200 or 481), OPTIONS (200), a
+  method it does not accept (405) or know (501); a request that frames but is bad gets 400
+  (505 for another SIP version). Requests of the accepted method (NOTIFY) and the outcome
+  of client transactions go up to the TU through `UaUser`.
+* Error answers (400, 416, 481, 505) are marked on their `Send` effects (and on
+  retransmissions of them) so a runtime can rate-limit them without reading the bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from reference.effects import Address, Effect, Send
-from reference.sip import Headers, Request, Response, SipParseError, make_response, parse_message
+from reference.sip import (
+    Headers,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
+    parse_message,
+    reason_phrase,
+)
 from reference.sip.transaction import (
     ClearTimer,
     ClientTransaction,
@@ -49,7 +60,7 @@ KNOWN_METHODS = frozenset({
 # The one timer key of all completed server transactions (see UserAgent.expire_servers).
 SERVER_TIMER = TimerKey(TimerKind.SERVER_TX)
 # Answers a flood of bad or unknown-dialog requests causes (see Send.error_answer).
-ERROR_ANSWERS = frozenset({400, 481})
+ERROR_ANSWERS = frozenset({400, 416, 481, 505})
 
 
 class UaUser(Protocol):
@@ -110,7 +121,7 @@ class UserAgent:
             self.count("rx.parse_errors", 1)
             self.trace("parse_error", error=str(exc), source=f"{source[0]}:{source[1]}")
             if isinstance(exc.message, Request):
-                self.reply_malformed(exc.message, source, str(exc))
+                self.reply_malformed(exc.message, source, str(exc), exc.status)
             return
         try:
             if isinstance(message, Response):
@@ -204,20 +215,30 @@ class UserAgent:
             return
         if request.method == "ACK":
             return
+        if request.uri.partition(":")[0].lower() not in ("sip", "sips"):
+            # RFC 3261 §8.2.2.1, RFC 4475 §3.3.2: this UA is reached by SIP URIs only (the
+            # Contact it sends). Stateless like the 481: a stranger's request holds nothing.
+            self.respond(request, destination, 416, now, stateless=True)
+            return
+        # Requests other than NOTIFY change nothing, so they are answered statelessly (RFC
+        # 3261 §8.2.7): a retransmission gets the same answer again, and a stranger's flood
+        # of them holds no server transaction (Timer J) in memory.
         if request.method == "CANCEL":
             # SUBSCRIBE/NOTIFY cannot be cancelled (SUB-053): every NOTIFY is answered at
             # once, so a CANCEL finds the transaction completed; answer it and change nothing.
             self.respond(request, destination, 200 if self._cancel_matches(request) else 481,
-                         now)
+                         now, stateless=True)
             return
         if request.method == "OPTIONS":
-            self.respond(request, destination, 200, now, headers=[("Allow", ALLOWED)])
+            self.respond(request, destination, 200, now, headers=[("Allow", ALLOWED)],
+                         stateless=True)
             return
         if request.method != ACCEPTED_METHOD:
             # 405 for a method SIP defines but this UA does not accept, 501 for one it does
             # not know at all (RFC 3261 §8.2.1, SUB-156).
             status = 405 if request.method in KNOWN_METHODS else 501
-            self.respond(request, destination, status, now, headers=[("Allow", ALLOWED)])
+            self.respond(request, destination, status, now, headers=[("Allow", ALLOWED)],
+                         stateless=True)
             return
         self.user.request_received(request, source, destination, now)
 
@@ -260,9 +281,12 @@ class UserAgent:
                     self.timers.arm(SERVER_TIMER, effect.at)
                 heapq.heappush(deadlines, (effect.at, key))
 
-    def reply_malformed(self, request: Request, source: Address, error: str) -> None:
-        """Answer a request that framed but has a bad header: 400 naming the problem,
-        built from the raw header text (nothing else may be trusted)."""
+    def reply_malformed(self, request: Request, source: Address, error: str,
+                        status: int = 400) -> None:
+        """Answer a request that framed but is bad: 400 (505 for another SIP version) naming
+        the problem, built from the raw header text (nothing else may be trusted). The
+        first value of each duplicated header is copied: the answer must still reach the
+        Via's sender (RFC 3261 §18.2.2), whichever value the sender meant."""
         if request.method == "ACK":
             return
         destination = self.response_destination(request, source)
@@ -270,12 +294,15 @@ class UserAgent:
             self.count("rx.unroutable_requests", 1)
             return
         headers = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for value in request.headers.get_all(name) if name == "Via" else \
-                    request.headers.values(name)[:1]:
+        vias = request.headers.get_all("Via")
+        top = received_via(request, destination)
+        for value in [vias[0] if top is None else top, *vias[1:]]:
+            headers.add("Via", value)
+        for name in ("From", "To", "Call-ID", "CSeq"):
+            for value in request.headers.values(name)[:1]:
                 headers.add(name, value)
-        response = Response(400, _reason_text(error), headers)
-        self.count("tx.response.400", 1)
+        response = Response(status, _reason_text(status, error), headers)
+        self.count(f"tx.response.{status}", 1)
         self._send(response.to_bytes(), destination, True)
 
     def _expire_servers(self, now: float) -> None:
@@ -336,6 +363,6 @@ def received_via(request: Request, destination: Address) -> str | None:
     return str(changed)
 
 
-def _reason_text(error: str) -> str:
+def _reason_text(status: int, error: str) -> str:
     text = "".join(ch if ch.isprintable() else "?" for ch in error)[:120]
-    return f"Bad Request ({text})"
+    return f"{reason_phrase(status)} ({text})"

@@ -8,7 +8,7 @@ trace file; the core's timers cost one `loop.call_at`, armed for `Agent.next_dea
 Nothing here decides SIP behaviour or reads the bytes the core built.
 
 Everything is bounded: the resolver cache, the datagrams waiting for a name to resolve, the
-queues (by the agent's `queue_bound`), the send backlog, the rate of 400/481 answers (a token
+queues (by the agent's `queue_bound`), the send backlog, the rate of error answers (a token
 bucket, so a flood cannot use the agent as a reflector), and the shutdown wait
 (`wait_for_term_notify` plus a small grace period). docs/limits.md lists them all.
 """
@@ -55,7 +55,7 @@ MAX_SEND_BACKLOG = 4096
 MAX_DISCARDED = 10000
 # Extra seconds a graceful shutdown waits beyond `wait_for_term_notify`.
 SHUTDOWN_GRACE = 1.0
-# Error answers (400, 481) sent per second at most, and the burst allowed above that rate.
+# Error answers (400, 416, 481, 505) sent per second at most, and the burst allowed above it.
 # Beyond it they are dropped (counted in `answers_rate_limited`): a flood of NOTIFYs for
 # unknown dialogs (or of garbage with a spoofed source) must not make this agent a reflector.
 # A dropped answer costs a real notifier nothing: it retransmits and gets the answer later,
@@ -179,7 +179,7 @@ class UdpRuntime:
         With `advertise_bound_address` the agent's `local_address` (Via, Contact) becomes the
         bound address; a wildcard bind advertises 127.0.0.1 (set `local_address` explicitly
         to be reachable from elsewhere). Raises OSError when the port is taken.
-        `error_answer_rate`/`error_answer_burst` bound the 400/481 answers (see above).
+        `error_answer_rate`/`error_answer_burst` bound the error answers (see above).
         """
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)

@@ -13,11 +13,15 @@ class SipParseError(ValueError):
 
     The text names the offending part (``bad CSeq: 'abc'``). ``message`` holds the framed
     message (a ``Request`` or ``Response``) when the start line and header section were
-    framed but a value is bad, so a UAS can still answer 400 by copying
+    framed but a value is bad, so a UAS can still answer by copying
     Via/From/To/Call-ID/CSeq; otherwise it is None. It is typed ``object`` because this
     module may not know the message classes: callers test it with ``isinstance``.
+    ``status`` is the answer that fits the problem: 400, or 505 for a SIP version other than
+    2.0 (RFC 3261 §21.5.7).
     """
 
-    def __init__(self, text: str, message: object | None = None) -> None:
+    def __init__(self, text: str, message: object | None = None, *,
+                 status: int = 400) -> None:
         super().__init__(text)
         self.message = message
+        self.status = status
