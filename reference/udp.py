@@ -72,6 +72,9 @@ SEND_BATCH = 8
 # Timers fired per loop wakeup at most, so a callback that keeps arming due timers cannot
 # starve the socket.
 MAX_TIMER_BATCH = 1024
+# Seconds to wait again when the loop wakes the agent before its deadline (uvloop's
+# millisecond clock does; see `_on_wakeup`): one tick of that clock.
+EARLY_WAKE_RETRY = 0.001
 # Host strings remembered as "IP literal or not" (they come off the wire: bounded).
 LITERAL_CACHE_SIZE = 4096
 
@@ -375,11 +378,17 @@ class UdpRuntime:
     def _on_wakeup(self) -> None:
         # The earliest deadline came up: the core fires what is due (at most
         # MAX_TIMER_BATCH; the rest re-arms the wake-up at once) and the pump re-arms.
-        self._wakeup = None
-        self._wakeup_at = math.inf
         if self._closed.is_set():
+            self._wakeup, self._wakeup_at = None, math.inf
             return
-        self.counters.timers_fired += self._pump.wake(self.loop.time(), MAX_TIMER_BATCH)
+        now = self.loop.time()
+        if now < self._wakeup_at:
+            # Early: uvloop keeps its clock and timers in whole milliseconds, so a deadline
+            # between two ticks comes up to a tick early. Wait a tick, not wake the core.
+            self._wakeup = self.loop.call_later(EARLY_WAKE_RETRY, self._on_wakeup)
+            return
+        self._wakeup, self._wakeup_at = None, math.inf
+        self.counters.timers_fired += self._pump.wake(now, MAX_TIMER_BATCH)
         self._after_effects()
 
     def _arm(self, at: float | None) -> None:
