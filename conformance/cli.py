@@ -90,7 +90,36 @@ def run_all(scenarios: Sequence[Scenario], target_name: str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every error is one line on stderr (never a traceback), exit status as documented."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`b2b-conform list | head`): stop quietly, like a shell tool.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print("b2b-conform: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"b2b-conform: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _output(path: Path | None) -> Path | None:
+    """A report file: its folder is created (`--junit out/junit.xml` with no `out/`)."""
+    if path is not None and path.parent != Path():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
+    for name in ("junit", "json", "coverage"):
+        setattr(args, name, _output(getattr(args, name, None)))
     paths = args.paths or DEFAULT_PATHS
     scenarios, errors = load(paths, getattr(args, "pattern", None))
     for error in errors:
