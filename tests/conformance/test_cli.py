@@ -28,7 +28,9 @@ def test_run_library_both_profiles_with_reports(tmp_path: Path,
     data = json.loads(report.read_text())
     assert data["summary"]["fail"] == 0 and data["summary"]["pass"] >= 60
     assert {r["profile"] for r in data["results"]} == {"ser", "rfc6665"}
-    assert data["requirements"]["SUB-131"]["verdict"] == "pass"
+    assert data["requirements"]["SUB-131"]["verdict"] == "conformant"
+    assert data["runs_by_requirement"]["SUB-131"]["verdict"] == "pass"
+    assert all(r["ladder"] for r in data["results"] if r["verdict"] == "pass")
     suite = ET.parse(junit).getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests") or 0) == len(data["results"])
     text = coverage.read_text()

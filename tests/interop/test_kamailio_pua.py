@@ -73,7 +73,7 @@ def test_library_runs_against_kamailio_pua(lab: Path) -> None:
     assert not errors
     applicable = {(s.name, "rfc6665") for s in scenarios if "rfc6665" in s.profiles}
     started = time.monotonic()
-    target_name, results = run_target_file(PROFILE, scenarios)
+    target_name, results, _declarations = run_target_file(PROFILE, scenarios)
     wall = time.monotonic() - started
 
     assert target_name == "sip-only"
