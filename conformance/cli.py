@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
                      "expectations of --profile (e.g. rfc6665 expectations against the ser "
                      "agent: which RFC requirements SER violates); xfail marks are not "
                      "applied to such runs")
+    run.add_argument("--as-other-build", action="store_true",
+                     help="sim/udp: judge the agent as another build (reference choices "
+                     "are `differs` observations; only violated requirements fail), as "
+                     "target files and sip-only are judged")
     run.add_argument("-k", dest="pattern", help="only scenarios whose name contains PATTERN "
                      "(or matches it as a glob)")
     run.add_argument("--junit", type=Path, help="write JUnit XML here")
@@ -213,6 +217,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "agent_command": args.agent_command, "tolerance": args.tolerance,
         "tolerance_ratio": args.tolerance_ratio, "trigger_command": args.trigger_command,
         "untrigger_command": args.untrigger_command, "agent_address": args.agent_address,
+        "other_build": args.as_other_build,
     }
     declarations: dict[str, Any] = {}
     started = time.monotonic()

@@ -175,12 +175,11 @@ class SimTarget:
     name = "sim"
     capabilities = SimSession.capabilities
 
-    def __init__(self, agent_factory: AgentFactory = Agent,
-                 reference: bool | None = None) -> None:
-        """`reference`: whether the agent is the reference (exact expectations); by
-        default, when the factory is the reference `Agent` itself."""
+    def __init__(self, agent_factory: AgentFactory = Agent, reference: bool = True) -> None:
+        """`reference`: judge the agent as the reference (every expectation exact); False
+        judges it as another build (reference choices are `differs` observations)."""
         self.agent_factory = agent_factory
-        self.reference = agent_factory is Agent if reference is None else reference
+        self.reference = reference
 
     def open(self, scenario: Scenario, profile: str) -> SimSession:
         return SimSession(scenario.agent_config_for(profile), self.agent_factory,

@@ -134,9 +134,8 @@ class UdpSession(_RealTimeSession):
     capabilities = frozenset({"status", "unsubscribe"})
 
     def __init__(self, argv_template: str | None, profile: str, params: dict[str, Any],
-                 tolerance: float, tolerance_ratio: float) -> None:
-        # Our own agent unless another command line is given: then another build.
-        self.reference = argv_template is None
+                 tolerance: float, tolerance_ratio: float, reference: bool = True) -> None:
+        self.reference = reference
         sip_port = free_port(socket.SOCK_DGRAM)
         control_port = free_port(socket.SOCK_STREAM)
         super().__init__(("127.0.0.1", sip_port), tolerance, tolerance_ratio)
@@ -240,11 +239,13 @@ class UdpTarget:
         self.agent_command = agent_command
         self.tolerance = tolerance
         self.tolerance_ratio = tolerance_ratio
+        # Our own agent unless another command line is given: then another build.
+        self.reference = agent_command is None
 
     def open(self, scenario: Scenario, profile: str) -> UdpSession:
         params = scenario.agent_params_for(profile)
         return UdpSession(self.agent_command, str(params["profile"]), params,
-                          self.tolerance, self.tolerance_ratio)
+                          self.tolerance, self.tolerance_ratio, self.reference)
 
 
 def _parse_address(text: str | None) -> tuple[str, int] | None:
