@@ -43,6 +43,9 @@ class PeerDialog:
     remote_target: str            # the subscriber's Contact URI
     notify_cseq: int = 0
     expires_at: float | None = None   # the last grant (2xx Expires, NOTIFY expires)
+    # What set `expires_at` last: "" (a 2xx) or the requirement a NOTIFY `expires` that
+    # moved it falls under (SUB-028 active, SUB-029 pending).
+    expiry_from: str = ""
     address: str = ""             # host:port NOTIFYs go to ("" = the target's address)
 
 

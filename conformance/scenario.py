@@ -276,9 +276,13 @@ def unknown_requirements(covers: Iterable[Any], steps: Iterable[Step]) -> list[s
     for step in steps:
         problems.extend(f"steps[{step.index}].covers[{i}]: unknown requirement ID {rid!r}"
                         for i, rid in enumerate(step.covers) if rid not in known)
-        rfc_tests = step.args.get("rfc_tests") if isinstance(step.args, dict) else None
-        problems.extend(f"steps[{step.index}].rfc_tests[{i}]: unknown requirement ID {rid!r}"
-                        for i, rid in enumerate(rfc_tests or []) if rid not in known)
+        args = step.args if isinstance(step.args, dict) else {}
+        named = [("rfc_tests", args.get("rfc_tests") or []),
+                 ("uri_tests", args.get("uri_tests") or [])]
+        named += [(f"match_tests.{k}", v) for k, v in (args.get("match_tests") or {}).items()]
+        for where, ids in named:
+            problems.extend(f"steps[{step.index}].{where}[{i}]: unknown requirement ID "
+                            f"{rid!r}" for i, rid in enumerate(ids) if rid not in known)
         problems.extend(f"steps[{step.index}].tests[{i}]: unknown requirement ID {rid!r} "
                         f"(a SUB-nnn of docs/requirements.md or {REFERENCE!r})"
                         for i, rid in enumerate(step.tests)
