@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -251,7 +252,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.junit:
         reports.junit(results, args.junit, args.target)
     if args.json:
-        reports.write_json(results, args.json, args.target, declarations, wall)
+        shown = list(argv if argv is not None else sys.argv[1:])
+        reports.write_json(results, args.json, args.target, declarations, wall,
+                           "b2b-conform " + shlex.join(shown))
     if args.coverage:
         args.coverage.write_text(coverage.markdown(scenarios, results, args.target),
                                  encoding="utf-8")

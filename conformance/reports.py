@@ -128,12 +128,13 @@ def _clean(text: str) -> str:
 
 def as_json(results: Sequence[ScenarioResult], target: str,
             declarations: dict[str, Any] | None = None,
-            wall: float | None = None) -> dict[str, Any]:
+            wall: float | None = None, command: str = "") -> dict[str, Any]:
     """The JSON report: every run with its steps, transcript and SIP ladder (passes too),
     the per-requirement verdicts (`requirements`) and the run-level coverage table."""
     table = judgement.judge(results)
     return {
         "target": target,
+        "command": command,
         "declarations": declarations or {},
         "wall": round(wall if wall is not None else sum(r.wall for r in results), 3),
         "summary": counts(results),
@@ -155,9 +156,9 @@ def as_json(results: Sequence[ScenarioResult], target: str,
 
 def write_json(results: Sequence[ScenarioResult], path: Path, target: str,
                declarations: dict[str, Any] | None = None,
-               wall: float | None = None) -> None:
-    path.write_text(json.dumps(as_json(results, target, declarations, wall), indent=2)
-                    + "\n", encoding="utf-8")
+               wall: float | None = None, command: str = "") -> None:
+    report = as_json(results, target, declarations, wall, command)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def coverage_markdown(results: Sequence[ScenarioResult], target: str) -> str:

@@ -49,7 +49,7 @@ DECLARATION_KEYS = {
     "expires",            # the Expires it asks for (s)
     "t1",                 # its T1 (s): Timer N = 64*T1 in the scenarios' RFC windows
     "status",             # whether it reports status northbound (sip-only: false)
-    "unsubscribe",        # how it unsubscribes (text; e.g. "untrigger", "SIGTERM", "none")
+    "unsubscribe",        # how it unsubscribes (text); "none": `unsubscribe` scenarios n/a
     "max_subscriptions",  # how many subscriptions it holds at once
     "features",           # optional features claimed: rfc5839, subscribe-auth, ...
     "artefacts",          # configuration artefacts to discount when reading the verdicts
@@ -274,7 +274,9 @@ class TemplatedSipOnlyTarget:
         self.places = dict(places)
         self.env = dict(env or {})
         declared = spec.declarations
-        capabilities = {"unsubscribe"} if spec.untrigger else set()
+        # `unsubscribe: none`: the untrigger (if any) only cleans up, it is no unsubscribe.
+        unsubscribes = spec.untrigger and str(declared.get("unsubscribe", "")) != "none"
+        capabilities = {"unsubscribe"} if unsubscribes else set()
         capabilities |= set(declared.get("features") or ())
         self.capabilities = frozenset(capabilities)
         limit = declared.get("max_subscriptions")
