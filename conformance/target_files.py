@@ -399,7 +399,10 @@ def run_target_file(path: str | Path, scenarios: Sequence[Scenario],
 
 def describe(spec: TargetFile) -> dict[str, Any]:
     """The file's settings and declarations as a mapping (echoed in the report)."""
-    out: dict[str, Any] = {"name": spec.name, "file": str(spec.path)}
+    shown = spec.path.resolve()
+    if shown.is_relative_to(REPO_ROOT):
+        shown = shown.relative_to(REPO_ROOT)
+    out: dict[str, Any] = {"name": spec.name, "file": str(shown)}
     for key in ("agent_address", "launch", "trigger", "untrigger"):
         value = getattr(spec, key)
         if value:

@@ -24,6 +24,15 @@ def _one_line(text: str, limit: int = 240) -> str:
     return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
+def _shown(value: Any) -> str:
+    """A declaration: lists as "a; b", mappings as "k=v", text on one line."""
+    if isinstance(value, list):
+        return "; ".join(_shown(v) for v in value) or "(none)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_shown(v)}" for k, v in value.items())
+    return " ".join(str(value).split())
+
+
 def _where(evidence: Mapping[str, Any]) -> str:
     at = f" t={evidence['at']:.3f}" if "at" in evidence else ""
     return (f"`{evidence['scenario']}` [{evidence['profile']}] step {evidence['step']} "
@@ -63,7 +72,7 @@ def markdown(report: Mapping[str, Any], title: str | None = None) -> str:
     declarations = report.get("declarations") or {}
     if declarations:
         lines += ["## Target declarations (PIXIT)", ""]
-        lines += [f"* `{key}`: {value}" for key, value in declarations.items()]
+        lines += [f"* `{key}`: {_shown(value)}" for key, value in declarations.items()]
         lines.append("")
     lines += ["## Summary", "", f"Runs: {_runs_line(report)}.", "",
               "| Level | " + " | ".join(judgement.REQUIREMENT_VERDICTS) + " |",
@@ -132,7 +141,7 @@ def html_page(report: Mapping[str, Any], title: str | None = None) -> str:
     declarations = report.get("declarations") or {}
     if declarations:
         out.append("<h2>Target declarations (PIXIT)</h2><ul>")
-        out += [f"<li><code>{esc(str(k))}</code>: {esc(str(v))}</li>"
+        out += [f"<li><code>{esc(str(k))}</code>: {esc(_shown(v))}</li>"
                 for k, v in declarations.items()]
         out.append("</ul>")
     out.append("<h2>Summary</h2><table><tr><th>Level</th>"
