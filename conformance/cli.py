@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="scenario runs in parallel (default: 1 on sim, 6 on real-time "
                      "targets, whose runs mostly wait)")
     run.add_argument("--no-colour", action="store_true", help="plain console output")
-    run.add_argument("-v", "--verbose", action="store_true", help="details of xfails too")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="details of xfails and of differences from the reference too")
 
     listing = commands.add_parser("list", help="list scenarios")
     listing.add_argument("paths", nargs="*")

@@ -86,9 +86,22 @@ def console(results: Sequence[ScenarioResult], out: TextIO, *, colour: bool = Fa
                 out.write("  transcript (last 15 events):\n")
                 for line in r.transcript[-15:]:
                     out.write(f"    {line}\n")
+    if verbose:
+        for r in results:
+            if r.verdict == DIFFERS:
+                out.write(f"\n{_paint('DIFFERS', DIFFERS, colour)} {r.scenario} [{r.profile}] "
+                          "(reference choices not met; no requirement violated)\n")
+                for step in r.steps:
+                    for text in step.differences:
+                        out.write(f"  steps[{step.index}] {text.splitlines()[0]}\n")
     total = counts(results)
     summary = ", ".join(f"{n} {v}" for v, n in total.items() if n)
     out.write(f"\n{len(results)} runs: {summary}\n")
+    table = judgement.judge(results)
+    by_verdict = judgement.counts(table)
+    shown = ", ".join(f"{n} {v}" for v, n in by_verdict.items() if n)
+    if shown:
+        out.write(f"requirements: {shown}\n")
 
 
 def junit(results: Sequence[ScenarioResult], path: Path, target: str) -> None:
