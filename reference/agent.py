@@ -138,11 +138,11 @@ class Agent:
 
     def __init__(self, config: AgentConfig, *, ids: IdSource | None = None,
                  table: Table | None = None, actions: ActionTable | None = None,
-                 timing: policy.Timing = policy.DEFAULT_TIMING) -> None:
+                 timing: policy.Timing | None = None) -> None:
         self.config = config
         self.table = TABLES[config.profile] if table is None else table
         self.actions: ActionTable = ACTIONS if actions is None else actions
-        self.timing = timing
+        self.timing = policy.DEFAULT_TIMING if timing is None else timing
         self.rules = policy.RULES[config.profile]
         # Policy draws only (jitter, delays): seeded, so a run's timing replays.
         self.rng = random.Random(config.seed)
