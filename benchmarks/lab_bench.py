@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                           expect_compiled=False))
     rows.append(agent_row("b2b-agent interpreted, uvloop", sys.executable, "uvloop", args,
                           expect_compiled=False))
-    fast_python = Path(args.fast_venv or "", "bin", "python")
+    fast_python = Path(args.fast_venv or "", "bin", "python").absolute()
     if args.fast_venv and fast_python.exists():
         rows.append(agent_row("b2b-agent compiled, uvloop", str(fast_python), "uvloop", args,
                               expect_compiled=True))
