@@ -33,11 +33,12 @@ PROFILES = ("ser", "rfc6665")
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_publish_refresh_and_unsubscribe(kamailio: KamailioLab, profile: str) -> None:
+def test_publish_refresh_and_unsubscribe(kamailio: KamailioLab, profile: str,
+                                        loop_name: str) -> None:
     """Active on subscribe; PUBLISH open/closed show up; the refresh before expiry is
     answered 200; an internal unsubscribe ends with Kamailio's terminated;reason=timeout
     NOTIFY and an empty dump."""
-    user = f"life-{profile}"
+    user = f"life-{profile}-{loop_name}"  # Kamailio keeps presentities between tests
     record = f"sip:{user}@lab.test"
 
     async def scenario() -> None:
@@ -120,7 +121,7 @@ def test_interval_too_brief_ser_keeps_failing(kamailio: KamailioLab) -> None:
 
 def test_b2b_agent_cli_with_control_protocol(kamailio: KamailioLab, loop_name: str) -> None:
     """The `b2b-agent` process, driven over its control socket, sees alice's PUBLISH."""
-    user = "cli-alice"
+    user = f"cli-alice-{loop_name}"
 
     async def scenario() -> None:
         process = await asyncio.create_subprocess_exec(
