@@ -7,10 +7,11 @@ presence-server model (``Notifier``), the agent host (``AgentHost``), workloads
 """
 
 from simulator.host import AgentHost
+from simulator.merge import RunResult
 from simulator.metrics import Metrics
 from simulator.network import Latency, LinkSpec, Network, Partition
 from simulator.notifier import Notifier
-from simulator.run import RunResult, Simulation, build, run_workload
+from simulator.run import Simulation, build, run_workload
 from simulator.workload import Workload, WorkloadError, load_workload, workload_from_mapping
 
 __all__ = [

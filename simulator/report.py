@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt
 
+from simulator.merge import RunResult
 from simulator.metrics import FINE_BIN_SECONDS
-from simulator.run import RunResult
 
 SERIES = ("SUBSCRIBE", "NOTIFY", "2xx", "4xx", "5xx")
 
