@@ -516,8 +516,10 @@ def run_workload(
     trace: TextIO | None = None,
     pcap: BinaryIO | None = None,
     progress: Callable[[float], None] | None = None,
+    parts_dir: Path | None = None,
 ) -> RunResult:
-    """Run a workload in this process; a farm's shards run one after another."""
+    """Run a workload in this process; a farm's shards run one after another (their trace
+    and pcap parts in ``parts_dir``, or in memory, until merged)."""
     started = time.perf_counter()
     if not workload.is_farm:
         sim = build(workload, seed, trace=trace, pcap=pcap)
@@ -531,7 +533,7 @@ def run_workload(
         shard_progress = None if progress is None else (lambda now, o=offset: progress(o + now))
         result = run_shard(
             workload, shard, trace=trace is not None, pcap=pcap is not None,
-            progress=shard_progress,
+            parts_dir=None if parts_dir is None else str(parts_dir), progress=shard_progress,
         )  # fmt: skip
         traces.append(result.trace)
         pcaps.append(result.pcap)
@@ -541,6 +543,9 @@ def run_workload(
         merge_trace(traces, trace)
     if pcap is not None:
         merge_pcap(pcaps, pcap)
+    for part in traces + pcaps:
+        if isinstance(part, str):
+            Path(part).unlink(missing_ok=True)
     return merge_results(workload, seed, results, time.perf_counter() - started)
 
 

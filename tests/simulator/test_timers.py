@@ -62,9 +62,7 @@ def _recorder(env: simpy.Environment, fired: list[tuple[float, Hashable]]) -> Ti
     return lambda key: fired.append((env.now, key))
 
 
-def _action(
-    timers: AnyTimers, key: int, slot: int, delay: int | None
-) -> Callable[[object], None]:
+def _action(timers: AnyTimers, key: int, slot: int, delay: int | None) -> Callable[[object], None]:
     def act(_event: object) -> None:
         if delay is None:
             timers.cancel(key)

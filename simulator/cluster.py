@@ -1,0 +1,191 @@
+"""Where a farm's shards run: in this process one after another, on a Dask ``LocalCluster``
+of worker processes (``workers``), or on an existing Dask cluster (``scheduler``).
+
+Dask (``dask.distributed``) is imported here, and only when a cluster is asked for: the
+default path costs no Dask start-up. What travels to a worker is the workload and the shard
+(a few hundred bytes); what comes back is a ``ShardResult`` (counts per 10-second bin, one
+count per simulated second, minute integrals, 8 bytes per propagation-delay sample) and,
+only with a trace or pcap, those files (as paths on a local cluster, bytes otherwise).
+
+A shard whose task raises is retried once (``retries=1``); a shard whose worker dies is
+rescheduled once on a local cluster (``LOCAL_SCHEDULER_CONFIG``; a remote scheduler uses
+its own settings). Then the run fails with ``FarmError`` naming the shard, and nothing is merged.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol, TextIO
+
+from simulator.farm import Shard, shards_of
+from simulator.merge import RunResult, ShardResult, merge_pcap, merge_results, merge_trace
+from simulator.run import run_shard, run_workload
+from simulator.workload import Workload
+
+CONNECT_TIMEOUT = "10s"  # reaching an existing scheduler
+# For the scheduler of a local cluster (docs/simulator.md gives them for a remote one): a
+# shard whose worker dies is retried once; a worker holds only the shard it runs, so when
+# it dies, the shard it ran is the one blamed (Dask blames every task a dead worker held).
+LOCAL_SCHEDULER_CONFIG = {
+    "distributed.scheduler.allowed-failures": 1,
+    "distributed.scheduler.worker-saturation": 1.0,
+}
+
+
+class FarmError(RuntimeError):
+    """A shard could not be run (the message names it) or the cluster is unusable."""
+
+
+class ShardRunner(Protocol):
+    def __call__(
+        self,
+        workload: Workload,
+        shard: Shard,
+        *,
+        trace: bool = ...,
+        pcap: bool = ...,
+        parts_dir: str | None = ...,
+        progress: Callable[[float], None] | None = ...,
+    ) -> ShardResult: ...
+
+
+@contextmanager
+def _quiet_dask() -> Iterator[None]:
+    """Dask logs worker deaths and retries itself; the run reports them as one error."""
+    logger = logging.getLogger("distributed")
+    before = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def run_farm(
+    workload: Workload,
+    seed: int,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    trace: TextIO | None = None,
+    pcap: BinaryIO | None = None,
+    parts_dir: Path | None = None,
+    progress: Callable[[float], None] | None = None,
+    runner: ShardRunner = run_shard,
+) -> RunResult:
+    """Run ``workload``; ``progress`` gets simulated seconds done over all shards (of
+    ``len(shards) * duration``). A workload that is not a farm always runs in-process."""
+    if not workload.is_farm or (workers is None and scheduler is None):
+        return run_workload(
+            workload, seed, trace=trace, pcap=pcap, progress=progress, parts_dir=parts_dir
+        )
+    import time
+
+    started = time.perf_counter()
+    shards = shards_of(workload, seed)
+    done = [0.0]
+
+    def shard_done(_shard: Shard) -> None:
+        done[0] += workload.duration
+        if progress is not None:
+            progress(done[0])
+
+    results = _on_dask(
+        workload,
+        shards,
+        workers=workers,
+        scheduler=scheduler,
+        options={
+            "trace": trace is not None,
+            "pcap": pcap is not None,
+            # Files only where this process can read what the workers wrote.
+            "parts_dir": str(parts_dir) if parts_dir is not None and scheduler is None else None,
+        },
+        runner=runner,
+        shard_done=shard_done,
+    )
+    if trace is not None:
+        merge_trace([r.trace for r in results], trace)
+    if pcap is not None:
+        merge_pcap([r.pcap for r in results], pcap)
+    for result in results:
+        for part in (result.trace, result.pcap):
+            if isinstance(part, str):
+                Path(part).unlink(missing_ok=True)
+        result.trace = result.pcap = None
+    return merge_results(workload, seed, results, time.perf_counter() - started)
+
+
+def _on_dask(
+    workload: Workload,
+    shards: list[Shard],
+    *,
+    workers: int | None,
+    scheduler: str | None,
+    options: dict[str, Any],
+    runner: ShardRunner,
+    shard_done: Callable[[Shard], None],
+) -> list[ShardResult]:
+    import dask
+    from distributed import Client, LocalCluster, as_completed
+    from distributed.scheduler import KilledWorker
+
+    cluster: Any = None
+    with _quiet_dask(), dask.config.set(LOCAL_SCHEDULER_CONFIG):
+        try:
+            if scheduler is None:
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,  # the simulation holds the GIL: one per process
+                    processes=True,
+                    dashboard_address=":0",  # any free port for its HTTP endpoints
+                    scheduler_kwargs={"dashboard": False},
+                    silence_logs=logging.CRITICAL,
+                )
+                client = Client(cluster)
+            else:
+                client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            if cluster is not None:
+                cluster.close()
+            where = f"the Dask scheduler at {scheduler}" if scheduler else "a local Dask cluster"
+            raise FarmError(f"cannot start or reach {where}: {exc}") from exc
+        run = uuid.uuid4().hex[:8]
+        try:
+            futures = {
+                client.submit(
+                    runner,
+                    workload,
+                    shard,
+                    **options,
+                    key=f"b2b-sim {run} shard {shard.name}",
+                    retries=1,
+                    pure=False,
+                ): shard
+                for shard in shards
+            }
+            results: list[ShardResult | None] = [None] * len(shards)
+            for future in as_completed(futures):
+                shard = futures[future]
+                try:
+                    results[shard.index] = future.result()
+                except KilledWorker as exc:
+                    raise FarmError(
+                        f"shard {shard.name}: the worker running it died, and again after "
+                        f"one retry ({exc}); no output written"
+                    ) from exc
+                except Exception as exc:
+                    raise FarmError(
+                        f"shard {shard.name} failed twice: {type(exc).__name__}: {exc}; "
+                        "no output written"
+                    ) from exc
+                shard_done(shard)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return [r for r in results if r is not None]
