@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from simulator.metrics import Metrics, MetricsState
+from simulator.figures import MetricsState
+from simulator.metrics import Metrics
 from simulator.workload import Workload
 
 # Fields that depend on the machine, the build and the worker count, not on the workload

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from simulator.figures import MetricsState
 from simulator.network import Datagram
 
 BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
@@ -94,25 +95,6 @@ class _Bin:
     deliveries: int = 0
     live_area: float = 0.0  # integral of live internal subscriptions over the bin
     subs_area: float = 0.0  # integral of existing internal subscriptions
-
-
-@dataclass
-class MetricsState:
-    """The raw figures a summary and a time series derive from: what a farm shard sends
-    back (small: counts per 10-second bin and label, one count per simulated second, minute
-    integrals, and the propagation-delay samples, 8 bytes each)."""
-
-    traffic: dict[tuple[int, bool, bytes, str], int]
-    per_second: list[int]
-    bins: dict[int, tuple[int, float, float]]  # minute -> (deliveries, live, subscriptions)
-    deliveries: dict[str, int]
-    delays: array[float]
-    subscribe_retransmissions: int
-    initial_subscribes: int
-    subscribe_calls: int
-    unsubscribe_calls: int
-    live_area: float
-    subs_area: float
 
 
 class Metrics:
