@@ -15,6 +15,7 @@ its own settings). Then the run fails with ``FarmError`` naming the shard, and n
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,9 +84,7 @@ def run_farm(
         return run_workload(
             workload, seed, trace=trace, pcap=pcap, progress=progress, parts_dir=parts_dir
         )
-    import time
-
-    started = time.perf_counter()
+    started = time.perf_counter()  # the cluster's start-up counts
     shards = shards_of(workload, seed)
     done = [0.0]
 

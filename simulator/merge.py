@@ -30,6 +30,7 @@ WALL_CLOCK_FIELDS = (
     "events_per_wall_second",
     "peak_memory_kib",
     "peak_memory_kib_per_worker",
+    "cpu_seconds",
     "build",
 )
 
@@ -52,6 +53,7 @@ class ShardResult:
     simulated_seconds: float
     live_at_end: int
     wall_seconds: float
+    cpu_seconds: float  # CPU time of the process while it ran the shard
     peak_memory_kib: int
     worker: str  # host:pid of the process that ran it
     build: str
@@ -125,6 +127,7 @@ def merge_results(
             "events_processed": events,
             "wall_seconds": wall_seconds,
             "events_per_wall_second": events / wall_seconds if wall_seconds > 0 else None,
+            "cpu_seconds": sum(r.cpu_seconds for r in results),
             "peak_memory_kib": max(per_worker.values()),
             "peak_memory_kib_per_worker": dict(sorted(per_worker.items())),
             "build": ", ".join(sorted({r.build for r in results})),

@@ -455,7 +455,9 @@ def _schedule_faults(sim: Simulation, node: int | None) -> None:
                 )
 
 
-def collect(sim: Simulation, wall_seconds: float, shard: Shard | None = None) -> ShardResult:
+def collect(
+    sim: Simulation, wall_seconds: float, shard: Shard | None = None, cpu_seconds: float = 0.0
+) -> ShardResult:
     """The raw figures of a finished simulation (see ``simulator.merge``)."""
     sim.metrics.advance(sim.env.now)
     agent_counters: dict[str, int] = {}
@@ -480,15 +482,17 @@ def collect(sim: Simulation, wall_seconds: float, shard: Shard | None = None) ->
         simulated_seconds=sim.env.now,
         live_at_end=len(sim.live),
         wall_seconds=wall_seconds,
+        cpu_seconds=cpu_seconds,
         peak_memory_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         build=build_kind(),
     )
 
 
-def finish(sim: Simulation, wall_seconds: float) -> RunResult:
+def finish(sim: Simulation, wall_seconds: float, cpu_seconds: float = 0.0) -> RunResult:
     """Close the books of one simulation: summary.json content and the time series."""
-    return merge_results(sim.workload, sim.seed, [collect(sim, wall_seconds)], wall_seconds)
+    result = collect(sim, wall_seconds, cpu_seconds=cpu_seconds)
+    return merge_results(sim.workload, sim.seed, [result], wall_seconds)
 
 
 def compiled_modules() -> list[str]:
@@ -520,11 +524,11 @@ def run_workload(
 ) -> RunResult:
     """Run a workload in this process; a farm's shards run one after another (their trace
     and pcap parts in ``parts_dir``, or in memory, until merged)."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if not workload.is_farm:
         sim = build(workload, seed, trace=trace, pcap=pcap)
         sim.run(workload.duration, progress)
-        return finish(sim, time.perf_counter() - started)
+        return finish(sim, time.perf_counter() - started, time.process_time() - cpu_started)
     results: list[ShardResult] = []
     traces: list[Part] = []
     pcaps: list[Part] = []
@@ -561,7 +565,7 @@ def run_shard(
     """Run one farm shard wherever this is called (in-process or on a Dask worker).
     Trace and pcap parts go to files in ``parts_dir`` (a directory this process can
     write and the caller can read), or come back as bytes."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trace_part: Part = None
     pcap_part: Part = None
     with ExitStack() as stack:
@@ -582,7 +586,8 @@ def run_shard(
                 pcap_io = stack.enter_context(open(pcap_part, "wb"))
         sim = build(workload, shard.run_seed, shard=shard, trace=trace_io, pcap=pcap_io)
         sim.run(workload.duration, progress)
-        result = collect(sim, time.perf_counter() - started, shard)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        result = collect(sim, wall, shard, cpu)
         if isinstance(trace_io, io.StringIO):
             trace_part = trace_io.getvalue().encode("utf-8")
         if isinstance(pcap_io, io.BytesIO):

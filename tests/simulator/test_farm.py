@@ -211,3 +211,25 @@ def test_dead_worker_fails_the_run_naming_the_shard(scheduler: str) -> None:
     with pytest.raises(FarmError, match=r"shard b2b-0/ps-1: the worker running it died"):
         run_farm(_farm(), 1, scheduler=scheduler, runner=runner, progress=progress.append)
     assert len(progress) < 6  # never presented as complete
+
+
+def test_cli_failed_run_exits_1_and_leaves_no_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workload = tmp_path / "farm.yaml"
+    workload.write_text(json.dumps({**FARM, "duration": 120}))
+    out = tmp_path / "out"
+    assert main(["run", str(workload), "--out", str(out), "--no-progress"]) == 0
+    assert (out / "summary.json").exists()  # an earlier, complete run
+
+    def fail(*_args: Any, **_kwargs: Any) -> None:
+        raise FarmError("shard b2b-1/ps-2: the worker running it died, and again after one retry")
+
+    monkeypatch.setattr("simulator.cluster.run_farm", fail)
+    capsys.readouterr()
+    assert main(["run", str(workload), "--out", str(out), "--no-progress", "--trace"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err == "b2b-sim: shard b2b-1/ps-2: the worker running it died, and again after one retry\n"
+    )
+    assert sorted(p.name for p in out.iterdir()) == []
