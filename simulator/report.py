@@ -129,6 +129,14 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+NODE_FIELDS = (
+    ("availability", "availability"),
+    ("peak msg/s", "peak_messages_per_second"),
+    ("503 responses", "responses_503"),
+    ("new-dialog retries", "new_dialog_retries"),
+)
+
+
 def _farm_rows(summary: dict[str, Any], faulted: list[str]) -> dict[str, Any]:
     """Farm figures for compare: each faulted node, the worst of the other nodes (does a
     fault spill over?) and the busiest agent instance."""
@@ -136,9 +144,8 @@ def _farm_rows(summary: dict[str, Any], faulted: list[str]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for name in faulted:
         figures = nodes.get(name, {})
-        for field_name in ("availability", "peak_messages_per_second", "responses_503",
-                           "new_dialog_retries"):  # fmt: skip
-            rows[f"{name} {field_name}"] = figures.get(field_name)
+        for label, field_name in NODE_FIELDS:
+            rows[f"{name} {label}"] = figures.get(field_name)
     others = [f for name, f in nodes.items() if name not in faulted]
     if others:
         live = [f["availability"] for f in others if f["availability"] is not None]
