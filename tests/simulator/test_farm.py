@@ -143,6 +143,23 @@ def test_farm_fields_are_validated(tmp_path: Path) -> None:
 # -- Dask --------------------------------------------------------------------------------
 
 
+def test_dask_stays_out_of_reference_and_is_imported_by_cluster_only() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    importers: set[str] = set()
+    for path in sorted((root / "reference").rglob("*.py")) + sorted(
+        (root / "simulator").rglob("*.py")
+    ):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            if any(n.split(".")[0] in ("dask", "distributed") for n in names):
+                importers.add(str(path.relative_to(root)))
+    assert importers == {"simulator/cluster.py"}
+
+
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
     """A LocalCluster of two worker processes, as a user's existing cluster."""
@@ -233,3 +250,21 @@ def test_cli_failed_run_exits_1_and_leaves_no_outputs(
         err == "b2b-sim: shard b2b-1/ps-2: the worker running it died, and again after one retry\n"
     )
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_compare_shows_the_faulted_node_the_other_nodes_and_the_agents(tmp_path: Path) -> None:
+    from simulator.report import compare, write_outputs
+
+    for profile in ("ser", "rfc6665"):
+        result = run_farm(_farm(duration=400).replace(profile=profile), 1)
+        write_outputs(result, tmp_path / profile)
+    text = compare(tmp_path / "ser", tmp_path / "rfc6665")
+    rows = {line.split("  ")[0].strip(): line.split()[-2:] for line in text.splitlines()[1:-1]}
+    summary = json.loads((tmp_path / "ser" / "summary.json").read_text())
+    down, others = summary["nodes"]["ps-1"], [summary["nodes"][n] for n in ("ps-0", "ps-2")]
+    assert rows["ps-1 availability"][0] == f"{down['availability']:.4g}"
+    assert rows["other nodes min availability"][0] == (
+        f"{min(n['availability'] for n in others):.4g}"
+    )
+    assert float(rows["ps-1 availability"][0]) < float(rows["other nodes min availability"][0])
+    assert "agents max peak msg/s" in rows
