@@ -93,7 +93,7 @@ def run_farm(
         if progress is not None:
             progress(done[0])
 
-    results = _on_dask(
+    results = run_shards_on_dask(
         workload,
         shards,
         workers=workers,
@@ -119,7 +119,7 @@ def run_farm(
     return merge_results(workload, seed, results, time.perf_counter() - started)
 
 
-def _on_dask(
+def run_shards_on_dask(
     workload: Workload,
     shards: list[Shard],
     *,
@@ -129,6 +129,8 @@ def _on_dask(
     runner: ShardRunner,
     shard_done: Callable[[Shard], None],
 ) -> list[ShardResult]:
+    """``shards`` run on Dask, results in the order of ``shards`` (``run_farm`` runs all
+    of a farm's; ``benchmarks/farm_bench.py`` some). ``options`` go to ``runner``."""
     import dask
     from distributed import Client, LocalCluster, as_completed
     from distributed.scheduler import KilledWorker
@@ -167,11 +169,12 @@ def _on_dask(
                 ): shard
                 for shard in shards
             }
+            position = {shard: i for i, shard in enumerate(shards)}
             results: list[ShardResult | None] = [None] * len(shards)
             for future in as_completed(futures):
                 shard = futures[future]
                 try:
-                    results[shard.index] = future.result()
+                    results[position[shard]] = future.result()
                 except KilledWorker as exc:
                     raise FarmError(
                         f"shard {shard.name}: the worker running it died, and again after "
