@@ -107,6 +107,30 @@ class Workload:
         values.update(changes)
         return Workload(**values)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Workloads travel to Dask workers. In the compiled build (setup.py) LinkSpec and
+        # Latency are mypyc native frozen dataclasses, which do not unpickle: send their
+        # fields instead.
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        link: LinkSpec = values.pop("network")
+        lat = link.latency
+        latency = (lat.kind, lat.value, lat.low, lat.high, lat.median, lat.sigma)
+        network = (link.loss, link.duplication, link.reorder, link.reorder_delay)
+        return (_unpickle_workload, (values, latency, network))
+
+
+def _unpickle_workload(
+    values: dict[str, Any],
+    latency: tuple[str, float, float, float, float, float],
+    network: tuple[float, float, float, float],
+) -> Workload:
+    kind, value, low, high, median, sigma = latency
+    loss, duplication, reorder, reorder_delay = network
+    link = LinkSpec(
+        Latency(kind, value, low, high, median, sigma), loss, duplication, reorder, reorder_delay
+    )
+    return Workload(**values, network=link)
+
 
 def _poisson(rng: random.Random, mean: float) -> int:
     # Knuth's method is fine for the small means used for contact counts.

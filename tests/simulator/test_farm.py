@@ -133,6 +133,18 @@ def test_outage_acts_on_its_node_only_and_availability_is_time_weighted() -> Non
     assert max(per_second) > max(max(r.metrics.per_second) for r in results)
 
 
+def test_workloads_pickle_for_dask_workers() -> None:
+    # Also in the compiled build (tests/test_compiled_build.py runs this file there), where
+    # LinkSpec and Latency are native classes that do not unpickle by themselves.
+    import pickle
+
+    wl = _farm(network={"latency": {"kind": "lognormal", "median": 0.02, "sigma": 0.4},
+                        "loss": 0.01, "duplication": 0.02, "reorder": 0.03})  # fmt: skip
+    assert pickle.loads(pickle.dumps(wl)) == wl
+    shard = shards_of(wl, 9)[4]
+    assert pickle.loads(pickle.dumps(shard)) == shard
+
+
 def test_farm_fields_are_validated(tmp_path: Path) -> None:
     with pytest.raises(WorkloadError, match=r"faults\[0\].node: 3 is not below servers \(3\)"):
         _farm(faults=[{"kind": "outage", "node": 3, "start": 1, "duration": 1}])
