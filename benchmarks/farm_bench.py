@@ -19,7 +19,7 @@ from pathlib import Path
 
 from simulator.cluster import run_shards_on_dask
 from simulator.farm import Shard, shards_of
-from simulator.merge import merge_results
+from simulator.merge import ShardResult, merge_results
 from simulator.run import run_shard
 from simulator.workload import load_workload
 
@@ -39,11 +39,21 @@ def main() -> None:
     hours = workload.duration / 3600.0
     started = time.perf_counter()
     first_done: list[float] = []
+    so_far = [0, 0.0]  # subscriptions, CPU seconds
 
-    def shard_done(_shard: Shard) -> None:
+    def shard_done(shard: Shard, result: ShardResult) -> None:
+        # Running totals, so that a run cut short still gives CPU per subscriber-hour.
         if not first_done:
             first_done.append(time.perf_counter() - started)
-        print(f"  shard {_shard.name} done at {time.perf_counter() - started:.0f} s", flush=True)
+        so_far[0] += result.metrics.subscribe_calls
+        so_far[1] += result.cpu_seconds
+        print(
+            f"  {shard.name} done at {time.perf_counter() - started:.0f} s: "
+            f"{result.metrics.subscribe_calls} subscriptions, CPU {result.cpu_seconds:.1f} s, "
+            f"wall {result.wall_seconds:.1f} s, RSS {result.peak_memory_kib / 1024:.0f} MiB; "
+            f"so far {so_far[1] * 1e3 / (so_far[0] * hours):.3f} ms CPU/subscriber-hour",
+            flush=True,
+        )
 
     results = run_shards_on_dask(
         workload,

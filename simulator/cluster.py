@@ -88,7 +88,7 @@ def run_farm(
     shards = shards_of(workload, seed)
     done = [0.0]
 
-    def shard_done(_shard: Shard) -> None:
+    def shard_done(_shard: Shard, _result: ShardResult) -> None:
         done[0] += workload.duration
         if progress is not None:
             progress(done[0])
@@ -127,7 +127,7 @@ def run_shards_on_dask(
     scheduler: str | None,
     options: dict[str, Any],
     runner: ShardRunner,
-    shard_done: Callable[[Shard], None],
+    shard_done: Callable[[Shard, ShardResult], None],
 ) -> list[ShardResult]:
     """``shards`` run on Dask, results in the order of ``shards`` (``run_farm`` runs all
     of a farm's; ``benchmarks/farm_bench.py`` some). ``options`` go to ``runner``."""
@@ -174,7 +174,7 @@ def run_shards_on_dask(
             for future in as_completed(futures):
                 shard = futures[future]
                 try:
-                    results[position[shard]] = future.result()
+                    result = future.result()
                 except KilledWorker as exc:
                     raise FarmError(
                         f"shard {shard.name}: the worker running it died, and again after "
@@ -185,7 +185,8 @@ def run_shards_on_dask(
                         f"shard {shard.name} failed twice: {type(exc).__name__}: {exc}; "
                         "no output written"
                     ) from exc
-                shard_done(shard)
+                results[position[shard]] = result
+                shard_done(shard, result)
         finally:
             client.close()
             if cluster is not None:
