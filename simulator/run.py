@@ -421,7 +421,7 @@ def _schedule_churn(sim: Simulation) -> None:
     sim.call_at(wl.ramp_up + rng.expovariate(rate()), churn)
 
 
-def _schedule_faults(sim: Simulation, node: int | None) -> None:
+def _schedule_faults(sim: Simulation, node: int) -> None:
     """Faults on the notifiers they name; ``node`` is this simulation's server node in a
     farm (0 otherwise: a workload that is not a farm has one node)."""
     for fault in sim.workload.faults:
@@ -592,5 +592,8 @@ def run_shard(
             trace_part = trace_io.getvalue().encode("utf-8")
         if isinstance(pcap_io, io.BytesIO):
             pcap_part = pcap_io.getvalue()
+    # A worker runs shard after shard: free this one's cycles before the next one starts.
+    del sim
+    gc.collect()
     result.trace, result.pcap = trace_part, pcap_part
     return result
