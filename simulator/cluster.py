@@ -5,7 +5,8 @@ Dask (``dask.distributed``) is imported here, and only when a cluster is asked f
 default path costs no Dask start-up. What travels to a worker is the workload and the shard
 (a few hundred bytes); what comes back is a ``ShardResult`` (counts per 10-second bin, one
 count per simulated second, minute integrals, 8 bytes per propagation-delay sample) and,
-only with a trace or pcap, those files (as paths on a local cluster, bytes otherwise).
+only with a trace or pcap, those files (as paths on a local cluster, bytes otherwise); and
+while it runs, a progress event per 1 % of the shard's simulated time.
 
 A shard whose task raises is retried once (``retries=1``); a shard whose worker dies is
 rescheduled once on a local cluster (``LOCAL_SCHEDULER_CONFIG``; a remote scheduler uses
@@ -15,6 +16,7 @@ its own settings). Then the run fails with ``FarmError`` naming the shard, and n
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -86,12 +88,17 @@ def run_farm(
         )
     started = time.perf_counter()  # the cluster's start-up counts
     shards = shards_of(workload, seed)
-    done = [0.0]
+    simulated = [0.0] * len(shards)  # per shard, as reported by the workers
+    lock = threading.Lock()  # reports come on Dask's thread, completions on this one
 
-    def shard_done(_shard: Shard, _result: ShardResult) -> None:
-        done[0] += workload.duration
-        if progress is not None:
-            progress(done[0])
+    def shard_progress(index: int, now: float) -> None:
+        with lock:
+            simulated[index] = max(simulated[index], now)
+            if progress is not None:
+                progress(sum(simulated))
+
+    def shard_done(shard: Shard, _result: ShardResult) -> None:
+        shard_progress(shard.index, workload.duration)
 
     results = run_shards_on_dask(
         workload,
@@ -106,6 +113,7 @@ def run_farm(
         },
         runner=runner,
         shard_done=shard_done,
+        shard_progress=shard_progress if progress is not None else None,
     )
     if trace is not None:
         merge_trace([r.trace for r in results], trace)
@@ -128,9 +136,12 @@ def run_shards_on_dask(
     options: dict[str, Any],
     runner: ShardRunner,
     shard_done: Callable[[Shard, ShardResult], None],
+    shard_progress: Callable[[int, float], None] | None = None,
 ) -> list[ShardResult]:
     """``shards`` run on Dask, results in the order of ``shards`` (``run_farm`` runs all
-    of a farm's; ``benchmarks/farm_bench.py`` some). ``options`` go to ``runner``."""
+    of a farm's; ``benchmarks/farm_bench.py`` some). ``options`` go to ``runner``.
+    ``shard_progress(shard index, simulated seconds)`` is called, on a Dask thread, as the
+    workers report (a structured event per 1 % of a shard's duration)."""
     import dask
     from distributed import Client, LocalCluster, as_completed
     from distributed.scheduler import KilledWorker
@@ -156,10 +167,16 @@ def run_shards_on_dask(
             where = f"the Dask scheduler at {scheduler}" if scheduler else "a local Dask cluster"
             raise FarmError(f"cannot start or reach {where}: {exc}") from exc
         run = uuid.uuid4().hex[:8]
+        topic = f"b2b-sim {run} progress"
         try:
+            if shard_progress is not None:
+                report = shard_progress
+                client.subscribe_topic(topic, lambda event: report(*event[1]))
             futures = {
                 client.submit(
+                    _run_reporting,
                     runner,
+                    topic if shard_progress is not None else None,
                     workload,
                     shard,
                     **options,
@@ -192,3 +209,19 @@ def run_shards_on_dask(
             if cluster is not None:
                 cluster.close()
     return [r for r in results if r is not None]
+
+
+def _run_reporting(
+    runner: ShardRunner, topic: str | None, workload: Workload, shard: Shard, **options: Any
+) -> ShardResult:
+    """On a worker: run the shard, reporting its simulated time as events on ``topic``."""
+    if topic is None:
+        return runner(workload, shard, **options)
+    from distributed import get_worker
+
+    worker = get_worker()
+
+    def report(now: float) -> None:
+        worker.log_event(topic, (shard.index, now))
+
+    return runner(workload, shard, progress=report, **options)
