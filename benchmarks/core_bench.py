@@ -25,6 +25,7 @@ import time
 
 from reference import Agent, AgentConfig
 from reference.effects import Send
+from reference.ids import SeededIds
 from reference.sip import Request, make_response, parse_message
 
 PEER = ("127.0.0.1", 5070)
@@ -73,7 +74,7 @@ def establish(profile: str, trace: int, subscriptions: int) -> tuple[Agent, list
     config = AgentConfig.from_mapping({
         "profile": profile, "trace": trace, "default_expiration": 3600,
         "max_subscriptions": max(subscriptions, 1)})
-    agent = Agent(config)
+    agent = Agent(config, ids=SeededIds(config.seed))
     now = 0.0
     for number in range(subscriptions):
         agent.subscribe(f"sip:load{number}@lab.test", "sip:bench@lab.test", "bench", now=now)

@@ -1,9 +1,10 @@
 """The presence B2BUA engine: routes inputs to subscriptions, runs the table, emits effects.
 
 Sans-IO: every input carries `now`; outputs are effects collected for `drain_effects()`.
-Randomness (tags, Call-IDs, branches, jitter, delays) comes from one `random.Random` seeded
-from the configuration. See docs/architecture.md for the contract and docs/behaviour.md for
-the two profiles.
+Policy randomness (jitter, delays) comes from one `random.Random` seeded from the
+configuration; tags, Call-IDs and branches come from the injected `IdSource` (`reference.ids`:
+the OS CSPRNG unless a deterministic source is passed, as the simulator and tests do).
+See docs/architecture.md for the contract and docs/behaviour.md for the two profiles.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ from reference.effects import (
     StartTimer,
     TimerKey,
     TraceEvent,
+)
+from reference.ids import (
+    BRANCH_BYTES,
+    BRANCH_COOKIE,
+    CALL_ID_BYTES,
+    TAG_BYTES,
+    IdSource,
+    OsRandomIds,
 )
 from reference.pidf import PidfError, PresenceDocument, parse_pidf
 from reference.qsa import StatusMessage
@@ -95,6 +104,11 @@ class Subscription:
     expires_at: float | None = None   # granted expiry of the current dialog
     requested_expires: int = 3600
     failures: int = 0                 # consecutive failures (back-off exponent)
+    # rfc6665: when the current dialog's initial SUBSCRIBE went out, and how many
+    # subscriptions in a row the notifier ended before stable_subscription_time (the
+    # re-subscribe storm guard, policy.restart_delay).
+    started_at: float = 0.0
+    quick_restarts: int = 0
     target: str = ""                  # Request-URI of the current attempt
     # Tuples, not lists: almost every subscription never follows a redirect, and an empty
     # tuple is a shared constant where an empty list costs 56 bytes each (x 100,000).
@@ -148,10 +162,13 @@ class _ServerTx:
 class Agent:
     """The sans-IO presence B2BUA (QSA notifier for package `presence`)."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, *, ids: IdSource | None = None) -> None:
         self.config = config
         self.table = TABLES[config.profile]
+        # Policy draws only (jitter, delays): seeded, so a run's timing replays.
         self.rng = random.Random(config.seed)
+        # Identifiers: unguessable by default; the simulator and tests pass a SeededIds.
+        self.ids: IdSource = ids if ids is not None else OsRandomIds()
         self.timer_settings = TimerSettings(
             t1=config.t1, t2=config.t2, t4=config.t4,
             timeout=config.effective_transaction_timeout)
@@ -482,12 +499,22 @@ class Agent:
                 ctx.granted = min_expires
                 return Event.R423
         if refresh and status == 481:
-            return Event.R481
+            # The subscription is gone: replaced at once, unless the storm guard delays it
+            # (then it ends like the other terminating codes and waits ctx.delay).
+            ctx.delay = self._restart_delay(sub, 0.0, ctx.now)
+            return Event.R481 if ctx.delay <= 0 else Event.R_TERMINATING
         if refresh and status in policy.REFRESH_TERMINATING:
             return Event.R_TERMINATING
         if refresh and sub.state is State.RESUBSCRIPTION and self._expired(sub, ctx.now):
             return Event.EXPIRED
         return Event.R_FAIL
+
+    def _restart_delay(self, sub: Subscription, requested: float, now: float) -> float:
+        delay, sub.quick_restarts = policy.restart_delay(
+            self.config, requested, now - sub.started_at, sub.quick_restarts, self.rng)
+        if delay > requested:
+            self._count("restarts.delayed")
+        return delay
 
     def _granted(self, sub: Subscription, response: Response) -> int:
         expires = _safe(lambda: response.expires)
@@ -654,6 +681,8 @@ class Agent:
             ctx.retry_after = state.retry_after
             ctx.delay = policy.resubscribe_delay(reaction, state.retry_after, sub.failures + 1,
                                                  self.config, self.rng)
+            if ctx.delay is not None:
+                ctx.delay = self._restart_delay(sub, ctx.delay, ctx.now)
             if reaction.status == "rejected":
                 ctx.status = "rejected"
             if ctx.delay is None:
@@ -876,8 +905,9 @@ class Agent:
         sub.target = target
         sub.min_expires_retried = False
         sub.expires_at = None
-        local_tag = self._random_hex(8)
-        call_id = f"{self._random_hex(16)}@{self.config.local_host}"
+        sub.started_at = now
+        local_tag = self.ids.hex(TAG_BYTES)
+        call_id = f"{self.ids.hex(CALL_ID_BYTES)}@{self.config.local_host}"
         ser = self.config.is_ser
         # ser: QSA strings verbatim, and after a redirect To = the Contact (B6).
         # Interned: a watcher's many subscriptions share one copy of these strings.
@@ -902,7 +932,7 @@ class Agent:
         assert dialog is not None
         if sub.tx_branch is not None:
             self._abandon_tx(sub)
-        branch = "z9hG4bK" + self._random_hex(16)
+        branch = BRANCH_COOKIE + self.ids.hex(BRANCH_BYTES)
         headers: list[tuple[str, str]] = [("Event", "presence")]
         if not self.config.is_ser:
             headers.append(("Accept", PIDF_TYPE))
@@ -1068,9 +1098,6 @@ class Agent:
         self._effects.append(Deliver(sub.destination, message))
         if self.tracing:
             self._trace("deliver", sub, status=message.status, reason=message.reason)
-
-    def _random_hex(self, nbytes: int) -> str:
-        return f"{self.rng.getrandbits(nbytes * 8):0{nbytes * 2}x}"
 
     def _count(self, name: str, amount: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount

@@ -106,8 +106,9 @@ def build_config(args: argparse.Namespace) -> tuple[AgentConfig, bool]:
             config = config.with_params(params)
         explicit_local = explicit_local or "local_address" in params
         if "seed" not in params and not _yaml_sets(args.config, "seed"):
-            # Tags, Call-IDs and branches derive from the seed: a fixed default would make
-            # every restart reuse the previous run's dialog identifiers at the notifier.
+            # Identifiers come from the OS CSPRNG whatever the seed; the seed drives only the
+            # jitter, and a fixed default would give every agent of a fleet the same draws
+            # (retries in step after a shared outage).
             config = config.replace(seed=secrets.randbits(31))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None

@@ -55,6 +55,10 @@ class AgentConfig:
     local_address: str = "127.0.0.1:5060"
     # rfc6665: redirects followed per attempt before the chain counts as a failure.
     max_redirects: int = 5
+    # rfc6665: a subscription that lived this long when a NOTIFY `terminated` (or a 481 to a
+    # refresh) ended it may be replaced at once again; one that ended sooner makes the next
+    # such retry wait the failure back-off (policy.restart_delay, docs/behaviour.md).
+    stable_subscription_time: int = 60
     # Bound of each destination's MessageQueue (see docs/limits.md).
     queue_bound: int = 10000
     # Live internal subscriptions at most; beyond it Agent.subscribe raises ValueError.
@@ -126,7 +130,7 @@ class AgentConfig:
         positive = (
             "default_expiration", "on_error_retry_time", "wait_for_term_notify",
             "min_resubscribe_time", "failover_timeout", "max_retry_time", "t1", "t2", "t4",
-            "queue_bound", "max_subscriptions",
+            "queue_bound", "max_subscriptions", "stable_subscription_time",
         )
         for name in positive:
             if getattr(self, name) <= 0:

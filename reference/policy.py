@@ -123,6 +123,30 @@ def resubscribe_delay(reaction: ReasonReaction, retry_after: int | None, failure
     return backoff_delay(config, failures, rng)
 
 
+# ---------------------------------------------------------------- re-subscribe storms
+
+
+def restart_delay(config: AgentConfig, requested: float, lived: float, quick_restarts: int,
+                  rng: random.Random) -> tuple[float, int]:
+    """`rfc6665`: the delay before the new subscription that replaces one the notifier ended
+    (NOTIFY `terminated` with a reason that allows a retry, or 481 to a refresh), and the new
+    count of quick restarts.
+
+    `requested` is what the reason asks for (0 = at once), `lived` how long the ended
+    subscription existed (from its initial SUBSCRIBE). One that lived at least
+    `stable_subscription_time` clears the count. The first quick restart gets what was asked;
+    the n-th after it waits at least the failure back-off `backoff_delay(n)`, so a notifier
+    that ends every new subscription at once gets one immediate retry, then a SUBSCRIBE per
+    0.8·on_error_retry_time, doubling up to max_retry_time (RFC 6665 §4.1.3 asks for an
+    immediate retry after `deactivated`, not for an endless loop: docs/behaviour.md).
+    """
+    if lived >= config.stable_subscription_time:
+        quick_restarts = 0
+    if quick_restarts == 0:
+        return requested, 1
+    return max(requested, backoff_delay(config, quick_restarts, rng)), quick_restarts + 1
+
+
 # ---------------------------------------------------------------- QSA status
 
 

@@ -43,6 +43,7 @@ from reference.effects import (
     TimerKey,
     TraceEvent,
 )
+from reference.ids import OsRandomIds
 from reference.qsa import MessageQueue, StatusMessage
 
 log = logging.getLogger("reference.udp")
@@ -316,7 +317,8 @@ class UdpRuntime:
                 shown = f"[{shown}]"
             config = config.replace(local_address=f"{shown}:{sock_port}")
         try:
-            agent = Agent(config)
+            # A real network: identifiers from the OS CSPRNG, never from the seed.
+            agent = Agent(config, ids=OsRandomIds())
             return cls(agent, sock, trace_path=trace_path,
                        error_answer_rate=error_answer_rate,
                        error_answer_burst=error_answer_burst)

@@ -22,6 +22,7 @@ from reference import (
     StatusMessage,
     TraceEvent,
 )
+from reference.ids import SeededIds
 from simulator.network import Address, Network
 from simulator.timers import LazyTimers
 from simulator.trace import TraceWriter
@@ -57,7 +58,8 @@ class AgentHost:
         self.name = name
         self.index = index
         self.address = address
-        self.agent = Agent(config)
+        # Seeded identifiers: a simulation replays byte-identically (never on a real network).
+        self.agent = Agent(config, ids=SeededIds(config.seed))
         self.sink = sink
         self.trace = trace
         self.keep_queues = keep_queues

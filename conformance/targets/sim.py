@@ -10,19 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 
 from conformance.runner import Datagram, Incoming, Status
 from conformance.scenario import Scenario
 from reference import Agent, AgentConfig, CancelTimer, Deliver, Send, StartTimer, TimerKey
+from reference.ids import IdSource, SeededIds
 
 AGENT_ADDRESS = ("127.0.0.1", 5060)
 PEER_ADDRESS = ("127.0.0.1", 5070)
 EPSILON = 1e-6
 
-AgentFactory = Callable[[AgentConfig], Agent]
+
+
+class AgentFactory(Protocol):
+    """Builds the agent under test (`Agent` itself, or a subclass with a deliberate defect)."""
+
+    def __call__(self, config: AgentConfig, *, ids: IdSource | None = None) -> Agent: ...
 
 
 @dataclass
@@ -62,8 +68,9 @@ class SimSession:
     def __init__(self, config: AgentConfig, factory: AgentFactory) -> None:
         self.env = simpy.Environment()
         self.peer_hostport = f"{PEER_ADDRESS[0]}:{PEER_ADDRESS[1]}"
+        # Identifiers from the seed: a scenario's transcript replays byte-identically.
         self.agent = factory(config.replace(
-            local_address=f"{AGENT_ADDRESS[0]}:{AGENT_ADDRESS[1]}"))
+            local_address=f"{AGENT_ADDRESS[0]}:{AGENT_ADDRESS[1]}"), ids=SeededIds(config.seed))
         self.inbox: list[Incoming] = []
         self.timers: dict[TimerKey, int] = {}
         self.generation = 0

@@ -11,7 +11,7 @@ import pytest
 
 from conformance.runner import FAIL, run_scenario
 from conformance.scenario import Scenario, load
-from conformance.targets.sim import SimTarget
+from conformance.targets.sim import AgentFactory, SimTarget
 from reference import Agent, AgentConfig, policy
 from reference.sip import Request
 from reference.subscription import State
@@ -26,7 +26,7 @@ def library() -> list[Scenario]:
     return scenarios
 
 
-def caught_by(library: list[Scenario], factory: Callable[[AgentConfig], Agent]) -> list[str]:
+def caught_by(library: list[Scenario], factory: AgentFactory) -> list[str]:
     target = SimTarget(agent_factory=factory)
     return [f"{s.name}[{p}]" for s in library for p in s.profiles
             if run_scenario(s, p, target).verdict == FAIL]
@@ -60,23 +60,25 @@ class ReusesCallId(Agent):
 
     def _new_dialog_request(self, sub: Any, target: str, now: float, *,
                             redirected: bool) -> None:
-        original = self._random_hex
+        original = self.ids
         calls = 0
+        agent = self
 
-        def hexer(nbytes: int) -> str:
-            nonlocal calls
-            calls += 1
-            if calls == 2:  # the second draw is the Call-ID (the first is the From tag)
-                if self.fixed is None:
-                    self.fixed = original(nbytes)
-                return self.fixed
-            return original(nbytes)
+        class Reusing:
+            def hex(self, nbytes: int) -> str:
+                nonlocal calls
+                calls += 1
+                if calls == 2:  # the second draw is the Call-ID (the first is the From tag)
+                    if agent.fixed is None:
+                        agent.fixed = original.hex(nbytes)
+                    return agent.fixed
+                return original.hex(nbytes)
 
-        self._random_hex = hexer  # type: ignore[method-assign]
+        self.ids = Reusing()
         try:
             super()._new_dialog_request(sub, target, now, redirected=redirected)
         finally:
-            del self._random_hex
+            self.ids = original
 
 
 class ResurrectsOnUnsubscribeError(Agent):
@@ -142,6 +144,11 @@ def _reason_without_retry_after(reaction: Any, retry_after: int | None, failures
     return ORIGINAL_RESUBSCRIBE(reaction, None, failures, config, rng)
 
 
+def _restart_as_asked(config: AgentConfig, requested: float, lived: float,
+                      quick_restarts: int, rng: Any) -> tuple[float, int]:
+    return requested, 1
+
+
 ORIGINAL_BACKOFF = policy.backoff_delay
 ORIGINAL_RESUBSCRIBE = policy.resubscribe_delay
 
@@ -158,6 +165,7 @@ VARIANTS: dict[str, tuple[type[Agent], dict[str, Any]]] = {
     "accepts-old-cseq": (AcceptsOldCSeq, {}),
     "no-timer-n": (NoTimerN, {}),
     "retries-without-back-off": (Agent, {"backoff_delay": _retry_at_once}),
+    "re-subscribe-storm": (Agent, {"restart_delay": _restart_as_asked}),
 }
 
 CAUGHT: dict[str, list[str]] = {}

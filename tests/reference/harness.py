@@ -16,6 +16,7 @@ from typing import Any
 
 from reference import Agent, AgentConfig
 from reference.effects import CancelTimer, Deliver, Effect, Send, StartTimer, TimerKey
+from reference.ids import SeededIds
 from reference.pidf import build_pidf
 from reference.qsa import StatusMessage
 from reference.sip import Request, Response, make_response, parse_message
@@ -52,7 +53,7 @@ class Harness:
     after_input: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.agent = Agent(self.config)
+        self.agent = Agent(self.config, ids=SeededIds(self.config.seed))
 
     @classmethod
     def make(cls, profile: str = "ser", **params: Any) -> Harness:

@@ -66,3 +66,19 @@ def test_the_scan_sees_the_core() -> None:
     names = {p.name for p in _core_files()}
     assert {"agent.py", "policy.py", "subscription.py", "qsa.py", "config.py",
             "effects.py", "transaction.py"} <= names
+
+
+def test_only_the_identifier_source_reads_the_os_csprng() -> None:
+    """Identifiers are the one thing drawn from the OS (issue 13), behind `IdSource`: no other
+    core module may reach for `secrets` or `os.urandom` and so bypass the injection."""
+    users = set()
+    for path in _core_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            imports = (isinstance(node, ast.Import)
+                       and any(a.name == "secrets" for a in node.names))
+            imports_from = isinstance(node, ast.ImportFrom) and node.module == "secrets"
+            urandom = isinstance(node, ast.Attribute) and node.attr == "urandom"
+            if imports or imports_from or urandom:
+                users.add(path.name)
+    assert users == {"ids.py"}
