@@ -64,6 +64,7 @@ from reference.sip.transaction import (
     response_matches,
     server_key,
 )
+from reference.subscribe_input import check_subscribe_uris
 from reference.subscription import TABLES, Event, Row, State
 
 _T = TypeVar("_T")
@@ -206,7 +207,8 @@ class Agent:
                   package: str = "presence", subscriber_data: Any = None, *,
                   now: float) -> int:
         """QSA subscribe: returns a handle; the first SUBSCRIBE goes out at once or after the
-        `max_subscribe_delay` draw. Raises ValueError for an unusable record or package."""
+        `max_subscribe_delay` draw. Raises ValueError for an unusable record or package
+        (`BadSubscribeInput` for the URIs), before anything is registered."""
         self._now = now
         handle = self._next_handle
         self._next_handle += 1
@@ -215,13 +217,9 @@ class Agent:
             return handle  # SER: accepted and ignored
         if package != "presence":
             raise ValueError(f"package {package!r} is not served (only 'presence')")
-        record = record.strip()
-        if record.startswith("<") and record.endswith(">"):
-            record = record[1:-1]
-        try:
-            parse_uri(record)
-        except SipParseError as exc:
-            raise ValueError(f"bad record URI {record!r}: {exc}") from None
+        record = check_subscribe_uris(
+            record, subscriber,
+            routable_pres=bool(self.preloaded_route) or self.outbound_proxy is not None)
         if len(self.subscriptions) >= self.config.max_subscriptions:
             raise ValueError(f"max_subscriptions ({self.config.max_subscriptions}) reached")
         if self.closing:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
+import os
 import secrets
 import sys
 import time
@@ -27,6 +29,8 @@ from reference.udp import UdpRuntime
 log = logging.getLogger("reference.cli")
 
 CLI_DESTINATION = "cli"
+# Where the control token may come from besides --control-token-file (docs/control-protocol.md).
+TOKEN_ENV = "B2B_CONTROL_TOKEN"
 
 EXAMPLES = """\
 examples:
@@ -42,6 +46,12 @@ examples:
   b2b-agent --listen 127.0.0.1:5062 --control 127.0.0.1:5199
   echo '{"op":"subscribe","record":"sip:alice@lab.test","subscriber":"sip:bob@lab.test"}' \\
       | nc -q 5 127.0.0.1 5199
+
+  # control reachable from the lab network: a token is then required
+  python3 -c 'import secrets; print(secrets.token_hex(32))' > control.token
+  b2b-agent --control 0.0.0.0:5199 --control-token-file control.token
+  (printf '{"op":"auth","token":"%s"}\\n' "$(cat control.token)"; \\
+   echo '{"op":"dump","all":true}') | nc -q 2 192.0.2.10 5199
 """
 
 
@@ -62,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                         default=f"{DEFAULT_CONTROL[0]}:{DEFAULT_CONTROL[1]}",
                         help="control protocol TCP address (default %(default)s, loopback)")
     parser.add_argument("--no-control", action="store_true", help="no control server")
+    parser.add_argument("--control-token-file", metavar="FILE",
+                        help="shared secret every control connection must send first "
+                             '({"op":"auth","token":...}; also from the environment variable '
+                             f"{TOKEN_ENV}); required when --control is not loopback. "
+                             "First line of FILE, never logged")
+    parser.add_argument("--control-token", metavar="TOKEN",
+                        help="the same secret given inline (visible to local users in ps: "
+                             "prefer --control-token-file or the environment variable)")
     parser.add_argument("--profile", choices=PROFILES,
                         help="behaviour profile (default: from --config, else rfc6665)")
     parser.add_argument("--config", metavar="FILE.yaml", help="agent parameters from YAML")
@@ -87,6 +105,33 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise UsageError(f"{what} must be HOST:PORT, not {text!r}")
     return host, int(port)
+
+
+def control_token(args: argparse.Namespace) -> str | None:
+    """The control token from --control-token, --control-token-file or the environment."""
+    if args.control_token is not None and args.control_token_file is not None:
+        raise UsageError("give --control-token or --control-token-file, not both")
+    token: str | None = args.control_token
+    if args.control_token_file is not None:
+        try:
+            text = Path(args.control_token_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+            raise UsageError(f"cannot read --control-token-file "
+                             f"{args.control_token_file}: {reason}") from None
+        token = text.splitlines()[0] if text.strip() else ""
+    elif token is None:
+        token = os.environ.get(TOKEN_ENV)
+    if token is not None and not token.strip():
+        raise UsageError("the control token is empty")
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def build_config(args: argparse.Namespace) -> tuple[AgentConfig, bool]:
@@ -160,6 +205,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     config, explicit_local = build_config(args)
     listen = parse_hostport(args.listen, "--listen")
     control_at = None if args.no_control else parse_hostport(args.control, "--control")
+    token = control_token(args)
     if not explicit_local and listen[1] != 0:
         try:
             host = f"[{listen[0]}]" if ":" in listen[0] else listen[0]
@@ -183,22 +229,29 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     control: ControlServer | None = None
     try:
         if control_at is not None:
-            control = ControlServer(runtime, on_shutdown=stop.set)
+            control = ControlServer(runtime, on_shutdown=stop.set, token=token)
             try:
                 await control.start(*control_at)
             except OSError as exc:
                 raise UsageError(
                     f"cannot listen on tcp {args.control} (control): {exc.strerror or exc}"
                 ) from None
+            if token is None and not is_loopback(control.address[0]):
+                raise UsageError(
+                    f"--control {args.control} is not loopback: anyone who can reach it could "
+                    f"subscribe and shut the agent down; give --control-token-file FILE "
+                    f"(or {TOKEN_ENV})")
         runtime.add_listener(CLI_DESTINATION, make_printer(args.json, out))
         sip = f"{runtime.local_address[0]}:{runtime.local_address[1]}"
         print(f"b2b-agent: SIP on udp {sip} (profile {runtime.agent.config.profile}, "
               f"Contact {runtime.agent.config.local_address})", file=sys.stderr)
         if control is not None:
             where = f"{control.address[0]}:{control.address[1]}"
-            scope = ("loopback only" if control.address[0].startswith("127.")
-                     or control.address[0] == "::1" else "NOT loopback: reachable from the network")
-            print(f"b2b-agent: control protocol on tcp {where} ({scope})", file=sys.stderr)
+            scope = ("loopback only" if is_loopback(control.address[0])
+                     else "NOT loopback: reachable from the network")
+            auth = "token required" if token is not None else "no token"
+            print(f"b2b-agent: control protocol on tcp {where} ({scope}, {auth})",
+                  file=sys.stderr)
         else:
             print("b2b-agent: no control server", file=sys.stderr)
         for record, subscriber in args.subscribe:

@@ -21,7 +21,8 @@ def make_target(name: str, **options: Any) -> Target:
 
         udp: Target = UdpTarget(agent_command=options.get("agent_command"),
                          tolerance=options.get("tolerance", 0.25),
-                         tolerance_ratio=options.get("tolerance_ratio", 0.02))
+                         tolerance_ratio=options.get("tolerance_ratio", 0.02),
+                         control_token=options.get("control_token"))
         return udp
     if name == "sip-only":
         from conformance.targets.udp import SipOnlyTarget

@@ -4,11 +4,17 @@
 The runner's `poll` blocks on the peer's UDP socket (and the control connection) with
 `selectors`, bounded by the step's deadline; times are seconds since the session opened.
 Timing windows are widened by `tolerance + tolerance_ratio * window`.
+
+The `udp` target authenticates on the control connection when it has a token: the
+`control_token` option, else `B2B_CONTROL_TOKEN` from the environment, else (default agent
+command only) a fresh random one per session, handed to the agent in that variable.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import selectors
 import shlex
 import shutil
@@ -23,6 +29,7 @@ from conformance.runner import Datagram, Incoming, Status
 from conformance.scenario import Scenario
 
 STARTUP_TIMEOUT = 10.0
+TOKEN_ENV = "B2B_CONTROL_TOKEN"  # as reference/cli.py reads it
 REPLY_TIMEOUT = 5.0
 DEFAULT_AGENT_COMMAND = (
     "b2b-agent --listen {listen} --control {control} --profile {profile} {params}")
@@ -116,7 +123,8 @@ class UdpSession(_RealTimeSession):
     capabilities = frozenset({"status", "unsubscribe"})
 
     def __init__(self, argv_template: str | None, profile: str, params: dict[str, Any],
-                 tolerance: float, tolerance_ratio: float) -> None:
+                 tolerance: float, tolerance_ratio: float,
+                 control_token: str | None = None) -> None:
         sip_port = free_port(socket.SOCK_DGRAM)
         control_port = free_port(socket.SOCK_STREAM)
         super().__init__(("127.0.0.1", sip_port), tolerance, tolerance_ratio)
@@ -124,13 +132,21 @@ class UdpSession(_RealTimeSession):
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         argv = agent_argv(argv_template, f"127.0.0.1:{sip_port}",
                           f"127.0.0.1:{control_port}", profile, params)
+        token = control_token or os.environ.get(TOKEN_ENV)
+        if token is None and argv_template is None:
+            token = secrets.token_hex(16)  # our own agent: nobody else may drive it
+        env = dict(os.environ)
+        if token is not None:
+            env[TOKEN_ENV] = token
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=self.stderr)
+                                        stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
         self.control = self._connect(control_port)
         self.buffer = b""
         self.replies: list[dict[str, Any]] = []
         self.next_id = 0
         self.selector.register(self.control, selectors.EVENT_READ, "control")
+        if token is not None:
+            self._request({"op": "auth", "token": token})
         self.t0 = time.monotonic()  # scenario time starts once the agent is up
 
     def _connect(self, port: int) -> socket.socket:
@@ -216,15 +232,16 @@ class UdpTarget:
     capabilities = UdpSession.capabilities
 
     def __init__(self, agent_command: str | None = None, tolerance: float = 0.25,
-                 tolerance_ratio: float = 0.02) -> None:
+                 tolerance_ratio: float = 0.02, control_token: str | None = None) -> None:
         self.agent_command = agent_command
+        self.control_token = control_token
         self.tolerance = tolerance
         self.tolerance_ratio = tolerance_ratio
 
     def open(self, scenario: Scenario, profile: str) -> UdpSession:
         params = scenario.agent_params_for(profile)
         return UdpSession(self.agent_command, str(params["profile"]), params,
-                          self.tolerance, self.tolerance_ratio)
+                          self.tolerance, self.tolerance_ratio, self.control_token)
 
 
 class SipOnlySession(_RealTimeSession):

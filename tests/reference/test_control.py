@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from reference import control
-from reference.control import MAX_LINE, ControlServer
+from reference.control import ControlLimits, ControlServer
 from reference.udp import UdpRuntime
 from tests.reference.test_udp import RECORD, SUBSCRIBER, TinyNotifier, lab_config, run, until
 
@@ -55,14 +54,20 @@ class Client:
         self.writer.close()
 
 
+DEFAULT_LIMITS = ControlLimits()
+MAX_LINE = DEFAULT_LIMITS.max_line
+
+
 @asynccontextmanager
-async def agent_with_control(**params: Any) -> AsyncIterator[
+async def agent_with_control(*, limits: ControlLimits = DEFAULT_LIMITS,
+                             token: str | None = None, **params: Any) -> AsyncIterator[
         tuple[TinyNotifier, UdpRuntime, ControlServer, list[int]]]:
     notifier = TinyNotifier()
     port = await notifier.open()
     runtime = await UdpRuntime.open(lab_config(port, **params), "127.0.0.1", 0)
     shutdowns: list[int] = []
-    server = ControlServer(runtime, on_shutdown=lambda: shutdowns.append(1))
+    server = ControlServer(runtime, on_shutdown=lambda: shutdowns.append(1), token=token,
+                           limits=limits)
     await server.start("127.0.0.1", 0)
     try:
         yield notifier, runtime, server, shutdowns
@@ -185,11 +190,10 @@ def test_shutdown_op_calls_back() -> None:
     run(scenario())
 
 
-def test_client_that_stops_reading_is_disconnected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(control, "MAX_OUTBOX", 5)
-
+def test_client_that_stops_reading_is_disconnected() -> None:
     async def scenario() -> None:
-        async with agent_with_control() as (_, _runtime, server, _shut):
+        async with agent_with_control(limits=ControlLimits(max_outbox_lines=5)) as (
+                _, _runtime, server, _shut):
             client = await connect(server)
             await client.request(op="stats")  # the connection is registered now
             (connection,) = server.connections.values()
@@ -197,6 +201,7 @@ def test_client_that_stops_reading_is_disconnected(monkeypatch: pytest.MonkeyPat
             for number in range(6):
                 connection.push({"event": "log", "n": number})
             assert connection.closed
+            assert server.counters["not_reading"] == 1
             await until(lambda: not server.connections, what="the connection to be dropped")
             client.close()
 
@@ -214,3 +219,219 @@ def test_close_with_idle_clients_is_quiet(caplog: pytest.LogCaptureFixture) -> N
 
     run(scenario())
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# ---------------------------------------------------------------- issue 13: input, auth, limits
+
+class _SizeNotifier(TinyNotifier):
+    """Remembers the size of every SUBSCRIBE it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if data.startswith(b"SUBSCRIBE "):
+            self.sizes.append(len(data))
+        super().datagram_received(data, addr)
+
+
+@pytest.mark.parametrize(("record", "subscriber", "error"), [
+    (RECORD, "sip:bob@lab.test\r\nRoute: <sip:evil.test>", "control character"),
+    (RECORD, "sip:bob@lab.test\n", "control character"),
+    (RECORD, 'hello world "<>', "not a sip:, sips: or pres: URI"),
+    (RECORD, "http://lab.test/bob", "not a sip:, sips: or pres: URI"),
+    (RECORD, '"Bob" <sip:bob@lab.test>', "not a sip:, sips: or pres: URI"),
+    (RECORD, "sip:bob@lab.test?Subject=x", "URI headers are not allowed"),
+    ("sip:alice@lab.test?Route=%3Csip:evil.test%3E", SUBSCRIBER, "URI headers are not allowed"),
+    ("sip:" + "a" * 60_000 + "@lab.test", SUBSCRIBER, "longer than 2048 bytes"),
+    (RECORD, "sip:" + "b" * 2100 + "@lab.test", "longer than 2048 bytes"),
+    ("sip:alice@lab.test\x00", SUBSCRIBER, "control character"),
+    ("sip:al ice@lab.test", SUBSCRIBER, "bad record URI"),
+])
+def test_refused_subscribe_registers_nothing(record: str, subscriber: str, error: str) -> None:
+    # With max_subscriptions=1, one refused subscribe that left anything behind would make
+    # the valid one after it fail.
+    async def scenario() -> None:
+        async with agent_with_control(max_subscriptions=1) as (notifier, runtime, server, _):
+            client = await connect(server)
+            reply = await client.request(op="subscribe", record=record, subscriber=subscriber)
+            assert reply["ok"] is False and error in reply["error"], reply
+            assert not runtime.agent.subscriptions
+            assert (await client.request(op="stats"))["stats"]["control"][
+                "subscribe_refused"] == 1
+            reply = await client.request(op="subscribe", record=RECORD, subscriber=SUBSCRIBER)
+            assert reply["ok"] is True, reply
+            await until(lambda: len(notifier.dialogs) == 1, what="the valid SUBSCRIBE")
+            # Only the valid subscribe reached the wire.
+            assert [r.method for r in notifier.requests] == ["SUBSCRIBE"]
+            assert len((await client.request(op="dump"))["subscriptions"]) == 1
+            client.close()
+
+    run(scenario())
+
+
+def test_longest_uris_keep_the_subscribe_far_below_the_udp_maximum() -> None:
+    from reference.subscribe_input import MAX_URI_BYTES
+
+    async def scenario() -> None:
+        notifier = _SizeNotifier()
+        port = await notifier.open()
+        runtime = await UdpRuntime.open(lab_config(port), "127.0.0.1", 0)
+        server = ControlServer(runtime)
+        await server.start("127.0.0.1", 0)
+        try:
+            client = await connect(server)
+            short = await client.request(op="subscribe", record="sip:a@b.test",
+                                         subscriber="sip:c@d.test")
+            await until(lambda: len(notifier.sizes) == 1, what="the short SUBSCRIBE")
+            suffix = "@lab.test"
+            record = "sip:" + "r" * (MAX_URI_BYTES - 4 - len(suffix)) + suffix
+            subscriber = "sips:" + "s" * (MAX_URI_BYTES - 5 - len(suffix)) + suffix
+            assert len(record) == len(subscriber) == MAX_URI_BYTES
+            longest = await client.request(op="subscribe", record=record,
+                                           subscriber=subscriber)
+            assert short["ok"] and longest["ok"], longest
+            await until(lambda: len(notifier.sizes) >= 2, what="the long SUBSCRIBE")
+            fixed = notifier.sizes[0] - 2 * len("sip:a@b.test") - len("sip:c@d.test")
+            print(f"SUBSCRIBE: {fixed} bytes besides the URIs; with the longest URIs "
+                  f"{notifier.sizes[1]} bytes (UDP maximum 65,507)")
+            assert notifier.sizes[1] == fixed + 3 * MAX_URI_BYTES
+            assert notifier.sizes[1] < 65_507 // 8
+            client.close()
+        finally:
+            await server.close()
+            runtime.close()
+            notifier.close()
+
+    run(scenario())
+
+
+def test_per_connection_subscription_cap() -> None:
+    limits = ControlLimits(max_subscriptions_per_connection=2)
+
+    async def scenario() -> None:
+        async with agent_with_control(limits=limits) as (_, runtime, server, _shut):
+            first, second = await connect(server), await connect(server)
+            handles = [(await first.request(op="subscribe", record=f"sip:p{i}@lab.test",
+                                            subscriber=SUBSCRIBER))["handle"]
+                       for i in range(2)]
+            reply = await first.request(op="subscribe", record=RECORD, subscriber=SUBSCRIBER)
+            assert reply == {"ok": False,
+                             "error": "max_subscriptions_per_connection (2) reached"}
+            assert len(runtime.agent.subscriptions) == 2
+            # Another connection has its own allowance; an unsubscribe frees one.
+            assert (await second.request(op="subscribe", record=RECORD,
+                                         subscriber=SUBSCRIBER))["ok"]
+            assert (await first.request(op="unsubscribe", handle=handles[0]))["ok"]
+            assert (await first.request(op="subscribe", record=RECORD,
+                                         subscriber=SUBSCRIBER))["ok"]
+            first.close()
+            second.close()
+
+    run(scenario())
+
+
+def test_dump_shows_only_the_callers_subscriptions_unless_admin() -> None:
+    async def scenario() -> None:
+        async with agent_with_control() as (_, _runtime, server, _shut):
+            first, second = await connect(server), await connect(server)
+            h1 = (await first.request(op="subscribe", record=RECORD,
+                                      subscriber=SUBSCRIBER))["handle"]
+            h2 = (await second.request(op="subscribe", record="sip:carol@lab.test",
+                                       subscriber="sip:dave@lab.test"))["handle"]
+            for client, mine in ((first, h1), (second, h2)):
+                dump = await client.request(op="dump")
+                assert [s["handle"] for s in dump["subscriptions"]] == [mine]
+            reply = await first.request(op="dump", all=True)
+            assert reply["ok"] is False and "admin" in reply["error"]
+            first.close()
+            second.close()
+
+    run(scenario())
+
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def test_token_is_required_first_and_makes_the_connection_admin(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        async with agent_with_control(token=TOKEN) as (_, _runtime, server, shutdowns):
+            client = await connect(server)
+            for op in ("stats", "dump", "shutdown", "subscribe"):
+                reply = await client.request(op=op, record=RECORD, subscriber=SUBSCRIBER)
+                assert reply["ok"] is False and "authentication required" in reply["error"]
+            assert not shutdowns
+            assert await client.request(op="auth", token=TOKEN, id=1) == {
+                "ok": True, "admin": True, "id": 1}
+            h1 = (await client.request(op="subscribe", record=RECORD,
+                                       subscriber=SUBSCRIBER))["handle"]
+            other = await connect(server)
+            await other.request(op="auth", token=TOKEN)
+            h2 = (await other.request(op="subscribe", record="sip:carol@lab.test",
+                                      subscriber=SUBSCRIBER))["handle"]
+            dump = await client.request(op="dump", all=True)
+            assert [s["handle"] for s in dump["subscriptions"]] == [h1, h2]
+            # A wrong token: one error reply, then the server hangs up (counted).
+            intruder = await connect(server)
+            reply = await intruder.request(op="auth", token=TOKEN[:-1] + "X")
+            assert reply == {"ok": False, "error": "wrong control token"}
+            assert await intruder.read() is None
+            stats = (await client.request(op="stats"))["stats"]["control"]
+            assert stats["auth_failures"] == 1
+            for each in (client, other, intruder):
+                each.close()
+
+    run(scenario())
+    assert TOKEN[:-1] not in caplog.text
+
+
+def test_auth_without_a_configured_token_is_an_error() -> None:
+    async def scenario() -> None:
+        async with agent_with_control() as (_, _runtime, server, _shut):
+            client = await connect(server)
+            reply = await client.request(op="auth", token="anything")
+            assert reply["ok"] is False and "no control token" in reply["error"]
+            assert (await client.request(op="stats"))["ok"]
+            client.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("limits", "token", "error", "counter"), [
+    (ControlLimits(line_timeout=0.5), None, "request line not completed within 0.5 s",
+     "line_timeout"),
+    (ControlLimits(idle_timeout=0.5), None, "no request for 0.5 s and no subscription",
+     "idle"),
+    (ControlLimits(auth_timeout=0.5), TOKEN, "not authenticated within 0.5 s",
+     "auth_timeout"),
+])
+def test_deadlines_close_the_connection_with_a_reason(
+        limits: ControlLimits, token: str | None, error: str, counter: str) -> None:
+    async def scenario() -> None:
+        async with agent_with_control(limits=limits, token=token) as (_, _rt, server, _shut):
+            client = await connect(server)
+            watcher = await connect(server)
+            if token:
+                await watcher.request(op="auth", token=token)
+            # The watcher holds a subscription: no idle deadline; it keeps sending requests
+            # at a normal pace.
+            await watcher.request(op="subscribe", record=RECORD, subscriber=SUBSCRIBER)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            if counter == "line_timeout":
+                for byte in b'{"op"':  # a byte every 0.09 s, never a newline
+                    client.writer.write(bytes([byte]))
+                    await asyncio.sleep(0.09)
+            reply = await client.read(timeout=5)
+            assert reply == {"ok": False, "error": error}
+            assert await client.read() is None
+            assert 0.4 < loop.time() - started < 3.0
+            stats = (await watcher.request(op="stats"))["stats"]["control"]
+            assert stats[counter] == 1
+            assert (await watcher.request(op="dump"))["ok"]
+            client.close()
+            watcher.close()
+
+    run(scenario())

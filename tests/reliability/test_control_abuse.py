@@ -2,9 +2,11 @@
 
 Complements tests/reference/test_control.py (bad JSON, unknown ops, the line limit, the
 outbox bound with a patched push): here junk of every kind on one connection, JSON nested
-deeper than the parser's recursion, thousands of pipelined subscribes, the connection limit,
-and a client that really stops reading while the agent pushes large status events: it is
-disconnected with a logged reason while another client and the SIP side carry on.
+deeper than the parser's recursion, thousands of pipelined subscribes, 64 connections that
+dribble a byte per second while a newcomer still reaches `shutdown` (issue 13), and a client
+that really stops reading while the agent pushes large status events: it is disconnected by
+the byte bound of its outbox, with a logged and counted reason, while another client and the
+SIP side carry on.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -19,9 +22,8 @@ from typing import Any
 
 import pytest
 
-from reference import control
-from reference.cli import build_parser
-from reference.control import MAX_CONNECTIONS, MAX_LINE, ControlServer
+from reference.cli import TOKEN_ENV, build_parser
+from reference.control import ControlLimits, ControlServer
 from reference.pidf import build_pidf
 from reference.udp import UdpRuntime
 from tests.reference.test_control import Client, agent_with_control, connect
@@ -31,7 +33,7 @@ from tests.reference.test_udp import RECORD, SUBSCRIBER, TinyNotifier, lab_confi
 def test_junk_lines_each_get_an_error_and_the_connection_stays_usable() -> None:
     junk = [
         b"\xff\xfe\x00garbage",
-        b"[" * (MAX_LINE - 10),             # nested deeper than json can recurse
+        b"[" * (ControlLimits().max_line - 10),            # nested deeper than json can recurse
         b'{"op": "subscribe"}',             # missing fields
         b'{"op": "subscribe", "record": 5, "subscriber": "x"}',
         b'{"op": "subscribe", "record": "not a uri", "subscriber": "x"}',
@@ -109,23 +111,51 @@ def test_thousands_of_pipelined_subscribes_on_one_connection() -> None:
     run(scenario(), timeout=90)
 
 
-def test_connection_limit_refuses_with_a_reason() -> None:
+def test_slow_connections_cannot_lock_out_shutdown() -> None:
+    # Issue 13 §3b: 64 connections each sending one byte per second used to hold every slot;
+    # a 65th client (the operator's `shutdown`) was refused.
+    limit = ControlLimits().max_connections
+
     async def scenario() -> None:
-        async with agent_with_control() as (_, _runtime, server, _):
-            clients = [await connect(server) for _ in range(MAX_CONNECTIONS)]
-            for client in clients[:1]:
-                assert (await client.request(op="stats"))["ok"]
-            await until(lambda: len(server.connections) == MAX_CONNECTIONS,
-                        what="all connections registered")
-            extra = await connect(server)
-            assert await extra.read() == {"ok": False, "error": "too many control connections"}
-            assert await extra.read() is None
-            # The others still work.
-            assert (await clients[-1].request(op="dump"))["ok"]
-            for client in [*clients, extra]:
+        async with agent_with_control() as (_, _runtime, server, shutdowns):
+            slow = [await connect(server) for _ in range(limit)]
+            await until(lambda: len(server.connections) == limit,
+                        what="all slow connections registered")
+
+            async def dribble() -> None:
+                for byte in b'{"op":"stats"':
+                    for client in slow:
+                        if not client.writer.is_closing():
+                            client.writer.write(bytes([byte]))
+                    await asyncio.sleep(1.0)
+
+            dribbling = asyncio.create_task(dribble())
+            await asyncio.sleep(1.5)
+            operator = await connect(server)
+            assert await operator.request(op="shutdown", id="op") == {"ok": True, "id": "op"}
+            await until(lambda: bool(shutdowns), what="the shutdown callback")
+            stats = (await operator.request(op="stats"))["stats"]
+            assert stats["control"]["evicted"] == 1
+            assert stats["control_connections"] == limit
+            # The evicted one was told why, then closed.
+            told = [line for c in slow if (line := await _last_words(c))]
+            assert told == [{"ok": False, "error": f"evicted: {limit} control connections live "
+                                                   "and this one was the least recently used"}]
+            dribbling.cancel()
+            for client in [*slow, operator]:
                 client.close()
 
-    run(scenario())
+    run(scenario(), timeout=30)
+
+
+async def _last_words(client: Client) -> dict[str, Any] | None:
+    """The line a closed connection got before its end; None while it is still open."""
+    try:
+        line = await asyncio.wait_for(client.reader.readline(), 0.05)
+    except TimeoutError:
+        return None
+    assert await client.reader.readline() == b""
+    return json.loads(line) if line else None
 
 
 class _BigNotifier(TinyNotifier):
@@ -147,10 +177,12 @@ class _BigNotifier(TinyNotifier):
 
 
 def test_client_that_stops_reading_is_dropped_others_unaffected(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    # A smaller outbox than the default 1000 lines keeps the test quick; the kernel buffers
-    # (client receive buffer shrunk below) and the transport buffer fill for real first.
-    monkeypatch.setattr(control, "MAX_OUTBOX", 50)
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 13 §3a: the outbox was bounded in lines only (1,000), so 60 KB events pinned
+    # ~120 MB per stalled client. Default limits here: the byte bound (1 MiB) must act long
+    # before the line bound, after the kernel buffers (client receive buffer shrunk below)
+    # and the transport buffer filled for real.
+    max_bytes = ControlLimits().max_outbox_bytes
     caplog.set_level(logging.WARNING, logger="reference.control")
 
     async def scenario() -> None:
@@ -179,14 +211,22 @@ def test_client_that_stops_reading_is_dropped_others_unaffected(
             stalled_conn = next(c for c in server.connections.values() if c.handles and
                                 reply["handle"] not in c.handles)
             sent = 0
-            while not stalled_conn.closed and sent < 2000:
+            while not stalled_conn.closed and sent < 900:
                 notifier.big_notify(stalled_call_id, 20_000)
                 sent += 1
                 if sent % 20 == 0:
                     await asyncio.sleep(0.01)  # let the runtime and the write loops run
             await until(lambda: stalled_conn.closed, what="the stalled client dropped")
-            # Logged with its reason; its subscription ends with the connection.
-            assert any("client is not reading" in r.getMessage() for r in caplog.records)
+            # Dropped by bytes, not lines: logged with its reason and counted; its
+            # subscription ends with the connection.
+            (reason,) = [r.getMessage() for r in caplog.records
+                         if "client is not reading" in r.getMessage()]
+            assert "bytes waiting" in reason and str(max_bytes) in reason
+            waiting = int(reason.split("client is not reading: ")[1].split()[0])
+            assert waiting <= max_bytes
+            print(f"stalled client dropped after {sent} events of ~40 KB, {waiting} bytes "
+                  f"waiting in the agent")
+            assert server.counters["not_reading"] == 1
             await until(lambda: stalled_conn.destination not in server.connections,
                         what="the connection forgotten")
             assert all(s.unsubscribed for s in runtime.agent.subscriptions.values()
@@ -210,12 +250,25 @@ def test_client_that_stops_reading_is_dropped_others_unaffected(
     run(scenario(), timeout=60)
 
 
-def test_control_binds_loopback_by_default_and_says_otherwise() -> None:
+def test_control_binds_loopback_by_default_and_needs_a_token_otherwise(tmp_path: Any) -> None:
     assert build_parser().parse_args([]).control.startswith("127.0.0.1:")
-    done = subprocess.run(
-        [sys.executable, "-m", "reference", "--listen", "127.0.0.1:0",
-         "--control", "0.0.0.0:0", "--duration", "0"],
-        capture_output=True, text=True, timeout=30, check=False)
-    assert done.returncode == 0, done.stderr
-    line = next(x for x in done.stderr.splitlines() if "control protocol on tcp" in x)
-    assert "NOT loopback" in line
+    usage = build_parser().format_help()
+    assert "--control-token-file FILE" in usage and TOKEN_ENV in usage
+    assert '{"op":"auth","token"' in usage  # the example
+    command = [sys.executable, "-m", "reference", "--listen", "127.0.0.1:0",
+               "--control", "0.0.0.0:0", "--duration", "0"]
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=30,
+                             check=False, env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "is not loopback" in refused.stderr
+    token_file = tmp_path / "control.token"
+    token_file.write_text("file-secret-123\n", encoding="utf-8")
+    for extra, extra_env in (([], {TOKEN_ENV: "env-secret-123"}),
+                             (["--control-token-file", str(token_file)], {})):
+        done = subprocess.run([*command, *extra, "--log-level", "debug"], capture_output=True,
+                              text=True, timeout=30, check=False, env={**env, **extra_env})
+        assert done.returncode == 0, done.stderr
+        line = next(x for x in done.stderr.splitlines() if "control protocol on tcp" in x)
+        assert "NOT loopback" in line and "token required" in line
+        assert "secret" not in done.stderr

@@ -1,0 +1,65 @@
+"""QSA subscribe input (reference/subscribe_input.py), in the sans-IO core: what is accepted,
+and that a refusal leaves the agent exactly as it was."""
+
+from __future__ import annotations
+
+import pytest
+
+from reference.agent import Agent
+from reference.config import AgentConfig
+from reference.effects import Send
+from reference.subscribe_input import MAX_URI_BYTES, BadSubscribeInput, check_subscribe_uris
+
+ROUTE = "<sip:127.0.0.1:5070;lr>"
+
+
+@pytest.mark.parametrize(("record", "subscriber", "expected"), [
+    ("sip:alice@lab.test", "sip:bob@lab.test", "sip:alice@lab.test"),
+    ("<sips:alice@lab.test;transport=tcp>", "<sip:bob@lab.test>",
+     "sips:alice@lab.test;transport=tcp"),
+    ("sip:alice@lab.test", "pres:bob@lab.test", "sip:alice@lab.test"),
+    ("sip:a%20b?c@lab.test", "sip:bob@lab.test", "sip:a%20b?c@lab.test"),  # '?' in the user
+    ("sip:" + "a" * (MAX_URI_BYTES - 13) + "@lab.test", "sip:bob@lab.test", None),
+])
+def test_accepted(record: str, subscriber: str, expected: str | None) -> None:
+    got = check_subscribe_uris(record, subscriber, routable_pres=False)
+    assert got == (expected or record)
+
+
+@pytest.mark.parametrize(("record", "subscriber", "error"), [
+    ("pres:alice@lab.test", "sip:bob@lab.test", "needs presence_route"),
+    ("sip:alice@lab.test", "pres:bob", "pres:user@host"),
+    ("sip:alice@lab.test", "pres:bob@lab.test?subject=x", "URI headers"),
+    ("sip:alice@lab.test", "tel:+15551234", "not a sip:, sips: or pres: URI"),
+    ("sip:alice@lab.test", "sip:bob@lab.test\t", "control character"),
+    ("sip:alice@lab.test", "sip:bob@lab.test\x7f", "control character"),
+    ("sip:alice@lab.tést", "sip:bob@lab.test", "bad record URI"),
+    ("sip:" + "a" * (MAX_URI_BYTES - 12) + "@lab.test", "sip:bob@lab.test", "longer than"),
+])
+def test_refused(record: str, subscriber: str, error: str) -> None:
+    with pytest.raises(BadSubscribeInput, match=error):
+        check_subscribe_uris(record, subscriber, routable_pres=False)
+
+
+def test_refusal_in_the_core_changes_nothing() -> None:
+    agent = Agent(AgentConfig(max_subscriptions=1))
+    for record, subscriber in (("sip:a@b.test", "sip:x@y.test\r\nVia: evil"),
+                               ("sip:a@b.test?Route=%3Csip:e.test%3E", "sip:x@y.test"),
+                               ("pres:a@b.test", "sip:x@y.test")):
+        with pytest.raises(BadSubscribeInput):
+            agent.subscribe(record, subscriber, "d", now=0.0)
+        assert not agent.subscriptions
+        assert not agent.drain_effects()
+    agent.subscribe("sip:a@b.test", "sip:x@y.test", "d", now=0.0)
+    assert len(agent.subscriptions) == 1
+
+
+def test_pres_record_goes_through_the_configured_route() -> None:
+    agent = Agent(AgentConfig(presence_route=ROUTE))
+    agent.subscribe("pres:alice@lab.test", "pres:bob@lab.test", "d", now=0.0)
+    sends = [e for e in agent.drain_effects() if isinstance(e, Send)]
+    assert len(sends) == 1
+    data = sends[0].data
+    assert data.startswith(b"SUBSCRIBE pres:alice@lab.test SIP/2.0\r\n")
+    assert b"\r\nTo: <pres:alice@lab.test>\r\n" in data
+    assert sends[0].destination == ("127.0.0.1", 5070)
