@@ -48,8 +48,9 @@ START_TIMEOUT = 15.0
 class AgentProcess:
     """A `b2b-agent` subprocess on ephemeral loopback ports, with a control connection."""
 
-    def __init__(self, params: dict[str, str], profile: str = "rfc6665") -> None:
-        args = [sys.executable, "-m", "reference", "--listen", "127.0.0.1:0",
+    def __init__(self, params: dict[str, str], profile: str = "rfc6665", *,
+                 listen: str = "127.0.0.1:0") -> None:
+        args = [sys.executable, "-m", "reference", "--listen", listen,
                 "--control", "127.0.0.1:0", "--profile", profile, "--json"]
         for name, value in params.items():
             args += ["--param", f"{name}={value}"]
@@ -156,8 +157,9 @@ def _hostport(text: str) -> tuple[str, int]:
 
 
 @contextmanager
-def running_agent(params: dict[str, str], profile: str = "rfc6665") -> Iterator[AgentProcess]:
-    agent = AgentProcess(params, profile)
+def running_agent(params: dict[str, str], profile: str = "rfc6665", *,
+                  listen: str = "127.0.0.1:0") -> Iterator[AgentProcess]:
+    agent = AgentProcess(params, profile, listen=listen)
     try:
         yield agent
     finally:

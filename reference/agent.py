@@ -48,6 +48,7 @@ from reference.sip import (
     parse_message,
     parse_name_addr,
     parse_uri,
+    reason_phrase,
 )
 from reference.sip.dialog import Dialog, DialogError, route_set_of
 from reference.sip.transaction import (
@@ -82,6 +83,8 @@ AWAITING_RESPONSE = frozenset({
     State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
     State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED,
 })
+# ser: the most characters SER's Expires parser accepts (parse_expires.c, spec §2.1).
+SER_EXPIRES_CHARS = 10
 # rfc6665: a failing refresh is retried while more than this much of the grant is left;
 # below it the next tick is the expiry itself.
 MIN_TIME_LEFT = 2.0
@@ -279,7 +282,7 @@ class Agent:
             self._count("rx.parse_errors")
             self._trace("parse_error", None, error=str(exc), source=f"{source[0]}:{source[1]}")
             if isinstance(exc.message, Request):
-                self._reply_malformed(exc.message, source, str(exc))
+                self._reply_malformed(exc.message, source, str(exc), exc.status)
             return
         try:
             if isinstance(message, Response):
@@ -519,6 +522,10 @@ class Agent:
         if expires is None:
             # ser: absent or unparsable -> 0 (spec §2.1, A3); rfc6665: the requested value.
             return 0 if self.config.is_ser else sub.requested_expires
+        if self.config.is_ser and len(response.headers.get("Expires") or "") > SER_EXPIRES_CHARS:
+            # SER's parser marks a value of more than 10 characters invalid, leading zeros
+            # included (spec §2.1 quirk): invalid -> 0 (A3), not the clamped 2**32-1.
+            return 0
         return expires
 
     def _next_redirect(self, sub: Subscription, response: Response | None) -> str | None:
@@ -554,20 +561,30 @@ class Agent:
             return
         if request.method == "ACK":
             return
+        if request.uri.partition(":")[0].lower() not in ("sip", "sips"):
+            # RFC 3261 §8.2.2.1, RFC 4475 §3.3.2: this UA is reached by SIP URIs only (the
+            # Contact it sends). Stateless like the 481: a stranger's request holds nothing.
+            self._respond(request, destination, 416, now, stateless=True)
+            return
+        # Requests other than NOTIFY change nothing, so they are answered statelessly (RFC
+        # 3261 §8.2.7): a retransmission gets the same answer again, and a stranger's flood
+        # of them holds no server transaction (Timer J) in memory.
         if request.method == "CANCEL":
             # SUBSCRIBE/NOTIFY cannot be cancelled (SUB-053): every NOTIFY is answered at
             # once, so a CANCEL finds the transaction completed; answer it and change nothing.
             self._respond(request, destination, 200 if self._cancel_matches(request) else 481,
-                          now)
+                          now, stateless=True)
             return
         if request.method == "OPTIONS":
-            self._respond(request, destination, 200, now, headers=[("Allow", ALLOWED)])
+            self._respond(request, destination, 200, now, headers=[("Allow", ALLOWED)],
+                          stateless=True)
             return
         if request.method != "NOTIFY":
             # 405 for a method SIP defines but this UA does not accept, 501 for one it does
             # not know at all (RFC 3261 §8.2.1, SUB-156).
             status = 405 if request.method in KNOWN_METHODS else 501
-            self._respond(request, destination, status, now, headers=[("Allow", ALLOWED)])
+            self._respond(request, destination, status, now, headers=[("Allow", ALLOWED)],
+                          stateless=True)
             return
         self._notify_received(request, source, destination, now)
 
@@ -626,7 +643,8 @@ class Agent:
     def _check_notify(self, sub: Subscription, notify: Request, ctx: Ctx) -> bool:
         """rfc6665 NOTIFY checks 3-6 (rfc6665_profile.md); False = answer ctx.reply_status."""
         event = notify.event
-        if event is None or event.package.lower() != sub.package or event.id is not None:
+        # Package names compare byte by byte (RFC 6665 §8.2.1): `Presence` is another package.
+        if event is None or event.package != sub.package or event.id is not None:
             ctx.reply_status, ctx.reply_reason = 489, "Bad Event"
             return False
         state = notify.subscription_state
@@ -1027,9 +1045,12 @@ class Agent:
         self._last_server_key = (request, key)
         return key
 
-    def _reply_malformed(self, request: Request, source: Address, error: str) -> None:
-        """Answer a request that framed but has a bad header: 400 naming the problem,
-        built from the raw header text (nothing else may be trusted)."""
+    def _reply_malformed(self, request: Request, source: Address, error: str,
+                         status: int = 400) -> None:
+        """Answer a request that framed but is bad: 400 (505 for another SIP version) naming
+        the problem, built from the raw header text (nothing else may be trusted). The
+        first value of each duplicated header is copied: the answer must still reach the
+        Via's sender (RFC 3261 §18.2.2), whichever value the sender meant."""
         if request.method == "ACK":
             return
         destination = self._response_destination(request, source)
@@ -1037,12 +1058,15 @@ class Agent:
             self._count("rx.unroutable_requests")
             return
         headers = Headers()
-        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-            for value in request.headers.get_all(name) if name == "Via" else \
-                    request.headers.values(name)[:1]:
+        vias = request.headers.get_all("Via")
+        top = _received_via(request, destination)
+        for value in [vias[0] if top is None else top, *vias[1:]]:
+            headers.add("Via", value)
+        for name in ("From", "To", "Call-ID", "CSeq"):
+            for value in request.headers.values(name)[:1]:
                 headers.add(name, value)
-        response = Response(400, _reason_text(error), headers)
-        self._count("tx.response.400")
+        response = Response(status, _reason_text(status, error), headers)
+        self._count(f"tx.response.{status}")
         self._emit_send(response.to_bytes(), destination)
 
     def _response_destination(self, request: Request, source: Address) -> Address | None:
@@ -1165,6 +1189,6 @@ def _reply_headers(status: int, error: str | None = None) -> list[tuple[str, str
     return []
 
 
-def _reason_text(error: str) -> str:
+def _reason_text(status: int, error: str) -> str:
     text = "".join(ch if ch.isprintable() else "?" for ch in error)[:120]
-    return f"Bad Request ({text})"
+    return f"{reason_phrase(status)} ({text})"

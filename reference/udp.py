@@ -8,7 +8,7 @@ per-destination `MessageQueue`s with listener callbacks, and an optional JSON-li
 file. Nothing here decides SIP behaviour.
 
 Everything is bounded: the resolver cache, the datagrams waiting for a name to resolve, the
-queues (by the agent's `queue_bound`), the send backlog, the rate of 400/481 answers (a token
+queues (by the agent's `queue_bound`), the send backlog, the rate of error answers (a token
 bucket, so a flood cannot use the agent as a reflector), and the shutdown wait
 (`wait_for_term_notify` plus a small grace period). docs/limits.md lists them all.
 """
@@ -64,14 +64,14 @@ MAX_SEND_BACKLOG = 4096
 MAX_DISCARDED = 10000
 # Extra seconds a graceful shutdown waits beyond `wait_for_term_notify`.
 SHUTDOWN_GRACE = 1.0
-# Error answers (400, 481) sent per second at most, and the burst allowed above that rate.
+# Error answers (400, 416, 481, 505) sent per second at most, and the burst allowed above it.
 # Beyond it they are dropped (counted in `answers_rate_limited`): a flood of NOTIFYs for
 # unknown dialogs (or of garbage with a spoofed source) must not make this agent a reflector.
 # A dropped answer costs a real notifier nothing: it retransmits and gets the answer later,
 # or its NOTIFY times out, which ends the dialog just as a 481 would (RFC 6665 §4.2.2).
 ERROR_ANSWER_RATE = 1000.0
 ERROR_ANSWER_BURST = 2000
-RATE_LIMITED_STATUSES = (b"SIP/2.0 400 ", b"SIP/2.0 481 ")
+RATE_LIMITED_STATUSES = (b"SIP/2.0 400 ", b"SIP/2.0 416 ", b"SIP/2.0 481 ", b"SIP/2.0 505 ")
 # Kernel receive buffer asked for (the kernel caps it at net.core.rmem_max): room for bursts
 # while the agent is busy; what still overflows is dropped by the kernel, not by us.
 RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -290,7 +290,7 @@ class UdpRuntime:
         With `advertise_bound_address` the agent's `local_address` (Via, Contact) becomes the
         bound address; a wildcard bind advertises 127.0.0.1 (set `local_address` explicitly
         to be reachable from elsewhere). Raises OSError when the port is taken.
-        `error_answer_rate`/`error_answer_burst` bound the 400/481 answers (see above).
+        `error_answer_rate`/`error_answer_burst` bound the error answers (see above).
         """
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)

@@ -150,8 +150,9 @@ class Dialog:
         """Complete the dialog from the 2xx to the initial request (§12.1.2).
 
         Remote tag from To (a 2xx without one cannot form a dialog, SUB-134), remote target
-        from the first Contact, route set = Record-Route reversed, or the preloaded route when
-        `keep_preloaded_route` (SER's tm keeps it). If an early NOTIFY already confirmed the
+        from the first Contact, route set = Record-Route reversed, or, when
+        `keep_preloaded_route`, the preloaded route reversed (SER's tm keeps it and reverses
+        it like a Record-Route, spec §4.4). If an early NOTIFY already confirmed the
         dialog, a 2xx from the same peer changes nothing (its route set is not used, SUB-049)
         and a 2xx with another To tag raises: it is another fork.
         """
@@ -166,7 +167,9 @@ class Dialog:
             return
         self.remote_tag = tag
         self._take_contact(response)
-        if not keep_preloaded_route:
+        if keep_preloaded_route:
+            self.route_set = tuple(reversed(self.route_set))
+        else:
             self.route_set = route_set_of(reversed(response.record_routes))
         self.state = "confirmed"
 

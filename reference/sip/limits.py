@@ -18,12 +18,16 @@ class SipParseError(ValueError):
 
     The text names the offending part (``bad CSeq: 'abc'``). ``message`` holds the framed
     message when the start line and header section were framed but a value is bad (so a
-    UAS can still answer 400 by copying Via/From/To/Call-ID/CSeq); otherwise it is None.
+    UAS can still answer by copying Via/From/To/Call-ID/CSeq); otherwise it is None.
+    ``status`` is the answer that fits the problem: 400, or 505 for a SIP version other than
+    2.0 (RFC 3261 §21.5.7).
     """
 
-    def __init__(self, text: str, message: Request | Response | None = None) -> None:
+    def __init__(self, text: str, message: Request | Response | None = None, *,
+                 status: int = 400) -> None:
         super().__init__(text)
         self.message = message
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,18 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
   CRLFs before the start line are skipped (§7.5 keep-alives). A header section that is not
   ended by an empty line is an error (``incomplete message``).
 * Content-Length is framing data: it is removed from ``headers`` on parse and always
-  recomputed by ``to_bytes``. Several Content-Length headers with the same value are
-  accepted; differing values, non-digits, a negative value, or a value larger than the
-  bytes received (UDP, §18.3) raise ``bad Content-Length: ...`` with ``err.message`` set
-  (body = the bytes received) so that the UAS can answer 400. Bytes beyond Content-Length
-  are ignored; without Content-Length the body is the rest of the datagram.
+  recomputed by ``to_bytes``. Differing values, non-digits, a negative value, or a value
+  larger than the bytes received (UDP, §18.3) raise ``bad Content-Length: ...`` with
+  ``err.message`` set (body = the bytes received) so that the UAS can answer 400. Bytes
+  beyond Content-Length are ignored; without Content-Length the body is the rest of the
+  datagram.
+* A single-value header (Call-ID, CSeq, From, To, Max-Forwards, Content-Length) that
+  appears twice, under either spelling (``i``/``f``/``t``/``l``), raises ``duplicate
+  header: Name`` with ``err.message`` set (RFC 4475 §3.3.8/§3.3.9: answer 400), even
+  when both values are equal: which one the sender meant cannot be known.
+* A request line that frames but is wrong (extra whitespace, a Request-URI that is not
+  a URI or a SIP URI that does not parse or carries headers, a version other than 2.0)
+  raises with ``err.message`` set and ``err.status`` 400, or 505 for ``SIP/x.y``.
 * Typed accessors are lazy and cached in the ``Headers`` object (cleared on mutation).
   ``from_``, ``to``, ``call_id`` and ``cseq`` are mandatory: absent, they raise
   ``missing header: X``; the optional ones return None or []. Every accessor error carries
@@ -21,6 +28,7 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -47,7 +55,7 @@ from reference.sip.headers import (
     split_list,
 )
 from reference.sip.limits import DEFAULT_LIMITS, MAX_NUMBER_DIGITS, ParseLimits, SipParseError
-from reference.sip.uri import TOKEN_CHARS, NameAddr
+from reference.sip.uri import TOKEN_CHARS, NameAddr, check_absolute_uri
 
 # Canonical spelling of well-known headers, keyed by lowercase name; compact forms
 # (RFC 3261 §7.3.3, RFC 3265/6665 "o" and "u", RFC 3903 "k"/"s"...) map to the full name.
@@ -239,6 +247,10 @@ class Headers:
 
 T = TypeVar("T")
 _MANDATORY = ("To", "From", "Call-ID", "CSeq", "Via")
+# Headers whose grammar allows one value, checked for duplicates by the parser
+# (Content-Length, framing data, has its own check).
+_SINGLE_VALUE_KEYS = tuple(
+    (name, name.lower()) for name in ("Call-ID", "CSeq", "From", "To", "Max-Forwards"))
 # (name, lookup key) of the mandatory headers; requests also need the last one.
 _MANDATORY_KEYS = tuple((name, name.lower()) for name in (*_MANDATORY, "Max-Forwards"))
 
@@ -450,8 +462,36 @@ def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
     return -1, -1
 
 
-def _parse_start_line(line: str) -> tuple[str, str, int]:
-    """('request', method, uri) style triple packed as (a, b, status)."""
+# Start lines recur (every NOTIFY to this agent carries the same request line), so the
+# verdict on a short one is cached; the error itself is built afresh for each message (its
+# ``message`` is set per message). Long lines are not cached: the cache stays small.
+_CACHED_START_LINE_CHARS = 256
+_StartLine = tuple[str, str, int, SipParseError | None]
+
+
+def _start_line(line: str) -> _StartLine:
+    if len(line) > _CACHED_START_LINE_CHARS:
+        return _parse_start_line(line)
+    method, text, status, problem, problem_status = _start_line_verdict(line)
+    if problem is None:
+        return method, text, status, None
+    return method, text, status, SipParseError(problem, status=problem_status)
+
+
+@functools.lru_cache(maxsize=1024)
+def _start_line_verdict(line: str) -> tuple[str, str, int, str | None, int]:
+    method, text, status, problem = _parse_start_line(line)
+    if problem is None:
+        return method, text, status, None, 0
+    return method, text, status, str(problem), problem.status
+
+
+def _parse_start_line(line: str) -> _StartLine:
+    """(method, Request-URI, 0, problem) for a request line, ("", reason, status, None) for
+    a status line. A request line that frames (a method token first, ``SIP/...`` last) but is
+    not exactly ``Method SP Request-URI SP SIP/2.0`` with a valid Request-URI comes back
+    with its problem, raised once the header section framed so that a UAS can answer it
+    (RFC 4475 §3.1.2.7-3.1.2.11: 400; §3.1.2.16: 505). Anything else is not answerable."""
     if line[:4].upper() == "SIP/":
         version, _, rest = line.partition(" ")
         if version.upper() != "SIP/2.0":
@@ -459,19 +499,41 @@ def _parse_start_line(line: str) -> tuple[str, str, int]:
         code, _, reason = rest.partition(" ")
         if len(code) != 3 or not code.isascii() or not code.isdigit() or code[0] in "07899":
             raise SipParseError(f"bad status line: status code {code[:20]!r}")
-        return "", reason, int(code)
+        return "", reason, int(code), None
     parts = line.split(" ")
-    if len(parts) != 3:
-        raise SipParseError(f"bad request line: {line[:80]!r}")
-    method, uri, version = parts
-    if version.upper() != "SIP/2.0":
-        raise SipParseError(f"bad request line: version {version[:20]!r}")
+    if len(parts) == 3:
+        method, uri, version = parts
+    else:
+        words = line.split()
+        if len(words) < 3:
+            raise SipParseError(f"bad request line: {line[:80]!r}")
+        method, uri, version = words[0], " ".join(words[1:-1]), words[-1]
     if not method or not set(method) <= TOKEN_CHARS:
         raise SipParseError(f"bad request line: method {method[:20]!r}")
-    scheme, colon, rest = uri.partition(":")
-    if not colon or not rest or not scheme.isascii() or not scheme.isalpha():
-        raise SipParseError(f"bad request line: Request-URI {uri[:80]!r}")
-    return method, uri, 0
+    if version[:4].upper() != "SIP/":
+        raise SipParseError(f"bad request line: version {version[:20]!r}")
+    if len(parts) != 3:
+        return method, uri, 0, SipParseError(
+            f"bad request line: extra whitespace in {line[:80]!r}")
+    if version.upper() != "SIP/2.0":
+        major, dot, minor = version[4:].partition(".")
+        if dot and major.isascii() and major.isdigit() and minor.isascii() and minor.isdigit():
+            return method, uri, 0, SipParseError(
+                f"unsupported SIP version {version[:20]!r}", status=505)
+        return method, uri, 0, SipParseError(f"bad request line: version {version[:20]!r}")
+    return method, uri, 0, _request_uri_problem(uri)
+
+
+def _request_uri_problem(uri: str) -> SipParseError | None:
+    """Why ``uri`` cannot be a Request-URI: not an absolute URI, a SIP URI that does not
+    parse, or a SIP URI with headers (RFC 3261 §19.1.1 Table 1 forbids them there)."""
+    try:
+        check_absolute_uri(uri, "Request-URI")
+    except SipParseError as exc:
+        return exc
+    if "?" in uri and uri.partition(":")[0].lower() in ("sip", "sips"):
+        return SipParseError(f"bad Request-URI: URI headers are not allowed in {uri[:80]!r}")
+    return None
 
 
 def _parse_content_length(values: list[str]) -> int:
@@ -483,6 +545,20 @@ def _parse_content_length(values: list[str]) -> int:
     if len(lengths) > 1:
         raise SipParseError(f"bad Content-Length: conflicting values {sorted(lengths)}")
     return lengths.pop()
+
+
+def _duplicate_problem(headers: Headers, lengths: list[str]) -> SipParseError | None:
+    """A header that may appear once (RFC 3261 §7.3.1: not a comma list) appearing twice,
+    compact forms included (RFC 4475 §3.3.8, §3.3.9); Content-Length values that differ
+    are left to ``_parse_content_length``, which names them."""
+    index = headers._lookup()
+    for name, key in _SINGLE_VALUE_KEYS:
+        values = index.get(key)
+        if values is not None and len(values) > 1:
+            return SipParseError(f"duplicate header: {name}")
+    if len(lengths) > 1 and len(set(lengths)) == 1:
+        return SipParseError("duplicate header: Content-Length")
+    return None
 
 
 def _non_utf8_error(head: bytes, exc: UnicodeDecodeError) -> str:
@@ -530,6 +606,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     if head.endswith(b"\r"):
         head = head[:-1]
     deferred: SipParseError | None = None
+    non_utf8: SipParseError | None = None
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -537,7 +614,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         if where == "start line":
             raise SipParseError("non-UTF-8 start line") from None
         text = head.decode("utf-8", "replace")
-        deferred = SipParseError(f"non-UTF-8 {where}")
+        non_utf8 = SipParseError(f"non-UTF-8 {where}")
     if "\r" in text:
         text = text.replace("\r\n", "\n")
         if "\r" in text:
@@ -546,7 +623,9 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     start_line = lines[0]
     if len(start_line) > limits.max_start_line:
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
-    method, uri_or_reason, status = _parse_start_line(start_line)
+    method, uri_or_reason, status, start_problem = _start_line(start_line)
+    if start_problem is not None:
+        deferred = start_problem  # it takes precedence: a 505 says more than any 400
 
     headers = Headers()
     items = headers._items
@@ -591,6 +670,8 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         message = Request(method, uri_or_reason, headers, rest)
     else:
         message = Response(status, uri_or_reason, headers, rest)
+    if deferred is None:
+        deferred = non_utf8 or _duplicate_problem(headers, lengths)
     if deferred is not None:
         deferred.message = message
         raise deferred

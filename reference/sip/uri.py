@@ -204,11 +204,15 @@ def format_params(params: dict[str, str | None]) -> str:
 
 
 def parse_delta_seconds(text: str, what: str) -> int:
-    """delta-seconds; values above 2**32-1 are clamped to it (RFC 3261 §20.19 style)."""
+    """delta-seconds (``1*DIGIT``, so leading zeros do not change the value:
+    ``000000000000600`` is 600); values above 2**32-1 are clamped to it (RFC 3261 §20.19
+    style)."""
     if not text or not text.isascii() or not text.isdigit():
         raise SipParseError(f"bad {what}: {text!r}")
     if len(text) > MAX_NUMBER_DIGITS:
-        return 2**32 - 1
+        text = text.lstrip("0") or "0"
+        if len(text) > MAX_NUMBER_DIGITS:
+            return 2**32 - 1
     return min(int(text), 2**32 - 1)
 
 

@@ -416,6 +416,19 @@ def test_sub023_024_025_event_checks() -> None:
     assert h.notify(event="presence;foo=1").status == 200
 
 
+@pytest.mark.parametrize("event", ["Presence", "PRESENCE", "presencE;foo=1"])
+def test_sub024_event_package_compared_byte_by_byte(event: str) -> None:
+    # RFC 6665 §8.2.1: package names are compared byte by byte (case-sensitive), so
+    # `Presence` is not the package subscribed to.
+    h = rfc()
+    active(h)
+    delivered = len(h.delivered)
+    answer = h.notify(event=event, basic="closed")
+    assert (answer.status, answer.reason) == (489, "Bad Event")
+    assert len(h.delivered) == delivered
+    assert h.notify(event="presence").status == 200
+
+
 def test_sub027_missing_subscription_state_400() -> None:
     h = rfc()
     active(h)
@@ -707,6 +720,36 @@ def test_ser_presence_route_sticks() -> None:
     h.respond(headers=[("Record-Route", "<sip:rr.lab.test;lr>")])
     h.advance(570.0)
     assert h.last_subscribe().headers.get_all("Route") == ["<sip:route1.lab.test;lr>"]
+
+
+def test_ser_presence_route_sticks_reversed() -> None:
+    # Spec §4.4: SER's tm keeps the preloaded route set on the 2xx, reversed like a
+    # Record-Route; the initial SUBSCRIBE uses it in order.
+    h = Harness.make("ser", presence_route="<sip:p1.lab.test;lr>, <sip:p2.lab.test;lr>")
+    h.subscribe()
+    assert h.last_subscribe().headers.get_all("Route") == [
+        "<sip:p1.lab.test;lr>", "<sip:p2.lab.test;lr>"]
+    assert h.sent[-1].destination == ("p1.lab.test", 5060)
+    h.respond(headers=[("Record-Route", "<sip:rr.lab.test;lr>")])
+    h.advance(570.0)
+    assert h.last_subscribe().cseq.number == 2
+    assert h.last_subscribe().headers.get_all("Route") == [
+        "<sip:p2.lab.test;lr>", "<sip:p1.lab.test;lr>"]
+    assert h.sent[-1].destination == ("p2.lab.test", 5060)
+
+
+@pytest.mark.parametrize("raw", ["000000000000600", "0000000600", "600"])
+def test_expires_leading_zeros_are_the_same_value(raw: str) -> None:
+    # rfc6665: delta-seconds is 1*DIGIT, so leading zeros do not change the value (they
+    # were read as 2**32-1 once the text was over 10 characters).
+    h = rfc(resubscribe_delta=30)
+    h.subscribe()
+    h.respond(expires=None, headers=[("Expires", raw)])
+    h.notify(state=f"active;expires={raw}")
+    h.advance(569.9)
+    assert len(h.subscribes()) == 1
+    h.advance(600.0)
+    assert len(h.subscribes()) == 2
 
 
 def test_presence_route_on_every_new_dialog() -> None:

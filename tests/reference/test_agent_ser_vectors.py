@@ -57,6 +57,10 @@ def test_v2_refresh_after_3600_grant() -> None:
 @pytest.mark.parametrize(("granted", "refresh_at"), [
     ("3600", 3570), ("600", 570), ("60", 30), ("45", 30), ("30", 30), ("20", 30), ("0", 30),
     (None, 30), ("7200", 7170), ("abc", 30), ("", 30),
+    # SER's parser: more than 10 characters is invalid -> E = 0, leading zeros included;
+    # up to 10 characters, leading zeros do not change the value.
+    ("0000000600", 570), ("00000000600", 30), ("000000000000600", 30), ("99999999999", 30),
+    ("4294967296", 2**32 - 1 - 30),
 ], ids=lambda v: repr(v))
 def test_v3_refresh_arithmetic(granted: str | None, refresh_at: float) -> None:
     """§2.1: R(E) = max(E - 30, 30) from the 2xx; absent/invalid Expires -> E = 0 (A3)."""

@@ -160,12 +160,13 @@ def test_hostile_datagrams_over_udp() -> None:
     assert not client.answer_for("stray")
     assert not client.answer_for("bomb@evil.test")
     assert not client.answer_for("longline@evil.test")
-    # Mutations answer 400 (naming the problem), 405/501 (a mangled method) or 481, nothing
-    # else.
+    # Mutations answer 400 (naming the problem), 405/501 (a mangled method), 416 (a mangled
+    # Request-URI scheme), 505 (a mangled version, naming it) or 481, nothing else.
     first_lines = [a.split(b"\r\n", 1)[0].decode() for a in client.answers]
     odd = [line for line in first_lines
-           if not line.startswith(("SIP/2.0 400 Bad Request (", "SIP/2.0 405 ", "SIP/2.0 481 ",
-                                   "SIP/2.0 501 "))]
+           if not line.startswith(("SIP/2.0 400 Bad Request (", "SIP/2.0 405 ", "SIP/2.0 416 ",
+                                   "SIP/2.0 481 ", "SIP/2.0 501 ",
+                                   "SIP/2.0 505 Version Not Supported ("))]
     assert not odd
     counters_before, counters_after = before["counters"], after["counters"]
     assert counters_after["rx.parse_errors"] - counters_before.get("rx.parse_errors", 0) >= 8

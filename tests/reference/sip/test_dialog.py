@@ -217,6 +217,16 @@ def test_confirm_keep_preloaded_route_ser_quirk() -> None:
     assert dialog.remote_target == "sip:bob@10.0.0.2:5070"
 
 
+def test_confirm_keep_preloaded_route_reverses_it() -> None:
+    # SER's tm keeps the preloaded route and reverses it like a Record-Route (spec §4.4).
+    dialog = new_dialog(preloaded_route=("<sip:p1;lr>", "<sip:p2;lr>", "<sip:p3;lr>"))
+    assert dialog.route_set == ("<sip:p1;lr>", "<sip:p2;lr>", "<sip:p3;lr>")
+    dialog.confirm(response(200, record_route=("<sip:other;lr>",)), keep_preloaded_route=True)
+    assert dialog.route_set == ("<sip:p3;lr>", "<sip:p2;lr>", "<sip:p1;lr>")
+    _, next_hop = build(dialog)
+    assert next_hop == "sip:p3;lr"
+
+
 def test_2xx_without_to_tag_cannot_form_dialog() -> None:
     dialog = new_dialog()
     with pytest.raises(DialogError, match="To tag"):

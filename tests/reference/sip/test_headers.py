@@ -69,6 +69,11 @@ def test_cseq_and_call_id_and_numbers() -> None:
             parse_max_forwards(bad)
     assert parse_expires("3600") == 3600
     assert parse_expires("9" * 5000) == 2**32 - 1  # clamped, and no int() on huge strings
+    # delta-seconds = 1*DIGIT: leading zeros do not change the value, however many.
+    assert parse_expires("000000000000600") == 600
+    assert parse_expires("0" * 5000 + "7") == 7
+    assert parse_expires("0" * 20) == 0
+    assert parse_expires("0" * 5 + "4294967296") == 2**32 - 1
     with pytest.raises(SipParseError, match="bad Min-Expires: '1h'"):
         parse_expires("1h", "Min-Expires")
 

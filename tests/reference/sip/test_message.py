@@ -54,6 +54,7 @@ def test_corpus(name: str) -> None:
             parse_message(data)
         assert expected["error"] in str(info.value)
         assert (info.value.message is not None) == expected["message_attached"]
+        assert info.value.status == expected.get("status", 400)
         return
     message = parse_message(data)
     if "body_length" in expected:
@@ -104,8 +105,11 @@ def test_content_length_rules() -> None:
     assert "Content-Length" not in message.headers  # framing data, recomputed on output
     no_length = NOTIFY.replace(b"Content-Length: 5\r\n", b"")
     assert parse_message(no_length + b"XY").body == b"helloXY"
+    # The same value twice is still two values of a single-value header (RFC 4475 §3.3.9).
     same_twice = NOTIFY.replace(b"Content-Length: 5\r\n", b"l: 5\r\nContent-Length: 5\r\n")
-    assert parse_message(same_twice).body == b"hello"
+    with pytest.raises(SipParseError, match="duplicate header: Content-Length") as info:
+        parse_message(same_twice)
+    assert info.value.message is not None and info.value.status == 400
     with pytest.raises(SipParseError, match="bad Content-Length: 6 exceeds") as info:
         parse_message(NOTIFY.replace(b"Content-Length: 5", b"Content-Length: 6"))
     assert info.value.message is not None and info.value.message.body == b"hello"

@@ -41,7 +41,19 @@ header_names = st.one_of(
 header_values = st.text(
     st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=40
 ).map(lambda v: v.strip(" \t"))
-header_lists = st.lists(st.tuples(header_names, header_values), max_size=12)
+SINGLE_VALUE = {"call-id", "cseq", "from", "to", "max-forwards"}
+
+
+def _no_repeated_single_value(items: list[tuple[str, str]]) -> bool:
+    """The parser refuses a single-value header twice (RFC 4475 §3.3.8), so a message that
+    round-trips has each at most once."""
+    keys = [canonical_name(name).lower() for name, _ in items]
+    single = [key for key in keys if key in SINGLE_VALUE]
+    return len(single) == len(set(single))
+
+
+header_lists = st.lists(st.tuples(header_names, header_values), max_size=12).filter(
+    _no_repeated_single_value)
 bodies = st.binary(max_size=200)
 
 
@@ -50,7 +62,9 @@ def messages(draw: st.DrawFn) -> Message:
     headers = Headers(draw(header_lists))
     body = draw(bodies)
     if draw(st.booleans()):
-        uri = draw(st.sampled_from(["sip", "sips", "tel", "pres"])) + ":" + draw(tokens)
+        scheme = draw(st.sampled_from(["sip", "sips", "tel", "pres"]))
+        # A SIP Request-URI must parse (a host here); other schemes are only URI-shaped.
+        uri = scheme + ":" + draw(lower_tokens if scheme.startswith("sip") else tokens)
         return Request(draw(tokens), uri, headers, body)
     reason = draw(st.text(st.characters(blacklist_categories=["Cs"],
                                         blacklist_characters="\r\n"), max_size=20))  # fmt: skip
