@@ -1,13 +1,14 @@
 """Parse throughput of reference.pidf for a typical two-tuple PIDF document.
 
-Run: ``.venv/bin/python benchmarks/pidf_bench.py [seconds]`` (default 2 s per case).
+Run: ``.venv/bin/python benchmarks/pidf_bench.py [SECONDS]`` (default 2 s per case;
+``--help`` for the options).
 Prints parses per second for the strict and lenient profiles (a typical two-tuple RPID
 document, then the small one-tuple body udp_bench sends) and builds per second.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from collections.abc import Callable
 
@@ -69,8 +70,23 @@ def rate(action: Callable[[], object], seconds: float) -> float:
             return calls / (now - started)
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
 def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
+    parser = argparse.ArgumentParser(
+        description="Parse and build throughput of reference.pidf.",
+        epilog="example: python benchmarks/pidf_bench.py 0.5")
+    parser.add_argument("seconds", nargs="?", type=_positive, default=2.0,
+                        help="measuring time per case in seconds (default 2)")
+    seconds = parser.parse_args().seconds
     print(f"document: {len(TYPICAL_DOCUMENT)} bytes, 2 tuples, 1 RPID person")
     print(f"parse strict : {rate(lambda: parse_pidf(TYPICAL_DOCUMENT), seconds):10.0f} /s")
     print(

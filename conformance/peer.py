@@ -8,12 +8,13 @@ its NOTIFY CSeq counter and the subscriber's Contact.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reference.pidf import build_pidf
-from reference.sip import Headers, Request, Response, SipParseError, make_response
+from reference.sip import Headers, Request, Response, SipParseError, make_response, parse_uri
 
 PIDF_TYPE = "application/pidf+xml"
 
@@ -30,6 +31,7 @@ class Captured:
     key: tuple[str, str, str]
     peer_tag: str
     reply: bytes | None = None
+    source: str = ""              # host:port it came from ("" on one-to-one targets)
 
 
 @dataclass
@@ -40,6 +42,11 @@ class PeerDialog:
     record_uri: str               # the SUBSCRIBE's To URI: our identity in NOTIFY From
     remote_target: str            # the subscriber's Contact URI
     notify_cseq: int = 0
+    expires_at: float | None = None   # the last grant (2xx Expires, NOTIFY expires)
+    # What set `expires_at` last: "" (a 2xx) or the requirement a NOTIFY `expires` that
+    # moved it falls under (SUB-028 active, SUB-029 pending).
+    expiry_from: str = ""
+    address: str = ""             # host:port NOTIFYs go to ("" = the target's address)
 
 
 @dataclass
@@ -50,6 +57,7 @@ class SentNotify:
     data: bytes
     responses: list[Response] = field(default_factory=list)
     destinations: list[str] = field(default_factory=list)  # where each response went
+    to: str = ""                  # where it was sent ("" = the target's address)
 
 
 def request_key(request: Request) -> tuple[str, str, str]:
@@ -68,6 +76,20 @@ def _uri_of(name_addr: str) -> str:
     if "<" in text and ">" in text:
         return text[text.index("<") + 1:text.index(">")]
     return text.split(";", 1)[0]
+
+
+def contact_address(uri: str) -> str:
+    """host:port of a SIP URI whose host is an IPv4 literal (port 5060 by default), else ""
+    (a name would need DNS: the runner sends to where the request came from instead)."""
+    try:
+        parsed = parse_uri(uri)
+    except SipParseError:
+        return ""
+    try:
+        ipaddress.IPv4Address(parsed.host)
+    except ValueError:
+        return ""
+    return f"{parsed.host}:{parsed.port or 5060}"
 
 
 def body_bytes(spec: Any, entity: str, base: Path) -> bytes:
@@ -100,8 +122,10 @@ class Peer:
         self._counter += 1
         return self._counter
 
-    def dialog_for(self, request: Request) -> PeerDialog:
-        """The peer's dialog for a SUBSCRIBE (created on the first one of a Call-ID)."""
+    def dialog_for(self, request: Request, source: str = "") -> PeerDialog:
+        """The peer's dialog for a SUBSCRIBE (created on the first one of a Call-ID).
+        `source`: where the SUBSCRIBE came from (NOTIFYs go there when the Contact names
+        no IP address and port)."""
         call_id = request.call_id
         dialog = self.dialogs.get(call_id)
         contacts = request.contacts
@@ -113,6 +137,9 @@ class Peer:
             self.dialogs[call_id] = dialog
         else:
             dialog.remote_target = target
+        address = contact_address(target)
+        if address or source:
+            dialog.address = address or source
         return dialog
 
     def reply(self, captured: Captured, status: int, reason: str | None,

@@ -9,11 +9,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from conformance.runner import ERROR, FAIL, NA, PASS, XFAIL, ScenarioResult
+from conformance import judgement
+from conformance.runner import DIFFERS, ERROR, FAIL, NA, PASS, XFAIL, ScenarioResult
 
-# Worst first: a requirement's verdict is the worst verdict of the runs covering it.
-SEVERITY = (FAIL, ERROR, XFAIL, PASS, NA)
-COLOURS = {PASS: "32", FAIL: "31", ERROR: "35", NA: "33", XFAIL: "36"}
+# Worst first: a requirement's run-level verdict (coverage) is the worst verdict of the runs
+# covering it.
+SEVERITY = (FAIL, ERROR, XFAIL, DIFFERS, PASS, NA)
+COLOURS = {PASS: "32", FAIL: "31", ERROR: "35", NA: "33", XFAIL: "36", DIFFERS: "34"}
+RUN_VERDICTS = (PASS, DIFFERS, FAIL, ERROR, NA, XFAIL)
 
 
 def worst(verdicts: Iterable[str]) -> str:
@@ -29,14 +32,15 @@ def failed(results: Sequence[ScenarioResult]) -> bool:
 
 
 def counts(results: Sequence[ScenarioResult]) -> dict[str, int]:
-    out = {verdict: 0 for verdict in (PASS, FAIL, ERROR, NA, XFAIL)}
+    out = dict.fromkeys(RUN_VERDICTS, 0)
     for result in results:
         out[result.verdict] += 1
     return out
 
 
 def requirements(results: Sequence[ScenarioResult]) -> dict[str, dict[str, Any]]:
-    """Requirement ID -> {verdict, scenarios: {name: {profile: verdict}}}."""
+    """Requirement ID -> {verdict, scenarios: {name: {profile: verdict}}}: the runs naming
+    it in `covers` (the coverage view; the verdict per requirement is `judgement.judge`)."""
     table: dict[str, dict[str, Any]] = {}
     for result in results:
         for req in result.covers:
@@ -82,9 +86,22 @@ def console(results: Sequence[ScenarioResult], out: TextIO, *, colour: bool = Fa
                 out.write("  transcript (last 15 events):\n")
                 for line in r.transcript[-15:]:
                     out.write(f"    {line}\n")
+    if verbose:
+        for r in results:
+            if r.verdict == DIFFERS:
+                out.write(f"\n{_paint('DIFFERS', DIFFERS, colour)} {r.scenario} [{r.profile}] "
+                          "(reference choices not met; no requirement violated)\n")
+                for step in r.steps:
+                    for text in step.differences:
+                        out.write(f"  steps[{step.index}] {text.splitlines()[0]}\n")
     total = counts(results)
     summary = ", ".join(f"{n} {v}" for v, n in total.items() if n)
     out.write(f"\n{len(results)} runs: {summary}\n")
+    table = judgement.judge(results)
+    by_verdict = judgement.counts(table)
+    shown = ", ".join(f"{n} {v}" for v, n in by_verdict.items() if n)
+    if shown:
+        out.write(f"requirements: {shown}\n")
 
 
 def junit(results: Sequence[ScenarioResult], path: Path, target: str) -> None:
@@ -122,24 +139,39 @@ def _clean(text: str) -> str:
     return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "?", text)
 
 
-def as_json(results: Sequence[ScenarioResult], target: str) -> dict[str, Any]:
+def as_json(results: Sequence[ScenarioResult], target: str,
+            declarations: dict[str, Any] | None = None,
+            wall: float | None = None, command: str = "") -> dict[str, Any]:
+    """The JSON report: every run with its steps, transcript and SIP ladder (passes too),
+    the per-requirement verdicts (`requirements`) and the run-level coverage table."""
+    table = judgement.judge(results)
     return {
         "target": target,
+        "command": command,
+        "declarations": declarations or {},
+        "wall": round(wall if wall is not None else sum(r.wall for r in results), 3),
         "summary": counts(results),
+        "requirement_summary": judgement.counts(table),
         "results": [{
             "scenario": r.scenario, "path": r.path, "profile": r.profile, "target": r.target,
             "verdict": r.verdict, "covers": list(r.covers), "wall": round(r.wall, 6),
             "failure": r.failure, "xfail_reason": r.xfail_reason,
             "steps": [{"index": s.index, "action": s.action, "id": s.id, "verdict": s.verdict,
-                       "at": s.at, "detail": s.detail} for s in r.steps],
-            "transcript": r.transcript if r.verdict in (FAIL, ERROR, XFAIL) else [],
+                       "at": s.at, "detail": s.detail, "tests": list(s.tests),
+                       "differences": s.differences} for s in r.steps],
+            "transcript": r.transcript,
+            "ladder": r.ladder,
         } for r in results],
-        "requirements": requirements(results),
+        "requirements": table,
+        "runs_by_requirement": requirements(results),
     }
 
 
-def write_json(results: Sequence[ScenarioResult], path: Path, target: str) -> None:
-    path.write_text(json.dumps(as_json(results, target), indent=2) + "\n", encoding="utf-8")
+def write_json(results: Sequence[ScenarioResult], path: Path, target: str,
+               declarations: dict[str, Any] | None = None,
+               wall: float | None = None, command: str = "") -> None:
+    report = as_json(results, target, declarations, wall, command)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def coverage_markdown(results: Sequence[ScenarioResult], target: str) -> str:

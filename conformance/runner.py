@@ -25,12 +25,22 @@ from conformance.peer import (
     body_bytes,
     request_key,
 )
-from conformance.scenario import Scenario, Step
+from conformance.scenario import ASSERTIONS, Scenario, Step
 from reference.sip import Headers, Response, SipParseError, parse_message
 
 PASS, FAIL, NA, ERROR, XFAIL = "pass", "fail", "n/a", "error", "xfail"
+# A run (or step) that met every requirement it tested but not every reference choice.
+DIFFERS = "differs"
+# A step never evaluated: the run stopped before it, or it needed what an earlier
+# reference difference left out (a request that never came).
+NOT_TESTED = "not-tested"
 DEFAULT_WINDOW = (0.0, 2.0)
 STATUS_STEPS = ("expect_status", "expect_no_status")
+# After a violation the run listens this long more, so the ladder shows what came next.
+GRACE = 2.0
+# An RFC window with no upper bound (`rfc_within: [lo, null]`, e.g. "not before
+# Retry-After") is observed this long beyond the reference window on other builds.
+OPEN_WINDOW = 35.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class Datagram:
     data: bytes
     at: float
     destination: str = ""
+    source: str = ""      # host:port it came from (where replies go), "" when one-to-one
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,7 @@ class Session(Protocol):
     def now(self) -> float: ...
     def subscribe(self, record: str, subscriber: str) -> Any: ...
     def unsubscribe(self, handle: Any) -> None: ...
-    def send(self, data: bytes) -> None: ...
+    def send(self, data: bytes, to: str = "") -> None: ...
     def poll(self, deadline: float) -> Incoming | None: ...
     def fault(self, spec: dict[str, Any]) -> None: ...
     def tolerance(self, seconds: float) -> float: ...
@@ -80,6 +91,8 @@ class StepResult:
     verdict: str
     at: float | None = None
     detail: str = ""
+    tests: tuple[str, ...] = ()            # requirement IDs (and/or "reference")
+    differences: list[str] = field(default_factory=list)   # reference choices not met
 
 
 @dataclass
@@ -95,15 +108,23 @@ class ScenarioResult:
     failure: str | None = None
     transcript: list[str] = field(default_factory=list)
     xfail_reason: str | None = None
+    ladder: list[dict[str, Any]] = field(default_factory=list)   # every SIP message
+    capabilities: tuple[str, ...] = ()
 
 
 class StepFailure(Exception):
+    """An expectation not met. `reference`: what was missed is a choice of the reference
+    profile (a `differs` observation on another build), not a requirement."""
+
     def __init__(self, message: str, *, expected: str = "", observed: str = "",
-                 excerpt: str = "") -> None:
+                 excerpt: str = "", reference: bool = False,
+                 tests: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.expected = expected
         self.observed = observed
         self.excerpt = excerpt
+        self.reference = reference
+        self.tests = tests   # what the failure is evidence against, if not the step's tests
 
     def render(self) -> str:
         parts = [str(self)]
@@ -114,6 +135,11 @@ class StepFailure(Exception):
         if self.excerpt:
             parts.append("  message:\n" + _indent(self.excerpt, "    | "))
         return "\n".join(parts)
+
+
+class Inconclusive(StepFailure):
+    """The step cannot be played (it refers to a request that never came): the rest of the
+    run is not tested."""
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -149,11 +175,41 @@ class Run:
         self.prev_time = 0.0
         self.handles: dict[str, Any] = {}
         self.transcript: list[str] = []
+        self.ladder: list[dict[str, Any]] = []
         self.stray_responses: list[Response] = []
+        self.last_source = ""                  # where the last request came from
+        # Another build than the reference: reference choices are observations.
+        self.reference_target = bool(getattr(session, "reference", True))
+        declared = getattr(session, "declared_names", None) or {}
+        if not self.reference_target:
+            self.names.update(declared)
+        self.differences: list[str] = []       # of the step being played
+        self.current: Step | None = None
 
     # ------------------------------------------------------------------ helpers
-    def t(self, value: Any) -> float:
-        return expr.evaluate(value, self.names)
+    def t(self, value: Any, anchor: float | None = None) -> float:
+        if anchor is None:
+            return expr.evaluate(value, self.names)
+        return expr.evaluate(value, {**self.names, "remaining": self.remaining(anchor)})
+
+    def remaining(self, anchor: float) -> float:
+        """Seconds from `anchor` to the expiry of the last grant in the current dialog."""
+        dialog = self.last_subscribe_dialog
+        if dialog is None or dialog.expires_at is None:
+            return float("inf")
+        return dialog.expires_at - anchor
+
+    def reference_failure(self) -> bool:
+        """Whether a failure of the step being played is a reference difference."""
+        return self.current is not None and self.current.reference_only
+
+    def differ(self, failure: StepFailure) -> None:
+        """A reference choice not met: exact on the reference, an observation elsewhere."""
+        failure.reference = True
+        if self.reference_target:
+            raise failure
+        self.differences.append(failure.render())
+        self.log(f"differs: {failure}")
 
     def log(self, text: str) -> None:
         self.transcript.append(f"[t={self.session.now():9.3f}] {text}")
@@ -168,14 +224,55 @@ class Run:
         anchor_name = args.get("after")
         anchor = self.step_times[anchor_name] if anchor_name else self.prev_time
         raw = args.get("within")
-        lo, hi = (self.t(raw[0]), self.t(raw[1])) if raw else default
+        lo, hi = (self.t(raw[0], anchor), self.t(raw[1], anchor)) if raw else default
         tol = self.session
         return anchor, anchor + lo - tol.tolerance(abs(lo)), anchor + hi + tol.tolerance(abs(hi))
 
-    def send(self, data: bytes, what: str) -> None:
+    def rfc_tests(self, args: dict[str, Any]) -> tuple[str, ...]:
+        """What an RFC-window failure is evidence against: `rfc_tests`, with SUB-003 (the
+        grant of the 2xx) read as SUB-028/029 when a NOTIFY's `expires` moved the expiry."""
+        named = tuple(map(str, args.get("rfc_tests") or ()))
+        dialog = self.last_subscribe_dialog
+        if dialog is not None and dialog.expiry_from and "SUB-003" in named:
+            named = tuple(dict.fromkeys(dialog.expiry_from if t == "SUB-003" else t
+                                        for t in named))
+        return named
+
+    def rfc_window(self, args: dict[str, Any], anchor: float
+                   ) -> tuple[float, float | None] | None:
+        """The requirement's window (absolute, with tolerance; None = no upper bound) when
+        `within` is the reference's own instant, else None."""
+        raw = args.get("rfc_within")
+        if raw is None:
+            return None
+        tol = self.session.tolerance
+        lo = self.t(raw[0], anchor)
+        earliest = anchor + lo - tol(abs(lo))
+        if raw[1] is None:
+            return earliest, None
+        hi = self.t(raw[1], anchor)
+        return earliest, (anchor + hi + tol(abs(hi)) if hi != float("inf") else None)
+
+    def send(self, data: bytes, what: str, to: str = "") -> None:
+        """`to`: host:port (replies: where the request came from; NOTIFYs: the dialog's
+        Contact); "" = the target's own address."""
         first = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
-        self.log(f"peer -> {what}: {first}")
-        self.session.send(data)
+        self.log(f"peer -> {what}: {first}" + (f" (to {to})" if to else ""))
+        self.rung("peer", data, what + (f" to {to}" if to else ""))
+        self.session.send(data, to)
+
+    def notify_address(self, dialog: PeerDialog | None) -> str:
+        """Where a NOTIFY goes: the dialog's Contact (an IP literal and port), else where
+        its SUBSCRIBE came from, else where the last request came from."""
+        if dialog is not None and dialog.address:
+            return dialog.address
+        return self.last_source
+
+    def rung(self, sender: str, data: bytes, note: str = "", at: float | None = None) -> None:
+        """One message of the SIP ladder (whole text, CRLF shown as newlines)."""
+        self.ladder.append({
+            "t": round(self.session.now() if at is None else at, 6), "from": sender,
+            "note": note, "message": data.decode("utf-8", "replace").replace("\r\n", "\n")})
 
     # ------------------------------------------------------------------ input
     def pump(self, deadline: float) -> bool:
@@ -188,6 +285,7 @@ class Run:
             self.log(f"status {item.fields.get('status')} reason={item.fields.get('reason')} "
                      f"basic={item.fields.get('basic')} retry_at={item.fields.get('retry_at')}")
             return True
+        self.rung("subscriber", item.data, f"to {item.destination}", item.at)
         try:
             message = parse_message(item.data)
         except SipParseError as exc:
@@ -212,10 +310,13 @@ class Run:
         if old is not None:
             self.log(f"agent -> {first} (retransmission absorbed)")
             if old.reply is not None:
-                self.send(old.reply, "re-sent reply")
+                self.send(old.reply, "re-sent reply", item.source)
             return True
         self.log(f"agent -> {first} (to {item.destination})")
-        captured = Captured(None, message, item.data, item.at, item.destination, key, "")
+        captured = Captured(None, message, item.data, item.at, item.destination, key, "",
+                            source=item.source)
+        if item.source:
+            self.last_source = item.source
         self.seen[key] = captured
         self.requests.append(captured)
         return True
@@ -223,11 +324,47 @@ class Run:
     # ------------------------------------------------------------------ steps
     def run_step(self, step: Step) -> float:
         handler: Callable[[Step, Any], float] = getattr(self, "step_" + step.action)
-        at = handler(step, step.args)
+        self.current = step
+        self.differences = []
+        try:
+            at = handler(step, step.args)
+        except StepFailure as exc:
+            if step.reference_only:
+                exc.reference = True
+            raise
+        self.mark(step, at)
+        return at
+
+    def mark(self, step: Step, at: float) -> None:
+        """`at` is the step's time: later windows are anchored on it."""
         if step.id is not None:
             self.step_times[step.id] = at
         self.prev_time = at
+
+    def skip_status_step(self, step: Step) -> float:
+        """A status step on a target without status messages: not applicable, but it keeps
+        its wait and its anchor (the steps after it are timed as with the reference)."""
+        args = step.args if isinstance(step.args, dict) else {}
+        if step.action == "expect_no_status":
+            deadline = self.session.now() + self.t(args.get("duration", 0))
+            at = deadline
+        elif "within" in args:
+            anchor, _earliest, latest = self.window(args)
+            hi = self.t(args["within"][1], anchor)
+            deadline, at = latest, anchor + hi
+        else:
+            # Right away on the reference: the status comes with the message that caused it.
+            deadline = at = self.prev_time
+        while self.pump(deadline):
+            pass
+        self.mark(step, at)
         return at
+
+    def listen(self, seconds: float) -> None:
+        """Take what arrives for a while (the grace period after a violation)."""
+        deadline = self.session.now() + seconds
+        while self.pump(deadline):
+            pass
 
     def step_subscribe(self, step: Step, args: dict[str, Any]) -> float:
         record = self.subst(args.get("record", self.scenario.record))
@@ -262,47 +399,109 @@ class Run:
 
     def step_expect(self, step: Step, args: dict[str, Any]) -> float:
         anchor, earliest, latest = self.window(args)
+        rfc = None if self.reference_target else self.rfc_window(args, anchor)
+        method = args.get("method", "a request")
+        wait_until = latest
+        if rfc is not None:
+            wait_until = max(latest, rfc[1] if rfc[1] is not None else latest + OPEN_WINDOW)
+        where = (f"[{earliest:.3f}, {latest:.3f}] (anchor t={anchor:.3f})")
         while not self.requests:
-            if not self.pump(latest) and self.session.now() >= latest:
-                method = args.get("method", "a request")
+            if not self.pump(wait_until) and self.session.now() >= wait_until:
+                # Without an upper RFC bound, absence is no violation: the reference would
+                # have sent it, the requirement only says "not before".
+                open_ended = rfc is not None and rfc[1] is None
                 raise StepFailure(
                     f"no {method} from the subscriber",
-                    expected=f"{method} in [{earliest:.3f}, {latest:.3f}] "
-                             f"(anchor t={anchor:.3f})",
-                    observed=f"nothing new by t={self.session.now():.3f}")
+                    expected=f"{method} in {where}" + (
+                        f"; RFC window from t={rfc[0]:.3f}"
+                        + (f" to t={rfc[1]:.3f}" if rfc[1] is not None else "")
+                        if rfc is not None else ""),
+                    observed=f"nothing new by t={self.session.now():.3f}",
+                    reference=open_ended or self.reference_failure(),
+                    tests=self.rfc_tests(args) if rfc else ())
         captured = self.requests.pop(0)
         request = captured.request
         excerpt = _excerpt(captured.data, captured.at)
-        method = args.get("method")
-        if method is not None and request.method != method:
-            raise StepFailure("unexpected request method", expected=method,
-                              observed=request.method, excerpt=excerpt)
-        if captured.at < earliest:
-            raise StepFailure(
-                f"{request.method} too early",
-                expected=f"at t in [{earliest:.3f}, {latest:.3f}] (anchor t={anchor:.3f}, "
-                         f"+{earliest - anchor:.3f}..+{latest - anchor:.3f})",
-                observed=f"t={captured.at:.3f} (+{captured.at - anchor:.3f})", excerpt=excerpt)
-        if captured.at > latest:  # queued late delivery (real time only)
-            raise StepFailure(f"{request.method} too late",
-                              expected=f"at t <= {latest:.3f}",
-                              observed=f"t={captured.at:.3f}", excerpt=excerpt)
+        kind = self.reference_failure()
+        if args.get("method") is not None and request.method != args["method"]:
+            raise StepFailure("unexpected request method", expected=args["method"],
+                              observed=request.method, excerpt=excerpt, reference=kind)
+        timing = self.timing_problem(request.method, captured.at, anchor, earliest, latest,
+                                     excerpt=excerpt)
+        if timing is not None:
+            if rfc is None:
+                timing.reference = kind
+                raise timing
+            rfc_problem = self.timing_problem(
+                request.method, captured.at, anchor, rfc[0],
+                rfc[1] if rfc[1] is not None else float("inf"), what="RFC window",
+                excerpt=excerpt)
+            if rfc_problem is not None:
+                rfc_problem.tests = self.rfc_tests(args)
+                raise rfc_problem
+            self.differ(timing)
         captured.step_id = step.id
         if request.method == "SUBSCRIBE":
-            dialog = self.peer.dialog_for(request)
+            dialog = self.peer.dialog_for(request, captured.source)
             captured.peer_tag = dialog.peer_tag
             self.last_subscribe_dialog = dialog
         if step.id is not None:
             self.captures[step.id] = captured
-        fields = self.request_fields(captured)
-        if "uri" in args:
-            self.check("Request-URI", args["uri"], fields["request_uri"], excerpt)
-        for name, matcher in (args.get("match") or {}).items():
-            self.check(name, matcher, header_field(request.headers, name, fields), excerpt)
-        if "body" in args:
-            self.check("body", args["body"], fields["body"], excerpt)
         self.last_request = captured
+        fields = self.request_fields(captured)
+        # `match_tests` / `uri_tests`: what one matcher decides, when not all of `tests`.
+        match_tests = args.get("match_tests") or {}
+        checks = [("Request-URI", args["uri"], fields["request_uri"],
+                   args.get("uri_tests"))] if "uri" in args else []
+        checks += [(name, matcher, self.field(captured, name, fields), match_tests.get(name))
+                   for name, matcher in (args.get("match") or {}).items()]
+        if "body" in args:
+            checks.append(("body", args["body"], fields["body"], match_tests.get("body")))
+        for name, matcher, value, decides in checks:
+            try:
+                self.check(name, matcher, value, excerpt)
+            except StepFailure as exc:
+                exc.reference = exc.reference or kind
+                exc.tests = tuple(map(str, decides or ()))
+                raise
+        for name, matcher in (args.get("reference_match") or {}).items():
+            try:
+                self.check(name, matcher, self.field(captured, name, fields), excerpt)
+            except StepFailure as exc:
+                self.differ(exc)
         return captured.at
+
+    def field(self, captured: Captured, name: str, fields: dict[str, Any]) -> Any:
+        """A request field; `cseq_after:STEP` is `ok` when the request is in another dialog
+        than STEP's request or its CSeq is greater (RFC 3261 §12.2.1.1), else what it is."""
+        kind, _, ref = name.partition(":")
+        if kind == "cseq_after" and ref:
+            earlier = self.captures.get(ref)
+            if earlier is None:
+                raise Inconclusive(f"{name}: step {ref!r} captured no request")
+            if fields["call_id"] != earlier.request.call_id:
+                return "ok"
+            before = self.request_fields(earlier)["cseq"]
+            now = fields["cseq"]
+            if now is not None and before is not None and now > before:
+                return "ok"
+            return f"CSeq {now} after CSeq {before} in the same dialog"
+        return header_field(captured.request.headers, name, fields)
+
+    def timing_problem(self, method: str, at: float, anchor: float, earliest: float,
+                       latest: float, what: str = "window", excerpt: str = ""
+                       ) -> StepFailure | None:
+        shown = f"+{at - anchor:.3f} s after the anchor t={anchor:.3f}"
+        if at < earliest:
+            return StepFailure(
+                f"{method} too early ({what})",
+                expected=f"at t in [{earliest:.3f}, {latest:.3f}]",
+                observed=f"t={at:.3f} ({shown})", excerpt=excerpt)
+        if at > latest:
+            return StepFailure(f"{method} too late ({what})",
+                               expected=f"at t <= {latest:.3f}",
+                               observed=f"t={at:.3f} ({shown})", excerpt=excerpt)
+        return None
 
     def request_fields(self, captured: Captured) -> dict[str, Any]:
         request = captured.request
@@ -338,8 +537,8 @@ class Run:
         sent = self.notifies.get(step_id)
         if sent is not None and sent.responses:
             return self.response_field(sent, sent.responses[-1], name)
-        raise StepFailure(f"reference {ref!r}: step {step_id!r} captured no request "
-                          "and got no response")
+        raise Inconclusive(f"reference {ref!r}: step {step_id!r} captured no request "
+                           "and got no response")
 
     def response_field(self, sent: SentNotify, response: Response, name: str) -> Any:
         """Fields of a response to a NOTIFY: `reason`, `status`, `body`, `destination`
@@ -417,8 +616,8 @@ class Run:
         ref = args.get("to")
         captured = self.captures.get(ref) if ref else self.last_request
         if captured is None:
-            raise StepFailure("no expected request to answer"
-                              + (f" (step {ref!r} captured none)" if ref else ""))
+            raise Inconclusive("no expected request to answer"
+                               + (f" (step {ref!r} captured none)" if ref else ""))
         return captured
 
     def step_reply(self, step: Step, args: dict[str, Any]) -> float:
@@ -428,7 +627,10 @@ class Run:
         for key, name in (("expires", "Expires"), ("min_expires", "Min-Expires"),
                           ("retry_after", "Retry-After")):
             if key in args:
-                headers.append((name, str(round(self.t(args[key])))))
+                value = self.t(args[key])
+                if key == "expires" and 200 <= status < 300:
+                    value = self.grant(captured, value)
+                headers.append((name, str(round(value))))
         contact = args.get("contact", "auto")
         if contact == "auto":
             contact = f"<sip:{self.peer.hostport}>" if 200 <= status < 300 else None
@@ -450,20 +652,39 @@ class Run:
             top_via = (self.subst(str(args["top_via"])).replace("{via}", original)
                        .replace("{branch}", captured.key[0]).replace("{sent_by}", sent_by))
         data = self.peer.reply(captured, status, args.get("reason"), headers, to_tag, top_via)
-        self.send(data, "reply")
+        self.send(data, "reply", captured.source)
+        if 200 <= status < 300 and "expires" in args and captured.request.method == "SUBSCRIBE":
+            dialog = self.peer.dialog_for(captured.request)
+            dialog.expires_at = self.session.now() + self.grant(captured, self.t(args["expires"]))
+            dialog.expiry_from = ""
         return self.session.now()
+
+    def grant(self, captured: Captured, expires: float) -> float:
+        """The Expires the peer grants. Another build asked for its own duration: where the
+        scenario grants the reference's request (`default_expiration`), the peer grants what
+        was asked instead (a scenario that grants less says another number)."""
+        if self.reference_target or expires != self.names["default_expiration"]:
+            return expires
+        try:
+            asked = captured.request.expires
+        except SipParseError:
+            return expires
+        return float(asked) if asked is not None and asked > 0 else expires
 
     def step_accept(self, step: Step, args: dict[str, Any]) -> float:
         """2xx with Expires, then (default) an active NOTIFY carrying the same expires and
         an open PIDF body, and its 200 OK expected: the usual way to set a dialog up."""
         captured = self.target_request(args)
-        expires = self.t(args["expires"]) if "expires" in args else self.names[
-            "default_expiration"]
+        expires = self.grant(captured, self.t(args["expires"]) if "expires" in args
+                             else self.names["default_expiration"])
         seconds = str(round(expires))
         data = self.peer.reply(captured, int(args.get("status", 200)), None,
                                [("Expires", seconds), ("Contact", f"<sip:{self.peer.hostport}>")])
-        self.send(data, "reply")
+        self.send(data, "reply", captured.source)
         at = self.session.now()
+        if captured.request.method == "SUBSCRIBE":
+            dialog = self.peer.dialog_for(captured.request)
+            dialog.expires_at, dialog.expiry_from = at + expires, ""
         if args.get("notify", True):
             dialog = self.peer.dialog_for(captured.request)
             sent = self.send_notify(step, dialog, {
@@ -483,7 +704,7 @@ class Run:
             branch = _top_branch(data) or branch  # the branch actually written
         else:
             if dialog is None:
-                raise StepFailure("notify: no dialog yet (expect a SUBSCRIBE first)")
+                raise Inconclusive("notify: no dialog yet (expect a SUBSCRIBE first)")
             state = args.get("state", "active")
             for key, name in (("expires", "expires"), ("reason", "reason"),
                               ("retry_after", "retry-after")):
@@ -492,6 +713,13 @@ class Run:
                     if key != "reason":
                         value = str(round(self.t(value)))
                     state += f";{name}={value}"
+            kind = state.split(";")[0]
+            if "expires" in args and kind in ("active", "pending") and \
+                    not args.get("call_id"):
+                expiry = self.session.now() + self.t(args["expires"])
+                if dialog.expires_at is None or abs(expiry - dialog.expires_at) > 0.5:
+                    dialog.expiry_from = "SUB-028" if kind == "active" else "SUB-029"
+                dialog.expires_at = expiry
             body = body_bytes(args.get("body"), dialog.record_uri, self.scenario.path.parent)
             data, branch = self.peer.notify(
                 dialog, state=state, body=body,
@@ -501,12 +729,13 @@ class Run:
                 remove=list(args.get("remove") or []), cseq=args.get("cseq"),
                 call_id=args.get("call_id"), from_tag=args.get("from_tag"),
                 to_tag=args.get("to_tag"))
-        sent = SentNotify(step.id, branch, self.session.now(), data)
+        sent = SentNotify(step.id, branch, self.session.now(), data,
+                          to=self.notify_address(dialog))
         self.notifies_by_branch[branch] = sent
         if step.id is not None:
             self.notifies[step.id] = sent
         self.last_notify = sent
-        self.send(data, "NOTIFY")
+        self.send(data, "NOTIFY", sent.to)
         return sent
 
     def step_notify(self, step: Step, args: dict[str, Any]) -> float:
@@ -517,7 +746,7 @@ class Run:
         if ref is not None:
             captured = self.captures.get(ref)
             if captured is None:
-                raise StepFailure(f"notify: step {ref!r} captured no request")
+                raise Inconclusive(f"notify: step {ref!r} captured no request")
             dialog = self.peer.dialog_for(captured.request)
         self.send_notify(step, dialog, args)
         return self.session.now()
@@ -528,19 +757,20 @@ class Run:
         original = self.notifies.get(ref)
         if original is None:
             raise StepFailure(f"notify: step {ref!r} sent no NOTIFY to retransmit")
-        sent = SentNotify(step.id, original.branch, self.session.now(), original.data)
+        sent = SentNotify(step.id, original.branch, self.session.now(), original.data,
+                          to=original.to)
         self.notifies_by_branch[original.branch] = sent
         if step.id is not None:
             self.notifies[step.id] = sent
         self.last_notify = sent
-        self.send(original.data, "NOTIFY (retransmission)")
+        self.send(original.data, "NOTIFY (retransmission)", sent.to)
         return self.session.now()
 
     def sent_notify(self, args: dict[str, Any]) -> SentNotify:
         ref = args.get("to")
         sent = self.notifies.get(ref) if ref else self.last_notify
         if sent is None:
-            raise StepFailure("no NOTIFY was sent" + (f" by step {ref!r}" if ref else ""))
+            raise Inconclusive("no NOTIFY was sent" + (f" by step {ref!r}" if ref else ""))
         return sent
 
     def wait_response(self, sent: SentNotify, statuses: list[int], match: dict[str, Any],
@@ -727,15 +957,28 @@ def _equal(a: Any, b: Any) -> bool:
     return str(a) == str(b) if a is not None and b is not None else a is b
 
 
+def step_tests(scenario: Scenario, step: Step) -> tuple[str, ...]:
+    """What a step tests: its `tests`; an untagged assertion (a scenario outside the
+    library, which `lint` refuses) falls back on its own or the scenario's `covers`."""
+    return step.tests or step.covers or scenario.covers
+
+
 def run_scenario(scenario: Scenario, profile: str, target: Target, *,
                  lenient_status: bool = False) -> ScenarioResult:
     """Run one scenario in one profile; never raises for a scenario problem.
+
+    Against the reference every expectation is exact. Against another build (a session
+    whose `reference` is false) an unmet `reference` expectation is a `differs`
+    observation and the run goes on, anchored on what the target did; only a requirement
+    failure fails the run (the steps after it are `not-tested`, the ladder keeps the next
+    GRACE seconds).
 
     `lenient_status`: status steps still run (so they consume status messages and let time
     pass as usual) but a failing one is recorded as n/a and the run goes on: the verdict
     then rests on the SIP steps alone (used to judge another agent's wire behaviour)."""
     result = ScenarioResult(scenario.name, str(scenario.path), profile, target.name, PASS,
-                            scenario.all_covers)
+                            scenario.all_covers,
+                            capabilities=tuple(sorted(target.capabilities)))
     steps = [s for s in scenario.steps if s.applies_to(profile)]
     missing = set(scenario.requires) - set(target.capabilities)
     if any(s.action == "fault" for s in steps) and "faults" not in target.capabilities:
@@ -743,44 +986,98 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
     if any(s.action == "unsubscribe" for s in steps) and \
             "unsubscribe" not in target.capabilities:
         missing.add("unsubscribe")
+    handles = {str((s.args or {}).get("handle", "main")) for s in steps
+               if s.action == "subscribe" and isinstance(s.args, dict)} or {"main"}
+    capacity = getattr(target, "max_subscriptions", None)
+    if capacity is not None and len(handles) > capacity:
+        missing.add(f"{len(handles)} subscriptions at once (the target declares "
+                    f"{capacity})")
     if profile not in scenario.profiles or missing:
         result.verdict = NA
         result.failure = (f"target {target.name!r} lacks {', '.join(sorted(missing))}"
                           if missing else f"scenario does not apply to profile {profile}")
+        result.steps = [StepResult(s.index, s.action, s.id, NA,
+                                   tests=step_tests(scenario, s)) for s in steps]
         return result
     started = time.perf_counter()
     session: Session | None = None
     run: Run | None = None
+    stopped = False
     try:
         session = target.open(scenario, profile)
         run = Run(scenario, profile, session)
         for step in steps:
+            tests = step_tests(scenario, step) if step.action in ASSERTIONS else ()
+            if stopped:
+                result.steps.append(StepResult(step.index, step.action, step.id, NOT_TESTED,
+                                               tests=tests))
+                continue
             if step.action in STATUS_STEPS and "status" not in session.capabilities:
-                result.steps.append(StepResult(step.index, step.action, step.id, NA))
+                at = run.skip_status_step(step)
+                result.steps.append(StepResult(step.index, step.action, step.id, NA, at,
+                                               "the target reports no status", tests))
                 continue
             try:
                 at = run.run_step(step)
+            except Inconclusive as exc:
+                if run.reference_target:
+                    raise _Broken(step, exc) from None
+                result.steps.append(StepResult(step.index, step.action, step.id, NOT_TESTED,
+                                               session.now(), exc.render(), tests))
+                stopped = True
+                continue
             except StepFailure as exc:
+                now = session.now()
                 if lenient_status and step.action in STATUS_STEPS:
-                    now = session.now()
                     result.steps.append(StepResult(step.index, step.action, step.id, NA,
-                                                   now, exc.render()))
-                    run.prev_time = now
-                    if step.id is not None:
-                        run.step_times[step.id] = now
+                                                   now, exc.render(), tests))
+                    run.mark(step, now)
+                    continue
+                if exc.reference and not run.reference_target:
+                    result.steps.append(StepResult(
+                        step.index, step.action, step.id, DIFFERS, now, exc.render(), tests,
+                        [*run.differences, exc.render()]))
+                    run.mark(step, now)
+                    if result.verdict == PASS:
+                        result.verdict = DIFFERS
                     continue
                 result.steps.append(StepResult(step.index, step.action, step.id, FAIL,
-                                               session.now(), exc.render()))
+                                               now, exc.render(), exc.tests or tests,
+                                               run.differences))
                 result.verdict = FAIL
                 result.failure = f"{step.label}: {exc.render()}"
-                break
-            result.steps.append(StepResult(step.index, step.action, step.id, PASS, at))
-        if result.verdict == PASS and run.requests:
+                stopped = True
+                run.listen(GRACE)
+                continue
+            verdict = DIFFERS if run.differences else PASS
+            if verdict == DIFFERS and result.verdict == PASS:
+                result.verdict = DIFFERS
+            result.steps.append(StepResult(step.index, step.action, step.id, verdict, at,
+                                           "", tests, run.differences))
+        if result.verdict in (PASS, DIFFERS) and run.requests and not stopped:
             leftover = run.requests[0]
-            result.verdict = FAIL
-            result.failure = (f"end of scenario: unexpected {leftover.request.method} at "
-                              f"t={leftover.at:.3f}\n  message:\n"
-                              + _indent(_excerpt(leftover.data, leftover.at), "    | "))
+            text = (f"end of scenario: unexpected {leftover.request.method} at "
+                    f"t={leftover.at:.3f}\n  message:\n"
+                    + _indent(_excerpt(leftover.data, leftover.at), "    | "))
+            tests = tuple(rid for rid in scenario.covers if rid.startswith("SUB-"))
+            # On another build a request after the last expectation is an observation: the
+            # scenario tested what it meant to before it (an explicit `expect_nothing`
+            # decides a "do not re-subscribe" requirement).
+            if not run.reference_target:
+                result.steps.append(StepResult(len(scenario.steps), "end", None, DIFFERS,
+                                               leftover.at, text, ("reference",), [text]))
+                result.verdict = DIFFERS
+            else:
+                result.steps.append(StepResult(len(scenario.steps), "end", None, FAIL,
+                                               leftover.at, text, tests or ("reference",)))
+                result.verdict = FAIL
+                result.failure = text
+    except _Broken as exc:
+        result.verdict = FAIL
+        result.failure = f"{exc.step.label}: {exc.failure.render()}"
+        result.steps.append(StepResult(exc.step.index, exc.step.action, exc.step.id, FAIL,
+                                       None, exc.failure.render(),
+                                       step_tests(scenario, exc.step)))
     except Exception as exc:  # a harness or target problem, not a verdict on the subscriber
         result.verdict = ERROR
         result.failure = f"{type(exc).__name__}: {exc}"
@@ -789,11 +1086,12 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
             try:
                 session.close()
             except Exception as exc:  # pragma: no cover - best effort
-                if result.verdict == PASS:
+                if result.verdict in (PASS, DIFFERS):
                     result.verdict = ERROR
                     result.failure = f"closing the target: {exc}"
     if run is not None:
         result.transcript = run.transcript
+        result.ladder = run.ladder
     result.wall = time.perf_counter() - started
     if scenario.is_xfail(profile):
         result.xfail_reason = scenario.xfail_reason
@@ -802,7 +1100,30 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
     return result
 
 
+class _Broken(Exception):
+    """A step of a reference run referred to something missing: the scenario fails."""
+
+    def __init__(self, step: Step, failure: StepFailure) -> None:
+        super().__init__(str(failure))
+        self.step = step
+        self.failure = failure
+
+
 __all__ = [
-    "ERROR", "FAIL", "NA", "PASS", "XFAIL", "Datagram", "Incoming",
-    "ScenarioResult", "Session", "Status", "StepResult", "Target", "run_scenario",
+    "DIFFERS",
+    "ERROR",
+    "FAIL",
+    "NA",
+    "NOT_TESTED",
+    "PASS",
+    "XFAIL",
+    "Datagram",
+    "Incoming",
+    "Inconclusive",
+    "ScenarioResult",
+    "Session",
+    "Status",
+    "StepResult",
+    "Target",
+    "run_scenario",
 ]

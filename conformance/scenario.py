@@ -29,10 +29,18 @@ ACTIONS = (
     "expect_no_response", "expect_status", "expect_no_status", "expect_nothing", "wait",
     "fault",
 )
-STEP_COMMON = ("id", "only", "covers", "note")
+STEP_COMMON = ("id", "only", "covers", "tests", "note")
+# Steps that assert something about the subscriber: each must say what it `tests` (lint).
+ASSERTIONS = ("expect", "expect_response", "expect_no_response", "expect_status",
+              "expect_no_status", "expect_nothing", "accept")
+# `tests: [reference]`: the step checks a choice of the reference profile, not an RFC rule.
+REFERENCE = "reference"
 # Fields of a step whose values are time expressions (checked by `lint`).
 TIME_FIELDS = ("expires", "min_expires", "retry_after", "duration", "delay")
-WINDOW_FIELDS = ("within", "retry_in")
+WINDOW_FIELDS = ("within", "retry_in", "rfc_within")
+# Names only defined while a run plays (not agent parameters): `remaining` = seconds from
+# the step's anchor to the expiry of the last grant the peer gave in the current dialog.
+RUN_NAMES = ("remaining",)
 DEFAULT_RECORD = "sip:alice@{peer}"
 DEFAULT_SUBSCRIBER = "sip:bob@lab.test"
 SCHEMA_PATH = Path(__file__).with_name("scenario_schema.json")
@@ -65,6 +73,16 @@ class Step:
     only: tuple[str, ...] = ()
     covers: tuple[str, ...] = ()
     note: str = ""
+    tests: tuple[str, ...] = ()
+
+    @property
+    def reference_only(self) -> bool:
+        """The step checks only a choice of the reference profile."""
+        return self.tests == (REFERENCE,)
+
+    @property
+    def requirement_ids(self) -> tuple[str, ...]:
+        return tuple(t for t in self.tests if t != REFERENCE)
 
     def applies_to(self, profile: str) -> bool:
         return not self.only or profile in self.only
@@ -198,12 +216,18 @@ def _parse_step(index: int, raw: Any, errors: list[str]) -> Step | None:
     if not isinstance(covers, list):
         errors.append(f"{where}.covers: must be a list of requirement IDs")
         covers = []
+    tests = raw.get("tests", [])
+    if isinstance(tests, str):
+        tests = [tests]
+    if not isinstance(tests, list):
+        errors.append(f"{where}.tests: must be a list of requirement IDs or 'reference'")
+        tests = []
     step_id = raw.get("id")
     if step_id is not None and (not isinstance(step_id, str) or step_id == "start"):
         errors.append(f"{where}.id: must be a string other than 'start'")
         step_id = None
     return Step(index, action, args, step_id, tuple(only), tuple(map(str, covers)),
-                str(raw.get("note", "")))
+                str(raw.get("note", "")), tuple(map(str, tests)))
 
 
 def parse_scenario(data: Mapping[str, Any], path: Path) -> Scenario:
@@ -252,7 +276,26 @@ def unknown_requirements(covers: Iterable[Any], steps: Iterable[Step]) -> list[s
     for step in steps:
         problems.extend(f"steps[{step.index}].covers[{i}]: unknown requirement ID {rid!r}"
                         for i, rid in enumerate(step.covers) if rid not in known)
+        args = step.args if isinstance(step.args, dict) else {}
+        named = [("rfc_tests", args.get("rfc_tests") or []),
+                 ("uri_tests", args.get("uri_tests") or [])]
+        named += [(f"match_tests.{k}", v) for k, v in (args.get("match_tests") or {}).items()]
+        for where, ids in named:
+            problems.extend(f"steps[{step.index}].{where}[{i}]: unknown requirement ID "
+                            f"{rid!r}" for i, rid in enumerate(ids) if rid not in known)
+        problems.extend(f"steps[{step.index}].tests[{i}]: unknown requirement ID {rid!r} "
+                        f"(a SUB-nnn of docs/requirements.md or {REFERENCE!r})"
+                        for i, rid in enumerate(step.tests)
+                        if rid != REFERENCE and rid not in known)
     return problems
+
+
+def untagged_expectations(scenario: Scenario) -> list[str]:
+    """`lint`: every assertion step names what it tests (a requirement ID or `reference`)."""
+    return [f"{scenario.path}: scenario {scenario.name!r}: steps[{step.index}] "
+            f"{step.action}: says nothing about what it tests (add `tests: [SUB-nnn]` "
+            f"or `tests: [{REFERENCE}]`)"
+            for step in scenario.steps if step.action in ASSERTIONS and not step.tests]
 
 
 def semantic_problems(scenario: Scenario) -> list[str]:
@@ -260,7 +303,7 @@ def semantic_problems(scenario: Scenario) -> list[str]:
     problems: list[str] = []
     for profile in scenario.profiles:
         try:
-            names = scenario.names_for(profile)
+            names = {**scenario.names_for(profile), **dict.fromkeys(RUN_NAMES, 0.0)}
         except ConfigError as exc:
             problems.append(f"params ({profile}): {exc}")
             continue
@@ -289,6 +332,8 @@ def semantic_problems(scenario: Scenario) -> list[str]:
             for key in WINDOW_FIELDS:
                 if isinstance(args.get(key), list):
                     for part in args[key]:
+                        if part is None and key == "rfc_within":
+                            continue  # an open upper bound
                         error = expr.check(part, names)
                         if error:
                             problems.append(f"{where}.{key}: {error}")
@@ -296,7 +341,8 @@ def semantic_problems(scenario: Scenario) -> list[str]:
                 ref = args.get(key)
                 if isinstance(ref, str) and ref not in seen:
                     problems.append(f"{where}.{key}: no earlier step with id {ref!r}")
-            for matcher in (args.get("match") or {}).values():
+            matchers = {**(args.get("match") or {}), **(args.get("reference_match") or {})}
+            for matcher in matchers.values():
                 if isinstance(matcher, dict):
                     for key in ("same_as", "different_from"):
                         ref = matcher.get(key)

@@ -382,15 +382,16 @@ def apply(source: str, mutant: Mutant) -> str:
 
 
 def _library_verdicts(reference_dir: Path, library: Sequence[Path],
-                      timeout: float) -> tuple[str, dict[str, str]]:
-    """Run the library on sim with `reference` imported from `reference_dir`'s parent.
+                      timeout: float, other_build: bool = False) -> tuple[str, dict[str, str]]:
+    """Run the library on sim with `reference` imported from `reference_dir`'s parent
+    (`other_build`: judged as another build, reference choices only `differs`).
     Returns (problem or "", run -> verdict)."""
     root = reference_dir.parent
     report = root / "report.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(REPO)]),
            "PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1"}
     argv = [sys.executable, "-m", "conformance", "run", *map(str, library), "--target", "sim",
-            "-j", "1", "--json", str(report)]
+            "-j", "1", "--json", str(report)] + (["--as-other-build"] if other_build else [])
     try:
         done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True,
                               timeout=timeout, check=False, stdin=subprocess.DEVNULL)
@@ -422,13 +423,16 @@ class _Workspace:
 
 
 def run_mutants(mutants: Sequence[Mutant], jobs: int, library: Sequence[Path],
-                timeout: float = RUN_TIMEOUT,
-                progress: bool = False) -> tuple[dict[str, str], list[Outcome]]:
-    """Baseline verdicts, then one outcome per mutant (workspaces reused per worker)."""
+                timeout: float = RUN_TIMEOUT, progress: bool = False,
+                other_build: bool = False) -> tuple[dict[str, str], list[Outcome]]:
+    """Baseline verdicts, then one outcome per mutant (workspaces reused per worker).
+    `other_build`: the mutant is judged as another build; one whose runs only `differs`
+    (it breaks a reference choice, no requirement) gets the status `differs`."""
     originals = {f: (REPO / f).read_text(encoding="utf-8") for f in TARGET_FILES}
     base_ws = _Workspace.create()
     try:
-        problem, baseline = _library_verdicts(base_ws.root / "reference", library, timeout)
+        problem, baseline = _library_verdicts(base_ws.root / "reference", library, timeout,
+                                              other_build)
     finally:
         shutil.rmtree(base_ws.root, ignore_errors=True)
     if problem:
@@ -442,7 +446,8 @@ def run_mutants(mutants: Sequence[Mutant], jobs: int, library: Sequence[Path],
         started = time.perf_counter()
         try:
             ws.write(mutant.file, apply(originals[mutant.file], mutant))
-            problem, verdicts = _library_verdicts(ws.root / "reference", library, timeout)
+            problem, verdicts = _library_verdicts(ws.root / "reference", library, timeout,
+                                                  other_build)
         finally:
             ws.write(mutant.file, originals[mutant.file])
             free.append(ws)
@@ -452,7 +457,9 @@ def run_mutants(mutants: Sequence[Mutant], jobs: int, library: Sequence[Path],
             outcome = Outcome(mutant, status, [problem[:200]], seconds)
         else:
             killers = sorted(run for run in passing if verdicts.get(run, "missing") in BAD)
-            outcome = Outcome(mutant, "killed" if killers else "survived", killers, seconds)
+            differing = sorted(run for run in passing if verdicts.get(run) == "differs")
+            status = "killed" if killers else ("differs" if differing else "survived")
+            outcome = Outcome(mutant, status, killers or differing, seconds)
         if progress:
             print(f"  #{mutant.id:<4} {outcome.status:<8} {mutant.where:<32} "
                   f"{mutant.description}", file=sys.stderr, flush=True)
@@ -473,7 +480,7 @@ def score(outcomes: Sequence[Outcome], raw: bool = False) -> float:
     counted = [o for o in outcomes if raw or not o.mutant.equivalent]
     if not counted:
         return 0.0
-    killed = sum(1 for o in counted if o.status != "survived")
+    killed = sum(1 for o in counted if o.status not in ("survived", "differs"))
     return 100.0 * killed / len(counted)
 
 
@@ -487,7 +494,7 @@ def select(mutants: Sequence[Mutant], pattern: str | None, limit: int | None,
 
 def _report(outcomes: Sequence[Outcome]) -> str:
     counts = {s: sum(1 for o in outcomes if o.status == s)
-              for s in ("killed", "timeout", "crashed", "survived")}
+              for s in ("killed", "timeout", "crashed", "survived", "differs")}
     equivalent = [o for o in outcomes if o.mutant.equivalent]
     lines = [f"{len(outcomes)} mutants: {counts['killed']} killed, {counts['timeout']} "
              f"timeout, {counts['crashed']} crashed, {counts['survived']} survived "
@@ -495,6 +502,12 @@ def _report(outcomes: Sequence[Outcome]) -> str:
              f"{sum(1 for o in equivalent if o.status != 'survived')} of them killed anyway)",
              f"mutation score {score(outcomes):.1f} % without the equivalent mutants "
              f"({score(outcomes, raw=True):.1f} % over all)"]
+    differing = [o for o in outcomes if o.status == "differs"]
+    if differing:
+        lines.append(f"reference choice only (`differs`, no requirement violated): "
+                     f"{len(differing)}")
+        lines += [f"  #{o.mutant.id} {o.mutant.where}  {o.mutant.description}"
+                  for o in differing]
     survivors = [o for o in outcomes if o.status == "survived" and not o.mutant.equivalent]
     if survivors:
         lines.append("survivors:")
@@ -517,6 +530,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="exit 1 when the score is below this (percent)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-mutant progress")
+    parser.add_argument("--as-other-build", action="store_true",
+                        help="judge each mutant as another build: killed = a requirement "
+                        "violated; a mutant that only breaks reference choices is `differs`")
     args = parser.parse_args(argv)
     mutants = select(generate(), args.pattern, args.limit, args.id)
     if args.list:
@@ -526,7 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     library = args.library or [LIBRARY]
     started = time.perf_counter()
-    _, outcomes = run_mutants(mutants, args.jobs, library, progress=not args.quiet)
+    _, outcomes = run_mutants(mutants, args.jobs, library, progress=not args.quiet,
+                              other_build=args.as_other_build)
     print(_report(outcomes))
     print(f"({time.perf_counter() - started:.0f} s, {args.jobs} jobs)")
     if args.json:

@@ -14,15 +14,17 @@ def make_target(name: str, **options: Any) -> Target:
     if name == "sim":
         from conformance.targets.sim import SimTarget
 
-        sim: Target = SimTarget()
+        sim: Target = SimTarget(reference=not options.get("other_build", False))
         return sim
     if name == "udp":
         from conformance.targets.udp import UdpTarget
 
-        udp: Target = UdpTarget(agent_command=options.get("agent_command"),
-                         tolerance=options.get("tolerance", 0.25),
-                         tolerance_ratio=options.get("tolerance_ratio", 0.02),
-                         control_token=options.get("control_token"))
+        udp = UdpTarget(agent_command=options.get("agent_command"),
+                        tolerance=options.get("tolerance", 0.25),
+                        tolerance_ratio=options.get("tolerance_ratio", 0.02),
+                        control_token=options.get("control_token"))
+        if options.get("other_build"):
+            udp.reference = False
         return udp
     if name == "sip-only":
         from conformance.targets.udp import SipOnlyTarget

@@ -65,7 +65,10 @@ def _method(data: bytes) -> str:
 class SimSession:
     capabilities = frozenset({"status", "faults", "unsubscribe"})
 
-    def __init__(self, config: AgentConfig, factory: AgentFactory) -> None:
+    def __init__(self, config: AgentConfig, factory: AgentFactory,
+                 reference: bool = True) -> None:
+        # False: judge the agent as another build (reference choices are observations).
+        self.reference = reference
         self.env = simpy.Environment()
         self.peer_hostport = f"{PEER_ADDRESS[0]}:{PEER_ADDRESS[1]}"
         # Identifiers from the seed: a scenario's transcript replays byte-identically.
@@ -92,7 +95,8 @@ class SimSession:
         self.agent.unsubscribe(int(handle), now=self.now())
         self._drain()
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, to: str = "") -> None:
+        # One agent on the wire: `to` can only name it.
         self._wire("to_agent", data, lambda: self._to_agent(data))
 
     def poll(self, deadline: float) -> Incoming | None:
@@ -178,8 +182,12 @@ class SimTarget:
     name = "sim"
     capabilities = SimSession.capabilities
 
-    def __init__(self, agent_factory: AgentFactory = Agent) -> None:
+    def __init__(self, agent_factory: AgentFactory = Agent, reference: bool = True) -> None:
+        """`reference`: judge the agent as the reference (every expectation exact); False
+        judges it as another build (reference choices are `differs` observations)."""
         self.agent_factory = agent_factory
+        self.reference = reference
 
     def open(self, scenario: Scenario, profile: str) -> SimSession:
-        return SimSession(scenario.agent_config_for(profile), self.agent_factory)
+        return SimSession(scenario.agent_config_for(profile), self.agent_factory,
+                          self.reference)

@@ -56,8 +56,13 @@ def agent_argv(template: str | None, listen: str, control: str, profile: str,
             continue
         argv.append(token.replace("{listen}", listen).replace("{control}", control)
                     .replace("{profile}", profile))
+    return with_b2b_agent(argv)
+
+
+def with_b2b_agent(argv: list[str]) -> list[str]:
+    """`b2b-agent` not on PATH (a venv not activated): the same code, by module."""
     if argv and argv[0] == "b2b-agent" and shutil.which("b2b-agent") is None:
-        argv[:1] = [sys.executable, "-m", "reference"]  # not installed: same code, by module
+        return [sys.executable, "-m", "reference", *argv[1:]]
     return argv
 
 
@@ -65,8 +70,9 @@ class _RealTimeSession:
     """Peer UDP socket, a real-time clock and the runner interface common to both."""
 
     capabilities: frozenset[str] = frozenset()
+    reference = False
 
-    def __init__(self, agent_address: tuple[str, int], tolerance: float,
+    def __init__(self, agent_address: tuple[str, int] | None, tolerance: float,
                  tolerance_ratio: float) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -79,6 +85,7 @@ class _RealTimeSession:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.sock, selectors.EVENT_READ, "sip")
         self.inbox: list[Incoming] = []
+        self.last_source: tuple[str, int] | None = None
         self.t0 = time.monotonic()
 
     def now(self) -> float:
@@ -87,8 +94,17 @@ class _RealTimeSession:
     def tolerance(self, seconds: float) -> float:
         return self.abs_tolerance + self.ratio * seconds
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendto(data, self.agent_address)
+    def send(self, data: bytes, to: str = "") -> None:
+        """To `to` (host:port), else the configured address, else where the subscriber
+        last sent from."""
+        if to:
+            host, _, port = to.rpartition(":")
+            address: tuple[str, int] | None = (host, int(port))
+        else:
+            address = self.agent_address or self.last_source
+        if address is None:
+            raise RuntimeError("nowhere to send: no agent address and nothing received yet")
+        self.sock.sendto(data, address)
 
     def fault(self, spec: dict[str, Any]) -> None:
         raise RuntimeError("faults need the sim target")
@@ -109,10 +125,11 @@ class _RealTimeSession:
                     data, source = self.sock.recvfrom(65535)
                 except BlockingIOError:
                     return
-                # One socket: whatever arrives here was sent to the peer's address (the
-                # source, `source`, is the subscriber's sending socket, not the destination).
-                del source
-                self.inbox.append(Datagram(data, self.now(), self.peer_hostport))
+                # One socket: whatever arrives here was sent to the peer's address; the
+                # source is the subscriber's sending socket (where replies go).
+                self.last_source = (source[0], source[1])
+                self.inbox.append(Datagram(data, self.now(), self.peer_hostport,
+                                           f"{source[0]}:{source[1]}"))
 
     def close(self) -> None:
         self.selector.close()
@@ -124,7 +141,8 @@ class UdpSession(_RealTimeSession):
 
     def __init__(self, argv_template: str | None, profile: str, params: dict[str, Any],
                  tolerance: float, tolerance_ratio: float,
-                 control_token: str | None = None) -> None:
+                 control_token: str | None = None, reference: bool = True) -> None:
+        self.reference = reference
         sip_port = free_port(socket.SOCK_DGRAM)
         control_port = free_port(socket.SOCK_STREAM)
         super().__init__(("127.0.0.1", sip_port), tolerance, tolerance_ratio)
@@ -237,38 +255,95 @@ class UdpTarget:
         self.control_token = control_token
         self.tolerance = tolerance
         self.tolerance_ratio = tolerance_ratio
+        # Our own agent unless another command line is given: then another build.
+        self.reference = agent_command is None
 
     def open(self, scenario: Scenario, profile: str) -> UdpSession:
         params = scenario.agent_params_for(profile)
         return UdpSession(self.agent_command, str(params["profile"]), params,
-                          self.tolerance, self.tolerance_ratio, self.control_token)
+                          self.tolerance, self.tolerance_ratio, self.control_token,
+                          self.reference)
+
+
+def _parse_address(text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    return host, int(port)
 
 
 class SipOnlySession(_RealTimeSession):
-    """An external subscriber: subscribe/unsubscribe run configured commands."""
+    """An external subscriber: subscribe/unsubscribe run configured commands.
 
-    def __init__(self, trigger: str, untrigger: str | None, listen: str, tolerance: float,
-                 tolerance_ratio: float) -> None:
-        host, _, port = listen.rpartition(":")
-        super().__init__((host, int(port)), tolerance, tolerance_ratio)
+    The scenario clock starts at the first request the subscriber sends after the first
+    `subscribe` (the trigger may return before the subscriber acts, or it may be started
+    for the run and subscribe by itself: then there is no trigger at all). Replies go where
+    requests come from and NOTIFYs to the SUBSCRIBE's Contact, so `listen` is only the
+    fallback for a subscriber that has sent nothing yet."""
+
+    def __init__(self, trigger: str | None, untrigger: str | None, listen: str | None,
+                 tolerance: float, tolerance_ratio: float, *,
+                 env: dict[str, str] | None = None,
+                 trigger_timeout: float = REPLY_TIMEOUT) -> None:
+        super().__init__(_parse_address(listen), tolerance, tolerance_ratio)
         self.trigger = trigger
         self.untrigger = untrigger
+        self.env = env or {}
+        self.trigger_timeout = trigger_timeout
         self.capabilities = frozenset({"unsubscribe"} if untrigger else set())
+        self.clock_started = False
+        # Declared values (PIXIT) that replace parameters in time expressions (e.g. t1).
+        self.declared_names: dict[str, float] = {}
 
     def _run(self, template: str, record: str, subscriber: str) -> None:
         argv = [token.replace("{record}", record).replace("{subscriber}", subscriber)
                 .replace("{peer}", self.peer_hostport) for token in shlex.split(template)]
-        subprocess.run(argv, check=True, timeout=REPLY_TIMEOUT, stdin=subprocess.DEVNULL)
+        try:
+            done = subprocess.run(argv, timeout=self.trigger_timeout,
+                                  stdin=subprocess.DEVNULL, capture_output=True,
+                                  env={**os.environ, **self.env}, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"{argv[0]}: no exit within {self.trigger_timeout:g} s "
+                               f"(trigger_timeout); stderr: {_tail(exc.stderr)}") from None
+        except OSError as exc:
+            raise RuntimeError(f"{argv[0]}: cannot run: {exc.strerror}") from None
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: exit status {done.returncode}; "
+                               f"stderr: {_tail(done.stderr)}")
 
     def subscribe(self, record: str, subscriber: str) -> Any:
         self.last = (record, subscriber)
-        self._run(self.trigger, record, subscriber)
+        if self.trigger:
+            self._run(self.trigger, record, subscriber)
+        if not self.clock_started:
+            self._start_clock_at_first_request()
         return self.last
+
+    def _start_clock_at_first_request(self) -> None:
+        """t = 0 is the first datagram from the subscriber (waits `trigger_timeout`)."""
+        self.clock_started = True
+        item = self.poll(self.now() + self.trigger_timeout)
+        if item is None:
+            raise RuntimeError(f"the subscriber sent nothing within {self.trigger_timeout:g} s "
+                               "of the trigger (trigger_timeout)")
+        shift = item.at
+        self.t0 += shift
+        self.inbox.insert(0, Datagram(item.data, 0.0, item.destination, item.source)
+                          if isinstance(item, Datagram) else item)
+        self.inbox[1:] = [Datagram(d.data, d.at - shift, d.destination, d.source)
+                          if isinstance(d, Datagram) else d for d in self.inbox[1:]]
 
     def unsubscribe(self, handle: Any) -> None:
         if self.untrigger is None:
             raise RuntimeError("no --untrigger-command configured")
         self._run(self.untrigger, *handle)
+
+
+def _tail(data: bytes | str | None, limit: int = 400) -> str:
+    if not data:
+        return "(empty)"
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    return " ".join(text.split())[-limit:]
 
 
 class SipOnlyTarget:
@@ -280,7 +355,7 @@ class SipOnlyTarget:
             raise ValueError("the sip-only target needs --trigger-command")
         self.trigger = trigger
         self.untrigger = untrigger
-        self.listen = listen or "127.0.0.1:5060"
+        self.listen = listen
         self.tolerance = tolerance
         self.tolerance_ratio = tolerance_ratio
         self.capabilities = frozenset({"unsubscribe"} if untrigger else set())

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conformance.runner import FAIL, run_scenario
+from conformance.runner import DIFFERS, FAIL, run_scenario
 from conformance.scenario import Scenario, load
 from conformance.targets.sim import AgentFactory, SimTarget
 from reference import Agent, AgentConfig, policy
@@ -192,3 +192,32 @@ def test_broken_variant_is_caught(variant: str, library: list[Scenario],
 
 def test_reference_itself_is_not_caught(library: list[Scenario]) -> None:
     assert caught_by(library, Agent) == []
+
+
+# Variants that break a choice of the reference, no RFC requirement (docs/mutation.md).
+REFERENCE_CHOICE_ONLY = {
+    # SER-023: after an error answer to the unsubscribe the subscription is over for good;
+    # RFC 6665 has no rule against subscribing again.
+    "resurrects-on-unsubscribe-error",
+    # SER-051: the storm guard backs off re-subscriptions that follow short-lived ones; the
+    # RFC asks for an immediate retry after `deactivated` (SUB-035) and allows one after a
+    # 481 refresh, so restarting as asked breaks no RFC requirement.
+    "re-subscribe-storm",
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_broken_variant_violates_a_requirement_as_another_build(
+        variant: str, library: list[Scenario],
+        patched: Callable[[dict[str, Any]], None]) -> None:
+    """Judged as another build (reference choices are only `differs`), every variant still
+    fails a run (it breaks a requirement), except those documented as breaking only a
+    choice of the reference, which must still come out `differs`."""
+    agent_class, patches = VARIANTS[variant]
+    patched(patches)
+    target = SimTarget(agent_factory=agent_class, reference=False)
+    verdicts = [run_scenario(s, p, target).verdict for s in library for p in s.profiles]
+    if variant in REFERENCE_CHOICE_ONLY:
+        assert FAIL not in verdicts and DIFFERS in verdicts
+    else:
+        assert FAIL in verdicts, f"{variant!r} only differs from the reference"

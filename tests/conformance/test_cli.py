@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -25,7 +28,9 @@ def test_run_library_both_profiles_with_reports(tmp_path: Path,
     data = json.loads(report.read_text())
     assert data["summary"]["fail"] == 0 and data["summary"]["pass"] >= 60
     assert {r["profile"] for r in data["results"]} == {"ser", "rfc6665"}
-    assert data["requirements"]["SUB-131"]["verdict"] == "pass"
+    assert data["requirements"]["SUB-131"]["verdict"] == "conformant"
+    assert data["runs_by_requirement"]["SUB-131"]["verdict"] == "pass"
+    assert all(r["ladder"] for r in data["results"] if r["verdict"] == "pass")
     suite = ET.parse(junit).getroot()
     assert suite.get("failures") == "0" and int(suite.get("tests") or 0) == len(data["results"])
     text = coverage.read_text()
@@ -86,3 +91,41 @@ def test_pytest_collects_scenarios() -> None:
         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+def test_junit_into_a_missing_folder(tmp_path: Path) -> None:
+    junit = tmp_path / "out" / "deeper" / "junit.xml"
+    code = main(["run", str(LIBRARY / "conformance" / "failed" / "403-initial.yaml"),
+                 "--junit", str(junit), "--no-colour"])
+    assert code == 0
+    assert ET.parse(junit).getroot().get("tests") == "2"
+
+
+def test_unwritable_report_is_one_line(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["run", str(LIBRARY / "conformance" / "failed" / "403-initial.yaml"),
+                 "--json", str(blocker / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("b2b-conform: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_list_into_a_closed_pipe_is_quiet() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "conformance", "list", str(LIBRARY)],
+                              stdout=write_end, stderr=subprocess.PIPE, cwd=ROOT, check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert done.stderr == b""
+
+
+def test_every_benchmark_takes_help() -> None:
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                              cwd=ROOT, check=False, timeout=60)
+        assert done.returncode == 0 and b"usage" in done.stdout.lower(), script.name

@@ -54,3 +54,88 @@ def test_unsubscribe_needs_the_untrigger_command(tmp_path: Path) -> None:
     [scenario] = load_file(path)
     result = run_scenario(scenario, "rfc6665", SipOnlyTarget("true", None, None))
     assert result.verdict == NA and "unsubscribe" in (result.failure or "")
+
+
+# A subscriber started per run: it subscribes 1 s after start from one socket, names
+# another socket in its Contact and answers the NOTIFY that arrives there.
+LAUNCHED = '''
+import os, socket, sys, time
+peer, record = sys.argv[1], sys.argv[2]
+assert os.environ["B2B_TEST_ENV"] == "reaches"
+host, port = peer.rsplit(":", 1)
+source = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); source.bind(("127.0.0.1", 0))
+contact = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); contact.bind(("127.0.0.1", 0))
+cport = contact.getsockname()[1]
+time.sleep(1.0)
+message = (f"SUBSCRIBE {record} SIP/2.0\\r\\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx1\\r\\n"
+           f"Max-Forwards: 70\\r\\nTo: <{record}>\\r\\nFrom: <sip:bob@lab.test>;tag=f1\\r\\n"
+           f"Call-ID: c1@lab.test\\r\\nCSeq: 1 SUBSCRIBE\\r\\n"
+           f"Contact: <sip:127.0.0.1:{cport}>\\r\\n"
+           "Event: presence\\r\\nExpires: 60\\r\\nContent-Length: 0\\r\\n\\r\\n")
+source.sendto(message.encode(), (host, int(port)))
+source.settimeout(5); contact.settimeout(5)
+assert source.recvfrom(65535)[0].startswith(b"SIP/2.0 200")
+notify, where = contact.recvfrom(65535)
+head = notify.split(b"\\r\\n\\r\\n", 1)[0].split(b"\\r\\n")[1:]
+copied = (b"via", b"from", b"to", b"call-id", b"cseq")
+keep = [h for h in head if h.split(b":")[0].lower() in copied]
+ok = b"SIP/2.0 200 OK\\r\\n" + b"\\r\\n".join(keep)
+contact.sendto(ok + b"\\r\\nContent-Length: 0\\r\\n\\r\\n", where)
+time.sleep(30)
+'''
+
+TARGET = """
+kind: target
+name: test-launched
+launch: "{python} {target_dir}/sub.py {peer} {record}"
+env: {B2B_TEST_ENV: reaches}
+trigger_timeout: 5
+jobs: 2
+declarations: {t1: 0.5, max_subscriptions: 1, status: false, artefacts: ["none"]}
+"""
+
+ACCEPTED = """
+kind: scenario
+name: t/launched
+covers: [SUB-043]
+profiles: [rfc6665]
+params: {default_expiration: 60}
+steps:
+  - subscribe:
+  - expect: {method: SUBSCRIBE, within: [0, 0], tests: [SUB-006]}
+  - accept: {expires: 60, tests: [SUB-043]}
+"""
+
+
+def test_launch_per_run_contact_routing_clock_and_env(tmp_path: Path) -> None:
+    from conformance.target_files import describe, load_target_file, run_target_file
+
+    (tmp_path / "sub.py").write_text(LAUNCHED, encoding="utf-8")
+    target_file = tmp_path / "t.yaml"
+    target_file.write_text(TARGET, encoding="utf-8")
+    path = tmp_path / "s.yaml"
+    path.write_text(ACCEPTED, encoding="utf-8")
+    two = tmp_path / "two.yaml"
+    two.write_text(ACCEPTED.replace("t/launched", "t/two") + "  - subscribe: {handle: second}\n",
+                   encoding="utf-8")
+    scenarios = load_file(path) + load_file(two)
+    _name, results, declarations = run_target_file(target_file, scenarios)
+    by_name = {r.scenario: r for r in results}
+    launched = by_name["t/launched"]
+    # Replies reached the source socket, the NOTIFY the Contact, and the clock started at
+    # the SUBSCRIBE (sent 1 s after the process started): [0, 0] holds.
+    assert launched.verdict == PASS, launched.failure
+    assert by_name["t/two"].verdict == NA and "2 subscriptions" in (by_name["t/two"].failure
+                                                                      or "")
+    assert declarations["declared max_subscriptions"] == 1
+    assert describe(load_target_file(target_file))["declared t1"] == 0.5
+
+
+def test_trigger_stderr_and_status_reach_the_report(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    [scenario] = load_file(path)
+    failing = f"{sys.executable} -c \"import sys; sys.stderr.write('boom'); sys.exit(3)\""
+    result = run_scenario(scenario, "rfc6665", SipOnlyTarget(failing, None, None))
+    assert result.verdict == "error"
+    assert "exit status 3" in (result.failure or "") and "boom" in (result.failure or "")
