@@ -1,7 +1,7 @@
 """Simulator throughput benchmark (prints numbers; asserts nothing).
 
 Measures, in one process run:
-1. timer implementations (CallbackTimers, HeapTimers, LazyTimers) on a refresh-like pattern;
+1. the core's deadline queue (reference.timers) on a refresh-like pattern;
 2. a bare-SimPy baseline: timeout callbacks only, the same event count as the simulation
    and as many events pending at a time as the simulation had on average (the heap depth
    is part of an event's cost);
@@ -28,15 +28,15 @@ import random
 import resource
 import time
 import tracemalloc
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import simpy
 
 from reference import Agent
+from reference.timers import DeadlineQueue, TimerKey, TimerKind
 from simulator.run import build, build_kind, finish
-from simulator.timers import CallbackTimers, HeapTimers, LazyTimers
 from simulator.workload import Workload, load_workload, workload_from_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,32 +49,22 @@ def _rss_kib() -> int:
 
 
 def bench_timers(keys: int = 50_000, horizon: float = 3600.0) -> None:
-    for cls in (CallbackTimers, HeapTimers, LazyTimers):
-        env = simpy.Environment()
-        rng = random.Random(1)
-        fired = 0
-        holder: dict[str, CallbackTimers | HeapTimers | LazyTimers] = {}
-
-        def callback(
-            key: Hashable,
-            env: simpy.Environment = env,
-            rng: random.Random = rng,
-            holder: dict[str, CallbackTimers | HeapTimers | LazyTimers] = holder,
-        ) -> None:
-            nonlocal fired
+    """The core's deadline queue (reference.timers) on a refresh-like pattern: every key
+    fires and re-arms 500-1000 s later until the horizon, the clock jumping from deadline to
+    deadline as a driver's one wake-up would."""
+    queue = DeadlineQueue()
+    rng = random.Random(1)
+    for handle in range(keys):
+        queue.arm(TimerKey(TimerKind.SUBSCRIPTION, handle), rng.uniform(0, 1000))
+    fired = 0
+    started = time.perf_counter()
+    while (now := queue.next_deadline()) is not None and now < horizon:
+        while (key := queue.pop_due(now)) is not None:
             fired += 1
-            if env.now < horizon:
-                holder["timers"].start(key, env.now + rng.uniform(500, 1000))
-
-        timers = cls(env, callback)
-        holder["timers"] = timers
-        for key in range(keys):
-            timers.start(key, rng.uniform(0, 1000))
-        started = time.perf_counter()
-        env.run(until=horizon)
-        wall = time.perf_counter() - started
-        print(f"timers {cls.__name__:15s} {fired:8d} fires in {wall:6.2f} s "
-              f"({fired / wall:,.0f}/s)")  # fmt: skip
+            queue.arm(key, now + rng.uniform(500, 1000))
+    wall = time.perf_counter() - started
+    print(f"timers reference.timers.DeadlineQueue {fired:8d} fires in {wall:6.2f} s "
+          f"({fired / wall:,.0f}/s)")  # fmt: skip
 
 
 def bare_simpy(events: int, chains: int = 10_000) -> float:
@@ -158,7 +148,7 @@ class _AgentClock:
         self.calls = 0
 
     def wrap(self, agent: Agent) -> None:
-        for name in ("subscribe", "unsubscribe", "datagram_received", "timer_fired"):
+        for name in ("subscribe", "unsubscribe", "datagram_received", "handle_timers"):
             setattr(agent, name, self._timed(getattr(agent, name)))
 
     def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:

@@ -19,8 +19,8 @@ Checked (`SoakReport.problems` lists every violation; empty = pass):
   "active" means the agent holds it in a confirmed state with an unexpired grant **and** the
   notifier holds the same dialog (ground truth from the notifier, not the agent's belief);
 * at the end: the agent holds exactly one subscription timer per live subscription and no
-  timer, dialog or subscription of an unsubscribed one (a ledger of the StartTimer /
-  CancelTimer effects and timer expiries); the dialog count equals the live dialogs;
+  timer, dialog or subscription of an unsubscribed one (the core's own list of armed
+  timers); the dialog count equals the live dialogs;
 * memory per subscription (a deep size of the agent object) does not grow between 20 % of the
   run and its end;
 * after `unsubscribe_all` and the unsubscribe bound plus Timer K/J, nothing is left: no
@@ -35,11 +35,11 @@ import json
 import sys
 import time
 import types
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference import CancelTimer, Deliver, Effect, StartTimer
+from reference import Deliver, Effect, TimerKey, TimerKind
 from reference.agent import Agent
 from simulator.host import AgentHost
 from simulator.notifier import Notifier
@@ -95,37 +95,31 @@ class SoakReport:
 
 
 class TimerLedger:
-    """Which timer keys the agent has armed, from its effects and the expiries fed back.
+    """The agent's deliveries (from its effects) and its armed timers (the core's own query).
 
-    Wraps the agent's `drain_effects` and `timer_fired` on the instance (the host calls both
-    through the attribute), so it sees exactly what a runtime sees.
+    Wraps the agent's `drain_effects` on the instance (the host's effect pump calls it
+    through the attribute), so it sees every delivery a runtime sees.
     """
 
     def __init__(self, agent: Agent, on_deliver: Callable[[Deliver], None]) -> None:
-        self.live: dict[Hashable, float] = {}
+        self.agent = agent
         drain = agent.drain_effects
-        fire = agent.timer_fired
 
         def drain_effects() -> list[Effect]:
             effects = drain()
             for effect in effects:
-                if isinstance(effect, StartTimer):
-                    self.live[effect.key] = effect.at
-                elif isinstance(effect, CancelTimer):
-                    self.live.pop(effect.key, None)
-                elif isinstance(effect, Deliver):
+                if isinstance(effect, Deliver):
                     on_deliver(effect)
             return effects
 
-        def timer_fired(key: Hashable, *, now: float) -> None:
-            self.live.pop(key, None)
-            fire(key, now=now)
-
         agent.drain_effects = drain_effects  # type: ignore[method-assign]
-        agent.timer_fired = timer_fired  # type: ignore[method-assign]
 
-    def keys_of(self, kind: str) -> list[tuple[Any, ...]]:
-        return [k for k in self.live if isinstance(k, tuple) and k and k[0] == kind]
+    @property
+    def live(self) -> dict[TimerKey, float]:
+        return self.agent.timer_deadlines()
+
+    def handles_of(self, kind: TimerKind) -> set[int]:
+        return {key.handle for key in self.live if key.kind is kind}
 
 
 def deep_size(root: object) -> int:
@@ -300,8 +294,8 @@ def run_soak(subscriptions: int, hours: float, profile: str, seed: int = 1,
         problems.append(f"{len(held & settled)} unsubscribed subscription(s) still held")
     if not live <= held:
         problems.append(f"{len(live - held)} live subscription(s) lost by the agent")
-    sub_timers = {k[1] for k in ledger.keys_of("sub")}
-    n_timers = {k[1] for k in ledger.keys_of("n")}
+    sub_timers = ledger.handles_of(TimerKind.SUBSCRIPTION)
+    n_timers = ledger.handles_of(TimerKind.TIMER_N)
     no_timer = [h for h in live if h not in sub_timers
                 and agent.subscriptions[h].state.name.lower() != "terminated"]
     if no_timer:

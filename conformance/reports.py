@@ -185,7 +185,3 @@ def coverage_markdown(results: Sequence[ScenarioResult], target: str) -> str:
         lines.append(f"| {req} | {entry['verdict']} | {'<br>'.join(cells)} |")
     lines.append("")
     return "\n".join(lines)
-
-
-def write_coverage(results: Sequence[ScenarioResult], path: Path, target: str) -> None:
-    path.write_text(coverage_markdown(results, target), encoding="utf-8")

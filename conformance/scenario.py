@@ -7,7 +7,6 @@ scenarios/` can walk the whole tree. Every error names the file, the scenario an
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import json
 from collections.abc import Iterable, Mapping
@@ -414,7 +413,3 @@ def matches_pattern(name: str, pattern: str) -> bool:
     if any(ch in pattern for ch in "*?["):
         return fnmatch.fnmatch(name, pattern)
     return pattern in name
-
-
-def replace_steps(scenario: Scenario, steps: Iterable[Step]) -> Scenario:
-    return dataclasses.replace(scenario, steps=tuple(steps))

@@ -1,6 +1,16 @@
 """The presence B2BUA engine: routes inputs to subscriptions, runs the table, emits effects.
 
-Sans-IO: every input carries `now`; outputs are effects collected for `drain_effects()`.
+Rules of this file:
+* QSA inputs (`subscribe`, `unsubscribe`, `close`) and what the UA layer (`reference.ua`)
+  hands up (`pass_up`: a SUBSCRIBE's outcome; `request_received`: a new NOTIFY) are
+  classified into one table `Event` each; the subscription's row of the profile's table
+  (`reference.subscription`) names the actions, run in order by the functions of
+  `ACTIONS` (bottom of this file, with the rules no row shows).
+* Every timer is in the core's one deadline queue (`reference.timers`); a driver calls
+  `next_deadline()` / `handle_timers(now)` (through `reference.pump`).
+* Profile differences are table rows, `policy` arithmetic or named `policy.Rules`; this
+  file never asks which profile runs.
+* Sans-IO: every input carries `now`; outputs are effects collected for `drain_effects()`.
 Policy randomness (jitter, delays) comes from one `random.Random` seeded from the
 configuration; tags, Call-IDs and branches come from the injected `IdSource` (`reference.ids`:
 the OS CSPRNG unless a deterministic source is passed, as the simulator and tests do).
@@ -9,25 +19,15 @@ See docs/architecture.md for the contract and docs/behaviour.md for the two prof
 
 from __future__ import annotations
 
-import heapq
 import random
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from reference import policy
 from reference.config import AgentConfig, ConfigError
-from reference.effects import (
-    Address,
-    CancelTimer,
-    Deliver,
-    Effect,
-    Send,
-    StartTimer,
-    TimerKey,
-    TraceEvent,
-)
+from reference.effects import Address, Deliver, Effect, TraceEvent
 from reference.ids import (
     BRANCH_BYTES,
     BRANCH_COOKIE,
@@ -44,40 +44,19 @@ from reference.sip import (
     Response,
     SipParseError,
     check_mandatory,
-    make_response,
-    parse_message,
     parse_name_addr,
     parse_uri,
-    reason_phrase,
 )
 from reference.sip.dialog import Dialog, DialogError, route_set_of
-from reference.sip.transaction import (
-    ClearTimer,
-    ClientTransaction,
-    PassUp,
-    ServerTransaction,
-    SetTimer,
-    Terminated,
-    TimedOut,
-    TimerSettings,
-    Transmit,
-    TxEffect,
-    response_matches,
-    server_key,
-)
+from reference.sip.transaction import TimerSettings
 from reference.subscribe_input import check_subscribe_uris
-from reference.subscription import TABLES, Event, Row, State
+from reference.subscription import TABLES, Action, Event, Row, State, Table
+from reference.timers import DeadlineQueue, TimerKey, TimerKind
+from reference.ua import UserAgent
 
 _T = TypeVar("_T")
 PIDF_TYPE = "application/pidf+xml"
-ALLOWED = "NOTIFY, OPTIONS, CANCEL, ACK"
-KNOWN_METHODS = frozenset({
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
-    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
-})
 P_HINT = "trying new subscription after 3xx"
-# The one timer key of all completed server transactions (see Agent._expire_server_txs).
-SERVER_TIMER = ("stx",)
 # States in which the subscription waits for the answer to a SUBSCRIBE it sent.
 AWAITING_RESPONSE = frozenset({
     State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
@@ -113,7 +92,6 @@ class Subscription:
     # re-subscribe storm guard, policy.restart_delay).
     started_at: float = 0.0
     quick_restarts: int = 0
-    target: str = ""                  # Request-URI of the current attempt
     # Tuples, not lists: almost every subscription never follows a redirect, and an empty
     # tuple is a shared constant where an empty list costs 56 bytes each (x 100,000).
     redirects_seen: tuple[str, ...] = ()
@@ -149,26 +127,23 @@ class Ctx:
     error: str | None = None
 
 
-@dataclass(slots=True)
-class _ClientTx:
-    tx: ClientTransaction
-    handle: int
-    destination: Address  # where the request (and its retransmissions) go
-    timers: set[str] = field(default_factory=set)
-
-
-@dataclass(slots=True)
-class _ServerTx:
-    tx: ServerTransaction
-    destination: Address
-
-
 class Agent:
-    """The sans-IO presence B2BUA (QSA notifier for package `presence`)."""
+    """The sans-IO presence B2BUA (QSA notifier for package `presence`).
 
-    def __init__(self, config: AgentConfig, *, ids: IdSource | None = None) -> None:
+    Collaborators, each injectable (the conformance suite's self-test builds broken
+    subscribers from them): `ids` (the identifier source, `reference.ids`), `table` (the
+    profile's transition table), `actions` (what each action of a row does, `ACTIONS`
+    below) and `timing` (the delay arithmetic, `policy.Timing`).
+    """
+
+    def __init__(self, config: AgentConfig, *, ids: IdSource | None = None,
+                 table: Table | None = None, actions: ActionTable | None = None,
+                 timing: policy.Timing | None = None) -> None:
         self.config = config
-        self.table = TABLES[config.profile]
+        self.table = TABLES[config.profile] if table is None else table
+        self.actions: ActionTable = ACTIONS if actions is None else actions
+        self.timing = policy.DEFAULT_TIMING if timing is None else timing
+        self.rules = policy.RULES[config.profile]
         # Policy draws only (jitter, delays): seeded, so a run's timing replays.
         self.rng = random.Random(config.seed)
         # Identifiers: unguessable by default; the simulator and tests pass a SeededIds.
@@ -188,22 +163,20 @@ class Agent:
         self.counters: dict[str, int] = {}
         self.closing = False
         self._effects: list[Effect] = []
+        # Every timer of the core: subscription timers, Timer N, client transaction timers
+        # and the shared Timer J (docs/architecture.md, "Timers").
+        self._timers = DeadlineQueue()
+        # Trace calls on hot paths are skipped outright when traces are off (trace=0), so
+        # their fields are not even computed.
+        self.tracing = bool(config.trace)
+        self.ua = UserAgent(self, self.timer_settings, self._timers, self._effects,
+                            self._count, self._ua_trace, self.tracing)
         self._next_handle = 1
         # Call-ID -> handle. Our Call-IDs carry 128 random bits, so the Call-ID alone names
         # the dialog here; the tags are checked by Dialog.matches_notify.
         self._by_dialog: dict[str, int] = {}
-        self._client_txs: dict[str, _ClientTx] = {}          # branch -> transaction
-        self._server_txs: dict[tuple[str, ...], _ServerTx] = {}
-        # Completed server transactions by Timer J deadline: one shared "stx" timer for the
-        # earliest, instead of one timer per answered NOTIFY (at 10,000 NOTIFY/s, 320,000
-        # timers would be pending through the 32 s of Timer J).
-        self._server_deadlines: list[tuple[float, tuple[str, ...]]] = []
         self._now = 0.0
-        self._last_server_key: tuple[Request, tuple[str, ...]] | None = None
-        self._actions: dict[int, tuple[Row, tuple[Callable[[Subscription, Ctx], None], ...]]] = {}
-        # Trace calls on hot paths are skipped outright when traces are off (trace=0), so
-        # their fields are not even computed.
-        self.tracing = bool(config.trace)
+        self._bound: dict[int, tuple[Row, tuple[ActionFunction, ...]]] = {}
 
     # ================================================================ inputs (QSA)
     def subscribe(self, record: str, subscriber: str, destination: str,
@@ -248,7 +221,7 @@ class Agent:
             self._count("qsa.unsubscribe_unknown")
             return
         sub.unsubscribed = True
-        if not self.config.is_ser and sub.destroy_deadline is None:
+        if self.rules.bounded_unsubscribe and sub.destroy_deadline is None:
             sub.destroy_deadline = (now + self.config.failover_timeout
                                     + self.config.wait_for_term_notify)
         self._run(sub, Ctx(now, Event.DESTROY))
@@ -262,7 +235,7 @@ class Agent:
             sub = self.subscriptions.get(handle)
             if sub is None:
                 continue
-            if self.config.is_ser:
+            if self.rules.close_forgets:
                 self._free(sub)
             elif not sub.unsubscribed:
                 self.unsubscribe(handle, now=now)
@@ -274,59 +247,48 @@ class Agent:
     # ================================================================ inputs (network, time)
     def datagram_received(self, data: bytes, source: Address, *, now: float) -> None:
         self._now = now
-        self._last_server_key = None
-        self._count("rx.datagrams")
-        try:
-            message = parse_message(data)
-        except SipParseError as exc:
-            self._count("rx.parse_errors")
-            self._trace("parse_error", None, error=str(exc), source=f"{source[0]}:{source[1]}")
-            if isinstance(exc.message, Request):
-                self._reply_malformed(exc.message, source, str(exc), exc.status)
-            return
-        try:
-            if isinstance(message, Response):
-                self._response_received(message, now)
-            else:
-                self._request_received(message, source, now)
-        except SipParseError as exc:
-            # A header value the early checks did not touch turned out bad.
-            self._count("rx.parse_errors")
-            self._trace("parse_error", None, error=str(exc), source=f"{source[0]}:{source[1]}")
-            if isinstance(message, Request):
-                self._reply_malformed(message, source, str(exc))
+        self.ua.datagram_received(data, source, now)
 
-    def timer_fired(self, key: TimerKey, *, now: float) -> None:
+    def next_deadline(self) -> float | None:
+        """When `handle_timers` has work next (None: no timer is armed). A driver arms one
+        wake-up for it after every call into the agent."""
+        return self._timers.next_deadline()
+
+    def handle_timers(self, now: float, limit: int | None = None) -> int:
+        """Fire every timer due at `now` (at most `limit` of them, so a driver can bound
+        one wake-up's work): by deadline, equal deadlines in the order they were armed,
+        including timers that firing arms at or before `now`. Returns how many fired."""
         self._now = now
-        if not isinstance(key, tuple) or not key:
-            return  # not one of ours
-        parts: tuple[Any, ...] = key
-        key = parts
-        kind = parts[0]
-        if kind == "sub":
-            sub = self.subscriptions.get(key[1])
+        timers = self._timers
+        fired = 0
+        while (limit is None or fired < limit) and (key := timers.pop_due(now)) is not None:
+            fired += 1
+            self._timer_fired(key, now)
+        return fired
+
+    def _timer_fired(self, key: TimerKey, now: float) -> None:
+        kind = key.kind
+        if kind is TimerKind.SUBSCRIPTION:
+            sub = self.subscriptions.get(key.handle)
             if sub is None or sub.timer_kind is None:
                 return
             sub.timer_kind = None
             sub.timer_at = None
             self._tick(sub, now)
-        elif kind == "n":
-            sub = self.subscriptions.get(key[1])
+        elif kind is TimerKind.TIMER_N:
+            sub = self.subscriptions.get(key.handle)
             if sub is not None and sub.awaiting_notify:
                 sub.awaiting_notify = False
                 if sub.got_2xx:
                     self._count("timer_n.fired")
                     self._run(sub, Ctx(now, Event.TIMER_N, code=408, reason="timer-n"))
-        elif kind == "tx":
-            entry = self._client_txs.get(key[1])
-            if entry is not None:
-                entry.timers.discard(key[2])
-                self._client_tx_effects(entry, key[1], entry.tx.timer_fired(key[2], now), now)
-        elif kind == "stx":
-            self._expire_server_txs(now)
+        else:
+            self.ua.timer_fired(key, now)
 
     def drain_effects(self) -> list[Effect]:
-        effects, self._effects = self._effects, []
+        # The list object stays (the UA layer appends to it too): copy, then clear.
+        effects = self._effects[:]
+        self._effects.clear()
         return effects
 
     # ================================================================ introspection
@@ -356,8 +318,42 @@ class Agent:
                 + sum(1 for s in self.subscriptions.values() if s.awaiting_notify))
 
     @property
+    def armed_timers(self) -> int:
+        """Every timer in the core's deadline queue (transaction timers included)."""
+        return len(self._timers)
+
+    def timer_deadlines(self) -> dict[TimerKey, float]:
+        """Every armed timer of the core with its deadline."""
+        return self._timers.deadlines()
+
+    def has_subscription(self, handle: int) -> bool:
+        """Whether the agent still holds this handle (a terminated one until it is freed)."""
+        return handle in self.subscriptions
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self.subscriptions)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters grouped for people (by method, by status) plus the raw ones; the
+        grouping of the dotted counter names lives here, next to the names."""
+        counters = dict(self.counters)
+        tx_responses = _counter_group(counters, "tx.response.")
+        return {
+            "subscriptions": len(self.subscriptions),
+            "rx_requests_by_method": _counter_group(counters, "rx.request."),
+            "rx_responses_by_status": _counter_group(counters, "rx.response."),
+            "tx_responses_by_status": tx_responses,
+            "tx_subscribe": counters.get("tx.SUBSCRIBE", 0),
+            "parse_errors": counters.get("rx.parse_errors", 0),
+            "sent_481": tx_responses.get("481", 0),
+            "live_timers": len(self._timers),
+            "counters": counters,
+        }
+
+    @property
     def transaction_count(self) -> int:
-        return len(self._client_txs) + len(self._server_txs)
+        return self.ua.transaction_count
 
     @property
     def dialog_count(self) -> int:
@@ -369,21 +365,20 @@ class Agent:
         if row is None:  # pragma: no cover - the tables are total (tested)
             raise AssertionError(f"no row for {sub.state} / {ctx.event}")
         before = sub.state
-        for method in self._row_methods(row):
-            method(sub, ctx)
+        for function in self._row_functions(row):
+            function(self, sub, ctx)
         if sub.handle in self.subscriptions or row.next is State.DESTROYED:
             self._set_state(sub, row.next, ctx.event, before)
         if sub.state not in AWAITING_RESPONSE and sub.tx_branch is not None:
             self._abandon_tx(sub)
 
-    def _row_methods(self, row: Row) -> tuple[Callable[[Subscription, Ctx], None], ...]:
-        """The `_do_<action>` methods of a row's actions, looked up once per row. Keyed by
-        id(row): rows live in the module-level tables for the life of the process."""
-        entry = self._actions.get(id(row))
+    def _row_functions(self, row: Row) -> tuple[ActionFunction, ...]:
+        """The functions of a row's actions (from `self.actions`), looked up once per row.
+        Keyed by id(row), checked against the row itself: the table outlives the agent."""
+        entry = self._bound.get(id(row))
         if entry is None or entry[0] is not row:
-            entry = (row, tuple(getattr(self, "_do_" + action.name.lower())
-                                for action in row.actions))
-            self._actions[id(row)] = entry
+            entry = (row, tuple(self.actions[action] for action in row.actions))
+            self._bound[id(row)] = entry
         return entry[1]
 
     def _set_state(self, sub: Subscription, state: State, event: str | Event,
@@ -401,7 +396,7 @@ class Agent:
         code: int | None = None
         # rfc6665: only a grant that has really run out is EXPIRED; a short grant (a few
         # seconds) must still be refreshed, not torn down at its refresh point.
-        if not self.config.is_ser and (
+        if self.rules.expiry_event and (
                 (sub.state is State.CONFIRMED and sub.expires_at is not None
                  and now >= sub.expires_at)
                 or (sub.state is State.RESUBSCRIPTION and self._expired(sub, now))):
@@ -414,43 +409,9 @@ class Agent:
     def _expired(self, sub: Subscription, now: float) -> bool:
         return sub.expires_at is None or now >= sub.expires_at
 
-    # ================================================================ responses
-    def _response_received(self, response: Response, now: float) -> None:
-        self._count(f"rx.response.{response.status}")
-        top = response.top_via
-        branch = top.branch if top is not None else None
-        entry = self._client_txs.get(branch or "")
-        if entry is None or not response_matches(entry.tx, response):
-            self._count("rx.unmatched_responses")
-            self._trace("unmatched_response", None, status=response.status,
-                        call_id=response.headers.get("Call-ID"))
-            return
-        assert branch is not None
-        self._client_tx_effects(entry, branch, entry.tx.receive_response(response, now), now)
-
-    def _client_tx_effects(self, entry: _ClientTx, branch: str, effects: list[TxEffect],
-                           now: float) -> None:
-        for effect in effects:
-            if isinstance(effect, Transmit):
-                self._count("tx.retransmissions")
-                self._emit_send(effect.data, entry.destination)
-            elif isinstance(effect, SetTimer):
-                entry.timers.add(effect.name)
-                self._effects.append(StartTimer(("tx", branch, effect.name), effect.at))
-            elif isinstance(effect, ClearTimer):
-                if effect.name in entry.timers:
-                    entry.timers.discard(effect.name)
-                    self._effects.append(CancelTimer(("tx", branch, effect.name)))
-            elif isinstance(effect, PassUp):
-                self._pass_up(entry.handle, branch, effect.response, now)
-            elif isinstance(effect, TimedOut):
-                self._count("tx.timeouts")
-                self._pass_up(entry.handle, branch, None, now)
-            elif isinstance(effect, Terminated):
-                self._client_txs.pop(branch, None)
-
-    def _pass_up(self, handle: int, branch: str, response: Response | None,
-                 now: float) -> None:
+    # ================================================================ from the UA layer
+    def pass_up(self, handle: int, branch: str, response: Response | None,
+                now: float) -> None:
         """A response (or a timeout when None) of a SUBSCRIBE transaction reaches the TU."""
         sub = self.subscriptions.get(handle)
         if sub is None or sub.tx_branch != branch:
@@ -476,7 +437,7 @@ class Agent:
             if not response.to.tag and sub.state in (State.UNCONFIRMED,
                                                       State.UNCONFIRMED_DESTROY):
                 ctx.reason = "2xx without To tag"  # SUB-134: cannot form a dialog
-                return Event.R4XX if self.config.is_ser else Event.R_FAIL
+                return Event.R_FAIL if self.rules.fine_failures else Event.R4XX
             ctx.granted = self._granted(sub, response)
             return Event.R2XX
         if status < 400:
@@ -485,7 +446,7 @@ class Agent:
                 return Event.R3XX_NO_CONTACT
             ctx.redirect_to = target
             return Event.R3XX
-        if self.config.is_ser:
+        if not self.rules.fine_failures:
             return Event.R4XX
         if status == 408 and sub.state in (State.UNCONFIRMED, State.UNCONFIRMED_DESTROY) \
                 and sub.dialog is not None and sub.dialog.state == "confirmed":
@@ -511,7 +472,7 @@ class Agent:
         return Event.R_FAIL
 
     def _restart_delay(self, sub: Subscription, requested: float, now: float) -> float:
-        delay, sub.quick_restarts = policy.restart_delay(
+        delay, sub.quick_restarts = self.timing.restart_delay(
             self.config, requested, now - sub.started_at, sub.quick_restarts, self.rng)
         if delay > requested:
             self._count("restarts.delayed")
@@ -521,8 +482,9 @@ class Agent:
         expires = _safe(lambda: response.expires)
         if expires is None:
             # ser: absent or unparsable -> 0 (spec §2.1, A3); rfc6665: the requested value.
-            return 0 if self.config.is_ser else sub.requested_expires
-        if self.config.is_ser and len(response.headers.get("Expires") or "") > SER_EXPIRES_CHARS:
+            return 0 if self.rules.missing_expires_is_zero else sub.requested_expires
+        if self.rules.long_expires_invalid and \
+                len(response.headers.get("Expires") or "") > SER_EXPIRES_CHARS:
             # SER's parser marks a value of more than 10 characters invalid, leading zeros
             # included (spec §2.1 quirk): invalid -> 0 (A3), not the clamped 2**32-1.
             return 0
@@ -532,7 +494,7 @@ class Agent:
         if response is None:
             return None
         contacts = [c for c in (_safe(lambda: response.contacts) or []) if c.uri]
-        if self.config.is_ser:
+        if self.rules.first_contact_redirect:
             # SER: the first Contact, q ignored, no loop limit (B6).
             return contacts[0].uri if contacts else None
         # rfc6665: q order (stable), untried URIs only, at most max_redirects per attempt.
@@ -544,60 +506,10 @@ class Agent:
             return None
         return fresh[0]
 
-    # ================================================================ requests
-    def _request_received(self, request: Request, source: Address, now: float) -> None:
-        self._count(f"rx.request.{request.method}")
-        destination = self._response_destination(request, source)
-        if destination is None:
-            self._count("rx.unroutable_requests")
-            return
-        key = self._server_key(request)
-        existing = self._server_txs.get(key)
-        if existing is not None:
-            self._count("rx.retransmissions")
-            for effect in existing.tx.receive_request(request, now):
-                if isinstance(effect, Transmit):
-                    self._emit_send(effect.data, existing.destination)
-            return
-        if request.method == "ACK":
-            return
-        if request.uri.partition(":")[0].lower() not in ("sip", "sips"):
-            # RFC 3261 §8.2.2.1, RFC 4475 §3.3.2: this UA is reached by SIP URIs only (the
-            # Contact it sends). Stateless like the 481: a stranger's request holds nothing.
-            self._respond(request, destination, 416, now, stateless=True)
-            return
-        # Requests other than NOTIFY change nothing, so they are answered statelessly (RFC
-        # 3261 §8.2.7): a retransmission gets the same answer again, and a stranger's flood
-        # of them holds no server transaction (Timer J) in memory.
-        if request.method == "CANCEL":
-            # SUBSCRIBE/NOTIFY cannot be cancelled (SUB-053): every NOTIFY is answered at
-            # once, so a CANCEL finds the transaction completed; answer it and change nothing.
-            self._respond(request, destination, 200 if self._cancel_matches(request) else 481,
-                          now, stateless=True)
-            return
-        if request.method == "OPTIONS":
-            self._respond(request, destination, 200, now, headers=[("Allow", ALLOWED)],
-                          stateless=True)
-            return
-        if request.method != "NOTIFY":
-            # 405 for a method SIP defines but this UA does not accept, 501 for one it does
-            # not know at all (RFC 3261 §8.2.1, SUB-156).
-            status = 405 if request.method in KNOWN_METHODS else 501
-            self._respond(request, destination, status, now, headers=[("Allow", ALLOWED)],
-                          stateless=True)
-            return
-        self._notify_received(request, source, destination, now)
-
-    def _cancel_matches(self, cancel: Request) -> bool:
-        for key in self._server_txs:
-            if key[0] == "rfc3261" and len(key) > 1 and key[1] == (
-                    cancel.vias[0].branch if cancel.vias else None):
-                return True
-        return False
-
-    def _notify_received(self, notify: Request, source: Address, destination: Address,
+    def request_received(self, notify: Request, source: Address, destination: Address,
                          now: float) -> None:
-        rfc = not self.config.is_ser
+        """A NOTIFY that is not a retransmission (the UA layer answers those)."""
+        rfc = self.rules.notify_checks
         # A structurally broken request gets 400 in both profiles: SER's core parser and
         # sanity checks reject it before the module sees it (issue 8: 400 naming the problem).
         try:
@@ -606,20 +518,20 @@ class Agent:
                 raise SipParseError("missing header: Max-Forwards")
         except SipParseError as exc:
             self._count("rx.parse_errors")
-            self._reply_malformed(notify, source, str(exc))
+            self.ua.reply_malformed(notify, source, str(exc))
             return
         sub = self._find_subscription(notify)
         if sub is None:
             self._count("rx.notify_unknown_dialog")
             # Answered statelessly: a retransmission finds no dialog either and gets the same
             # 481, so a server transaction (32 s of Timer J) would only cost memory in a flood.
-            self._respond(notify, destination, 481,
+            self.ua.respond(notify, destination, 481,
                           now, reason="Subscription does not exist" if rfc
                           else "Unable to handle notification", stateless=True)
             return
         ctx = Ctx(now, Event.NOTIFY, notify=notify, notify_source=destination)
         if rfc and not self._check_notify(sub, notify, ctx):
-            self._respond(notify, destination, ctx.reply_status, now, reason=ctx.reply_reason,
+            self.ua.respond(notify, destination, ctx.reply_status, now, reason=ctx.reply_reason,
                           headers=_reply_headers(ctx.reply_status, ctx.error))
             return
         if rfc:
@@ -695,8 +607,8 @@ class Agent:
             reaction = policy.reason_reaction(state.reason)
             ctx.reason = state.reason or "terminated"
             ctx.retry_after = state.retry_after
-            ctx.delay = policy.resubscribe_delay(reaction, state.retry_after, sub.failures + 1,
-                                                 self.config, self.rng)
+            ctx.delay = self.timing.resubscribe_delay(reaction, state.retry_after,
+                                                      sub.failures + 1, self.config, self.rng)
             if ctx.delay is not None:
                 ctx.delay = self._restart_delay(sub, ctx.delay, ctx.now)
             if reaction.status == "rejected":
@@ -729,7 +641,7 @@ class Agent:
     def _do_confirm(self, sub: Subscription, ctx: Ctx) -> None:
         assert sub.dialog is not None and ctx.response is not None
         try:
-            sub.dialog.confirm(ctx.response, keep_preloaded_route=self.config.is_ser
+            sub.dialog.confirm(ctx.response, keep_preloaded_route=self.rules.keep_preloaded_route
                                and bool(self.preloaded_route))
         except DialogError as exc:
             # A 2xx from another fork after an early NOTIFY made the dialog: keep ours.
@@ -745,10 +657,10 @@ class Agent:
         dialog, notify = sub.dialog, ctx.notify
         assert dialog is not None and notify is not None
         if dialog.state == "early":
-            if not self.config.is_ser:
+            if self.rules.notify_creates_dialog:
                 dialog.confirm_from_notify(notify)  # SUB-010: the NOTIFY creates the dialog
             return  # SER: the unconfirmed dialog learns nothing from a NOTIFY
-        if self.config.is_ser:
+        if not self.rules.notify_route_set:
             number = notify.cseq.number
             if dialog.remote_cseq is None or number > dialog.remote_cseq:
                 dialog.remote_cseq = number
@@ -763,10 +675,10 @@ class Agent:
     def _do_notify_seen(self, sub: Subscription, ctx: Ctx) -> None:
         if sub.awaiting_notify:
             sub.awaiting_notify = False
-            self._effects.append(CancelTimer(("n", sub.handle)))
+            self._timers.cancel(TimerKey(TimerKind.TIMER_N, sub.handle))
         if ctx.status in ("active", "pending"):
             sub.failures = 0
-        if ctx.document is not None and not self.config.is_ser and ctx.notify is not None \
+        if ctx.document is not None and self.rules.keep_last_pidf and ctx.notify is not None \
                 and ctx.notify.body:
             # Kept for an empty NOTIFY (SUB-077, rfc6665 only): ser never reads it back.
             sub.last_pidf = ctx.notify.body
@@ -775,25 +687,25 @@ class Agent:
             sub.expires_at = ctx.now + ctx.granted
             if sub.state is State.CONFIRMED:
                 self._start_timer(sub, "REFRESH",
-                                  ctx.now + policy.refresh_delay(self.config, ctx.granted))
+                                  ctx.now + self.timing.refresh_delay(self.config, ctx.granted))
 
     def _do_reply_200(self, sub: Subscription, ctx: Ctx) -> None:
         assert ctx.notify is not None and ctx.notify_source is not None
-        self._respond(ctx.notify, ctx.notify_source, ctx.reply_status, ctx.now,
+        self.ua.respond(ctx.notify, ctx.notify_source, ctx.reply_status, ctx.now,
                       reason=ctx.reply_reason)
 
     def _do_reply_481(self, sub: Subscription, ctx: Ctx) -> None:
         assert ctx.notify is not None and ctx.notify_source is not None
-        self._respond(ctx.notify, ctx.notify_source, 481, ctx.now)
+        self.ua.respond(ctx.notify, ctx.notify_source, 481, ctx.now)
 
     def _do_reply_500(self, sub: Subscription, ctx: Ctx) -> None:
         assert ctx.notify is not None and ctx.notify_source is not None
-        self._respond(ctx.notify, ctx.notify_source, 500, ctx.now, reason="Internal error")
+        self.ua.respond(ctx.notify, ctx.notify_source, 500, ctx.now, reason="Internal error")
 
     def _do_deliver(self, sub: Subscription, ctx: Ctx) -> None:
         notify = ctx.notify
         assert notify is not None and ctx.status is not None
-        if self.config.is_ser and ctx.error is not None:
+        if self.rules.drop_bad_pidf and ctx.error is not None:
             self._count("qsa.dropped_bad_pidf")
             return
         content_type = notify.headers.get("Content-Type")
@@ -825,11 +737,11 @@ class Agent:
         if ctx.delay is None:
             if ctx.event is Event.R481:
                 ctx.delay = 0.0
-            elif (not self.config.is_ser and ctx.code is not None
+            elif (self.rules.permanent_waits_max_retry and ctx.code is not None
                   and policy.effective_code(ctx.code) in policy.PERMANENT):
                 ctx.delay = float(self.config.max_retry_time)
             else:
-                ctx.delay = policy.backoff_delay(self.config, sub.failures + 1, self.rng,
+                ctx.delay = self.timing.backoff_delay(self.config, sub.failures + 1, self.rng,
                                                  ctx.retry_after)
         return ctx.delay
 
@@ -858,13 +770,13 @@ class Agent:
     def _do_start_refresh(self, sub: Subscription, ctx: Ctx) -> None:
         granted = ctx.granted if ctx.granted is not None else 0
         sub.expires_at = ctx.now + granted
-        self._start_timer(sub, "REFRESH", ctx.now + policy.refresh_delay(self.config, granted))
+        self._start_timer(sub, "REFRESH", ctx.now + self.timing.refresh_delay(self.config, granted))
 
     def _do_start_refresh_retry(self, sub: Subscription, ctx: Ctx) -> None:
         # SUB-016: the subscription is still valid until its known expiry; try again before.
         assert sub.expires_at is not None
         sub.failures += 1
-        backoff = policy.backoff_delay(self.config, sub.failures, self.rng, ctx.retry_after)
+        backoff = self.timing.backoff_delay(self.config, sub.failures, self.rng, ctx.retry_after)
         left = sub.expires_at - ctx.now
         # A Retry-After is a floor (SUB-131) even against "half the time left": when it
         # reaches past the expiry, the refresh is not retried and the grant runs out.
@@ -918,13 +830,12 @@ class Agent:
     def _new_dialog_request(self, sub: Subscription, target: str, now: float, *,
                             redirected: bool) -> None:
         self._drop_dialog(sub)
-        sub.target = target
         sub.min_expires_retried = False
         sub.expires_at = None
         sub.started_at = now
         local_tag = self.ids.hex(TAG_BYTES)
         call_id = f"{self.ids.hex(CALL_ID_BYTES)}@{self.config.local_host}"
-        ser = self.config.is_ser
+        ser = self.rules.verbatim_uris
         # ser: QSA strings verbatim, and after a redirect To = the Contact (B6).
         # Interned: a watcher's many subscriptions share one copy of these strings.
         remote_uri = sys.intern((target if redirected else sub.record) if ser
@@ -950,7 +861,7 @@ class Agent:
             self._abandon_tx(sub)
         branch = BRANCH_COOKIE + self.ids.hex(BRANCH_BYTES)
         headers: list[tuple[str, str]] = [("Event", "presence")]
-        if not self.config.is_ser:
+        if self.rules.accept_header:
             headers.append(("Accept", PIDF_TYPE))
         headers.extend(self.extra_headers)
         headers.append(("Expires", str(expires)))
@@ -962,139 +873,41 @@ class Agent:
             destination = self.outbound_proxy
         else:
             destination = parse_uri(next_hop).address()
-        tx = ClientTransaction(request, self.timer_settings)
-        entry = _ClientTx(tx, sub.handle, destination)
-        self._client_txs[branch] = entry
         sub.tx_branch = branch
         self._count("tx.SUBSCRIBE")
         if self.tracing:
             self._trace("send", sub, first_line=request.start_line(), call_id=dialog.call_id,
                         cseq=dialog.local_cseq, expires=expires)
-        self._client_tx_effects(entry, branch, tx.start(now), now)
-        self._count("tx.retransmissions", -1)  # the first Transmit is not a retransmission
+        self.ua.start_client(request, branch, sub.handle, destination, now)
         guard = now + self.config.failover_timeout
         if sub.destroy_deadline is not None:
             guard = min(guard, sub.destroy_deadline)
         self._start_timer(sub, "FAILOVER", guard)
-        if not self.config.is_ser and expires > 0:
+        if self.rules.timer_n and expires > 0:
             sub.got_2xx = False
             sub.awaiting_notify = True
-            self._effects.append(StartTimer(("n", sub.handle), now + 64 * self.config.t1))
+            self._timers.arm(TimerKey(TimerKind.TIMER_N, sub.handle),
+                             now + 64 * self.config.t1)
 
     def _abandon_tx(self, sub: Subscription) -> None:
         branch = sub.tx_branch
         sub.tx_branch = None
         if branch is None:
             return
-        entry = self._client_txs.pop(branch, None)
-        if entry is not None:
-            for name in sorted(entry.timers):
-                self._effects.append(CancelTimer(("tx", branch, name)))
+        self.ua.abandon_client(branch)
         self._count("tx.abandoned")
-
-    def _respond(self, request: Request, destination: Address, status: int, now: float, *,
-                 reason: str | None = None,
-                 headers: list[tuple[str, str]] | None = None,
-                 stateless: bool = False) -> None:
-        # Reaching here, the request's Via list parsed and is not empty (see
-        # _response_destination), so the top Via always exists.
-        response = make_response(request, status, reason, headers=headers or (),
-                                 top_via=_received_via(request, destination))
-        self._count(f"tx.response.{status}")
-        try:
-            key = None if stateless else self._server_key(request)
-        except SipParseError:
-            key = None
-        if self.tracing:
-            self._trace("respond", None, status=status, call_id=request.headers.get("Call-ID"),
-                        cseq=request.headers.get("CSeq"))
-        if key is None:
-            self._emit_send(response.to_bytes(), destination)
-            return
-        server = ServerTransaction(request, self.timer_settings, key=key)
-        entry = _ServerTx(server, destination)
-        for effect in server.send_response(response, now):
-            if isinstance(effect, Transmit):
-                self._emit_send(effect.data, destination)
-            elif isinstance(effect, SetTimer):  # Timer J, the only server timer on UDP
-                self._server_txs[key] = entry
-                deadlines = self._server_deadlines
-                if not deadlines or effect.at < deadlines[0][0]:
-                    self._effects.append(StartTimer(SERVER_TIMER, effect.at))
-                heapq.heappush(deadlines, (effect.at, key))
-
-    def _expire_server_txs(self, now: float) -> None:
-        """The shared Timer J fired: end every server transaction whose deadline passed,
-        then re-arm for the next one."""
-        deadlines = self._server_deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, key = heapq.heappop(deadlines)
-            server = self._server_txs.get(key)
-            if server is not None and any(isinstance(effect, Terminated)
-                                          for effect in server.tx.timer_fired("J", now)):
-                del self._server_txs[key]
-        if deadlines:
-            self._effects.append(StartTimer(SERVER_TIMER, deadlines[0][0]))
-
-    def _server_key(self, request: Request) -> tuple[str, ...]:
-        """server_key of the request being handled, computed once per request."""
-        last = self._last_server_key
-        if last is not None and last[0] is request:
-            return last[1]
-        key = server_key(request)
-        self._last_server_key = (request, key)
-        return key
-
-    def _reply_malformed(self, request: Request, source: Address, error: str,
-                         status: int = 400) -> None:
-        """Answer a request that framed but is bad: 400 (505 for another SIP version) naming
-        the problem, built from the raw header text (nothing else may be trusted). The
-        first value of each duplicated header is copied: the answer must still reach the
-        Via's sender (RFC 3261 §18.2.2), whichever value the sender meant."""
-        if request.method == "ACK":
-            return
-        destination = self._response_destination(request, source)
-        if destination is None:
-            self._count("rx.unroutable_requests")
-            return
-        headers = Headers()
-        vias = request.headers.get_all("Via")
-        top = _received_via(request, destination)
-        for value in [vias[0] if top is None else top, *vias[1:]]:
-            headers.add("Via", value)
-        for name in ("From", "To", "Call-ID", "CSeq"):
-            for value in request.headers.values(name)[:1]:
-                headers.add(name, value)
-        response = Response(status, _reason_text(status, error), headers)
-        self._count(f"tx.response.{status}")
-        self._emit_send(response.to_bytes(), destination)
-
-    def _response_destination(self, request: Request, source: Address) -> Address | None:
-        """RFC 3261 §18.2.2 + RFC 3581: where a response to `request` goes."""
-        try:
-            top = request.top_via
-        except SipParseError:
-            return None
-        if top is None:
-            return None
-        if top.has_rport:
-            return source
-        return source[0], top.port if top.port is not None else 5060
-
-    def _emit_send(self, data: bytes, destination: Address) -> None:
-        self._effects.append(Send(data, destination))
 
     # ================================================================ helpers: state
     def _start_timer(self, sub: Subscription, kind: str, at: float) -> None:
         sub.timer_kind = kind
         sub.timer_at = at
-        self._effects.append(StartTimer(("sub", sub.handle), at))
+        self._timers.arm(TimerKey(TimerKind.SUBSCRIPTION, sub.handle), at)
 
     def _stop_timer(self, sub: Subscription) -> None:
         if sub.timer_kind is not None:
             sub.timer_kind = None
             sub.timer_at = None
-            self._effects.append(CancelTimer(("sub", sub.handle)))
+            self._timers.cancel(TimerKey(TimerKind.SUBSCRIPTION, sub.handle))
 
     def _drop_dialog(self, sub: Subscription) -> None:
         if sub.dialog is not None:
@@ -1106,7 +919,7 @@ class Agent:
         self._stop_timer(sub)
         if sub.awaiting_notify:
             sub.awaiting_notify = False
-            self._effects.append(CancelTimer(("n", sub.handle)))
+            self._timers.cancel(TimerKey(TimerKind.TIMER_N, sub.handle))
         self._abandon_tx(sub)
         self._drop_dialog(sub)
         self.subscriptions.pop(sub.handle, None)
@@ -1124,6 +937,9 @@ class Agent:
     def _count(self, name: str, amount: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount
 
+    def _ua_trace(self, kind: str, **fields: Any) -> None:
+        self._trace(kind, None, **fields)
+
     def _trace(self, kind: str, sub: Subscription | None, **fields: Any) -> None:
         if not self.tracing:
             return
@@ -1132,7 +948,59 @@ class Agent:
         self._effects.append(TraceEvent(self._now, kind, fields))
 
 
+# ==================================================================== the action table
+ActionFunction = Callable[[Agent, Subscription, Ctx], None]
+ActionTable = Mapping[Action, ActionFunction]
+
+# What each action of a row does. A row runs its actions in the order it lists them, then
+# sets the next state. The rules no row shows, all in `Agent`:
+# * after the row, a subscription whose state no longer awaits a SUBSCRIBE answer has its
+#   outstanding SUBSCRIBE transaction abandoned (`_run`; its late answer is "stale");
+# * a subscription timer that fires is TICK, except that rfc6665 turns it into EXPIRED when
+#   the grant really ran out, and a TICK in a state awaiting an answer carries 408 (the
+#   FAILOVER guard) (`_tick`);
+# * Timer N becomes TIMER_N only once a 2xx arrived; before, the failover timer covers it
+#   (`_timer_fired`);
+# * REPLY_200 answers with the status the classification left in `ctx.reply_status` (400 for
+#   a bad PIDF in rfc6665, with a status message that names the error);
+# * the delay after a failure is drawn once per input (`_retry_delay` keeps it in
+#   `ctx.delay`): REPORT_FAILURE's `retry_at` and START_RETRY's timer agree whatever
+#   their order in the row.
+ACTIONS: ActionTable = {
+    Action.STOP: Agent._do_stop,
+    Action.CONFIRM: Agent._do_confirm,
+    Action.UPDATE_FROM_2XX: Agent._do_update_from_2xx,
+    Action.UPDATE_FROM_NOTIFY: Agent._do_update_from_notify,
+    Action.NOTIFY_SEEN: Agent._do_notify_seen,
+    Action.REPLY_200: Agent._do_reply_200,
+    Action.REPLY_481: Agent._do_reply_481,
+    Action.REPLY_500: Agent._do_reply_500,
+    Action.DELIVER: Agent._do_deliver,
+    Action.REPORT_FAILURE: Agent._do_report_failure,
+    Action.SEND_INITIAL: Agent._do_send_initial,
+    Action.SEND_REDIRECT: Agent._do_send_redirect,
+    Action.SEND_MIN_EXPIRES: Agent._do_send_min_expires,
+    Action.SEND_REFRESH: Agent._do_send_refresh,
+    Action.SEND_UNSUBSCRIBE: Agent._do_send_unsubscribe,
+    Action.START_REFRESH: Agent._do_start_refresh,
+    Action.START_REFRESH_RETRY: Agent._do_start_refresh_retry,
+    Action.START_RETRY: Agent._do_start_retry,
+    Action.START_RESUBSCRIBE_WAIT: Agent._do_start_resubscribe_wait,
+    Action.START_TERMWAIT: Agent._do_start_termwait,
+    Action.ABANDON_TX: Agent._do_abandon_tx,
+    Action.DROP_DIALOG: Agent._do_drop_dialog,
+    Action.FREE: Agent._do_free,
+    Action.LOG_STALE: Agent._do_log_stale,
+    Action.LOG_NO_TERM_NOTIFY: Agent._do_log_no_term_notify,
+}
+
+
 # ==================================================================== module helpers
+def _counter_group(counters: dict[str, int], prefix: str) -> dict[str, int]:
+    return {name[len(prefix):]: value for name, value in sorted(counters.items())
+            if name.startswith(prefix)}
+
+
 def _safe(read: Callable[[], _T]) -> _T | None:
     """Read a typed header; a bad value counts as absent (the caller decides the default)."""
     try:
@@ -1166,29 +1034,9 @@ def _parse_route(text: str) -> list[str]:
     return routes
 
 
-def _received_via(request: Request, destination: Address) -> str | None:
-    """The response's top Via with `received` added (and a bare `rport` filled) per
-    SUB-144, or None when the request's top Via needs no change."""
-    top = request.top_via
-    assert top is not None
-    changed = top
-    if top.host != destination[0]:
-        changed = changed.with_param("received", destination[0])
-    if top.has_rport and top.rport is None:
-        changed = changed.with_param("rport", str(destination[1]))
-    if changed is top:
-        return None
-    return str(changed)
-
-
 def _reply_headers(status: int, error: str | None = None) -> list[tuple[str, str]]:
     if status == 420 and error:
         return [("Unsupported", error)]  # SUB-147: name the option tags we do not support
     if status == 415:
         return [("Accept", PIDF_TYPE), ("Accept-Encoding", "identity")]
     return []
-
-
-def _reason_text(status: int, error: str) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in error)[:120]
-    return f"{reason_phrase(status)} ({text})"

@@ -167,9 +167,6 @@ class AgentConfig:
     def local_host(self) -> str:
         return self.local_address.rpartition(":")[0]
 
-    @property
-    def local_port(self) -> int:
-        return int(self.local_address.rpartition(":")[2])
 
 
 def _suggest(name: str, known: Mapping[str, object]) -> str:

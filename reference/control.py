@@ -143,8 +143,8 @@ class _Connection:
 
     def on_status(self, message: StatusMessage) -> None:
         self.push({"event": "status", **message.to_json()})
-        if message.status in ("terminated", "rejected") and message.handle not in \
-                self.server.runtime.agent.subscriptions:
+        if message.status in ("terminated", "rejected") and \
+                not self.server.runtime.agent.has_subscription(message.handle):
             self.handles.discard(message.handle)
 
     def drop(self, counter: str, reason: str, *, tell: bool = False) -> None:
@@ -403,7 +403,7 @@ class ControlServer:
         self.runtime.remove_listener(connection.destination, discard=True)
         if not self.runtime.closed:
             for handle in sorted(connection.handles):
-                if handle in self.runtime.agent.subscriptions:
+                if self.runtime.agent.has_subscription(handle):
                     self.runtime.unsubscribe(handle)
         log.info("control %s closed (%d subscription(s) ended)", connection.destination,
                  len(connection.handles))

@@ -1,40 +1,29 @@
-"""Effects: what the sans-IO core asks its runtime to do (docs/architecture.md)."""
+"""Effects: what the sans-IO core asks its driver to do (docs/architecture.md).
+
+Timers are not effects: the core owns them (``reference.timers``) and a driver reads
+``Agent.next_deadline()``; ``reference.pump.EffectPump`` moves these effects onto a wire.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from reference.qsa import StatusMessage
 
 Address = tuple[str, int]
-# Opaque to runtimes: they hand it back to `Agent.timer_fired` unchanged.
-TimerKey = Hashable
 
 
 @dataclass(frozen=True)
 class Send:
     """Send `data` as one UDP datagram to `destination` (a host name is resolved by the
-    runtime)."""
+    runtime). `error_answer` marks a 400 or 481 answer (and its retransmissions): a runtime
+    may rate-limit those without reading the bytes (a flood of NOTIFYs for unknown dialogs
+    must not make the agent a reflector)."""
 
     data: bytes
     destination: Address
-
-
-@dataclass(frozen=True)
-class StartTimer:
-    """Arm a one-shot timer; replaces a live timer of the same key."""
-
-    key: TimerKey
-    at: float
-
-
-@dataclass(frozen=True)
-class CancelTimer:
-    """Disarm the timer of this key; a key with no live timer is ignored."""
-
-    key: TimerKey
+    error_answer: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,4 +43,4 @@ class TraceEvent:
     fields: dict[str, Any]
 
 
-Effect = Send | StartTimer | CancelTimer | Deliver | TraceEvent
+Effect = Send | Deliver | TraceEvent

@@ -1,13 +1,16 @@
 """Behaviour profiles as pure functions and tables: timing, response classes, reasons.
 
-Everything here is a function of its arguments; the random generator is passed in. The
-per-subscription state machine (`subscription.py`) asks these functions *what* to do; the
-agent (`agent.py`) does it.
+Everything here is a function of its arguments; the random generator is passed in. Only the
+agent (`agent.py`) consults this module: its classification turns an input into a table event
+with these response classes and reason reactions, and its actions ask these functions for
+delays. The state machine (`subscription.py`) knows nothing of it: its rows are
+unconditional.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reference.config import AgentConfig
@@ -171,3 +174,68 @@ def rfc_status(state_token: str) -> str:
     """RFC 6665 substate value (tokens compare case-insensitively); unknown -> pending."""
     token = state_token.lower()
     return token if token in ("active", "pending", "terminated") else "pending"
+
+
+# ---------------------------------------------------------------- the agent's collaborator
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The delay arithmetic the agent asks for, as one injectable collaborator:
+    ``Agent(config, timing=Timing(backoff_delay=...))`` swaps one rule (the conformance
+    suite's self-test builds broken subscribers this way). The defaults are the functions
+    above; the agent calls nothing else of this module through it."""
+
+    refresh_delay: Callable[[AgentConfig, int], float] = refresh_delay
+    backoff_delay: Callable[[AgentConfig, int, random.Random, int | None], float] = \
+        backoff_delay
+    resubscribe_delay: Callable[
+        [ReasonReaction, int | None, int, AgentConfig, random.Random], float | None] = \
+        resubscribe_delay
+    restart_delay: Callable[
+        [AgentConfig, float, float, int, random.Random], tuple[float, int]] = restart_delay
+
+
+DEFAULT_TIMING = Timing()
+
+
+# ---------------------------------------------------------------- profile rules
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Every difference between the profiles that is neither a row of the transition tables
+    nor an arithmetic rule above, by name. The agent reads these; it never asks which
+    profile it runs. SER letters refer to presence_b2b.md, SUB numbers to the requirements.
+    """
+
+    bounded_unsubscribe: bool  # an unsubscribe ends within failover + wait_for_term_notify
+    close_forgets: bool  # close() forgets subscriptions without a message (SER B13)
+    expiry_event: bool  # a tick past the grant is EXPIRED, not a refresh point
+    fine_failures: bool  # failures split into 423/481/refresh-terminating/...; else R4XX
+    missing_expires_is_zero: bool  # a 2xx without a valid Expires grants 0 (SER A3)
+    long_expires_invalid: bool  # an Expires of more than 10 characters is invalid (SER §2.1)
+    first_contact_redirect: bool  # a 3xx follows its first Contact, q ignored (SER B6)
+    notify_checks: bool  # Max-Forwards required, checks 3-6, RFC 6665 Subscription-State
+    keep_preloaded_route: bool  # the 2xx keeps a preloaded route set (SER)
+    notify_creates_dialog: bool  # a NOTIFY before the 2xx creates the dialog (SUB-010)
+    notify_route_set: bool  # the first NOTIFY sets the route set (SUB-049), CSeq is checked
+    keep_last_pidf: bool  # an empty NOTIFY keeps the last document (SUB-077)
+    drop_bad_pidf: bool  # a NOTIFY with a bad PIDF is answered 200 and dropped (SER B11)
+    permanent_waits_max_retry: bool  # a permanent failure retries after max_retry_time
+    verbatim_uris: bool  # QSA strings as From/To as given, To = Contact after 3xx (SER B6)
+    accept_header: bool  # SUBSCRIBE carries Accept: application/pidf+xml
+    timer_n: bool  # Timer N after each SUBSCRIBE that asks for a subscription
+
+
+_SER_RULES = Rules(
+    bounded_unsubscribe=False, close_forgets=True, expiry_event=False, fine_failures=False,
+    missing_expires_is_zero=True, long_expires_invalid=True, first_contact_redirect=True,
+    notify_checks=False,
+    keep_preloaded_route=True, notify_creates_dialog=False, notify_route_set=False,
+    keep_last_pidf=False, drop_bad_pidf=True, permanent_waits_max_retry=False,
+    verbatim_uris=True, accept_header=False, timer_n=False)
+RULES: dict[str, Rules] = {
+    "ser": _SER_RULES,
+    "rfc6665": Rules(**{name: not value for name, value in vars(_SER_RULES).items()}),
+}

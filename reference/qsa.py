@@ -15,8 +15,6 @@ from typing import Any
 
 from reference.pidf import PresenceDocument
 
-STATUSES = ("active", "pending", "terminated", "rejected")
-
 
 @dataclass(frozen=True)
 class StatusMessage:

@@ -18,8 +18,9 @@ Rules of this file:
 
 from __future__ import annotations
 
-from reference.sip.limits import SipParseError
-from reference.sip.uri import parse_host, parse_uri
+from reference.sip.errors import SipParseError
+from reference.sip.grammar import parse_host
+from reference.sip.uri import parse_uri
 
 MAX_URI_BYTES = 2048
 SCHEMES = ("sip", "sips", "pres")

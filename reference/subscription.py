@@ -2,9 +2,10 @@
 
 States are SER's nine (`presence_b2b.md` §3.1) plus `terminated` (rfc6665 only: the notifier
 ended the subscription for good, nothing more is sent until the internal subscriber
-unsubscribes). Events are what the agent classified an input as (`policy.py` decides, e.g.,
-whether a 404 to a refresh is `R_TERMINATING` or a 503 is `R_FAIL`). A row lists the actions
-the agent runs, in order, and the next state. Conditions of SER's C code ("3xx with or without
+unsubscribes). Events are what the agent classified an input as (the agent's classification
+consults `policy.py`'s response classes, e.g. whether a 404 to a refresh is `R_TERMINATING` or
+a 503 is `R_FAIL`; this module imports neither). A row lists the actions the agent runs, in
+order, and the next state. Conditions of SER's C code ("3xx with or without
 Contact") are split into separate events so that every row is unconditional.
 
 `python -m reference.subscription` prints the tables as Mermaid state diagrams
@@ -31,9 +32,6 @@ class State(Enum):
     DESTROYED = 8
     TERMINATED = 9  # rfc6665 only
 
-    @property
-    def ser_name(self) -> str:
-        return "euac_" + self.name.lower()
 
 
 class Event(Enum):
@@ -108,9 +106,17 @@ RFC_EVENTS = (E.NOTIFY, E.NOTIFY_TERMINATED_NOW, E.NOTIFY_TERMINATED_LATER,
 RFC_FAILURES = (E.R423, E.R481, E.R_TERMINATING, E.R_FAIL, E.R_TIMEOUT_DIALOG_UP)
 
 
+class DuplicateRow(ValueError):
+    """A table builder wrote a second row for the same (state, event)."""
+
+
 def _rows(table: Table, state: State, events: tuple[Event, ...], actions: tuple[Action, ...],
           next_state: State) -> None:
+    """Add one row per event. A key is written once: a later row never silently replaces an
+    earlier one (the table would no longer read top to bottom)."""
     for event in events:
+        if (state, event) in table:
+            raise DuplicateRow(f"two rows for ({state.name}, {event.name})")
         table[(state, event)] = Row(actions, next_state)
 
 
@@ -226,7 +232,8 @@ def _rfc_table() -> Table:
     _rows(t, S.UNCONFIRMED_DESTROY, (E.R2XX,), (A.STOP, A.CONFIRM, A.SEND_UNSUBSCRIBE),
           S.PREDESTROYED)
     _rows(t, S.UNCONFIRMED_DESTROY,
-          (E.R3XX, E.R3XX_NO_CONTACT, *RFC_FAILURES, E.TICK), give_up, S.DESTROYED)
+          (E.R3XX, E.R3XX_NO_CONTACT, E.R423, E.R481, E.R_TERMINATING, E.R_FAIL, E.TICK),
+          give_up, S.DESTROYED)
     # The lost-2xx dialog exists on the notifier's side: end it properly.
     _rows(t, S.UNCONFIRMED_DESTROY, (E.R_TIMEOUT_DIALOG_UP,), (A.STOP, A.SEND_UNSUBSCRIBE),
           S.PREDESTROYED)
@@ -258,7 +265,8 @@ def _rfc_table() -> Table:
     _rows(t, S.RESUBSCRIPTION_DESTROY, (E.R1XX, E.DESTROY, E.TIMER_N, E.EXPIRED), (),
           S.RESUBSCRIPTION_DESTROY)
     _rows(t, S.RESUBSCRIPTION_DESTROY, (E.R2XX,), (A.STOP, A.SEND_UNSUBSCRIBE), S.PREDESTROYED)
-    _rows(t, S.RESUBSCRIPTION_DESTROY, (E.R3XX, E.R3XX_NO_CONTACT, *RFC_FAILURES, E.TICK),
+    _rows(t, S.RESUBSCRIPTION_DESTROY,
+          (E.R3XX, E.R3XX_NO_CONTACT, E.R481, E.R_TERMINATING, E.R_TIMEOUT_DIALOG_UP, E.TICK),
           give_up, S.DESTROYED)
     # A refresh that failed without ending the subscription (SUB-016) leaves it valid on the
     # notifier: end it with Expires: 0 instead of forgetting it (as ser does).
@@ -320,12 +328,6 @@ def mermaid(profile: str) -> str:
         label = ", ".join(events)
         lines.append(f"    {src.name.lower()} --> {dst.name.lower()}: {label}")
     return "\n".join(lines) + "\n"
-
-
-# Where the per-row tests live: `ser` rows are each pinned by one parametrized case of this test
-# (id `state-event`); `rfc6665` rows are pinned by rule in test_agent_rfc6665.py (see
-# docs/behaviour.md) and all of them by the stateful tests.
-SER_ROW_TEST = "tests/reference/test_agent_ser_table.py::test_ser_transition"
 
 
 def table_markdown(profile: str) -> str:

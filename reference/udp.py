@@ -1,11 +1,11 @@
 """asyncio runtime: one UDP socket driving the sans-IO `Agent`.
 
-The runtime only translates (docs/architecture.md): datagrams and timer expiries go into the
-core with `now = loop.time()` (monotonic), and the effects the core emits come out as
-`sendto` calls (those caused by one batch of received datagrams leave together at its end),
-timers (a `TimerQueue` heap with one `loop.call_at` for its earliest deadline),
-per-destination `MessageQueue`s with listener callbacks, and an optional JSON-lines trace
-file. Nothing here decides SIP behaviour.
+The runtime adds its clock (`now = loop.time()`, monotonic) and its wire to the shared
+`EffectPump` (docs/architecture.md): datagrams go into the core, and the effects it emits come
+out as `sendto` calls (those caused by one batch of received datagrams leave together at its
+end), per-destination `MessageQueue`s with listener callbacks, and an optional JSON-lines
+trace file; the core's timers cost one `loop.call_at`, armed for `Agent.next_deadline()`.
+Nothing here decides SIP behaviour or reads the bytes the core built.
 
 Everything is bounded: the resolver cache, the datagrams waiting for a name to resolve, the
 queues (by the agent's `queue_bound`), the send backlog, the rate of error answers (a token
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import heapq
 import ipaddress
 import json
 import logging
@@ -33,17 +32,9 @@ from typing import IO, Any
 
 from reference.agent import Agent
 from reference.config import AgentConfig
-from reference.effects import (
-    Address,
-    CancelTimer,
-    Deliver,
-    Effect,
-    Send,
-    StartTimer,
-    TimerKey,
-    TraceEvent,
-)
+from reference.effects import Address, TraceEvent
 from reference.ids import OsRandomIds
+from reference.pump import EffectPump
 from reference.qsa import MessageQueue, StatusMessage
 
 log = logging.getLogger("reference.udp")
@@ -71,7 +62,6 @@ SHUTDOWN_GRACE = 1.0
 # or its NOTIFY times out, which ends the dialog just as a 481 would (RFC 6665 §4.2.2).
 ERROR_ANSWER_RATE = 1000.0
 ERROR_ANSWER_BURST = 2000
-RATE_LIMITED_STATUSES = (b"SIP/2.0 400 ", b"SIP/2.0 416 ", b"SIP/2.0 481 ", b"SIP/2.0 505 ")
 # Kernel receive buffer asked for (the kernel caps it at net.core.rmem_max): room for bursts
 # while the agent is busy; what still overflows is dropped by the kernel, not by us.
 RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -82,16 +72,10 @@ SEND_BATCH = 8
 # Timers fired per loop wakeup at most, so a callback that keeps arming due timers cannot
 # starve the socket.
 MAX_TIMER_BATCH = 1024
-# Stale heap entries tolerated beyond the live timers before the timer heap is rebuilt.
-COMPACT_SLACK = 1024
 # Host strings remembered as "IP literal or not" (they come off the wire: bounded).
 LITERAL_CACHE_SIZE = 4096
 
 StatusListener = Callable[[StatusMessage], None]
-# What `TimerQueue.pop_due` returns when nothing is due.
-NONE_DUE: TimerKey = object()
-# (deadline, push number, key): the push number breaks ties so keys are never compared.
-_HeapEntry = tuple[float, int, TimerKey]
 
 
 @dataclass
@@ -134,100 +118,6 @@ class TokenBucket:
         return False
 
 
-class TimerQueue:
-    """Keyed one-shot deadlines in one heap, for a runtime that wants one loop timer.
-
-    asyncio's own timers cost a `TimerHandle` per start and another per re-arm, and the agent
-    starts two per NOTIFY (Timer J of the server transaction, the pushed-back refresh timer).
-    Here a start is a dict store plus, at most, one heap push; re-arming a key to a later
-    deadline is lazy: the key keeps its earlier heap entry, and when that entry comes up the
-    key is pushed again at its real deadline instead of firing. So:
-
-    * a key fires at most once per start, never before its current deadline;
-    * a cancelled key never fires; a re-armed key fires once, at its new deadline;
-    * due keys come out in deadline order (ties in a deterministic order).
-
-    Stale entries (cancelled or superseded) are skipped when popped, and the heap is rebuilt
-    from the live deadlines when it holds more than twice as many entries as live keys (plus
-    a constant), so memory stays proportional to the live timers under any re-arm pattern.
-    Pure: the caller passes `now`; nothing here reads a clock.
-    """
-
-    def __init__(self) -> None:
-        self._deadline: dict[TimerKey, float] = {}  # live keys -> current deadline
-        # Each live key's earliest heap entry (identity marks it; any other entry is stale).
-        self._entry: dict[TimerKey, _HeapEntry] = {}
-        self._heap: list[_HeapEntry] = []
-        self._pushes = 0  # tie-breaker: entries never compare keys (they may not be ordered)
-
-    def __len__(self) -> int:
-        return len(self._deadline)
-
-    def __contains__(self, key: TimerKey) -> bool:
-        return key in self._deadline
-
-    def deadline(self, key: TimerKey) -> float | None:
-        return self._deadline.get(key)
-
-    def start(self, key: TimerKey, at: float) -> None:
-        """Arm `key` for `at`, replacing its live deadline if it has one."""
-        self._deadline[key] = at
-        entry = self._entry.get(key)
-        if entry is None or at < entry[0]:
-            if len(self._heap) > 2 * len(self._deadline) + COMPACT_SLACK:
-                self._compact()  # (this gives `key` its entry at `at` too)
-            else:
-                self._push(key, at)
-
-    def cancel(self, key: TimerKey) -> None:
-        """Disarm `key`; an unknown key is ignored. (Its heap entry goes stale.)"""
-        self._deadline.pop(key, None)
-
-    def clear(self) -> None:
-        self._deadline.clear()
-        self._entry.clear()
-        self._heap.clear()
-
-    def next_at(self) -> float | None:
-        """The earliest heap entry's time (maybe stale: a wakeup then finds nothing due)."""
-        return self._heap[0][0] if self._heap else None
-
-    def pop_due(self, now: float) -> TimerKey:
-        """Disarm and return the live key with the earliest deadline <= now, else
-        `NONE_DUE` (a sentinel: None is a valid key)."""
-        heap = self._heap  # (only `start` compacts, so this stays the heap)
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            at, _, key = entry
-            if self._entry.get(key) is not entry:
-                continue  # superseded by an earlier push for the same key
-            del self._entry[key]
-            deadline = self._deadline.get(key)
-            if deadline is None:
-                continue  # cancelled
-            if deadline != at:
-                self._push(key, deadline)  # re-armed later: take its place in the order
-                continue
-            del self._deadline[key]
-            return key
-        return NONE_DUE
-
-    def _push(self, key: TimerKey, at: float) -> None:
-        self._pushes += 1
-        entry: _HeapEntry = (at, self._pushes, key)
-        self._entry[key] = entry
-        heapq.heappush(self._heap, entry)
-
-    def _compact(self) -> None:
-        entries: list[_HeapEntry] = []
-        for key, at in self._deadline.items():
-            self._pushes += 1
-            entries.append((at, self._pushes, key))
-        heapq.heapify(entries)
-        self._heap = entries
-        self._entry = {entry[2]: entry for entry in entries}
-
-
 @dataclass
 class _Resolved:
     address: Address | None  # None: the lookup failed
@@ -259,11 +149,10 @@ class UdpRuntime:
         self.queues: dict[str, MessageQueue] = {}
         self._listeners: dict[str, StatusListener] = {}
         self._discarded: dict[str, None] = {}  # insertion-ordered set, bounded
-        # All the agent's timers; one loop timer (`_wakeup`) for the earliest of them.
-        self._timers = TimerQueue()
+        # One loop timer (`_wakeup`) for the agent's next deadline.
         self._wakeup: asyncio.TimerHandle | None = None
         self._wakeup_at = math.inf
-        self._firing = False
+        self._pump = EffectPump(agent, _RuntimeWire(self))
         # Destinations that got a status during the current `_apply` (reused, not rebuilt).
         self._touched: list[str] = []
         self._resolved: dict[str, _Resolved] = {}
@@ -364,21 +253,12 @@ class UdpRuntime:
 
     def stats(self) -> dict[str, Any]:
         """Agent counters grouped for people: by method, by status, errors, queues."""
-        counters = dict(self.agent.counters)
-        rx_requests = _group(counters, "rx.request.")
-        rx_responses = _group(counters, "rx.response.")
-        tx_responses = _group(counters, "tx.response.")
+        stats = self.agent.stats()
+        counters = stats.pop("counters")
         return {
-            "subscriptions": len(self.agent.subscriptions),
-            "rx_requests_by_method": rx_requests,
-            "rx_responses_by_status": rx_responses,
-            "tx_responses_by_status": tx_responses,
-            "tx_subscribe": counters.get("tx.SUBSCRIBE", 0),
-            "parse_errors": counters.get("rx.parse_errors", 0),
-            "sent_481": tx_responses.get("481", 0),
+            **stats,
             "queue_depth": {name: len(q) for name, q in self.queues.items()},
             "queue_depth_total": sum(len(q) for q in self.queues.values()),
-            "live_timers": len(self._timers),
             "answers_rate_limited": self.counters.answers_rate_limited,
             "runtime": self.counters.as_dict(),
             "counters": counters,
@@ -397,7 +277,7 @@ class UdpRuntime:
                     await asyncio.wait_for(self._idle.wait(), timeout=limit)
                 except TimeoutError:
                     log.warning("shutdown: %d subscription(s) still live after %.1f s",
-                                len(self.agent.subscriptions), limit)
+                                self.agent.subscription_count, limit)
             self.close()
         await self._closed.wait()
 
@@ -408,7 +288,6 @@ class UdpRuntime:
             for data, address in outbox:
                 self._sendto(data, address)
             outbox.clear()
-        self._timers.clear()
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
@@ -494,29 +373,17 @@ class UdpRuntime:
                 self._flush_outbox(outbox)
 
     def _on_wakeup(self) -> None:
-        # The earliest deadline came up: fire every key now due, in deadline order. Each is
-        # popped only after the previous one's effects were applied, so a timer cancelled
-        # or re-armed by an earlier one in the same batch does not fire with its old time.
+        # The earliest deadline came up: the core fires what is due (at most
+        # MAX_TIMER_BATCH; the rest re-arms the wake-up at once) and the pump re-arms.
         self._wakeup = None
         self._wakeup_at = math.inf
-        self._firing = True
-        try:
-            for _ in range(MAX_TIMER_BATCH):
-                if self._closed.is_set():
-                    return
-                now = self.loop.time()
-                key = self._timers.pop_due(now)
-                if key is NONE_DUE:
-                    break
-                self.counters.timers_fired += 1
-                self.agent.timer_fired(key, now=now)
-                self._apply()
-        finally:
-            self._firing = False
-        self._schedule_wakeup()
+        if self._closed.is_set():
+            return
+        self.counters.timers_fired += self._pump.wake(self.loop.time(), MAX_TIMER_BATCH)
+        self._after_effects()
 
-    def _schedule_wakeup(self) -> None:
-        at = self._timers.next_at()
+    def _arm(self, at: float | None) -> None:
+        # An armed wake-up at or before `at` is kept: waking early fires nothing.
         if at is None or at >= self._wakeup_at or self._closed.is_set():
             return
         if self._wakeup is not None:
@@ -526,8 +393,10 @@ class UdpRuntime:
 
     # ------------------------------------------------------------------ effects
     def _apply(self) -> None:
-        for effect in self.agent.drain_effects():
-            self._effect(effect)
+        self._pump.pump()
+        self._after_effects()
+
+    def _after_effects(self) -> None:
         touched = self._touched
         if touched:
             for destination in touched:
@@ -536,34 +405,20 @@ class UdpRuntime:
         if self._closing and self.agent.is_idle:
             self._idle.set()
 
-    def _effect(self, effect: Effect) -> None:
-        # Exact-type dispatch: the effects are final dataclasses, and this runs several
-        # times per datagram.
-        if type(effect) is Send:
-            data = effect.data
-            if data.startswith(RATE_LIMITED_STATUSES) and \
-                    not self._answer_bucket.take(self.loop.time()):
-                self.counters.answers_rate_limited += 1
-                return
-            self._send(data, effect.destination)
-        elif type(effect) is StartTimer:
-            if not self._closed.is_set():
-                self._timers.start(effect.key, effect.at)
-                if effect.at < self._wakeup_at and not self._firing:
-                    self._schedule_wakeup()
-        elif type(effect) is Deliver:
-            destination = effect.destination
-            if destination in self._discarded:
-                self.counters.statuses_discarded += 1
-                return
-            self.queue(destination).put(effect.message)
-            self.counters.statuses_delivered += 1
-            if destination not in self._touched:
-                self._touched.append(destination)
-        elif type(effect) is CancelTimer:
-            self._timers.cancel(effect.key)
-        elif type(effect) is TraceEvent:
-            self._write_trace(effect)
+    def _send_effect(self, data: bytes, destination: Address, error_answer: bool) -> None:
+        if error_answer and not self._answer_bucket.take(self.loop.time()):
+            self.counters.answers_rate_limited += 1
+            return
+        self._send(data, destination)
+
+    def _deliver_effect(self, destination: str, message: StatusMessage) -> None:
+        if destination in self._discarded:
+            self.counters.statuses_discarded += 1
+            return
+        self.queue(destination).put(message)
+        self.counters.statuses_delivered += 1
+        if destination not in self._touched:
+            self._touched.append(destination)
 
     def _flush(self, destination: str) -> None:
         listener = self._listeners.get(destination)
@@ -683,6 +538,18 @@ class UdpRuntime:
         task.add_done_callback(self._tasks.discard)
 
 
+class _RuntimeWire:
+    """The runtime's side of the shared effect pump (reference.pump.Wire)."""
+
+    __slots__ = ("arm", "deliver", "send", "trace")
+
+    def __init__(self, runtime: UdpRuntime) -> None:
+        self.send = runtime._send_effect
+        self.deliver = runtime._deliver_effect
+        self.trace = runtime._write_trace
+        self.arm = runtime._arm
+
+
 @functools.lru_cache(maxsize=LITERAL_CACHE_SIZE)
 def _ip_literal(host: str) -> str | None:
     """`host` without IPv6 brackets if it is an IP address, else None (a name to resolve).
@@ -693,8 +560,3 @@ def _ip_literal(host: str) -> str | None:
     except ValueError:
         return None
     return literal
-
-
-def _group(counters: dict[str, int], prefix: str) -> dict[str, int]:
-    return {name[len(prefix):]: value for name, value in sorted(counters.items())
-            if name.startswith(prefix)}

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -154,7 +155,7 @@ def _equivalence(dropped: str, actions: Sequence[str]) -> str:
     has_free = "A.FREE" in actions
     starts = any(a.startswith("A.START_") for a in actions)
     if dropped == "A.STOP" and (has_free or starts):
-        return "FREE stops the timer / StartTimer replaces the live timer of the same key"
+        return "FREE stops the timer / arming a timer replaces the live timer of the same key"
     if dropped == "A.STOP" and any(a.startswith("A.SEND_") for a in actions):
         return "every SUBSCRIBE sent arms the FAILOVER timer, replacing the live one"
     if dropped == "A.DROP_DIALOG" and ("A.SEND_INITIAL" in actions
@@ -367,6 +368,12 @@ def generate(repo: Path = REPO) -> list[Mutant]:
     return mutants
 
 
+# CPython 3.11.7's ast.parse is not thread-safe (its recursion-depth check is shared
+# state: "SystemError: AST constructor recursion depth mismatch" under run_mutants' threads,
+# seen in the broad test run); parses are serialized, they are a tiny part of a mutant's time.
+_AST_LOCK = threading.Lock()
+
+
 def apply(source: str, mutant: Mutant) -> str:
     """The source with the mutant's span replaced (columns are UTF-8 byte offsets)."""
     lines = source.encode("utf-8").splitlines(keepends=True)
@@ -374,7 +381,8 @@ def apply(source: str, mutant: Mutant) -> str:
     before = b"".join(lines[:l1 - 1]) + lines[l1 - 1][:c1]
     after = lines[l2 - 1][c2:] + b"".join(lines[l2:])
     mutated = (before + mutant.replacement.encode("utf-8") + after).decode("utf-8")
-    ast.parse(mutated)  # a mutant must still be valid Python
+    with _AST_LOCK:  # mutants are applied from worker threads; see _AST_LOCK
+        ast.parse(mutated)  # a mutant must still be valid Python
     return mutated
 
 

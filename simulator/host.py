@@ -1,30 +1,19 @@
 """Binds a ``reference.Agent`` to the simulated network.
 
-The host only translates: datagrams and timer expiries become agent inputs (with
-``now = env.now``); the agent's effects become datagrams, SimPy timers, deliveries and trace
-records. Timers are ``LazyTimers``: one heap of deadlines per host with one SimPy wakeup
-armed, no process and no SimPy event per timer (``simulator.timers`` has the measurements).
+The host adds only its clock (``env.now``) and its wire to the shared ``EffectPump``:
+datagrams become agent inputs, the agent's effects become datagrams, deliveries and trace
+records, and the core's timers cost one SimPy wake-up per host, armed for
+``Agent.next_deadline()`` (no process and no SimPy event per timer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from typing import Any, Protocol
 
-from reference import (
-    Agent,
-    AgentConfig,
-    CancelTimer,
-    Deliver,
-    MessageQueue,
-    Send,
-    StartTimer,
-    StatusMessage,
-    TraceEvent,
-)
+from reference import Agent, AgentConfig, EffectPump, MessageQueue, StatusMessage, TraceEvent
 from reference.ids import SeededIds
-from simulator.network import Address, Network
-from simulator.timers import LazyTimers
+from simulator.network import NORMAL_PRIORITY, Address, Network
+from simulator.timers import Wakeup
 from simulator.trace import TraceWriter
 
 MAX_AGENTS = 16  # subscription ids are handle * MAX_AGENTS + agent index
@@ -61,18 +50,22 @@ class AgentHost:
         # Seeded identifiers: a simulation replays byte-identically (never on a real network).
         self.agent = Agent(config, ids=SeededIds(config.seed))
         self.sink = sink
-        self.trace = trace
+        self.trace_writer = trace
         self.keep_queues = keep_queues
         self.queues: dict[str, MessageQueue] = {}
         self.deliveries = 0
-        self._timers = LazyTimers(env, self._timer_fired)
+        # The one SimPy wake-up armed for the agent's next deadline, and its time. A
+        # wake-up that was superseded fires into a no-op.
+        self._wakeup: Wakeup | None = None
+        self._wakeup_at = 0.0
+        self._pump = EffectPump(self.agent, self)
         network.add_node(name, address, self._datagram_received, aliases=aliases)
 
     # -- inputs -----------------------------------------------------------------------------
 
     def subscribe(self, record: str, subscriber: str, destination: str) -> int:
         handle = self.agent.subscribe(record, subscriber, destination, now=self.env.now)
-        self._drain()
+        self._pump.pump()
         return handle
 
     def subscription_id(self, handle: int) -> int:
@@ -81,45 +74,50 @@ class AgentHost:
 
     def unsubscribe(self, handle: int) -> None:
         self.agent.unsubscribe(handle, now=self.env.now)
-        self._drain()
+        self._pump.pump()
 
     def close(self) -> None:
         self.agent.close(now=self.env.now)
-        self._drain()
+        self._pump.pump()
 
     def _datagram_received(self, data: bytes, source: Address) -> None:
         self.agent.datagram_received(data, source, now=self.env.now)
-        self._drain()
+        self._pump.pump()
 
-    def _timer_fired(self, key: Hashable) -> None:
-        self.agent.timer_fired(key, now=self.env.now)
-        self._drain()
+    def _woken(self, wakeup: Wakeup) -> None:
+        if wakeup is not self._wakeup:
+            return  # superseded by an earlier one
+        self._wakeup = None
+        self._pump.wake(self.env.now)
 
-    # -- effects ----------------------------------------------------------------------------
+    # -- the wire (reference.pump.Wire) -----------------------------------------------------
 
-    def _drain(self) -> None:
-        # Most frequent first: timers, datagrams, cancellations, deliveries, trace events.
-        timers = self._timers
-        for effect in self.agent.drain_effects():
-            if isinstance(effect, StartTimer):
-                timers.start(effect.key, effect.at)
-            elif isinstance(effect, Send):
-                self.network.send(self.name, effect.destination, effect.data)
-            elif isinstance(effect, CancelTimer):
-                timers.cancel(effect.key)
-            elif isinstance(effect, Deliver):
-                self._deliver(effect.destination, effect.message)
-            elif isinstance(effect, TraceEvent) and self.trace is not None:
-                self.trace.event(self.name, effect.time, effect.kind, effect.fields)
+    def arm(self, at: float | None) -> None:
+        # A wake-up already armed at or before `at` is kept: waking early fires nothing
+        # and re-arms, which costs less than a SimPy event per moved deadline.
+        if at is None or (self._wakeup is not None and self._wakeup_at <= at):
+            return
+        wakeup = Wakeup(self._woken)
+        self._wakeup = wakeup
+        self._wakeup_at = at
+        delay = at - self.env.now
+        self.env.schedule(wakeup, NORMAL_PRIORITY, delay if delay > 0.0 else 0.0)
 
-    def _deliver(self, destination: str, message: StatusMessage) -> None:
+    def send(self, data: bytes, destination: Address, error_answer: bool) -> None:
+        self.network.send(self.name, destination, data)
+
+    def trace(self, event: TraceEvent) -> None:
+        if self.trace_writer is not None:
+            self.trace_writer.event(self.name, event.time, event.kind, event.fields)
+
+    def deliver(self, destination: str, message: StatusMessage) -> None:
         self.deliveries += 1
         now = self.env.now
         if self.sink is not None:
             sid = self.subscription_id(message.handle)
             self.sink.delivered(sid, message.record, message.status, now)
-        if self.trace is not None:
-            self.trace.delivery(self.name, now, message)
+        if self.trace_writer is not None:
+            self.trace_writer.delivery(self.name, now, message)
         if self.keep_queues:
             queue = self.queues.get(destination)
             if queue is None:
@@ -128,4 +126,4 @@ class AgentHost:
 
     @property
     def pending_timers(self) -> int:
-        return self._timers.pending()
+        return self.agent.armed_timers

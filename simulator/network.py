@@ -161,12 +161,6 @@ class Network:
         for alias in aliases:
             self._names[alias] = name
 
-    def node_names(self) -> list[str]:
-        return list(self._nodes)
-
-    def address_of(self, name: str) -> Address:
-        return self._nodes[name].address
-
     def set_link(self, a: str, b: str, spec: LinkSpec) -> None:
         """Set the spec of both directions between ``a`` and ``b``."""
         for key in ((a, b), (b, a)):

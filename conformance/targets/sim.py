@@ -4,6 +4,9 @@ Two endpoints (agent, peer) joined by a zero-latency wire, so timing windows are
 Faults act on the wire: `drop` (the next `count` datagrams, or all during `duration`),
 `delay` (add `delay` seconds during `duration`) and `partition` (drop both ways during
 `duration`), each optionally limited to one direction and one SIP method.
+
+The session drives the agent through the shared ``EffectPump``: it adds its clock (the SimPy
+environment) and this wire, and arms one SimPy wake-up for the agent's next deadline.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import simpy
 
 from conformance.runner import Datagram, Incoming, Status
 from conformance.scenario import Scenario
-from reference import Agent, AgentConfig, CancelTimer, Deliver, Send, StartTimer, TimerKey
+from reference import Agent, AgentConfig, EffectPump, StatusMessage, TraceEvent
+from reference.effects import Address
 from reference.ids import IdSource, SeededIds
 
 AGENT_ADDRESS = ("127.0.0.1", 5060)
@@ -75,9 +79,12 @@ class SimSession:
         self.agent = factory(config.replace(
             local_address=f"{AGENT_ADDRESS[0]}:{AGENT_ADDRESS[1]}"), ids=SeededIds(config.seed))
         self.inbox: list[Incoming] = []
-        self.timers: dict[TimerKey, int] = {}
-        self.generation = 0
         self.faults: list[_Fault] = []
+        # The one wake-up armed for the agent's next deadline: (generation, time). A
+        # wake-up whose generation is not the current one was superseded.
+        self.generation = 0
+        self.wakeup_at: float | None = None
+        self.pump = EffectPump(self.agent, _Wire(self))
 
     # -- runner interface
     def now(self) -> float:
@@ -88,12 +95,12 @@ class SimSession:
 
     def subscribe(self, record: str, subscriber: str) -> Any:
         handle = self.agent.subscribe(record, subscriber, "conformance", now=self.now())
-        self._drain()
+        self.pump.pump()
         return handle
 
     def unsubscribe(self, handle: Any) -> None:
         self.agent.unsubscribe(int(handle), now=self.now())
-        self._drain()
+        self.pump.pump()
 
     def send(self, data: bytes, to: str = "") -> None:
         # One agent on the wire: `to` can only name it.
@@ -138,44 +145,52 @@ class SimSession:
 
     def _to_agent(self, data: bytes) -> None:
         self.agent.datagram_received(data, PEER_ADDRESS, now=self.now())
-        self._drain()
+        self.pump.pump()
 
-    def _timer(self, key: TimerKey, at: float) -> None:
-        self.generation += 1
-        token = self.generation
-        self.timers[key] = token
-
-        def fire(_event: object) -> None:
-            if self.timers.get(key) == token:
-                del self.timers[key]
-                self.agent.timer_fired(key, now=self.now())
-                self._drain()
-
-        event = self.env.timeout(max(0.0, at - self.now()))
-        event.callbacks.append(fire)
 
     def _arrival(self, data: bytes, destination: str) -> Callable[[], None]:
         def arrive() -> None:
             self.inbox.append(Datagram(data, self.now(), destination))
         return arrive
 
-    def _drain(self) -> None:
-        for effect in self.agent.drain_effects():
-            if isinstance(effect, Send):
-                destination = f"{effect.destination[0]}:{effect.destination[1]}"
-                self._wire("from_agent", effect.data, self._arrival(effect.data, destination))
-            elif isinstance(effect, StartTimer):
-                self._timer(effect.key, effect.at)
-            elif isinstance(effect, CancelTimer):
-                self.timers.pop(effect.key, None)
-            elif isinstance(effect, Deliver):
-                message = effect.message
-                document = message.document
-                self.inbox.append(Status({
-                    "status": message.status, "reason": message.reason,
-                    "retry_at": message.retry_at, "at": message.at,
-                    "basic": document.basic if document is not None else None,
-                }, self.now()))
+
+class _Wire:
+    """The session's side of the shared effect pump (reference.pump.Wire)."""
+
+    def __init__(self, session: SimSession) -> None:
+        self.session = session
+
+    def arm(self, at: float | None) -> None:
+        # An armed wake-up at or before `at` is kept: waking early fires nothing.
+        session = self.session
+        if at is None or (session.wakeup_at is not None and session.wakeup_at <= at):
+            return
+        session.generation += 1
+        token = session.generation
+        session.wakeup_at = at
+
+        def woken(_event: object) -> None:
+            if token == session.generation:
+                session.wakeup_at = None
+                session.pump.wake(session.now())
+
+        event = session.env.timeout(max(0.0, at - session.now()))
+        event.callbacks.append(woken)
+
+    def send(self, data: bytes, destination: Address, error_answer: bool) -> None:
+        hostport = f"{destination[0]}:{destination[1]}"
+        self.session._wire("from_agent", data, self.session._arrival(data, hostport))
+
+    def deliver(self, destination: str, message: StatusMessage) -> None:
+        document = message.document
+        self.session.inbox.append(Status({
+            "status": message.status, "reason": message.reason,
+            "retry_at": message.retry_at, "at": message.at,
+            "basic": document.basic if document is not None else None,
+        }, self.session.now()))
+
+    def trace(self, event: TraceEvent) -> None:
+        pass  # the runner records the wire and the status messages itself
 
 
 class SimTarget:

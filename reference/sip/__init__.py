@@ -1,12 +1,15 @@
 """RFC 3261 SIP layer: messages, URIs, transactions, dialogs (sans-IO)."""
 
+from reference.sip.errors import SipParseError
 from reference.sip.headers import (
     ContactValue,
     ContentType,
     CSeq,
     EventHeader,
+    Headers,
     SubscriptionState,
     Via,
+    canonical_name,
     parse_call_id,
     parse_contact,
     parse_content_type,
@@ -19,14 +22,12 @@ from reference.sip.headers import (
     parse_subscription_state,
     parse_via,
 )
-from reference.sip.limits import DEFAULT_LIMITS, ParseLimits, SipParseError
+from reference.sip.limits import DEFAULT_LIMITS, ParseLimits
 from reference.sip.message import (
     REASON_PHRASES,
-    Headers,
     Message,
     Request,
     Response,
-    canonical_name,
     check_mandatory,
     make_response,
     parse_message,

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from reference.sip.message import Headers, Request, Response
+from reference.sip.headers import Headers
+from reference.sip.message import Request, Response
 from reference.sip.uri import NameAddr, parse_name_addr, parse_uri
 
 DialogState = Literal["early", "confirmed"]

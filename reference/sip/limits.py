@@ -1,33 +1,13 @@
-"""Input limits for the SIP parser and the single error type it raises.
+"""Input limits for the SIP parser (bytes and counts).
 
 Every limit exists so that untrusted bytes cannot make the parser use unbounded memory or
-time: the parser checks them before doing work proportional to the input.
+time: the parser checks them before doing work proportional to the input. This module
+imports nothing from the project (the error type is in ``errors.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from reference.sip.message import Request, Response
-
-
-class SipParseError(ValueError):
-    """A SIP message, header value or URI could not be parsed.
-
-    The text names the offending part (``bad CSeq: 'abc'``). ``message`` holds the framed
-    message when the start line and header section were framed but a value is bad (so a
-    UAS can still answer by copying Via/From/To/Call-ID/CSeq); otherwise it is None.
-    ``status`` is the answer that fits the problem: 400, or 505 for a SIP version other than
-    2.0 (RFC 3261 §21.5.7).
-    """
-
-    def __init__(self, text: str, message: Request | Response | None = None, *,
-                 status: int = 400) -> None:
-        super().__init__(text)
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

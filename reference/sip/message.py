@@ -1,4 +1,6 @@
-"""SIP message framing, the header multi-map, typed accessors and serialisation.
+"""SIP message framing, Request/Response with typed accessors, and serialisation.
+
+The header multi-map (``Headers``) and the typed header parsers live in ``headers.py``.
 
 Decisions (where RFC 3261 leaves room or the brief was silent):
 * Header section encoding: UTF-8 (RFC 3261 §7.3.1). Bytes that are not UTF-8 raise
@@ -33,11 +35,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from reference.sip.errors import SipParseError
+from reference.sip.grammar import TOKEN_CHARS
 from reference.sip.headers import (
+    PARSER_NAMES,
     ContactValue,
     ContentType,
     CSeq,
     EventHeader,
+    Headers,
     SubscriptionState,
     Via,
     parse_call_id,
@@ -54,196 +60,8 @@ from reference.sip.headers import (
     parse_via,
     split_list,
 )
-from reference.sip.limits import DEFAULT_LIMITS, MAX_NUMBER_DIGITS, ParseLimits, SipParseError
-from reference.sip.uri import TOKEN_CHARS, NameAddr, check_absolute_uri
-
-# Canonical spelling of well-known headers, keyed by lowercase name; compact forms
-# (RFC 3261 §7.3.3, RFC 3265/6665 "o" and "u", RFC 3903 "k"/"s"...) map to the full name.
-_KNOWN_NAMES = (
-    "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
-    "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
-    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length",
-    "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "In-Reply-To",
-    "Max-Forwards", "MIME-Version", "Min-Expires", "Organization", "Path", "Priority",
-    "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "Record-Route",
-    "Reply-To", "Require", "Retry-After", "Route", "Server", "Service-Route", "Subject",
-    "Subscription-State", "Supported", "Timestamp", "To", "Unsupported", "User-Agent",
-    "Via", "Warning", "WWW-Authenticate", "Refer-To", "Referred-By", "SIP-ETag",
-    "SIP-If-Match", "P-Asserted-Identity", "P-Preferred-Identity",
-)  # fmt: skip
-_COMPACT_FORMS = {
-    "i": "Call-ID", "f": "From", "t": "To", "v": "Via", "m": "Contact", "l": "Content-Length",
-    "c": "Content-Type", "o": "Event", "e": "Content-Encoding", "k": "Supported",
-    "s": "Subject", "u": "Allow-Events", "r": "Refer-To", "b": "Referred-By",
-}  # fmt: skip
-CANONICAL_NAMES: dict[str, str] = {name.lower(): name for name in _KNOWN_NAMES}
-CANONICAL_NAMES.update(_COMPACT_FORMS)
-# Lowercase spelling -> (lookup key, canonical name), for the parser's per-line lookup.
-_PARSER_NAMES: dict[str, tuple[str, str]] = {
-    lower: (full.lower(), full) for lower, full in CANONICAL_NAMES.items()
-}
-
-# Headers whose grammar is a comma-separated list (RFC 3261 §7.3.1): get_all splits them.
-# Not listed on purpose: WWW-Authenticate, Authorization, Proxy-*, Date, Subject, Call-ID...
-LIST_HEADERS = frozenset(
-    name.lower()
-    for name in (
-        "Via", "Route", "Record-Route", "Contact", "Accept", "Accept-Encoding",
-        "Accept-Language", "Allow", "Allow-Events", "Supported", "Require", "Proxy-Require",
-        "Unsupported", "Content-Encoding", "Content-Language", "In-Reply-To", "Alert-Info",
-        "Call-Info", "Error-Info", "Warning", "Path", "Service-Route", "P-Asserted-Identity",
-    )
-)  # fmt: skip
-
-
-def canonical_name(name: str) -> str:
-    """Full canonical spelling for known headers (compact forms expanded), else as given."""
-    return CANONICAL_NAMES.get(name.lower(), name)
-
-
-# Lookup key (lowercase canonical name) of each spelling seen by get()/values()/...: the
-# same few names are asked for on every message, so computing the key once saves two
-# str.lower() per lookup. Bounded so hostile or generated names cannot grow it forever.
-_LOOKUP_KEYS: dict[str, str] = {}
-_LOOKUP_KEYS_MAX = 1024
-
-
-def lookup_key(name: str) -> str:
-    """Lowercase canonical key of a header name (compact forms expanded)."""
-    key = _LOOKUP_KEYS.get(name)
-    if key is None:
-        key = CANONICAL_NAMES.get(name.lower(), name).lower()
-        if len(_LOOKUP_KEYS) < _LOOKUP_KEYS_MAX:
-            _LOOKUP_KEYS[name] = key
-    return key
-
-
-class Headers:
-    """Ordered, case-insensitive multi-map of header fields with canonical names."""
-
-    __slots__ = ("_cache", "_index", "_items")
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        # (lowercase key, canonical name, value) in order. `_index` (key -> values) is built
-        # on the first lookup and dropped on every mutation, like the typed-value cache.
-        self._items: list[tuple[str, str, str]] = []
-        self._index: dict[str, list[str]] | None = None
-        self._cache: dict[str, object] = {}  # typed values, see _Accessors._typed
-        for name, value in items:
-            self.add(name, value)
-
-    def _changed(self) -> None:
-        self._index = None
-        self._cache.clear()
-
-    def _lookup(self) -> dict[str, list[str]]:
-        index = self._index
-        if index is None:
-            index = {}
-            for key, _, value in self._items:
-                values = index.get(key)
-                if values is None:
-                    index[key] = [value]
-                else:
-                    values.append(value)
-            self._index = index
-        return index
-
-    @classmethod
-    def from_trusted(cls, items: list[tuple[str, str, str]]) -> Headers:
-        """Headers from (lowercase key, canonical name, value) triples that the caller
-        built itself (valid names, single-line values): a builder's fast path, no checks."""
-        headers = cls()
-        headers._items = items
-        return headers
-
-    def _append_trusted(self, name: str, value: str) -> None:
-        """Parser fast path: name already canonical, value known to be a single line."""
-        self._items.append((name.lower(), name, value))
-        self._index = None
-
-    def add(self, name: str, value: str) -> None:
-        if "\r" in value or "\n" in value:
-            raise ValueError(f"header value for {name!r} contains CR or LF")
-        if not name or not set(name) <= TOKEN_CHARS:
-            raise ValueError(f"bad header name {name!r}")
-        full = canonical_name(name)
-        self._items.append((full.lower(), full, value))
-        self._changed()
-
-    def set(self, name: str, value: str) -> None:
-        """Replace every field called ``name`` by one (at the first one's position)."""
-        key = canonical_name(name).lower()
-        positions = [i for i, item in enumerate(self._items) if item[0] == key]
-        self.add(name, value)
-        if positions:
-            new = self._items.pop()
-            self._items = [item for item in self._items if item[0] != key]
-            self._items.insert(positions[0], new)
-            self._changed()
-
-    def remove(self, name: str) -> None:
-        key = canonical_name(name).lower()
-        self._items = [item for item in self._items if item[0] != key]
-        self._changed()
-
-    def get(self, name: str) -> str | None:
-        index = self._index
-        if index is None:
-            index = self._lookup()
-        key = _LOOKUP_KEYS.get(name)
-        values = index.get(lookup_key(name) if key is None else key)
-        return None if values is None else values[0]
-
-    def values(self, name: str) -> list[str]:
-        """Every field value of ``name`` as written (one entry per header line)."""
-        values = self._lookup().get(lookup_key(name))
-        return [] if values is None else list(values)
-
-    def single(self, name: str) -> str | None:
-        """The value of ``name`` when exactly one field line has it, else None."""
-        values = self._lookup().get(lookup_key(name))
-        return values[0] if values is not None and len(values) == 1 else None
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value; comma lists are split where the header grammar is a list."""
-        key = lookup_key(name)
-        values = self._lookup().get(key)
-        if values is None:
-            return []
-        if key not in LIST_HEADERS:
-            return list(values)
-        out: list[str] = []
-        for value in values:
-            out.extend(split_list(value, canonical_name(name)))
-        return out
-
-    def items(self) -> list[tuple[str, str]]:
-        return [(item[1], item[2]) for item in self._items]
-
-    def copy(self) -> Headers:
-        other = Headers()
-        other._items = list(self._items)
-        return other
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        return lookup_key(name) in self._lookup()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Headers):
-            return NotImplemented
-        return self.items() == other.items()
-
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
-    def __repr__(self) -> str:
-        return f"Headers({self.items()!r})"
-
+from reference.sip.limits import DEFAULT_LIMITS, MAX_NUMBER_DIGITS, ParseLimits
+from reference.sip.uri import NameAddr, check_absolute_uri
 
 T = TypeVar("T")
 _MANDATORY = ("To", "From", "Call-ID", "CSeq", "Via")
@@ -284,14 +102,14 @@ class _Accessors:
         try:
             value = compute(self.headers)
         except SipParseError as exc:
-            raise SipParseError(str(exc), self) from None  # type: ignore[arg-type]
+            raise SipParseError(str(exc), self) from None
         cache[key] = value
         return value
 
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
         if value is None:
-            raise SipParseError(f"missing header: {name}", self)  # type: ignore[arg-type]
+            raise SipParseError(f"missing header: {name}", self)
         return value
 
     def _vias(self) -> list[Via]:
@@ -316,7 +134,7 @@ class _Accessors:
         try:
             value = parse(raw)
         except SipParseError as exc:
-            raise SipParseError(str(exc), self) from None  # type: ignore[arg-type]
+            raise SipParseError(str(exc), self) from None
         self.headers._cache[key] = value
         return value
 
@@ -649,7 +467,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
         lower = name.lower()
-        known = _PARSER_NAMES.get(lower)
+        known = PARSER_NAMES.get(lower)
         if known is None:
             if not colon or not name or not set(name) <= TOKEN_CHARS:
                 raise SipParseError(f"bad header line: {line[:80]!r}")

@@ -3,6 +3,7 @@ requirement is decided only by the steps that test it, and the report pages rend
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ def _retry_after_30(config: AgentConfig, failures: int, rng: Any,
 
 @pytest.fixture
 def late_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy, "refresh_delay", _refresh_at_90_percent)
+    monkeypatch.setattr(policy, "DEFAULT_TIMING", dataclasses.replace(
+        policy.DEFAULT_TIMING, refresh_delay=_refresh_at_90_percent))
 
 
 def test_refresh_at_90_percent_differs_on_another_build_and_fails_on_the_reference(
@@ -56,7 +58,8 @@ def test_refresh_at_90_percent_differs_on_another_build_and_fails_on_the_referen
 
 
 def test_a_refresh_after_the_grant_violates_sub_003(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy, "refresh_delay", lambda config, granted: granted + 1.0)
+    monkeypatch.setattr(policy, "DEFAULT_TIMING", dataclasses.replace(
+        policy.DEFAULT_TIMING, refresh_delay=lambda config, granted: granted + 1.0))
     result = run_scenario(scenario("resubscribe/shorter-grant"), "rfc6665",
                           SimTarget(reference=False))
     assert result.verdict == FAIL
@@ -69,7 +72,8 @@ def test_a_refresh_after_the_grant_violates_sub_003(monkeypatch: pytest.MonkeyPa
 
 def test_later_retry_than_retry_after_differs_and_the_run_goes_on(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy, "backoff_delay", _retry_after_30)
+    monkeypatch.setattr(policy, "DEFAULT_TIMING", dataclasses.replace(
+        policy.DEFAULT_TIMING, backoff_delay=_retry_after_30))
     result = run_scenario(scenario("failed/503-retry-after"), "rfc6665",
                           SimTarget(reference=False))
     assert result.verdict == DIFFERS, result.failure

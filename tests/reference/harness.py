@@ -1,10 +1,10 @@
-"""A small driver for the sans-IO agent: virtual clock, timer heap, and a notifier peer.
+"""A small driver for the sans-IO agent: virtual clock, one wake-up, and a notifier peer.
 
-The harness honours the agent's effects exactly as a runtime would: `StartTimer` arms (or
-re-arms) a one-shot timer, `CancelTimer` disarms it, due timers fire in time order (ties in
-the order they were armed), `Send` is recorded with its timestamp and parsed with
-`reference.sip`, `Deliver` is recorded. The "peer" answers with real messages: responses built
-by `make_response` from the agent's own request, NOTIFYs written by hand.
+The harness drives the agent as every runtime does, through the shared `EffectPump`, adding
+only its virtual clock and a recording wire: the one wake-up the pump arms is kept in
+`armed_at` and `advance` wakes the agent there; `Send` is recorded with its timestamp and
+parsed with `reference.sip`, `Deliver` is recorded. The "peer" answers with real messages:
+responses built by `make_response` from the agent's own request, NOTIFYs written by hand.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference import Agent, AgentConfig
-from reference.effects import CancelTimer, Deliver, Effect, Send, StartTimer, TimerKey
+from reference import Agent, AgentConfig, EffectPump, TimerKey, TimerKind
+from reference.effects import Address, Deliver, Effect, Send, TraceEvent
 from reference.ids import SeededIds
 from reference.pidf import build_pidf
 from reference.qsa import StatusMessage
@@ -41,12 +41,12 @@ class Harness:
 
     config: AgentConfig
     agent: Agent = field(init=False)
+    pump: EffectPump = field(init=False)
     now: float = 0.0
-    timers: dict[TimerKey, tuple[float, int]] = field(default_factory=dict)
+    armed_at: float | None = None  # the one wake-up the pump asked for
     sent: list[Sent] = field(default_factory=list)
     delivered: list[StatusMessage] = field(default_factory=list)
     log: list[Effect] = field(default_factory=list)
-    _seq: itertools.count[int] = field(default_factory=itertools.count)
     _notify_cseq: int = 100
     _branches: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     # Called after every input to the agent (with the clock at that input's time).
@@ -54,42 +54,50 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.agent = Agent(self.config, ids=SeededIds(self.config.seed))
+        self.pump = EffectPump(self.agent, self)
 
     @classmethod
     def make(cls, profile: str = "ser", **params: Any) -> Harness:
         return cls(AgentConfig.from_mapping({"profile": profile, **params}))
 
+    # ------------------------------------------------------------------ the wire
+    def send(self, data: bytes, destination: Address, error_answer: bool) -> None:
+        self.log.append(Send(data, destination, error_answer))
+        self.sent.append(Sent(self.now, data, destination, parse_message(data)))
+
+    def deliver(self, destination: str, message: StatusMessage) -> None:
+        assert destination == QUEUE
+        self.log.append(Deliver(destination, message))
+        self.delivered.append(message)
+
+    def trace(self, event: TraceEvent) -> None:
+        self.log.append(event)
+
+    def arm(self, at: float | None) -> None:
+        self.armed_at = at
+
+    @property
+    def timers(self) -> dict[TimerKey, float]:
+        """Every timer armed in the core, with its deadline."""
+        return self.agent.timer_deadlines()
+
     # ------------------------------------------------------------------ effects
-    def absorb(self) -> list[Effect]:
-        effects = self.agent.drain_effects()
-        self.log.extend(effects)
-        for effect in effects:
-            if isinstance(effect, StartTimer):
-                self.timers[effect.key] = (effect.at, next(self._seq))
-            elif isinstance(effect, CancelTimer):
-                self.timers.pop(effect.key, None)
-            elif isinstance(effect, Send):
-                self.sent.append(Sent(self.now, effect.data, effect.destination,
-                                      parse_message(effect.data)))
-            elif isinstance(effect, Deliver):
-                assert effect.destination == QUEUE
-                self.delivered.append(effect.message)
+    def absorb(self) -> None:
+        self.pump.pump()
         for hook in self.after_input:
             hook()
-        return effects
 
     def advance(self, until: float) -> None:
-        """Fire every timer due at or before `until`, in order, then set the clock."""
-        while True:
-            due = [(at, seq, key) for key, (at, seq) in self.timers.items() if at <= until]
-            if not due:
-                break
-            at, _, key = min(due, key=lambda item: (item[0], item[1]))
-            del self.timers[key]
-            assert at >= self.now - 1e-9, f"timer {key} in the past: {at} < {self.now}"
+        """Wake the agent at every armed wake-up at or before `until`, then set the clock."""
+        while self.armed_at is not None and self.armed_at <= until:
+            at = self.armed_at
+            assert at >= self.now - 1e-9, f"wake-up in the past: {at} < {self.now}"
+            assert at == self.agent.next_deadline(), "the pump armed a stale wake-up"
             self.now = max(self.now, at)
-            self.agent.timer_fired(key, now=self.now)
-            self.absorb()
+            self.armed_at = None
+            self.pump.wake(self.now)
+            for hook in self.after_input:
+                hook()
         self.now = max(self.now, until)
 
     def advance_by(self, delta: float) -> None:
@@ -223,7 +231,7 @@ class Harness:
 
     # ------------------------------------------------------------------ invariants
     def live_sub_timer(self, handle: int) -> bool:
-        return ("sub", handle) in self.timers
+        return sub_timer(handle) in self.timers
 
     def confirmed(self, expires: int = 600, notify: bool = True) -> int:
         """Subscribe, answer 200 (Expires), and optionally send an active NOTIFY."""
@@ -233,3 +241,13 @@ class Harness:
         if notify:
             self.notify(state=f"active;expires={expires}")
         return handle
+
+
+def sub_timer(handle: int) -> TimerKey:
+    """The key of a subscription's state-machine timer."""
+    return TimerKey(TimerKind.SUBSCRIPTION, handle)
+
+
+def timer_n(handle: int) -> TimerKey:
+    """The key of a subscription's Timer N."""
+    return TimerKey(TimerKind.TIMER_N, handle)

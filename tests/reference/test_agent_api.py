@@ -76,12 +76,16 @@ def test_trace_zero_emits_no_trace_events() -> None:
     assert h.log and not any(type(e).__name__ == "TraceEvent" for e in h.log)
 
 
-def test_timer_keys_of_other_shapes_are_ignored() -> None:
+def test_waking_an_agent_without_due_timers_changes_nothing() -> None:
     agent = Agent(AgentConfig())
-    agent.timer_fired("nonsense", now=1.0)
-    agent.timer_fired(("sub", 42), now=1.0)
-    agent.timer_fired((), now=1.0)
+    assert agent.next_deadline() is None
+    assert agent.handle_timers(1.0) == 0
     assert [e for e in agent.drain_effects() if type(e).__name__ != "TraceEvent"] == []
+    handle = agent.subscribe("sip:bob@lab.test", "sip:alice@lab.test", "q", now=0.0)
+    first = agent.next_deadline()
+    assert first is not None and first > 0.0
+    assert agent.handle_timers(first - 0.001) == 0  # early: nothing is due yet
+    assert agent.next_deadline() == first and handle in agent.subscriptions
 
 
 def test_garbage_datagram_never_raises() -> None:
@@ -90,3 +94,20 @@ def test_garbage_datagram_never_raises() -> None:
     for data in (b"", b"\x00\xff", b"SIP/2.0 200 OK\r\n\r\n", b"NOTIFY x SIP/2.0\r\n\r\n"):
         h.feed(data)
     assert h.state() == "unconfirmed"
+
+
+def test_public_queries_answer_what_the_runtime_and_control_protocol_need() -> None:
+    h = Harness.make("rfc6665")
+    handle = h.subscribe()
+    assert h.agent.has_subscription(handle) and not h.agent.has_subscription(handle + 1)
+    assert h.agent.subscription_count == 1
+    stats = h.agent.stats()
+    assert stats["subscriptions"] == 1 and stats["tx_subscribe"] == 1
+    assert stats["live_timers"] == h.agent.armed_timers == len(h.timers) > 0
+    h.feed(b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKo"
+           b"\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: o1\r\n"
+           b"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\r\n")
+    stats = h.agent.stats()
+    assert stats["rx_requests_by_method"] == {"OPTIONS": 1}
+    assert stats["tx_responses_by_status"] == {"200": 1}
+    assert stats["counters"]["rx.request.OPTIONS"] == 1

@@ -10,7 +10,7 @@ import pytest
 from reference import policy
 from reference.sip import Request, Response, make_response
 
-from .harness import PEER, RECORD, Harness
+from .harness import PEER, RECORD, Harness, sub_timer, timer_n
 
 
 def rfc(**params: object) -> Harness:
@@ -213,7 +213,7 @@ def test_sub011_notify_stops_timer_n() -> None:
     h = rfc()
     active(h, 600)
     h.advance(100.0)
-    assert h.state() == "confirmed" and ("n", 1) not in h.timers
+    assert h.state() == "confirmed" and timer_n(1) not in h.timers
 
 
 def test_sub017_timer_n_refresh() -> None:
@@ -328,7 +328,7 @@ def test_sub031_terminated_reasons(reason: str, retry_after: int | None,
         assert h.state() == "terminated"
         h.advance(10_000.0)
         assert sub_count(h) == 1
-        assert ("sub", 1) not in h.timers
+        assert sub_timer(1) not in h.timers
     else:
         assert msg.retry_at == pytest.approx(10.0 + next_after)
         h.advance(10.0 + next_after - 0.01) if next_after else None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from reference.effects import Deliver
+from reference.timers import TimerKind
 
-from .harness import RECORD, Harness
+from .harness import RECORD, Harness, sub_timer
 
 CPIM_BODY = (b'<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:cpim-pidf" '
              b'entity="pres:bob@lab.test"><tuple id="t"><status><basic>open</basic></status>'
@@ -338,7 +339,7 @@ def test_unsubscribe_while_waiting_sends_nothing() -> None:
     h.subscribe()
     h.respond(status=404)
     h.unsubscribe(1)
-    assert h.agent.is_idle and h.timers.get(("sub", 1)) is None
+    assert h.agent.is_idle and h.timers.get(sub_timer(1)) is None
     h.advance(1000.0)
     assert len(h.subscribes()) == 1
 
@@ -359,7 +360,7 @@ def test_v15_delay_covers_the_whole_range() -> None:
     for seed in range(200):
         h = ser(max_subscribe_delay=10, seed=seed)
         h.subscribe()
-        draws.add(h.timers[("sub", 1)][0])
+        draws.add(h.timers[sub_timer(1)])
     assert draws == {float(n) for n in range(1, 11)}
 
 
@@ -397,7 +398,7 @@ def test_ser_close_sends_nothing() -> None:
     h.close()
     assert h.agent.is_idle
     assert len(h.subscribes()) == 1
-    assert not any(k[0] == "sub" for k in h.timers if isinstance(k, tuple))
+    assert not any(k.kind is TimerKind.SUBSCRIPTION for k in h.timers)
 
 
 def test_handle_presence_subscriptions_zero_accepts_and_ignores() -> None:

@@ -22,8 +22,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from reference.sip import Request
 from reference.subscription import State
+from reference.timers import TimerKey, TimerKind
 
-from .harness import Harness
+from .harness import Harness, sub_timer
 
 # 200 weighted up: most interesting paths start with a success.
 CODES = [200, 200, 200, 100, 180, 200, 202, 301, 302, 400, 403, 404, 408, 423, 480, 481, 489,
@@ -141,7 +142,7 @@ class AgentMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.h.timers))
     @rule()
     def fire_next_timer(self) -> None:
-        at = min(at for at, _ in self.h.timers.values())
+        at = min(self.h.timers.values())
         self.h.advance(at)
 
     @rule()
@@ -155,25 +156,24 @@ class AgentMachine(RuleBasedStateMachine):
     def timers_have_owners(self) -> None:
         agent = self.h.agent
         for key in self.h.timers:
-            assert isinstance(key, tuple)
-            if key[0] in ("sub", "n"):
-                assert key[1] in agent.subscriptions, f"orphan timer {key}"
-            elif key[0] == "tx":
-                assert key[1] in agent._client_txs, f"orphan transaction timer {key}"
-            elif key[0] == "stx":
-                assert agent._server_txs, "server timer without server transactions"
+            if key.kind in (TimerKind.SUBSCRIPTION, TimerKind.TIMER_N):
+                assert key.handle in agent.subscriptions, f"orphan timer {key}"
+            elif key.kind is TimerKind.CLIENT_TX:
+                assert key.branch in agent.ua.clients, f"orphan transaction timer {key}"
+            else:
+                assert agent.ua.servers, "server timer without server transactions"
         for handle, sub in agent.subscriptions.items():
-            assert (sub.timer_kind is not None) == (("sub", handle) in self.h.timers), \
+            assert (sub.timer_kind is not None) == (sub_timer(handle) in self.h.timers), \
                 (handle, sub.state, sub.timer_kind)
             if sub.timer_kind is not None:
-                assert self.h.timers[("sub", handle)][0] == sub.timer_at
+                assert self.h.timers[sub_timer(handle)] == sub.timer_at
 
     @invariant()
     def every_subscription_has_a_way_forward(self) -> None:
         agent = self.h.agent
         for handle, sub in agent.subscriptions.items():
-            outstanding = sub.tx_branch is not None and sub.tx_branch in agent._client_txs
-            assert ("sub", handle) in self.h.timers or outstanding \
+            outstanding = sub.tx_branch is not None and sub.tx_branch in agent.ua.clients
+            assert sub_timer(handle) in self.h.timers or outstanding \
                 or sub.state is State.TERMINATED, (handle, sub.state)
             assert sub.state is not State.DESTROYED
 
@@ -189,18 +189,18 @@ class AgentMachine(RuleBasedStateMachine):
                 assert agent._by_dialog.get(sub.dialog.call_id) == handle
         # At most one live (unanswered) SUBSCRIBE per subscription, and it is the awaited one.
         live: dict[int, int] = {}
-        for branch, entry in agent._client_txs.items():
+        for branch, entry in agent.ua.clients.items():
             if entry.tx.state in ("trying", "proceeding"):
-                live[entry.handle] = live.get(entry.handle, 0) + 1
-                sub = agent.subscriptions.get(entry.handle)
-                assert sub is not None and sub.tx_branch == branch, (branch, entry.handle)
+                live[entry.owner] = live.get(entry.owner, 0) + 1
+                sub = agent.subscriptions.get(entry.owner)
+                assert sub is not None and sub.tx_branch == branch, (branch, entry.owner)
         assert all(n == 1 for n in live.values())
         # Every completed server transaction is waiting for its Timer J: the shared server
         # timer is armed for the earliest deadline, which no transaction has passed.
-        deadlines = dict((key, at) for at, key in agent._server_deadlines)
-        assert set(agent._server_txs) <= set(deadlines)
-        if agent._server_txs:
-            armed_at = self.h.timers[("stx",)][0]
+        deadlines = dict((key, at) for at, key in agent.ua.server_deadlines)
+        assert set(agent.ua.servers) <= set(deadlines)
+        if agent.ua.servers:
+            armed_at = self.h.timers[TimerKey(TimerKind.SERVER_TX)]
             assert armed_at <= min(deadlines.values()) + EPS
             assert all(at > self.h.now - EPS for at in deadlines.values())
 

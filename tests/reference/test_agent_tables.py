@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from reference.agent import Agent
+from reference.agent import ACTIONS
 from reference.subscription import (
     EVENTS,
     RFC6665_TABLE,
@@ -16,8 +17,13 @@ from reference.subscription import (
     STATES,
     TABLES,
     Action,
+    DuplicateRow,
     Event,
     State,
+    Table,
+    _rfc_table,
+    _rows,
+    _ser_table,
     mermaid,
     table_markdown,
 )
@@ -32,11 +38,13 @@ def test_table_is_total(profile: str) -> None:
     assert set(table) == expected
 
 
-def test_every_action_has_an_implementation() -> None:
+def test_every_action_is_bound_once_in_the_action_table() -> None:
     used = {a for table in (SER_TABLE, RFC6665_TABLE) for row in table.values()
             for a in row.actions}
-    for action in Action:
-        assert callable(getattr(Agent, "_do_" + action.name.lower(), None)), action
+    assert set(ACTIONS) == set(Action) and used <= set(ACTIONS)
+    assert all(callable(function) for function in ACTIONS.values())
+    # Each function binds one action: a copy-paste slip would show as a shared function.
+    assert len({id(function) for function in ACTIONS.values()}) == len(ACTIONS)
     assert used <= set(Action)
 
 
@@ -96,3 +104,23 @@ def test_behaviour_doc_generated_section_is_current() -> None:
     start = text.index(GENERATED_BEGIN)
     end = text.index(GENERATED_END) + len(GENERATED_END)
     assert text[start:end] == generated_section()
+
+
+def test_a_table_builder_fails_on_a_second_row_for_one_key() -> None:
+    table: Table = {}
+    _rows(table, State.CONFIRMED, (Event.TICK,), (), State.CONFIRMED)
+    with pytest.raises(DuplicateRow, match=r"\(CONFIRMED, TICK\)"):
+        _rows(table, State.CONFIRMED, (Event.R1XX, Event.TICK), (), State.WAITING)
+
+
+@pytest.mark.parametrize("build", [_ser_table, _rfc_table])
+def test_the_shipped_tables_have_no_overwritten_row(build: Callable[[], Table]) -> None:
+    # The builders raise DuplicateRow, so building is the check; the rows that used to be
+    # overwritten keep the behaviour of the later (winning) row.
+    table = build()
+    if build is _rfc_table:
+        unsubscribe = (Action.STOP, Action.SEND_UNSUBSCRIBE)
+        for key in ((State.UNCONFIRMED_DESTROY, Event.R_TIMEOUT_DIALOG_UP),
+                    (State.RESUBSCRIPTION_DESTROY, Event.R_FAIL),
+                    (State.RESUBSCRIPTION_DESTROY, Event.R423)):
+            assert table[key].actions == unsubscribe and table[key].next is State.PREDESTROYED

@@ -4,8 +4,12 @@ cached parsers hand out independent objects, and the new helper parameters do wh
 from __future__ import annotations
 
 from reference.sip import Headers, Request, make_response, parse_message
-from reference.sip.headers import parse_content_type, parse_event, parse_subscription_state
-from reference.sip.message import lookup_key
+from reference.sip.headers import (
+    lookup_key,
+    parse_content_type,
+    parse_event,
+    parse_subscription_state,
+)
 from reference.sip.transaction import ServerTransaction, TimerSettings, server_key
 from reference.sip.uri import parse_name_addr
 

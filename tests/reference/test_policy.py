@@ -114,3 +114,14 @@ def test_ser_is_terminating(raw: str | None, terminating: bool) -> None:
 ])
 def test_rfc_status(token: str, status: str) -> None:
     assert policy.rfc_status(token) == status
+
+
+def test_profile_rules_name_every_difference_and_the_agent_never_asks_the_profile() -> None:
+    from pathlib import Path
+
+    ser, rfc = policy.RULES["ser"], policy.RULES["rfc6665"]
+    assert all(getattr(ser, name) != getattr(rfc, name) for name in vars(ser))
+    assert ser.close_forgets and ser.drop_bad_pidf and not rfc.close_forgets
+    root = Path(__file__).resolve().parents[2] / "reference"
+    for module in ("agent.py", "ua.py"):
+        assert "is_ser" not in (root / module).read_text(), module

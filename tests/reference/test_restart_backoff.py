@@ -15,7 +15,7 @@ import pytest
 
 from reference import AgentConfig, policy
 
-from .harness import Harness
+from .harness import Harness, sub_timer
 
 IMMEDIATE = ["deactivated", "timeout", "probation;retry-after=0", "giveup", "x-new;retry-after=0"]
 
@@ -34,7 +34,7 @@ def accept_and_end(h: Harness, reason: str) -> None:
 def next_attempt(h: Harness) -> None:
     """When the agent is waiting to re-subscribe, let the clock run to that SUBSCRIBE."""
     if h.state() == "waiting":
-        h.advance(h.timers[("sub", 1)][0])
+        h.advance(h.timers[sub_timer(1)])
 
 
 def new_dialog_times(h: Harness) -> list[float]:
@@ -78,20 +78,20 @@ def test_a_stable_subscription_clears_the_count() -> None:
     h.respond(expires=600)
     h.notify(state="terminated;reason=deactivated")  # quick again: back-off from rank 1
     assert len(new_dialog_times(h)) == 4
-    assert 0.8 * 120 <= h.timers[("sub", 1)][0] - h.now <= 120
+    assert 0.8 * 120 <= h.timers[sub_timer(1)] - h.now <= 120
 
 
 def test_retry_after_stays_a_floor_and_first_one_is_honoured_exactly() -> None:
     h = rfc(seed=4, on_error_retry_time=10)
     h.subscribe()
     accept_and_end(h, "probation;retry-after=30")
-    assert h.timers[("sub", 1)][0] - h.now == 30.0
+    assert h.timers[sub_timer(1)] - h.now == 30.0
     next_attempt(h)
     accept_and_end(h, "probation;retry-after=30")   # back-off (8-10 s) is below the floor
-    assert h.timers[("sub", 1)][0] - h.now == 30.0
+    assert h.timers[sub_timer(1)] - h.now == 30.0
     next_attempt(h)
     accept_and_end(h, "probation;retry-after=1")    # back-off rank 2: 16-20 s
-    assert 16.0 <= h.timers[("sub", 1)][0] - h.now <= 20.0
+    assert 16.0 <= h.timers[sub_timer(1)] - h.now <= 20.0
 
 
 def test_481_to_every_refresh_of_short_grants_backs_off() -> None:
@@ -102,7 +102,7 @@ def test_481_to_every_refresh_of_short_grants_backs_off() -> None:
     for _ in range(4):
         h.respond(expires=1)
         h.notify(state="active;expires=1")
-        h.advance(h.timers[("sub", 1)][0])         # the refresh at half the grant
+        h.advance(h.timers[sub_timer(1)])         # the refresh at half the grant
         h.respond(status=481)
         next_attempt(h)
     times = new_dialog_times(h)

@@ -288,46 +288,19 @@ def test_busy_port_raises_oserror() -> None:
     run(scenario())
 
 
-def test_start_timer_replaces_and_cancel_ignores_unknown_keys() -> None:
-    from reference import CancelTimer, StartTimer
-
-    async def scenario() -> None:
-        runtime = await UdpRuntime.open(AgentConfig(), "127.0.0.1", 0)
-        fired: list[object] = []
-        runtime.agent.timer_fired = (  # type: ignore[method-assign]
-            lambda key, *, now: fired.append(key))
-        try:
-            loop = asyncio.get_running_loop()
-            runtime._effect(StartTimer(("x", 1), loop.time() + 5))
-            runtime._effect(StartTimer(("x", 1), loop.time() + 0.05))
-            runtime._effect(CancelTimer(("never", 2)))
-            runtime._effect(StartTimer(("y", 1), loop.time() + 0.05))
-            runtime._effect(CancelTimer(("y", 1)))
-            assert len(runtime._timers) == 1
-            await until(lambda: bool(fired), what="the replaced timer")
-            assert fired == [("x", 1)]
-            assert not runtime._timers
-        finally:
-            runtime.close()
-
-    run(scenario())
-
-
 def test_listener_gets_queued_messages_and_discarded_destinations_drop() -> None:
-    from reference import Deliver
-
     async def scenario() -> None:
         runtime = await UdpRuntime.open(AgentConfig(), "127.0.0.1", 0)
         try:
             message = StatusMessage(handle=1, record=RECORD, subscriber=SUBSCRIBER,
                                     package="presence", status="active")
-            runtime._effect(Deliver("late", message))
+            runtime._deliver_effect("late", message)
             assert len(runtime.queue("late")) == 1  # kept until someone listens
             seen: list[StatusMessage] = []
             runtime.add_listener("late", seen.append)
             assert seen == [message] and len(runtime.queue("late")) == 0
             runtime.remove_listener("late", discard=True)
-            runtime._effect(Deliver("late", message))
+            runtime._deliver_effect("late", message)
             assert "late" not in runtime.queues
             assert runtime.counters.statuses_discarded == 1
         finally:

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference.sip.dialog import Dialog, DialogError
-from reference.sip.message import Request, Response, SipParseError, parse_message
+from reference.sip.errors import SipParseError
+from reference.sip.message import Request, Response, parse_message
 
 CONTACT = "<sip:b2b@10.0.0.1:5060>"
 

@@ -112,7 +112,7 @@ def test_content_length_rules() -> None:
     assert info.value.message is not None and info.value.status == 400
     with pytest.raises(SipParseError, match="bad Content-Length: 6 exceeds") as info:
         parse_message(NOTIFY.replace(b"Content-Length: 5", b"Content-Length: 6"))
-    assert info.value.message is not None and info.value.message.body == b"hello"
+    assert isinstance(info.value.message, Request) and info.value.message.body == b"hello"
     with pytest.raises(SipParseError, match="bad Content-Length: '9999"):
         parse_message(NOTIFY.replace(b"Content-Length: 5", b"Content-Length: " + b"9" * 4400))
 

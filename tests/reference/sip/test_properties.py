@@ -102,6 +102,7 @@ def _parse_and_touch(data: bytes) -> None:
         message = parse_message(data)
     except SipParseError as exc:
         if exc.message is not None:
+            assert isinstance(exc.message, Request | Response)
             _touch_everything(exc.message)
         return
     _touch_everything(message)

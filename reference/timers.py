@@ -1,0 +1,112 @@
+"""The one deadline queue of the core (aioquic's timer model).
+
+Rules of this file:
+* The core owns every timer it needs in one ``DeadlineQueue``; it never asks a runtime to
+  arm one. A driver reads ``Agent.next_deadline()`` after every call, arms ONE wake-up for
+  it, and calls ``Agent.handle_timers(now)`` when it comes.
+* A timer is named by a typed ``TimerKey``; arming a key that is live replaces its deadline,
+  cancelling a key that is not live does nothing.
+* Order of equal deadlines, the one order every driver gets: timers fire by deadline, and
+  timers with the same deadline fire in the order they were (last) armed. A timer armed
+  while ``handle_timers(now)`` runs, with a deadline at or before ``now``, fires in the same
+  call, after the ones already due.
+* Nothing here reads a clock: ``now`` is always given.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from enum import Enum
+from typing import NamedTuple
+
+
+class TimerKind(Enum):
+    SUBSCRIPTION = "sub"  # the one state-machine timer of a subscription (DELAY, REFRESH...)
+    TIMER_N = "n"  # rfc6665 Timer N of a subscription (RFC 6665 §4.1.2.4)
+    CLIENT_TX = "tx"  # a timer (E, F, K) of a SUBSCRIBE client transaction
+    SERVER_TX = "stx"  # the one shared Timer J of all completed server transactions
+
+
+class TimerKey(NamedTuple):
+    """Which timer: its kind plus the handle (subscription timers) or the branch and the
+    transaction's timer name (client transaction timers)."""
+
+    kind: TimerKind
+    handle: int = 0
+    branch: str = ""
+    name: str = ""
+
+
+class DeadlineQueue:
+    """Keyed one-shot deadlines in one heap with lazy deletion.
+
+    A heap entry is ``(at, seq, key)``; ``seq`` grows with every arm, so equal deadlines pop
+    in arming order and a stale entry (cancelled or re-armed key) is recognised by its
+    ``seq`` no longer being the key's live one. The heap is compacted when stale entries
+    outnumber live ones, so memory stays proportional to live timers.
+    """
+
+    __slots__ = ("_heap", "_live", "_seq")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, TimerKey]] = []
+        self._live: dict[TimerKey, tuple[float, int]] = {}
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._live
+
+    def at(self, key: TimerKey) -> float | None:
+        """The live deadline of ``key``, or None."""
+        entry = self._live.get(key)
+        return None if entry is None else entry[0]
+
+    def deadlines(self) -> dict[TimerKey, float]:
+        """Every live timer with its deadline (for queries and tests, not hot paths)."""
+        return {key: at for key, (at, _seq) in self._live.items()}
+
+    def arm(self, key: TimerKey, at: float) -> None:
+        seq = next(self._seq)
+        self._live[key] = (at, seq)
+        heapq.heappush(self._heap, (at, seq, key))
+        if len(self._heap) > 64 and len(self._heap) > 2 * len(self._live):
+            self._compact()
+
+    def cancel(self, key: TimerKey) -> None:
+        self._live.pop(key, None)
+
+    def next_deadline(self) -> float | None:
+        """The earliest live deadline, or None when no timer is armed."""
+        heap, live = self._heap, self._live
+        while heap:
+            at, seq, key = heap[0]
+            entry = live.get(key)
+            if entry is not None and entry[1] == seq:
+                return at
+            heapq.heappop(heap)
+        return None
+
+    def pop_due(self, now: float) -> TimerKey | None:
+        """Disarm and return the first timer due at ``now`` (see the order above), or None."""
+        heap, live = self._heap, self._live
+        while heap:
+            at, seq, key = heap[0]
+            entry = live.get(key)
+            if entry is None or entry[1] != seq:
+                heapq.heappop(heap)
+                continue
+            if at > now:
+                return None
+            heapq.heappop(heap)
+            del live[key]
+            return key
+        return None
+
+    def _compact(self) -> None:
+        live = self._live
+        self._heap = [(at, seq, key) for key, (at, seq) in live.items()]
+        heapq.heapify(self._heap)

@@ -1,0 +1,368 @@
+"""The UA layer: RFC 3261 plumbing under the presence logic, which it knows nothing of.
+
+Rules of this file:
+* It owns the transaction maps: client transactions by branch (the requests its TU sent),
+  completed server transactions by key (their answers, absorbed retransmissions), and one
+  shared Timer J for all of them (a deadline heap; `SERVER_TIMER` is armed for the
+  earliest). Its timers live in the core's one `DeadlineQueue`, with typed keys.
+* It parses every datagram; a request that frames but carries a bad header gets 400 naming
+  the problem; responses are matched to a client transaction or counted as unmatched.
+* Where a response goes is RFC 3261 §18.2.2 with RFC 3581 (`received`, `rport`).
+* It answers statelessly (RFC 3261 §8.2.7: they change nothing, so a retransmission gets the
+  same answer again and a stranger's flood holds no server transaction) what no TU sees:
+  ACK (nothing), a Request-URI that is not SIP (416), CANCEL (200 or 481), OPTIONS (200), a
+  method it does not accept (405) or know (501); a request that frames but is bad gets 400
+  (505 for another SIP version). Requests of the accepted method (NOTIFY) and the outcome
+  of client transactions go up to the TU through `UaUser`.
+* Error answers (400, 416, 481, 505) are marked on their `Send` effects (and on
+  retransmissions of them) so a runtime can rate-limit them without reading the bytes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from reference.effects import Address, Effect, Send
+from reference.sip import (
+    Headers,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
+    parse_message,
+    reason_phrase,
+)
+from reference.sip.transaction import (
+    ClearTimer,
+    ClientTransaction,
+    PassUp,
+    ServerTransaction,
+    SetTimer,
+    Terminated,
+    TimedOut,
+    TimerSettings,
+    Transmit,
+    TxEffect,
+    response_matches,
+    server_key,
+)
+from reference.timers import DeadlineQueue, TimerKey, TimerKind
+
+ACCEPTED_METHOD = "NOTIFY"
+ALLOWED = "NOTIFY, OPTIONS, CANCEL, ACK"
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+})
+# The one timer key of all completed server transactions (see UserAgent.expire_servers).
+SERVER_TIMER = TimerKey(TimerKind.SERVER_TX)
+# Answers a flood of bad or unknown-dialog requests causes (see Send.error_answer).
+ERROR_ANSWERS = frozenset({400, 416, 481, 505})
+
+
+class UaUser(Protocol):
+    """What the UA hands up to the transaction user (the presence logic)."""
+
+    def pass_up(self, owner: int, branch: str, response: Response | None,
+                now: float) -> None:
+        """A response of a client transaction `owner` started (None: it timed out)."""
+
+    def request_received(self, request: Request, source: Address, destination: Address,
+                         now: float) -> None:
+        """A new request of the accepted method; `destination` is where answers go."""
+
+
+@dataclass(slots=True)
+class ClientEntry:
+    tx: ClientTransaction
+    owner: int  # the TU's handle of the request's owner
+    destination: Address  # where the request (and its retransmissions) go
+    timers: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class ServerEntry:
+    tx: ServerTransaction
+    destination: Address
+    error_answer: bool  # its response is a 400 or 481 (see Send.error_answer)
+
+
+class UserAgent:
+    """Transactions, Timer J, response routing and stateless answers for one agent."""
+
+    def __init__(self, user: UaUser, settings: TimerSettings, timers: DeadlineQueue,
+                 effects: list[Effect], count: Callable[[str, int], None],
+                 trace: Callable[..., None], tracing: bool) -> None:
+        self.user = user
+        self.settings = settings
+        self.timers = timers
+        self.effects = effects  # the agent's effect list (appended to, never replaced)
+        self.count = count
+        self.trace = trace  # trace(kind, **fields); a no-op when traces are off
+        self.tracing = tracing  # hot-path traces are skipped outright when off
+        self.clients: dict[str, ClientEntry] = {}  # branch -> transaction
+        self.servers: dict[tuple[str, ...], ServerEntry] = {}
+        # Completed server transactions by Timer J deadline: one shared timer for the
+        # earliest, instead of one timer per answered NOTIFY (at 10,000 NOTIFY/s, 320,000
+        # would be pending through the 32 s of Timer J).
+        self.server_deadlines: list[tuple[float, tuple[str, ...]]] = []
+        self._last_server_key: tuple[Request, tuple[str, ...]] | None = None
+
+    # ------------------------------------------------------------------ inputs
+    def datagram_received(self, data: bytes, source: Address, now: float) -> None:
+        self._last_server_key = None
+        self.count("rx.datagrams", 1)
+        try:
+            message = parse_message(data)
+        except SipParseError as exc:
+            self.count("rx.parse_errors", 1)
+            self.trace("parse_error", error=str(exc), source=f"{source[0]}:{source[1]}")
+            if isinstance(exc.message, Request):
+                self.reply_malformed(exc.message, source, str(exc), exc.status)
+            return
+        try:
+            if isinstance(message, Response):
+                self._response_received(message, now)
+            else:
+                self._request_received(message, source, now)
+        except SipParseError as exc:
+            # A header value the early checks did not touch turned out bad.
+            self.count("rx.parse_errors", 1)
+            self.trace("parse_error", error=str(exc), source=f"{source[0]}:{source[1]}")
+            if isinstance(message, Request):
+                self.reply_malformed(message, source, str(exc))
+
+    def timer_fired(self, key: TimerKey, now: float) -> None:
+        if key.kind is TimerKind.CLIENT_TX:
+            entry = self.clients.get(key.branch)
+            if entry is not None:
+                entry.timers.discard(key.name)
+                self._client_effects(entry, key.branch, entry.tx.timer_fired(key.name, now),
+                                     now)
+        else:
+            self._expire_servers(now)
+
+    # ------------------------------------------------------------------ client side
+    def start_client(self, request: Request, branch: str, owner: int, destination: Address,
+                     now: float) -> None:
+        """Send `request` in a new client transaction owned by `owner`."""
+        tx = ClientTransaction(request, self.settings)
+        entry = ClientEntry(tx, owner, destination)
+        self.clients[branch] = entry
+        self._client_effects(entry, branch, tx.start(now), now)
+        self.count("tx.retransmissions", -1)  # the first Transmit is not a retransmission
+
+    def abandon_client(self, branch: str) -> None:
+        """Forget a client transaction: its timers stop, a late answer is unmatched."""
+        entry = self.clients.pop(branch, None)
+        if entry is not None:
+            for name in sorted(entry.timers):
+                self.timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch, name=name))
+
+    def _response_received(self, response: Response, now: float) -> None:
+        self.count(f"rx.response.{response.status}", 1)
+        top = response.top_via
+        branch = top.branch if top is not None else None
+        entry = self.clients.get(branch or "")
+        if entry is None or not response_matches(entry.tx, response):
+            self.count("rx.unmatched_responses", 1)
+            self.trace("unmatched_response", status=response.status,
+                       call_id=response.headers.get("Call-ID"))
+            return
+        assert branch is not None
+        self._client_effects(entry, branch, entry.tx.receive_response(response, now), now)
+
+    def _client_effects(self, entry: ClientEntry, branch: str, effects: list[TxEffect],
+                        now: float) -> None:
+        for effect in effects:
+            if isinstance(effect, Transmit):
+                self.count("tx.retransmissions", 1)
+                self._send(effect.data, entry.destination)
+            elif isinstance(effect, SetTimer):
+                entry.timers.add(effect.name)
+                self.timers.arm(TimerKey(TimerKind.CLIENT_TX, branch=branch,
+                                         name=effect.name), effect.at)
+            elif isinstance(effect, ClearTimer):
+                if effect.name in entry.timers:
+                    entry.timers.discard(effect.name)
+                    self.timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch,
+                                                name=effect.name))
+            elif isinstance(effect, PassUp):
+                self.user.pass_up(entry.owner, branch, effect.response, now)
+            elif isinstance(effect, TimedOut):
+                self.count("tx.timeouts", 1)
+                self.user.pass_up(entry.owner, branch, None, now)
+            elif isinstance(effect, Terminated):
+                self.clients.pop(branch, None)
+
+    # ------------------------------------------------------------------ server side
+    def _request_received(self, request: Request, source: Address, now: float) -> None:
+        self.count(f"rx.request.{request.method}", 1)
+        destination = self.response_destination(request, source)
+        if destination is None:
+            self.count("rx.unroutable_requests", 1)
+            return
+        key = self._server_key(request)
+        existing = self.servers.get(key)
+        if existing is not None:
+            self.count("rx.retransmissions", 1)
+            for effect in existing.tx.receive_request(request, now):
+                if isinstance(effect, Transmit):
+                    self._send(effect.data, existing.destination, existing.error_answer)
+            return
+        if request.method == "ACK":
+            return
+        if request.uri.partition(":")[0].lower() not in ("sip", "sips"):
+            # RFC 3261 §8.2.2.1, RFC 4475 §3.3.2: this UA is reached by SIP URIs only (the
+            # Contact it sends). Stateless like the 481: a stranger's request holds nothing.
+            self.respond(request, destination, 416, now, stateless=True)
+            return
+        # Requests other than NOTIFY change nothing, so they are answered statelessly (RFC
+        # 3261 §8.2.7): a retransmission gets the same answer again, and a stranger's flood
+        # of them holds no server transaction (Timer J) in memory.
+        if request.method == "CANCEL":
+            # SUBSCRIBE/NOTIFY cannot be cancelled (SUB-053): every NOTIFY is answered at
+            # once, so a CANCEL finds the transaction completed; answer it and change nothing.
+            self.respond(request, destination, 200 if self._cancel_matches(request) else 481,
+                         now, stateless=True)
+            return
+        if request.method == "OPTIONS":
+            self.respond(request, destination, 200, now, headers=[("Allow", ALLOWED)],
+                         stateless=True)
+            return
+        if request.method != ACCEPTED_METHOD:
+            # 405 for a method SIP defines but this UA does not accept, 501 for one it does
+            # not know at all (RFC 3261 §8.2.1, SUB-156).
+            status = 405 if request.method in KNOWN_METHODS else 501
+            self.respond(request, destination, status, now, headers=[("Allow", ALLOWED)],
+                         stateless=True)
+            return
+        self.user.request_received(request, source, destination, now)
+
+    def _cancel_matches(self, cancel: Request) -> bool:
+        for key in self.servers:
+            if key[0] == "rfc3261" and len(key) > 1 and key[1] == (
+                    cancel.vias[0].branch if cancel.vias else None):
+                return True
+        return False
+
+    def respond(self, request: Request, destination: Address, status: int, now: float, *,
+                reason: str | None = None, headers: list[tuple[str, str]] | None = None,
+                stateless: bool = False) -> None:
+        """Answer `request` (in a server transaction unless `stateless`)."""
+        # Reaching here, the request's Via list parsed and is not empty (see
+        # response_destination), so the top Via always exists.
+        response = make_response(request, status, reason, headers=headers or (),
+                                 top_via=received_via(request, destination))
+        self.count(f"tx.response.{status}", 1)
+        try:
+            key = None if stateless else self._server_key(request)
+        except SipParseError:
+            key = None
+        if self.tracing:
+            self.trace("respond", status=status, call_id=request.headers.get("Call-ID"),
+                       cseq=request.headers.get("CSeq"))
+        error_answer = status in ERROR_ANSWERS
+        if key is None:
+            self._send(response.to_bytes(), destination, error_answer)
+            return
+        server = ServerTransaction(request, self.settings, key=key)
+        entry = ServerEntry(server, destination, error_answer)
+        for effect in server.send_response(response, now):
+            if isinstance(effect, Transmit):
+                self._send(effect.data, destination, error_answer)
+            elif isinstance(effect, SetTimer):  # Timer J, the only server timer on UDP
+                self.servers[key] = entry
+                deadlines = self.server_deadlines
+                if not deadlines or effect.at < deadlines[0][0]:
+                    self.timers.arm(SERVER_TIMER, effect.at)
+                heapq.heappush(deadlines, (effect.at, key))
+
+    def reply_malformed(self, request: Request, source: Address, error: str,
+                        status: int = 400) -> None:
+        """Answer a request that framed but is bad: 400 (505 for another SIP version) naming
+        the problem, built from the raw header text (nothing else may be trusted). The
+        first value of each duplicated header is copied: the answer must still reach the
+        Via's sender (RFC 3261 §18.2.2), whichever value the sender meant."""
+        if request.method == "ACK":
+            return
+        destination = self.response_destination(request, source)
+        if destination is None:
+            self.count("rx.unroutable_requests", 1)
+            return
+        headers = Headers()
+        vias = request.headers.get_all("Via")
+        top = received_via(request, destination)
+        for value in [vias[0] if top is None else top, *vias[1:]]:
+            headers.add("Via", value)
+        for name in ("From", "To", "Call-ID", "CSeq"):
+            for value in request.headers.values(name)[:1]:
+                headers.add(name, value)
+        response = Response(status, _reason_text(status, error), headers)
+        self.count(f"tx.response.{status}", 1)
+        self._send(response.to_bytes(), destination, True)
+
+    def _expire_servers(self, now: float) -> None:
+        """The shared Timer J fired: end every server transaction whose deadline passed,
+        then re-arm for the next one."""
+        deadlines = self.server_deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, key = heapq.heappop(deadlines)
+            server = self.servers.get(key)
+            if server is not None and any(isinstance(effect, Terminated)
+                                          for effect in server.tx.timer_fired("J", now)):
+                del self.servers[key]
+        if deadlines:
+            self.timers.arm(SERVER_TIMER, deadlines[0][0])
+
+    def _server_key(self, request: Request) -> tuple[str, ...]:
+        """server_key of the request being handled, computed once per request."""
+        last = self._last_server_key
+        if last is not None and last[0] is request:
+            return last[1]
+        key = server_key(request)
+        self._last_server_key = (request, key)
+        return key
+
+    @staticmethod
+    def response_destination(request: Request, source: Address) -> Address | None:
+        """RFC 3261 §18.2.2 + RFC 3581: where a response to `request` goes."""
+        try:
+            top = request.top_via
+        except SipParseError:
+            return None
+        if top is None:
+            return None
+        if top.has_rport:
+            return source
+        return source[0], top.port if top.port is not None else 5060
+
+    def _send(self, data: bytes, destination: Address, error_answer: bool = False) -> None:
+        self.effects.append(Send(data, destination, error_answer))
+
+    @property
+    def transaction_count(self) -> int:
+        return len(self.clients) + len(self.servers)
+
+
+def received_via(request: Request, destination: Address) -> str | None:
+    """The response's top Via with `received` added (and a bare `rport` filled) per
+    SUB-144, or None when the request's top Via needs no change."""
+    top = request.top_via
+    assert top is not None
+    changed = top
+    if top.host != destination[0]:
+        changed = changed.with_param("received", destination[0])
+    if top.has_rport and top.rport is None:
+        changed = changed.with_param("rport", str(destination[1]))
+    if changed is top:
+        return None
+    return str(changed)
+
+
+def _reason_text(status: int, error: str) -> str:
+    text = "".join(ch if ch.isprintable() else "?" for ch in error)[:120]
+    return f"{reason_phrase(status)} ({text})"

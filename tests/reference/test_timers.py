@@ -1,0 +1,144 @@
+"""The core's one deadline queue (reference.timers), driven by an injected clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference.timers import DeadlineQueue, TimerKey, TimerKind
+
+
+def K(name: str | int) -> TimerKey:
+    """A key named by a string (a transaction timer name) or an int (a handle)."""
+    if isinstance(name, int):
+        return TimerKey(TimerKind.SUBSCRIPTION, name)
+    return TimerKey(TimerKind.CLIENT_TX, branch="z9hG4bK1", name=name)
+
+
+
+
+def drain(queue: DeadlineQueue, now: float) -> list[Any]:
+    fired = []
+    while (key := queue.pop_due(now)) is not None:
+        fired.append(key.handle if key.kind is TimerKind.SUBSCRIPTION else key.name)
+    return fired
+
+
+def test_rearmed_later_fires_once_at_the_new_time() -> None:
+    queue = DeadlineQueue()
+    queue.arm(K("a"), 1.0)
+    queue.arm(K("a"), 5.0)
+    assert drain(queue, 1.0) == [] and drain(queue, 4.999) == []
+    assert K("a") in queue and queue.at(K("a")) == 5.0
+    assert drain(queue, 5.0) == ["a"]
+    assert drain(queue, 100.0) == [] and len(queue) == 0
+
+
+def test_rearmed_earlier_fires_once_at_the_new_time() -> None:
+    queue = DeadlineQueue()
+    queue.arm(K("a"), 5.0)
+    queue.arm(K("a"), 2.0)
+    assert drain(queue, 1.9) == []
+    assert drain(queue, 2.0) == ["a"]
+    assert drain(queue, 10.0) == []  # the entry left at 5.0 is stale
+
+
+def test_cancelled_never_fires_and_restart_after_cancel_fires_once() -> None:
+    queue = DeadlineQueue()
+    queue.arm(K("gone"), 1.0)
+    queue.cancel(K("gone"))
+    queue.cancel(K("never-started"))
+    assert drain(queue, 10.0) == [] and len(queue) == 0
+    queue.arm(K("b"), 11.0)
+    queue.cancel(K("b"))
+    queue.arm(K("b"), 11.0)  # same deadline as the cancelled arm: still one firing
+    assert drain(queue, 20.0) == ["b"]
+
+
+def test_due_keys_come_out_in_deadline_order_including_lazily_rearmed_ones() -> None:
+    queue = DeadlineQueue()
+    queue.arm(K("x"), 3.0)
+    queue.arm(K("y"), 1.0)
+    queue.arm(K("z"), 2.0)
+    queue.arm(K("y"), 2.5)  # lazy re-arm: its old entry at 1.0 must not make it fire first
+    assert drain(queue, 10.0) == ["z", "y", "x"]
+
+
+def test_heap_stays_proportional_to_live_timers_under_rearming() -> None:
+    queue = DeadlineQueue()
+    for step in range(20_000):  # each re-arm is earlier: every one pushes an entry
+        queue.arm(K(step % 10), 1_000_000.0 - step)
+    assert len(queue) == 10
+    assert len(queue._heap) <= max(64, 2 * len(queue)) + 1
+    fired = drain(queue, 1_000_000.0)
+    assert sorted(fired) == list(range(10)) and len(fired) == 10
+
+
+KEYS = st.integers(0, 5)
+TIMES = st.integers(0, 40).map(float)
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("start"), KEYS, TIMES),
+        st.tuples(st.just("cancel"), KEYS, st.just(0.0)),
+        st.tuples(st.just("advance"), st.just(0), st.integers(0, 8).map(float)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=OPS)
+def test_timer_queue_matches_a_dict_model(ops: list[tuple[str, int, float]]) -> None:
+    """Against a plain dict: the same keys fire, each once, never early, in deadline order."""
+    queue = DeadlineQueue()
+    model: dict[int, float] = {}
+    now = 0.0
+    for op, key, value in ops:
+        if op == "start":
+            queue.arm(K(key), now + value)
+            model[key] = now + value
+        elif op == "cancel":
+            queue.cancel(K(key))
+            model.pop(key, None)
+        else:
+            now += value
+            fired = drain(queue, now)
+            due = {k for k, at in model.items() if at <= now}
+            assert sorted(fired) == sorted(due)
+            deadlines = [model[k] for k in fired]
+            assert deadlines == sorted(deadlines)
+            for k in fired:
+                del model[k]
+        assert len(queue) == len(model)
+        assert all(queue.at(K(k)) == at for k, at in model.items())
+        next_at = queue.next_deadline()
+        if model:  # the loop timer is never set later than the earliest live deadline
+            assert next_at is not None and next_at <= min(model.values())
+
+
+def test_equal_deadlines_fire_in_arming_order_and_a_rearm_moves_to_the_back() -> None:
+    queue = DeadlineQueue()
+    for name in ("c", "a", "b"):
+        queue.arm(K(name), 1.0)
+    queue.arm(K("c"), 1.0)  # re-armed for the same time: now armed last
+    assert drain(queue, 1.0) == ["a", "b", "c"]
+
+
+def test_a_timer_armed_while_draining_at_or_before_now_comes_out_in_the_same_drain() -> None:
+    queue = DeadlineQueue()
+    queue.arm(K("first"), 1.0)
+    queue.arm(K("later"), 1.0)
+    assert queue.pop_due(1.0) == K("first")
+    queue.arm(K("chained"), 0.5)  # what a timer's action may do
+    assert drain(queue, 1.0) == ["chained", "later"]
+    assert queue.next_deadline() is None
+
+
+def test_deadlines_lists_the_live_timers() -> None:
+    queue = DeadlineQueue()
+    queue.arm(K(1), 3.0)
+    queue.arm(K(2), 4.0)
+    queue.cancel(K(1))
+    assert queue.deadlines() == {K(2): 4.0}
