@@ -2,4 +2,6 @@
 
 from simulator.cli import main
 
-raise SystemExit(main())
+# The guard matters: Dask's worker processes are spawned and re-import the main module.
+if __name__ == "__main__":
+    raise SystemExit(main())

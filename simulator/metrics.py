@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from simulator.figures import MetricsState
 from simulator.network import Datagram
 
 BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
@@ -272,6 +273,55 @@ class Metrics:
         if change is not None and seen is not None and change > seen:
             self.delays.append(now - change)
             self._seen_change[sid] = change
+
+    # -- shards -----------------------------------------------------------------------------
+
+    def state(self) -> MetricsState:
+        """The raw figures (call ``advance(now)`` first to close the integrals)."""
+        return MetricsState(
+            dict(self._traffic),
+            list(self._per_second),
+            {i: (b.deliveries, b.live_area, b.subs_area) for i, b in sorted(self.bins.items())},
+            dict(self.deliveries),
+            self.delays,
+            self.subscribe_retransmissions,
+            self.initial_subscribes,
+            self.subscribe_calls,
+            self.unsubscribe_calls,
+            self.live_area,
+            self.subs_area,
+        )
+
+    @classmethod
+    def merged(cls, duration: float, states: list[MetricsState]) -> Metrics:
+        """Metrics whose results are those of the union of the runs: counts summed, time
+        series added bin by bin, integrals added (availability = live time / subscription
+        time over every shard), delay samples concatenated. Sums run in list order, so the
+        same list gives the same floats; one state gives back its own results exactly."""
+        merged = cls(duration)
+        traffic = merged._traffic
+        per_second = merged._per_second
+        for state in states:
+            for key, count in state.traffic.items():
+                traffic[key] = traffic.get(key, 0) + count
+            if len(state.per_second) > len(per_second):
+                per_second.extend([0] * (len(state.per_second) - len(per_second)))
+            for second, count in enumerate(state.per_second):
+                per_second[second] += count
+            for index, (deliveries, live, subs) in state.bins.items():
+                b = merged._bin(index)
+                b.deliveries += deliveries
+                b.live_area += live
+                b.subs_area += subs
+            merged.deliveries.update(state.deliveries)
+            merged.delays.extend(state.delays)
+            merged.subscribe_retransmissions += state.subscribe_retransmissions
+            merged.initial_subscribes += state.initial_subscribes
+            merged.subscribe_calls += state.subscribe_calls
+            merged.unsubscribe_calls += state.unsubscribe_calls
+            merged.live_area += state.live_area
+            merged.subs_area += state.subs_area
+        return merged
 
     # -- results ----------------------------------------------------------------------------
 

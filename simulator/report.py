@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a display
 import matplotlib.pyplot as plt
 
+from simulator.merge import RunResult
 from simulator.metrics import FINE_BIN_SECONDS
-from simulator.run import RunResult
 
 SERIES = ("SUBSCRIBE", "NOTIFY", "2xx", "4xx", "5xx")
 
@@ -129,16 +129,57 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+NODE_FIELDS = (
+    ("availability", "availability"),
+    ("peak msg/s", "peak_messages_per_second"),
+    ("503 responses", "responses_503"),
+    ("new-dialog retries", "new_dialog_retries"),
+)
+
+
+def _farm_rows(summary: dict[str, Any], faulted: list[str]) -> dict[str, Any]:
+    """Farm figures for compare: each faulted node, the worst of the other nodes (does a
+    fault spill over?) and the busiest agent instance."""
+    nodes: dict[str, dict[str, Any]] = summary.get("nodes", {})
+    rows: dict[str, Any] = {}
+    for name in faulted:
+        figures = nodes.get(name, {})
+        for label, field_name in NODE_FIELDS:
+            rows[f"{name} {label}"] = figures.get(field_name)
+    others = [f for name, f in nodes.items() if name not in faulted]
+    if others:
+        live = [f["availability"] for f in others if f["availability"] is not None]
+        rows["other nodes min availability"] = min(live, default=None)
+        rows["other nodes max peak msg/s"] = max(f["peak_messages_per_second"] for f in others)
+        rows["other nodes 503 responses"] = sum(f["responses_503"] for f in others)
+        rows["other nodes new-dialog retries"] = sum(f["new_dialog_retries"] for f in others)
+    agents = summary.get("agents", {})
+    if agents:
+        rows["agents max peak msg/s"] = max(f["peak_messages_per_second"] for f in agents.values())
+    return rows
+
+
+def _faulted_nodes(summary: dict[str, Any]) -> list[str]:
+    return sorted({f"ps-{f['node']}" for f in summary.get("faults", []) if "node" in f})
+
+
 def compare(dir_a: Path, dir_b: Path, out: Path | None = None) -> str:
-    """A side-by-side table of two runs, plus compare.png overlaying their rates."""
+    """A side-by-side table of two runs, plus compare.png overlaying their rates. Farm runs
+    add rows per faulted node, for the other nodes together, and for the agent instances."""
     a = json.loads((dir_a / "summary.json").read_text())
     b = json.loads((dir_b / "summary.json").read_text())
     name_a, name_b = str(dir_a), str(dir_b)
-    width = max(len(label) for label, _ in COMPARE_FIELDS)
+    faulted = sorted(set(_faulted_nodes(a)) | set(_faulted_nodes(b)))
+    farm_a, farm_b = _farm_rows(a, faulted), _farm_rows(b, faulted)
+    farm_labels = list(dict.fromkeys([*farm_a, *farm_b]))
+    width = max(len(label) for label in [*(label for label, _ in COMPARE_FIELDS), *farm_labels])
     col = max(len(name_a), len(name_b), 12)
     lines = [f"{'':{width}}  {name_a:>{col}}  {name_b:>{col}}"]
     for label, path in COMPARE_FIELDS:
         lines.append(f"{label:{width}}  {_fmt(_dig(a, path)):>{col}}  {_fmt(_dig(b, path)):>{col}}")
+    for label in farm_labels:
+        value_a, value_b = _fmt(farm_a.get(label)), _fmt(farm_b.get(label))
+        lines.append(f"{label:{width}}  {value_a:>{col}}  {value_b:>{col}}")
     target = out or dir_b
     target.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)

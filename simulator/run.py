@@ -15,25 +15,47 @@ from __future__ import annotations
 
 import gc
 import importlib.machinery
+import io
+import os
+import random
 import resource
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO, TextIO
+from pathlib import Path
+from typing import BinaryIO, TextIO
 
 import simpy
 
 from reference import AgentConfig
+from simulator.farm import (
+    WATCHER_DOMAIN,
+    Shard,
+    changes_stream_labels,
+    node_spec,
+    shard_population,
+    shards_of,
+)
 from simulator.host import MAX_AGENTS, AgentHost
+from simulator.merge import WALL_CLOCK_FIELDS as WALL_CLOCK_FIELDS
+from simulator.merge import (
+    Part,
+    ShardResult,
+    merge_pcap,
+    merge_results,
+    merge_trace,
+)
+from simulator.merge import RunResult as RunResult
 from simulator.metrics import Metrics
 from simulator.network import Datagram, Network, Partition
 from simulator.notifier import Notifier
 from simulator.pcap import PcapWriter
 from simulator.rng import derive_seed, stream
 from simulator.trace import TraceWriter
-from simulator.workload import Workload
+from simulator.workload import NotifierSpec, Workload
 
 SIP_PORT = 5060
 
@@ -205,16 +227,23 @@ def build(
     workload: Workload,
     seed: int,
     *,
+    shard: Shard | None = None,
     trace: TextIO | None = None,
     pcap: BinaryIO | None = None,
     keep_queues: bool = False,
 ) -> Simulation:
+    """The simulation of a whole (non-farm) workload, or of one ``shard`` of a farm
+    (``simulator.farm``: then ``seed`` is the run seed and the shard derives its own)."""
+    run_seed = seed
+    if shard is not None:
+        seed = shard.seed
     env = CountingEnvironment()
     network = Network(env, seed, default_link=workload.network)
     metrics = Metrics(workload.duration)
     network.add_tap(metrics.on_datagram)
-    trace_writer = TraceWriter(trace) if trace is not None else None
-    if trace_writer is not None:
+    trace_writer = None
+    if trace is not None:
+        trace_writer = TraceWriter(trace, shard=shard.name if shard is not None else None)
         network.add_tap(trace_writer.datagram)
     pcap_writer = PcapWriter(pcap) if pcap is not None else None
     if pcap_writer is not None:
@@ -242,17 +271,28 @@ def build(
             index=index,
         )
 
-    def make_notifier(name: str, ip: str, domain: str) -> Notifier:
-        spec = replace(workload.notifier, domain=domain)
+    def make_notifier(name: str, ip: str, domain: str, spec: NotifierSpec) -> Notifier:
+        spec = replace(spec, domain=domain)
         return Notifier(env, network, name, (ip, SIP_PORT), spec, seed, observer=metrics)
 
     domains: list[Domain] = []
     notifiers: list[Notifier] = []
-    if workload.topology == "single":
+    plan: list[tuple[float, int, Domain, int, int]] | None = None
+    if shard is not None:
+        population = shard_population(workload, shard)
         ps_domain = workload.notifier.domain
-        notifier = make_notifier("ps", "10.2.0.1", ps_domain)
-        agent = make_agent("b2b", "10.1.0.1", "b2b.test", 0)
-        watchers = [f"sip:w{i}@b2b.test" for i in range(workload.watchers)]
+        spec = node_spec(workload.notifier, shard.agents)
+        notifier = make_notifier(shard.node_name, shard.node_ip, ps_domain, spec)
+        agent = make_agent(shard.agent_name, shard.agent_ip, WATCHER_DOMAIN, 0)
+        domain = Domain(shard.agent_name, agent, notifier, population.watchers, population.records)
+        domains.append(domain)
+        notifiers.append(notifier)
+        plan = [(at, order, domain, w, r) for at, order, w, r in population.plan]
+    elif workload.topology == "single":
+        ps_domain = workload.notifier.domain
+        notifier = make_notifier("ps", "10.2.0.1", ps_domain, workload.notifier)
+        agent = make_agent("b2b", "10.1.0.1", WATCHER_DOMAIN, 0)
+        watchers = [f"sip:w{i}@{WATCHER_DOMAIN}" for i in range(workload.watchers)]
         records = [f"sip:p{i}@{ps_domain}" for i in range(workload.presentities)]
         domains.append(Domain("b2b", agent, notifier, watchers, records))
         notifiers.append(notifier)
@@ -260,21 +300,28 @@ def build(
         half = max(1, workload.watchers // 2)
         users = {d: [f"sip:u{i}@{d}.test" for i in range(half)] for d in ("a", "b")}
         for index, d in enumerate(("a", "b"), start=1):
-            notifiers.append(make_notifier(f"ps-{d}", f"10.2.0.{index}", f"{d}.test"))
+            notifiers.append(
+                make_notifier(f"ps-{d}", f"10.2.0.{index}", f"{d}.test", workload.notifier)
+            )
         for index, (d, other) in enumerate((("a", "b"), ("b", "a")), start=1):
             agent = make_agent(f"b2b-{d}", f"10.1.0.{index}", f"b2b.{d}.test", index - 1)
             domains.append(Domain(d, agent, notifiers[1 - (index - 1)], users[d], users[other]))
     sim = Simulation(
         workload, seed, env, network, metrics, domains, notifiers, trace_writer, pcap_writer
     )
-    _schedule_population(sim)
-    _schedule_changes(sim)
+    _schedule_plan(sim, plan if plan is not None else _population_plan(sim))
+    changes = (
+        stream(seed, "changes")
+        if shard is None
+        else stream(run_seed, *changes_stream_labels(shard.node))
+    )
+    _schedule_changes(sim, changes)
     _schedule_churn(sim)
-    _schedule_faults(sim)
+    _schedule_faults(sim, 0 if shard is None else shard.node)
     return sim
 
 
-def _schedule_population(sim: Simulation) -> None:
+def _population_plan(sim: Simulation) -> list[tuple[float, int, Domain, int, int]]:
     wl = sim.workload
     rng_contacts = stream(sim.seed, "population", "contacts")
     rng_start = stream(sim.seed, "population", "start")
@@ -288,6 +335,11 @@ def _schedule_population(sim: Simulation) -> None:
                 plan.append((rng_start.uniform(0.0, wl.ramp_up), order, domain, w, record))
                 order += 1
     plan.sort(key=lambda item: (item[0], item[1]))
+    return plan
+
+
+def _schedule_plan(sim: Simulation, plan: list[tuple[float, int, Domain, int, int]]) -> None:
+    """Start each planned subscription at its time; ``plan`` is sorted by (time, order)."""
     sim.planned_subscriptions = len(plan)
     position = 0
 
@@ -328,13 +380,12 @@ def _change_targets(sim: Simulation) -> tuple[int, Callable[[int], tuple[Notifie
     return len(unique), unique.__getitem__
 
 
-def _schedule_changes(sim: Simulation) -> None:
+def _schedule_changes(sim: Simulation, rng: random.Random) -> None:
     wl = sim.workload
     count, pick = _change_targets(sim)
     rate = wl.presence_changes_per_hour * count / 3600.0
     if rate <= 0:
         return
-    rng = stream(sim.seed, "changes")
 
     def change() -> None:
         notifier, record = pick(rng.randrange(count))
@@ -370,9 +421,15 @@ def _schedule_churn(sim: Simulation) -> None:
     sim.call_at(wl.ramp_up + rng.expovariate(rate()), churn)
 
 
-def _schedule_faults(sim: Simulation) -> None:
+def _schedule_faults(sim: Simulation, node: int) -> None:
+    """Faults on the notifiers they name; ``node`` is this simulation's server node in a
+    farm (0 otherwise: a workload that is not a farm has one node)."""
     for fault in sim.workload.faults:
         chosen = [n for n in sim.notifiers if fault.domain is None or fault.domain == n.spec.domain]
+        if fault.node is not None and fault.node != node:
+            chosen = []  # a fault of another node of the farm
+        if not chosen:
+            continue
         if fault.kind == "outage":
             for notifier in chosen:
                 sim.call_at(fault.start, notifier.go_down)
@@ -398,19 +455,11 @@ def _schedule_faults(sim: Simulation) -> None:
                 )
 
 
-@dataclass
-class RunResult:
-    summary: dict[str, Any]
-    timeseries: list[dict[str, Any]]
-    fine_series: dict[int, dict[str, int]]
-    delays: list[float] = field(default_factory=list)
-
-
-def finish(sim: Simulation, wall_seconds: float) -> RunResult:
-    """Close the books: summary.json content and the time series."""
-    metrics = sim.metrics
-    metrics.advance(sim.env.now)
-    summary = metrics.summary()
+def collect(
+    sim: Simulation, wall_seconds: float, shard: Shard | None = None, cpu_seconds: float = 0.0
+) -> ShardResult:
+    """The raw figures of a finished simulation (see ``simulator.merge``)."""
+    sim.metrics.advance(sim.env.now)
     agent_counters: dict[str, int] = {}
     for domain in sim.domains:
         for name, value in domain.agent.agent.counters.items():
@@ -419,35 +468,31 @@ def finish(sim: Simulation, wall_seconds: float) -> RunResult:
     for notifier in sim.notifiers:
         for name, value in notifier.counters.items():
             notifier_counters[name] = notifier_counters.get(name, 0) + value
-    summary.update(
-        {
-            "workload": sim.workload.name,
-            "seed": sim.seed,
-            "profile": sim.workload.profile,
-            "simulated_seconds": sim.env.now,
-            "subscriptions_live_at_end": len(sim.live),
-            "faults": [
-                {"kind": f.kind, "start": f.start, "duration": f.duration, "domain": f.domain}
-                for f in sim.workload.faults
-            ],
-            "agent_counters": dict(sorted(agent_counters.items())),
-            "notifier_counters": dict(sorted(notifier_counters.items())),
-            "network": dict(sorted(sim.network.counters.items())),
-            "events_processed": sim.env.events_processed,
-            "wall_seconds": wall_seconds,
-            "events_per_wall_second": sim.env.events_processed / wall_seconds
-            if wall_seconds > 0
-            else None,
-            "peak_memory_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "build": build_kind(),
-        }
+    return ShardResult(
+        shard=shard.name if shard is not None else None,
+        agent=shard.agent_name
+        if shard is not None
+        else "+".join(d.agent.name for d in sim.domains),
+        node=shard.node_name if shard is not None else "+".join(n.name for n in sim.notifiers),
+        metrics=sim.metrics.state(),
+        agent_counters=agent_counters,
+        notifier_counters=notifier_counters,
+        network=dict(sim.network.counters),
+        events_processed=sim.env.events_processed,
+        simulated_seconds=sim.env.now,
+        live_at_end=len(sim.live),
+        wall_seconds=wall_seconds,
+        cpu_seconds=cpu_seconds,
+        peak_memory_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        build=build_kind(),
     )
-    fine = {k: dict(v) for k, v in sorted(metrics.fine.items())}
-    return RunResult(summary, metrics.timeseries_rows(), fine, list(metrics.delays))
 
 
-# Fields that depend on the machine and the build, not on the workload and the seed.
-WALL_CLOCK_FIELDS = ("wall_seconds", "events_per_wall_second", "peak_memory_kib", "build")
+def finish(sim: Simulation, wall_seconds: float, cpu_seconds: float = 0.0) -> RunResult:
+    """Close the books of one simulation: summary.json content and the time series."""
+    result = collect(sim, wall_seconds, cpu_seconds=cpu_seconds)
+    return merge_results(sim.workload, sim.seed, [result], wall_seconds)
 
 
 def compiled_modules() -> list[str]:
@@ -475,8 +520,80 @@ def run_workload(
     trace: TextIO | None = None,
     pcap: BinaryIO | None = None,
     progress: Callable[[float], None] | None = None,
+    parts_dir: Path | None = None,
 ) -> RunResult:
-    started = time.perf_counter()
-    sim = build(workload, seed, trace=trace, pcap=pcap)
-    sim.run(workload.duration, progress)
-    return finish(sim, time.perf_counter() - started)
+    """Run a workload in this process; a farm's shards run one after another (their trace
+    and pcap parts in ``parts_dir``, or in memory, until merged)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    if not workload.is_farm:
+        sim = build(workload, seed, trace=trace, pcap=pcap)
+        sim.run(workload.duration, progress)
+        return finish(sim, time.perf_counter() - started, time.process_time() - cpu_started)
+    results: list[ShardResult] = []
+    traces: list[Part] = []
+    pcaps: list[Part] = []
+    for index, shard in enumerate(shards_of(workload, seed)):
+        offset = index * workload.duration
+        shard_progress = None if progress is None else (lambda now, o=offset: progress(o + now))
+        result = run_shard(
+            workload, shard, trace=trace is not None, pcap=pcap is not None,
+            parts_dir=None if parts_dir is None else str(parts_dir), progress=shard_progress,
+        )  # fmt: skip
+        traces.append(result.trace)
+        pcaps.append(result.pcap)
+        result.trace = result.pcap = None
+        results.append(result)
+    if trace is not None:
+        merge_trace(traces, trace)
+    if pcap is not None:
+        merge_pcap(pcaps, pcap)
+    for part in traces + pcaps:
+        if isinstance(part, str):
+            Path(part).unlink(missing_ok=True)
+    return merge_results(workload, seed, results, time.perf_counter() - started)
+
+
+def run_shard(
+    workload: Workload,
+    shard: Shard,
+    *,
+    trace: bool = False,
+    pcap: bool = False,
+    parts_dir: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> ShardResult:
+    """Run one farm shard wherever this is called (in-process or on a Dask worker).
+    Trace and pcap parts go to files in ``parts_dir`` (a directory this process can
+    write and the caller can read), or come back as bytes."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    trace_part: Part = None
+    pcap_part: Part = None
+    with ExitStack() as stack:
+        trace_io: TextIO | None = None
+        pcap_io: BinaryIO | None = None
+        stem = shard.name.replace("/", "_")
+        if trace:
+            if parts_dir is None:
+                trace_io = stack.enter_context(io.StringIO())
+            else:
+                trace_part = str(Path(parts_dir) / f"{stem}.trace.jsonl")
+                trace_io = stack.enter_context(open(trace_part, "w", encoding="utf-8"))
+        if pcap:
+            if parts_dir is None:
+                pcap_io = stack.enter_context(io.BytesIO())
+            else:
+                pcap_part = str(Path(parts_dir) / f"{stem}.pcap")
+                pcap_io = stack.enter_context(open(pcap_part, "wb"))
+        sim = build(workload, shard.run_seed, shard=shard, trace=trace_io, pcap=pcap_io)
+        sim.run(workload.duration, progress)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        result = collect(sim, wall, shard, cpu)
+        if isinstance(trace_io, io.StringIO):
+            trace_part = trace_io.getvalue().encode("utf-8")
+        if isinstance(pcap_io, io.BytesIO):
+            pcap_part = pcap_io.getvalue()
+    # A worker runs shard after shard: free this one's cycles before the next one starts.
+    del sim
+    gc.collect()
+    result.trace, result.pcap = trace_part, pcap_part
+    return result

@@ -21,11 +21,17 @@ def _header(data: bytes, name: bytes) -> str | None:
 
 
 class TraceWriter:
-    def __init__(self, stream: TextIO) -> None:
+    """Writes trace records; in a farm shard every record also names the ``shard`` (handles
+    and node names repeat across the shards of one agent instance)."""
+
+    def __init__(self, stream: TextIO, shard: str | None = None) -> None:
         self._stream = stream
+        self._shard = shard
         self.records = 0
 
     def _write(self, record: dict[str, Any]) -> None:
+        if self._shard is not None:
+            record["shard"] = self._shard
         self._stream.write(json.dumps(record, sort_keys=True, default=str) + "\n")
         self.records += 1
 

@@ -71,6 +71,7 @@ class Fault:
     duration: float = 0.0
     state_lost: bool = True
     domain: str | None = None  # which notifier (default: every one)
+    node: int | None = None  # farms: which server node (default: every one)
     reason: str = "deactivated"
     retry_after: int | None = None
     fraction: float = 1.0
@@ -92,12 +93,43 @@ class Workload:
     ramp_up: float = 60.0
     network: LinkSpec = field(default_factory=LinkSpec)
     faults: tuple[Fault, ...] = ()
+    servers: int = 1  # farms: presence-server nodes (simulator.farm)
+    agents: int = 1  # farms: agent instances
     source: str = "<workload>"
+
+    @property
+    def is_farm(self) -> bool:
+        """More than one server node or agent instance: run as shards (simulator.farm)."""
+        return self.servers > 1 or self.agents > 1
 
     def replace(self, **changes: Any) -> Workload:
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
         values.update(changes)
         return Workload(**values)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Workloads travel to Dask workers. In the compiled build (setup.py) LinkSpec and
+        # Latency are mypyc native frozen dataclasses, which do not unpickle: send their
+        # fields instead.
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        link: LinkSpec = values.pop("network")
+        lat = link.latency
+        latency = (lat.kind, lat.value, lat.low, lat.high, lat.median, lat.sigma)
+        network = (link.loss, link.duplication, link.reorder, link.reorder_delay)
+        return (_unpickle_workload, (values, latency, network))
+
+
+def _unpickle_workload(
+    values: dict[str, Any],
+    latency: tuple[str, float, float, float, float, float],
+    network: tuple[float, float, float, float],
+) -> Workload:
+    kind, value, low, high, median, sigma = latency
+    loss, duplication, reorder, reorder_delay = network
+    link = LinkSpec(
+        Latency(kind, value, low, high, median, sigma), loss, duplication, reorder, reorder_delay
+    )
+    return Workload(**values, network=link)
 
 
 def _poisson(rng: random.Random, mean: float) -> int:
@@ -195,12 +227,15 @@ def workload_from_mapping(data: object, source: str = "<workload>") -> Workload:
                 duration=float(f.get("duration", 0.0)),
                 state_lost=bool(f.get("state_lost", True)),
                 domain=f.get("domain"),
+                node=f.get("node"),
                 reason=str(f.get("reason", "deactivated")),
                 retry_after=f.get("retry_after"),
                 fraction=float(f.get("fraction", 1.0)),
             )
             for f in data.get("faults", [])
         ),
+        servers=int(data.get("servers", 1)),
+        agents=int(data.get("agents", 1)),
         source=source,
     )
 
@@ -253,6 +288,14 @@ def _check_semantics(data: dict[str, Any], source: str) -> None:
     notifier = data.get("notifier", {})
     if notifier.get("min_expires", 60) > notifier.get("max_expires", 3600):
         raise WorkloadError(f"{source}: notifier.min_expires: greater than notifier.max_expires")
+    servers, agents = data.get("servers", 1), data.get("agents", 1)
+    farm = servers > 1 or agents > 1
+    if farm and data.get("topology", "single") != "single":
+        raise WorkloadError(f"{source}: servers: a farm (servers/agents > 1) needs topology single")
     for index, fault in enumerate(data.get("faults", [])):
         if fault["kind"] in ("outage", "partition") and "duration" not in fault:
             raise WorkloadError(f"{source}: faults[{index}].duration: required for {fault['kind']}")
+        if "node" in fault and fault["node"] >= servers:
+            raise WorkloadError(
+                f"{source}: faults[{index}].node: {fault['node']} is not below servers ({servers})"
+            )

@@ -58,6 +58,8 @@ _names = {
     "call-id": ["Call-ID", "i", "call-id"], "cseq": ["CSeq", "cseq"],
     "contact": ["Contact", "m"], "event": ["Event", "o"], "expires": ["Expires", "expires"],
 }  # fmt: skip
+
+
 def _pick(draw: st.DrawFn, good: list[str], odd: list[str]) -> str:
     """Mostly a usual value, sometimes an odd one (so that both paths are exercised)."""
     return draw(st.sampled_from(good if draw(st.integers(0, 29)) < 28 else odd))

@@ -46,7 +46,9 @@ def test_file_errors_carry_the_file_name(tmp_path: Path) -> None:
         load_workload(path)
 
 
-@pytest.mark.parametrize("name", ["steady-10k", "outage-storm", "federation-20k"])
+@pytest.mark.parametrize(
+    "name", ["steady-10k", "outage-storm", "federation-20k", "farm-1m", "farm-outage"]
+)
 def test_shipped_scenarios_load(name: str) -> None:
     workload = load_workload(SCENARIOS / f"{name}.yaml")
     assert workload.name == name
@@ -56,6 +58,16 @@ def test_shipped_scenarios_load(name: str) -> None:
 def test_outage_storm_has_a_ten_minute_outage() -> None:
     (fault,) = load_workload(SCENARIOS / "outage-storm.yaml").faults
     assert (fault.kind, fault.duration) == ("outage", 600)
+
+
+def test_farm_workloads_have_the_sizes_they_claim() -> None:
+    farm = load_workload(SCENARIOS / "farm-1m.yaml")
+    assert (farm.servers, farm.watchers * farm.contacts.value) == (16, 1_000_000)
+    assert farm.presence_changes_per_hour == 3
+    outage = load_workload(SCENARIOS / "farm-outage.yaml")
+    (fault,) = outage.faults
+    assert (fault.kind, fault.node, fault.duration, fault.state_lost) == ("outage", 5, 600, True)
+    assert outage.servers == 16
 
 
 def test_contact_distributions_stay_in_range() -> None:
