@@ -181,24 +181,17 @@ class _Dialog:
     subscribes: list[float] = field(default_factory=list)
 
 
-class MiniNotifier:
-    """A presence server good enough for refresh checks: 200 + NOTIFY for every SUBSCRIBE.
+class SubscribePeer:
+    """A notifier peer on one loopback UDP socket, served by a thread: every SUBSCRIBE that
+    arrives goes to `on_subscribe`; anything else (and anything unparsable) is ignored."""
 
-    Grants min(requested, `grant`) seconds. NOTIFYs are sent once (loopback does not lose
-    them); their 200s are ignored. `refresh_gaps(since)` gives per dialog the longest time
-    between two SUBSCRIBEs seen after `since`.
-    """
-
-    def __init__(self, grant: int) -> None:
-        self.grant = grant
+    def __init__(self, name: str) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.address: tuple[str, int] = self.sock.getsockname()
-        self.dialogs: dict[str, _Dialog] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._seq = 0
-        self._thread = threading.Thread(target=self._run, name="mini-notifier", daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def record(self, name: str) -> str:
@@ -209,9 +202,12 @@ class MiniNotifier:
         self._thread.join(timeout=5)
         self.sock.close()
 
+    def on_subscribe(self, request: Request, source: tuple[str, int], now: float) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            ready, _, _ = select.select([self.sock], [], [], 0.1)
+            ready, _, _ = select.select([self.sock], [], [], 0.05)
             if not ready:
                 continue
             data, source = self.sock.recvfrom(65535)
@@ -220,9 +216,24 @@ class MiniNotifier:
             except ValueError:
                 continue
             if isinstance(message, Request) and message.method == "SUBSCRIBE":
-                self._subscribe(message, source, time.monotonic())
+                self.on_subscribe(message, source, time.monotonic())
 
-    def _subscribe(self, request: Request, source: tuple[str, int], now: float) -> None:
+
+class MiniNotifier(SubscribePeer):
+    """A presence server good enough for refresh checks: 200 + NOTIFY for every SUBSCRIBE.
+
+    Grants min(requested, `grant`) seconds. NOTIFYs are sent once (loopback does not lose
+    them); their 200s are ignored. `refresh_gaps(since)` gives per dialog the longest time
+    between two SUBSCRIBEs seen after `since`.
+    """
+
+    def __init__(self, grant: int) -> None:
+        self.grant = grant
+        self.dialogs: dict[str, _Dialog] = {}
+        self._lock = threading.Lock()
+        super().__init__("mini-notifier")
+
+    def on_subscribe(self, request: Request, source: tuple[str, int], now: float) -> None:
         self._seq += 1
         call_id = request.call_id
         requested = request.expires if request.expires is not None else self.grant

@@ -9,14 +9,11 @@ subscription); now the first retry is immediate and the next waits the failure b
 
 from __future__ import annotations
 
-import select
-import socket
-import threading
 import time
 from collections import Counter
 
-from benchmarks.flood_bench import running_agent
-from reference.sip import Request, make_response, parse_message
+from benchmarks.flood_bench import SubscribePeer, running_agent
+from reference.sip import Request, make_response
 
 WATCH = 3.0
 # user part of the record -> the Subscription-State the peer ends each dialog with
@@ -28,38 +25,14 @@ REASONS = {
 }
 
 
-class HostileNotifier:
+class HostileNotifier(SubscribePeer):
     """Accepts every SUBSCRIBE, then terminates the dialog at once (one UDP socket)."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.address: tuple[str, int] = self.sock.getsockname()
         self.subscribes: Counter[str] = Counter()
-        self._seq = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hostile-notifier", daemon=True)
-        self._thread.start()
+        super().__init__("hostile-notifier")
 
-    def record(self, user: str) -> str:
-        return f"sip:{user}@{self.address[0]}:{self.address[1]}"
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.sock.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self.sock], [], [], 0.05)
-            if not ready:
-                continue
-            data, source = self.sock.recvfrom(65535)
-            message = parse_message(data)
-            if isinstance(message, Request) and message.method == "SUBSCRIBE":
-                self._end_at_once(message, source)
-
-    def _end_at_once(self, request: Request, source: tuple[str, int]) -> None:
+    def on_subscribe(self, request: Request, source: tuple[str, int], now: float) -> None:
         self._seq += 1
         user = (request.uri.split("@", 1)[0]).removeprefix("sip:")
         self.subscribes[user] += 1
