@@ -183,6 +183,8 @@ class Run:
         declared = getattr(session, "declared_names", None) or {}
         if not self.reference_target:
             self.names.update(declared)
+        # Declaration `grant: scenario`: the peer grants the scenario's numbers as written.
+        self.grants_asked = bool(getattr(session, "grants_asked", True))
         self.differences: list[str] = []       # of the step being played
         self.current: Step | None = None
 
@@ -662,8 +664,10 @@ class Run:
     def grant(self, captured: Captured, expires: float) -> float:
         """The Expires the peer grants. Another build asked for its own duration: where the
         scenario grants the reference's request (`default_expiration`), the peer grants what
-        was asked instead (a scenario that grants less says another number)."""
-        if self.reference_target or expires != self.names["default_expiration"]:
+        was asked instead (a scenario that grants less says another number), unless the
+        target declares `grant: scenario`."""
+        if self.reference_target or not self.grants_asked or \
+                expires != self.names["default_expiration"]:
             return expires
         try:
             asked = captured.request.expires

@@ -53,7 +53,13 @@ DECLARATION_KEYS = {
     "max_subscriptions",  # how many subscriptions it holds at once
     "features",           # optional features claimed: rfc5839, subscribe-auth, ...
     "artefacts",          # configuration artefacts to discount when reading the verdicts
+    "grant",              # what the peer grants: `asked` (default) or `scenario` (below)
 }
+# `grant: asked`: where a scenario grants the reference's own request, the peer grants the
+# Expires the target asked for. `grant: scenario`: the peer grants the scenario's number
+# (e.g. 10 s) whatever the target asked, for a target that asks for long subscriptions and
+# would otherwise never refresh within a run (pua asked 3600 s refreshes a 10 s grant).
+GRANTS = ("asked", "scenario")
 LAUNCH_TIMEOUT = 10.0
 
 
@@ -138,6 +144,8 @@ def load_target_file(path: str | Path) -> TargetFile:
         raise TargetFileError(f"{file}: declarations: unknown field(s) "
                               f"{', '.join(sorted(unknown_declarations))} (known: "
                               f"{', '.join(sorted(DECLARATION_KEYS))})")
+    if declarations.get("grant", "asked") not in GRANTS:
+        raise TargetFileError(f"{file}: declarations.grant: choose from {', '.join(GRANTS)}")
     features = declarations.get("features") or []
     if not isinstance(features, list) or any(f not in OPTIONAL_FEATURES for f in features):
         raise TargetFileError(f"{file}: declarations.features: choose from "
@@ -282,6 +290,7 @@ class TemplatedSipOnlyTarget:
         limit = declared.get("max_subscriptions")
         self.max_subscriptions: int | None = int(limit) if limit is not None else None
         self.declared_names = {"t1": float(declared["t1"])} if "t1" in declared else {}
+        self.grants_asked = declared.get("grant", "asked") == "asked"
 
     def open(self, scenario: Scenario, profile: str) -> SipOnlySession:
         params = run_params(scenario, profile)
@@ -302,6 +311,7 @@ class TemplatedSipOnlyTarget:
                                    trigger_timeout=self.spec.trigger_timeout)
         session.capabilities = self.capabilities
         session.declared_names = self.declared_names
+        session.grants_asked = self.grants_asked
         session.untrigger_on_close = self.spec.untrigger_on_close
         if self.spec.launch:
             run_dir = Path(tempfile.mkdtemp(prefix="b2b-run-"))

@@ -294,6 +294,9 @@ class SipOnlySession(_RealTimeSession):
         self.clock_started = False
         # Declared values (PIXIT) that replace parameters in time expressions (e.g. t1).
         self.declared_names: dict[str, float] = {}
+        # The peer grants what the subscriber asked (declaration `grant: asked`) or the
+        # scenario's own number (`grant: scenario`).
+        self.grants_asked = True
 
     def _run(self, template: str, record: str, subscriber: str) -> None:
         argv = [token.replace("{record}", record).replace("{subscriber}", subscriber)

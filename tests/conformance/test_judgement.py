@@ -15,7 +15,7 @@ from conformance.cli import main
 from conformance.runner import DIFFERS, FAIL, NA, NOT_TESTED, PASS, run_scenario
 from conformance.scenario import Scenario, load
 from conformance.targets.sim import SimSession, SimTarget
-from reference import AgentConfig, policy
+from reference import Agent, AgentConfig, policy
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "conformance"
 
@@ -68,6 +68,41 @@ def test_a_refresh_after_the_grant_violates_sub_003(monkeypatch: pytest.MonkeyPa
     assert table["SUB-003"]["verdict"] == judgement.VIOLATED
     assert table["SUB-003"]["level"] == "normative"
     assert table["SUB-003"]["evidence"][0]["scenario"] == "resubscribe/shorter-grant"
+
+
+class _AsksAnHour(SimTarget):
+    """Another build that asks Expires 3600 whatever the scenario's default_expiration,
+    judged with the peer granting what it asked (`grant: asked`) or the scenario's numbers
+    (`grant: scenario`, the target-file declaration)."""
+
+    def __init__(self, grants_asked: bool) -> None:
+        super().__init__(lambda config, ids: Agent(config.replace(default_expiration=3600),
+                                                   ids=ids), reference=False)
+        self.grants_asked = grants_asked
+
+    def open(self, scenario: Scenario, profile: str) -> SimSession:
+        session = super().open(scenario, profile)
+        session.grants_asked = self.grants_asked  # type: ignore[attr-defined]
+        return session
+
+
+def _granted(result: Any) -> list[str]:
+    return [line for rung in result.ladder if rung["from"] == "peer"
+            for line in rung["message"].split("\n") if line.startswith("Expires:")]
+
+
+@pytest.mark.parametrize(("grants_asked", "granted", "refresh_at"),
+                         [(True, "Expires: 3600", 3597.0), (False, "Expires: 10", 7.0)])
+def test_the_peer_grants_what_was_asked_or_the_scenarios_number(
+        grants_asked: bool, granted: str, refresh_at: float) -> None:
+    result = run_scenario(scenario("failed/500-refresh"), "rfc6665",
+                          _AsksAnHour(grants_asked))
+    assert result.verdict in (PASS, DIFFERS), result.failure
+    assert _granted(result)[0] == granted
+    refreshes = [rung for rung in result.ladder if rung["from"] == "subscriber"
+                 and rung["message"].startswith("SUBSCRIBE") and "tag=" in
+                 rung["message"].split("\nTo:", 1)[1].split("\n", 1)[0]]
+    assert refreshes and refreshes[0]["t"] == pytest.approx(refresh_at, abs=0.01)
 
 
 def test_later_retry_than_retry_after_differs_and_the_run_goes_on(
