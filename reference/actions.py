@@ -29,7 +29,7 @@ Rules of this file (every ordering rule the tables do not show, numbered):
 from __future__ import annotations
 
 from reference import policy
-from reference.classify import Facts, NotifyFacts, ResponseFacts
+from reference.classify import AnyFacts, NotifyFacts, ResponseFacts
 from reference.core import ActionFunction, ActionTable, Core, Subscription
 from reference.qsa import StatusMessage
 from reference.sip.dialog import DialogError, route_set_of
@@ -43,7 +43,7 @@ RETRY_DELAY_ACTIONS = frozenset({Action.REPORT_FAILURE, Action.START_RETRY})
 
 
 # ==================================================================== the dispatcher
-def run(core: Core, sub: Subscription, event: Event, facts: Facts) -> None:
+def run(core: Core, sub: Subscription, event: Event, facts: AnyFacts) -> None:
     """Run the row of (sub.state, event) with the input's facts (rules 1-4)."""
     row: Row | None = core.table.get((sub.state, event))
     if row is None:  # pragma: no cover - the tables are total (tested)
@@ -69,7 +69,7 @@ def _bind(core: Core, row: Row) -> tuple[tuple[ActionFunction, ...], bool]:
     return entry[1], entry[2]
 
 
-def _draw_delay(core: Core, sub: Subscription, facts: Facts,
+def _draw_delay(core: Core, sub: Subscription, facts: AnyFacts,
                 needs_retry_delay: bool) -> float | None:
     """Rule 2: the one delay of this input."""
     config, timing, rng = core.config, core.timing, core.rng
@@ -93,11 +93,11 @@ def _draw_delay(core: Core, sub: Subscription, facts: Facts,
 
 
 # ==================================================================== dialog and NOTIFY
-def stop(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def stop(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.stop_timer(sub)
 
 
-def confirm(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def confirm(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert sub.dialog is not None and isinstance(facts, ResponseFacts) \
         and facts.response is not None
     try:
@@ -109,14 +109,14 @@ def confirm(core: Core, sub: Subscription, facts: Facts, delay: float | None) ->
     sub.got_2xx = True
 
 
-def update_from_2xx(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def update_from_2xx(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert sub.dialog is not None and isinstance(facts, ResponseFacts) \
         and facts.response is not None
     sub.dialog.refresh_target(facts.response)
     sub.got_2xx = True
 
 
-def update_from_notify(core: Core, sub: Subscription, facts: Facts,
+def update_from_notify(core: Core, sub: Subscription, facts: AnyFacts,
                        delay: float | None) -> None:
     dialog = sub.dialog
     assert dialog is not None and isinstance(facts, NotifyFacts) and facts.notify is not None
@@ -138,7 +138,7 @@ def update_from_notify(core: Core, sub: Subscription, facts: Facts,
     dialog.refresh_target(notify)
 
 
-def notify_seen(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def notify_seen(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert isinstance(facts, NotifyFacts)
     core.stop_timer_n(sub)
     live = facts.status in ("active", "pending")
@@ -158,13 +158,13 @@ def notify_seen(core: Core, sub: Subscription, facts: Facts, delay: float | None
                              facts.now + core.timing.refresh_delay(core.config, granted))
 
 
-def _answer(core: Core, facts: Facts, status: int, reason: str | None) -> None:
+def _answer(core: Core, facts: AnyFacts, status: int, reason: str | None) -> None:
     assert isinstance(facts, NotifyFacts) and facts.notify is not None \
         and facts.source is not None
     core.ua.respond(facts.notify, facts.source, status, facts.now, reason=reason)
 
 
-def reply_200(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def reply_200(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     answer = facts.answer if isinstance(facts, NotifyFacts) else None  # rule 5
     if answer is None:
         _answer(core, facts, 200, None)
@@ -172,16 +172,16 @@ def reply_200(core: Core, sub: Subscription, facts: Facts, delay: float | None) 
         _answer(core, facts, answer.status, answer.reason)
 
 
-def reply_481(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def reply_481(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     _answer(core, facts, 481, None)
 
 
-def reply_500(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def reply_500(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     _answer(core, facts, 500, "Internal error")
 
 
 # ==================================================================== status messages
-def deliver(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def deliver(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert isinstance(facts, NotifyFacts) and facts.notify is not None
     notify = facts.notify
     if core.rules.drop_bad_pidf and facts.error is not None:
@@ -199,7 +199,7 @@ def deliver(core: Core, sub: Subscription, facts: Facts, delay: float | None) ->
         subscriber_data=sub.subscriber_data, at=facts.now))
 
 
-def report_failure(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def report_failure(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert delay is not None  # rule 2
     core.deliver(sub, StatusMessage(
         handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
@@ -209,18 +209,18 @@ def report_failure(core: Core, sub: Subscription, facts: Facts, delay: float | N
 
 
 # ==================================================================== sending
-def send_initial(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def send_initial(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.send_initial(sub, facts.now)
 
 
-def send_redirect(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def send_redirect(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert isinstance(facts, ResponseFacts) and facts.redirect_to is not None
     sub.redirects_seen = (*sub.redirects_seen, facts.redirect_to)
     core.count("redirects")
     core.new_dialog_request(sub, facts.redirect_to, facts.now, redirected=True)
 
 
-def send_min_expires(core: Core, sub: Subscription, facts: Facts,
+def send_min_expires(core: Core, sub: Subscription, facts: AnyFacts,
                      delay: float | None) -> None:
     assert facts.granted is not None and sub.dialog is not None
     sub.min_expires_retried = True
@@ -228,25 +228,25 @@ def send_min_expires(core: Core, sub: Subscription, facts: Facts,
     core.send_in_dialog(sub, sub.requested_expires, facts.now)
 
 
-def send_refresh(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def send_refresh(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     sub.min_expires_retried = False
     core.send_in_dialog(sub, sub.requested_expires, facts.now)
 
 
-def send_unsubscribe(core: Core, sub: Subscription, facts: Facts,
+def send_unsubscribe(core: Core, sub: Subscription, facts: AnyFacts,
                      delay: float | None) -> None:
     core.send_in_dialog(sub, 0, facts.now)
 
 
 # ==================================================================== timers
-def start_refresh(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def start_refresh(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     granted = facts.granted if facts.granted is not None else 0
     sub.expires_at = facts.now + granted
     core.start_timer(sub, "REFRESH",
                      facts.now + core.timing.refresh_delay(core.config, granted))
 
 
-def start_refresh_retry(core: Core, sub: Subscription, facts: Facts,
+def start_refresh_retry(core: Core, sub: Subscription, facts: AnyFacts,
                         delay: float | None) -> None:
     # SUB-016: the subscription is still valid until its known expiry; try again before.
     assert sub.expires_at is not None
@@ -264,21 +264,21 @@ def start_refresh_retry(core: Core, sub: Subscription, facts: Facts,
         core.start_timer(sub, "REFRESH", now + max(min(backoff, left / 2), floor))
 
 
-def start_retry(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def start_retry(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert delay is not None  # rule 2
     sub.failures += 1
     core.count("retries")
     core.start_timer(sub, "RETRY", facts.now + delay)
 
 
-def start_resubscribe_wait(core: Core, sub: Subscription, facts: Facts,
+def start_resubscribe_wait(core: Core, sub: Subscription, facts: AnyFacts,
                            delay: float | None) -> None:
     assert delay is not None  # rule 2a
     sub.failures += 1
     core.start_timer(sub, "RETRY", facts.now + delay)
 
 
-def start_termwait(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def start_termwait(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     at = facts.now + core.config.wait_for_term_notify
     if sub.destroy_deadline is not None:
         # rfc6665: an unsubscribe ends within failover_timeout + wait_for_term_notify,
@@ -288,23 +288,23 @@ def start_termwait(core: Core, sub: Subscription, facts: Facts, delay: float | N
 
 
 # ==================================================================== ending
-def abandon_tx(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def abandon_tx(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.abandon_tx(sub)
 
 
-def drop_dialog(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def drop_dialog(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.drop_dialog(sub)
 
 
-def free(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def free(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.free(sub)
 
 
-def log_stale(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def log_stale(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.count("rx.stale_responses")
 
 
-def log_no_term_notify(core: Core, sub: Subscription, facts: Facts,
+def log_no_term_notify(core: Core, sub: Subscription, facts: AnyFacts,
                        delay: float | None) -> None:
     core.count("termwait_expired")
     core.trace("warning", sub, text="destroying dialog with timer (no term NOTIFY)")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from reference import policy
 from reference.effects import Address
@@ -86,8 +86,9 @@ class View(Protocol):
 
 
 # ==================================================================== facts
-@dataclass(frozen=True, slots=True)
-class Facts:
+# Named tuples: frozen, and built several times cheaper than frozen dataclasses (one per
+# input); the three share their first seven fields.
+class Facts(NamedTuple):
     """What an input carries into the actions of its row."""
 
     now: float
@@ -103,16 +104,21 @@ class Facts:
     rejected: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseFacts(Facts):
-    """A SUBSCRIBE's final outcome (response None: the transaction timed out)."""
+class ResponseFacts(NamedTuple):
+    """A SUBSCRIBE's outcome (response None: the transaction timed out)."""
 
+    now: float
+    code: int | None
+    reason: str | None
+    granted: int | None
+    retry_after: int | None
+    restart: policy.ReasonReaction | None
+    rejected: bool
     response: Response | None = None
     redirect_to: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
+class Refusal(NamedTuple):
     """An answer other than 200 to a NOTIFY, and the counter it counts."""
 
     status: int
@@ -122,10 +128,16 @@ class Refusal:
     counter: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NotifyFacts(Facts):
+class NotifyFacts(NamedTuple):
     """A NOTIFY of a subscription's dialog, checked."""
 
+    now: float
+    code: int | None
+    reason: str | None
+    granted: int | None
+    retry_after: int | None
+    restart: policy.ReasonReaction | None
+    rejected: bool
     notify: Request | None = None
     source: Address | None = None    # where its answer goes
     status: str = "pending"          # QSA status
@@ -134,6 +146,7 @@ class NotifyFacts(Facts):
     answer: Refusal | None = None    # the row's REPLY_200 answers this instead of 200
 
 
+AnyFacts = Facts | ResponseFacts | NotifyFacts
 NotifyCheck = Callable[[View, Request], "Refusal | None"]
 
 

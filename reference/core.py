@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reference import policy
-from reference.classify import PIDF_TYPE, Classifier, Facts
+from reference.classify import PIDF_TYPE, AnyFacts, Classifier
 from reference.config import AgentConfig, ConfigError
 from reference.effects import Address, Deliver, Effect, TraceEvent
 from reference.ids import BRANCH_BYTES, BRANCH_COOKIE, CALL_ID_BYTES, TAG_BYTES, IdSource
@@ -277,7 +277,7 @@ class Core:
 
 # What an action of a row is: a function of the core, the subscription, the input's facts
 # and the delay drawn for the input (`actions.run`, rule 2; None when none was drawn).
-ActionFunction = Callable[[Core, Subscription, Facts, float | None], None]
+ActionFunction = Callable[[Core, Subscription, AnyFacts, float | None], None]
 ActionTable = Mapping[Action, ActionFunction]
 
 
