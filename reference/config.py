@@ -85,7 +85,8 @@ class AgentConfig:
         """Load a YAML file whose top level is a mapping of parameters.
 
         A top-level key `agent:` holding that mapping is accepted too, so one file can carry
-        other sections.
+        other sections; a top-level `credentials:` list is skipped here (reference.credentials
+        reads it).
         """
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -97,6 +98,9 @@ class AgentConfig:
             data = {}
         if isinstance(data, dict) and isinstance(data.get("agent"), dict):
             data = data["agent"]
+        elif isinstance(data, dict):
+            # Read by reference.credentials (with its permission check), not a parameter.
+            data = {k: v for k, v in data.items() if k != "credentials"}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping of parameters")
         try:
