@@ -62,8 +62,13 @@ class Challenge:
 
     @property
     def supported(self) -> bool:
-        return self.algorithm in ALGORITHMS and (not self.qop or bool(
-            {"auth", "auth-int"} & set(self.qop)))
+        """Whether we can answer it: a known algorithm and a qop we know (or none, RFC 2069
+        style, except for -sess, whose cnonce RFC 2617 §3.2.2 allows only with a qop)."""
+        if self.algorithm not in ALGORITHMS:
+            return False
+        if not self.qop:
+            return not self.algorithm.endswith("-sess")
+        return bool({"auth", "auth-int"} & set(self.qop))
 
 
 @dataclass(frozen=True)

@@ -184,3 +184,8 @@ def test_challenges_of_reads_both_headers() -> None:
              ("Proxy-Authenticate", 'Digest realm="p", nonce="2"')]
     assert [c.answer_header for c in challenges_of(items)] == [
         "Authorization", "Proxy-Authorization"]
+
+
+def test_sess_without_qop_is_not_answered() -> None:
+    [ch] = parse_challenges("WWW-Authenticate", 'Digest realm="a", nonce="1", algorithm=MD5-sess')
+    assert not ch.supported
