@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 from reference import policy
 from reference.config import AgentConfig, ConfigError
+from reference.credentials import CredentialStore
+from reference.digest import DigestSession
 from reference.effects import Address, Deliver, Effect, TraceEvent
 from reference.ids import (
     BRANCH_BYTES,
@@ -38,6 +40,8 @@ from reference.ids import (
 )
 from reference.pidf import PidfError, PresenceDocument, parse_pidf
 from reference.qsa import StatusMessage
+from reference.resend import answer_challenge, drop_option_tags
+from reference.sharing import MAX_MEMBERS, Member, SharingIndex, SharingKey, copies
 from reference.sip import (
     Headers,
     Request,
@@ -60,8 +64,10 @@ P_HINT = "trying new subscription after 3xx"
 # States in which the subscription waits for the answer to a SUBSCRIBE it sent.
 AWAITING_RESPONSE = frozenset({
     State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
-    State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED,
+    State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED, State.FETCHING,
 })
+REFRESHING = frozenset({State.RESUBSCRIPTION, State.RESUBSCRIPTION_DESTROY})
+CHALLENGES = frozenset({401, 407})
 # ser: the most characters SER's Expires parser accepts (parse_expires.c, spec §2.1).
 SER_EXPIRES_CHARS = 10
 # rfc6665: a failing refresh is retried while more than this much of the grant is left;
@@ -103,6 +109,17 @@ class Subscription:
     last_pidf: bytes | None = None
     unsubscribed: bool = False        # no status messages any more
     destroy_deadline: float | None = None
+    # Issue 18 (rfc6665 rules; None/empty in ser). The SUBSCRIBE in flight, for a resend:
+    tx_expires: int = 0
+    tx_out_of_dialog: bool = False
+    fetch: bool = False               # a one-shot fetch (state FETCHING)
+    auth: DigestSession | None = None  # challenges answered, cached per realm
+    option_tags: tuple[str, ...] = ()  # sent in Require; a 420 may drop some, once
+    tags_dropped: bool = False
+    etag: str | None = None           # SIP-ETag of the last NOTIFY (RFC 5839)
+    # share_subscriptions: every internal subscription served by this dialog (None: off)
+    members: list[Member] | None = None
+    last_message: StatusMessage | None = None  # for a member that joins later
 
 
 @dataclass(slots=True)
@@ -125,6 +142,7 @@ class Ctx:
     delay: float | None = None        # rfc6665 resubscribe delay of a terminated NOTIFY
     redirect_to: str | None = None
     error: str | None = None
+    permanent: bool = False           # a failure that waits max_retry_time (rejected)
 
 
 class Agent:
@@ -138,7 +156,8 @@ class Agent:
 
     def __init__(self, config: AgentConfig, *, ids: IdSource | None = None,
                  table: Table | None = None, actions: ActionTable | None = None,
-                 timing: policy.Timing | None = None) -> None:
+                 timing: policy.Timing | None = None,
+                 credentials: CredentialStore | None = None) -> None:
         self.config = config
         self.table = TABLES[config.profile] if table is None else table
         self.actions: ActionTable = ACTIONS if actions is None else actions
@@ -160,6 +179,11 @@ class Agent:
             except SipParseError as exc:
                 raise ConfigError(f"presence_outbound_proxy: {exc}") from exc
         self.subscriptions: dict[int, Subscription] = {}
+        # Digest credentials per subscriber and realm (reference.credentials); never traced.
+        self.credentials = credentials if credentials is not None else CredentialStore()
+        # share_subscriptions: which subscription serves a (record, subscriber, package).
+        self.sharing = SharingIndex()
+        self.sharing_on = bool(config.share_subscriptions) and self.rules.share_subscriptions
         self.counters: dict[str, int] = {}
         self.closing = False
         self._effects: list[Effect] = []
@@ -193,16 +217,21 @@ class Agent:
             return handle  # SER: accepted and ignored
         if package != "presence":
             raise ValueError(f"package {package!r} is not served (only 'presence')")
-        record = check_subscribe_uris(
-            record, subscriber,
-            routable_pres=bool(self.preloaded_route) or self.outbound_proxy is not None)
-        if len(self.subscriptions) >= self.config.max_subscriptions:
+        record = self._check_uris(record, subscriber)
+        if self.internal_subscription_count >= self.config.max_subscriptions:
             raise ValueError(f"max_subscriptions ({self.config.max_subscriptions}) reached")
         if self.closing:
             raise ValueError("agent is shutting down")
+        key: SharingKey = (record, subscriber, package)
+        if self.sharing_on and self._join(key, handle, destination, subscriber_data):
+            return handle
         sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
-                           requested_expires=self.config.default_expiration)
+                           requested_expires=self.config.default_expiration,
+                           option_tags=self.config.option_tags)
         self.subscriptions[handle] = sub
+        if self.sharing_on:
+            sub.members = [Member(handle, destination, subscriber_data)]
+            self.sharing.register(key, handle)
         if self.config.max_subscribe_delay > 0:
             delay = self.rng.randint(1, self.config.max_subscribe_delay)
             self._start_timer(sub, "DELAY", now + delay)
@@ -212,14 +241,83 @@ class Agent:
             self._set_state(sub, State.UNCONFIRMED, "create")
         return handle
 
-    def unsubscribe(self, handle: int, *, now: float) -> None:
-        """QSA unsubscribe. Unknown handles are ignored (counted), as in SER."""
+    def fetch(self, record: str, subscriber: str, destination: str,
+              package: str = "presence", subscriber_data: Any = None, *, now: float) -> int:
+        """QSA fetch (rfc6665, SUB-052): one SUBSCRIBE with Expires 0; the one NOTIFY becomes
+        the one status message, then the handle is gone. Raises ValueError like `subscribe`,
+        and in a profile without fetch (ser)."""
         self._now = now
+        if not self.rules.fetch:
+            raise ValueError(f"fetch is not available in profile {self.config.profile}")
+        if package != "presence":
+            raise ValueError(f"package {package!r} is not served (only 'presence')")
+        record = self._check_uris(record, subscriber)
+        if self.internal_subscription_count >= self.config.max_subscriptions:
+            raise ValueError(f"max_subscriptions ({self.config.max_subscriptions}) reached")
+        if self.closing:
+            raise ValueError("agent is shutting down")
+        handle = self._next_handle
+        self._next_handle += 1
+        self._count("qsa.fetch")
+        sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
+                           requested_expires=0, fetch=True, option_tags=self.config.option_tags)
+        self.subscriptions[handle] = sub
+        self._send_initial(sub, Ctx(now, Event.TICK))
+        self._set_state(sub, State.FETCHING, "fetch")
+        return handle
+
+    def _check_uris(self, record: str, subscriber: str) -> str:
+        return check_subscribe_uris(
+            record, subscriber,
+            routable_pres=self.rules.resolve_pres_uri or bool(self.preloaded_route)
+            or self.outbound_proxy is not None)
+
+    def _join(self, key: SharingKey, handle: int, destination: str,
+              subscriber_data: Any) -> bool:
+        """share_subscriptions: join the live subscription serving `key`, if any; the joiner
+        gets the current state (the last status message) at once."""
+        serving = self.sharing.serving(key)
+        sub = self.subscriptions.get(serving) if serving is not None else None
+        if sub is None or sub.unsubscribed or sub.members is None \
+                or len(sub.members) >= MAX_MEMBERS:
+            return False
+        member = Member(handle, destination, subscriber_data)
+        sub.members.append(member)
+        self.sharing.join(handle, sub.handle)
+        self._count("qsa.shared_join")
+        self._trace("share", sub, joined=handle, members=len(sub.members))
+        if sub.last_message is not None:
+            for to, message in copies(sub.last_message, [member]):
+                self._count("qsa.delivered")
+                self._effects.append(Deliver(to, message))
+        return True
+
+    def _subscription_of(self, handle: int) -> Subscription | None:
+        """The subscription an internal handle belongs to (its own or a shared one)."""
         sub = self.subscriptions.get(handle)
+        if sub is not None and (sub.members is None
+                                or any(m.handle == handle for m in sub.members)):
+            return sub
+        owner = self.sharing.owner_of(handle)
+        return self.subscriptions.get(owner) if owner is not None else None
+
+    def unsubscribe(self, handle: int, *, now: float) -> None:
+        """QSA unsubscribe. Unknown handles are ignored (counted), as in SER. A member of a
+        shared dialog only leaves it, unless it is the last one."""
+        self._now = now
+        sub = self._subscription_of(handle)
         self._count("qsa.unsubscribe")
         if sub is None:
             self._count("qsa.unsubscribe_unknown")
             return
+        if sub.members is not None:
+            self.sharing.leave(handle)
+            if len(sub.members) > 1:
+                sub.members = [m for m in sub.members if m.handle != handle]
+                self._count("qsa.shared_leave")
+                self._trace("share", sub, left=handle, members=len(sub.members))
+                return
+            self.sharing.withdraw((sub.record, sub.subscriber, sub.package), sub.handle)
         sub.unsubscribed = True
         if self.rules.bounded_unsubscribe and sub.destroy_deadline is None:
             sub.destroy_deadline = (now + self.config.failover_timeout
@@ -238,7 +336,9 @@ class Agent:
             if self.rules.close_forgets:
                 self._free(sub)
             elif not sub.unsubscribed:
-                self.unsubscribe(handle, now=now)
+                # Every member of a shared dialog leaves; the last one ends it.
+                for member in list(sub.members or ()) or [Member(handle, "", None)]:
+                    self.unsubscribe(member.handle, now=now)
 
     @property
     def is_idle(self) -> bool:
@@ -309,6 +409,9 @@ class Agent:
                 "expires_at": sub.expires_at,
                 "failures": sub.failures,
                 "unsubscribed": sub.unsubscribed,
+                "fetch": sub.fetch,
+                "members": [m.handle for m in sub.members] if sub.members is not None
+                else None,
             })
         return out
 
@@ -327,12 +430,19 @@ class Agent:
         return self._timers.deadlines()
 
     def has_subscription(self, handle: int) -> bool:
-        """Whether the agent still holds this handle (a terminated one until it is freed)."""
-        return handle in self.subscriptions
+        """Whether the agent still holds this handle (a terminated one until it is freed; a
+        member of a shared dialog until it leaves)."""
+        return self._subscription_of(handle) is not None
 
     @property
     def subscription_count(self) -> int:
+        """Subscriptions the agent keeps a dialog (or a retry) for."""
         return len(self.subscriptions)
+
+    @property
+    def internal_subscription_count(self) -> int:
+        """Internal subscriptions (QSA handles): shared dialogs count each member."""
+        return len(self.subscriptions) + self.sharing.joined
 
     def stats(self) -> dict[str, Any]:
         """The counters grouped for people (by method, by status) plus the raw ones; the
@@ -420,6 +530,8 @@ class Agent:
         status = 408 if response is None else response.status
         if status >= 200:
             sub.tx_branch = None
+            if sub.auth is not None and status not in CHALLENGES:
+                sub.auth.accepted()
         ctx = Ctx(now, Event.R1XX, response=response, code=status,
                   reason="timeout" if response is None else str(status))
         ctx.event = self._classify_response(sub, ctx)
@@ -439,6 +551,8 @@ class Agent:
                 ctx.reason = "2xx without To tag"  # SUB-134: cannot form a dialog
                 return Event.R_FAIL if self.rules.fine_failures else Event.R4XX
             ctx.granted = self._granted(sub, response)
+            if response.status == 204 and self.rules.conditional_notify:
+                return Event.R204  # RFC 5839: no NOTIFY follows
             return Event.R2XX
         if status < 400:
             target = self._next_redirect(sub, response)
@@ -448,13 +562,31 @@ class Agent:
             return Event.R3XX
         if not self.rules.fine_failures:
             return Event.R4XX
+        refresh = sub.state in REFRESHING
+        if response is not None and status in CHALLENGES and self.rules.authenticate:
+            if sub.auth is None:
+                sub.auth = DigestSession(sub.subscriber)
+            decision = answer_challenge(response, sub.auth, self.credentials)
+            if decision.resend:
+                self._count("auth.answered")
+                return Event.R_RESEND
+            self._count("auth.failed")
+            ctx.reason, ctx.permanent = decision.reason, decision.permanent
+            return Event.R_TERMINATING if refresh else Event.R_FAIL
+        if response is not None and status == 420 and sub.option_tags \
+                and self.rules.drop_refused_option_tags:
+            decision = drop_option_tags(response, sub.option_tags, sub.tags_dropped)
+            if decision.resend:
+                sub.option_tags, sub.tags_dropped = decision.option_tags, True
+                self._count("option_tags.dropped")
+                return Event.R_RESEND
+            ctx.reason = decision.reason
         if status == 408 and sub.state in (State.UNCONFIRMED, State.UNCONFIRMED_DESTROY) \
                 and sub.dialog is not None and sub.dialog.state == "confirmed":
             # A NOTIFY created the dialog, so the SUBSCRIBE did arrive; only its 2xx was lost.
             left = None if sub.expires_at is None else int(sub.expires_at - ctx.now)
             ctx.granted = sub.requested_expires if left is None else max(left, 0)
             return Event.R_TIMEOUT_DIALOG_UP
-        refresh = sub.state in (State.RESUBSCRIPTION, State.RESUBSCRIPTION_DESTROY)
         if status == 423 and not sub.min_expires_retried and response is not None:
             min_expires = _safe(lambda: response.min_expires)
             if min_expires is not None and min_expires > 0:
@@ -603,7 +735,11 @@ class Agent:
             # An empty NOTIFY keeps the current document (SUB-077); it parsed before, so the
             # same bytes parse again to an equal document.
             ctx.document = parse_pidf(sub.last_pidf)
-        if ctx.status == "terminated":
+        if ctx.status == "terminated" and sub.fetch:
+            # A fetch ends with its NOTIFY whatever the reason: nothing follows (SUB-052).
+            ctx.reason = state.reason or "terminated"
+            ctx.event = Event.NOTIFY_TERMINATED_FINAL
+        elif ctx.status == "terminated":
             reaction = policy.reason_reaction(state.reason)
             ctx.reason = state.reason or "terminated"
             ctx.retry_after = state.retry_after
@@ -682,6 +818,10 @@ class Agent:
                 and ctx.notify.body:
             # Kept for an empty NOTIFY (SUB-077, rfc6665 only): ser never reads it back.
             sub.last_pidf = ctx.notify.body
+        if self.rules.conditional_notify and ctx.notify is not None \
+                and "SIP-ETag" in ctx.notify.headers:
+            # RFC 5839: the entity-tag of this state, offered back on the next refresh.
+            sub.etag = ctx.notify.headers.get("SIP-ETag")
         if ctx.granted is not None and ctx.status in ("active", "pending"):
             # SUB-028/029: the NOTIFY's expires is authoritative.
             sub.expires_at = ctx.now + ctx.granted
@@ -723,8 +863,9 @@ class Agent:
 
     def _do_report_failure(self, sub: Subscription, ctx: Ctx) -> None:
         code = ctx.code
-        permanent = code is not None and policy.effective_code(code) in policy.PERMANENT \
-            and ctx.event is not Event.R_TERMINATING
+        permanent = ctx.permanent or (
+            code is not None and policy.effective_code(code) in policy.PERMANENT
+            and ctx.event is not Event.R_TERMINATING)
         status = "rejected" if permanent else "terminated"
         delay = self._retry_delay(sub, ctx)
         self._deliver(sub, StatusMessage(
@@ -737,13 +878,36 @@ class Agent:
         if ctx.delay is None:
             if ctx.event is Event.R481:
                 ctx.delay = 0.0
-            elif (self.rules.permanent_waits_max_retry and ctx.code is not None
-                  and policy.effective_code(ctx.code) in policy.PERMANENT):
+            elif self.rules.permanent_waits_max_retry and (ctx.permanent or (
+                    ctx.code is not None
+                    and policy.effective_code(ctx.code) in policy.PERMANENT)):
                 ctx.delay = float(self.config.max_retry_time)
             else:
                 ctx.delay = self.timing.backoff_delay(self.config, sub.failures + 1, self.rng,
                                                  ctx.retry_after)
         return ctx.delay
+
+    def _do_report_end(self, sub: Subscription, ctx: Ctx) -> None:
+        """A fetch failed: one terminated/rejected message, no retry_at (none follows)."""
+        code = ctx.code
+        permanent = ctx.permanent or (
+            code is not None and policy.effective_code(code) in policy.PERMANENT)
+        self._deliver(sub, StatusMessage(
+            handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+            package=sub.package, status="rejected" if permanent else "terminated",
+            reason=ctx.reason, subscriber_data=sub.subscriber_data, at=ctx.now))
+
+    def _do_resend(self, sub: Subscription, ctx: Ctx) -> None:
+        """The SUBSCRIBE in flight again (CSeq + 1): with credentials now cached in
+        `sub.auth`, or without the option tags a 420 refused (`sub.option_tags`)."""
+        self._count("subscribe.resent")
+        self._send_subscribe(sub, sub.tx_expires, ctx.now, [],
+                             out_of_dialog=sub.tx_out_of_dialog)
+
+    def _do_stop_timer_n(self, sub: Subscription, ctx: Ctx) -> None:
+        if sub.awaiting_notify:
+            sub.awaiting_notify = False
+            self._timers.cancel(TimerKey(TimerKind.TIMER_N, sub.handle))
 
     def _do_send_initial(self, sub: Subscription, ctx: Ctx) -> None:
         self._send_initial(sub, ctx)
@@ -830,6 +994,11 @@ class Agent:
     def _new_dialog_request(self, sub: Subscription, target: str, now: float, *,
                             redirected: bool) -> None:
         self._drop_dialog(sub)
+        if sub.auth is not None:
+            sub.auth.forget()  # a new dialog may reach another server: nothing pre-emptive
+        if not redirected and self.rules.resolve_pres_uri and target.startswith("pres:"):
+            # SUB-081: pres:user@host is sent to sip:user@host; To keeps the pres: URI.
+            target = "sip:" + target[len("pres:"):]
         sub.min_expires_retried = False
         sub.expires_at = None
         sub.started_at = now
@@ -866,9 +1035,20 @@ class Agent:
         headers.extend(self.extra_headers)
         headers.append(("Expires", str(expires)))
         headers.extend(extra)
+        if sub.option_tags:
+            headers.append(("Require", ", ".join(sub.option_tags)))
+        if sub.etag is not None and not out_of_dialog and expires > 0:
+            headers.append(("Suppress-If-Match", sub.etag))  # RFC 5839 §3.2
         request, next_hop = dialog.build_request(
             "SUBSCRIBE", branch=branch, sent_by=self.config.local_address,
             contact=f"<sip:{self.config.local_address}>", headers=headers)
+        if sub.auth is not None and sub.auth.cached:
+            # Cached per realm, answered pre-emptively, nc growing (AUTH-008); the values
+            # are never traced (the trace below carries the first line only).
+            for name, value in sub.auth.headers_for(self.credentials, self.ids,
+                                                    method="SUBSCRIBE", uri=request.uri):
+                request.headers.add(name, value)
+        sub.tx_expires, sub.tx_out_of_dialog = expires, out_of_dialog
         if out_of_dialog and self.outbound_proxy is not None:
             destination = self.outbound_proxy
         else:
@@ -916,6 +1096,10 @@ class Agent:
         sub.expires_at = None
 
     def _free(self, sub: Subscription) -> None:
+        if sub.members is not None:
+            self.sharing.withdraw((sub.record, sub.subscriber, sub.package), sub.handle)
+            for member in sub.members:
+                self.sharing.leave(member.handle)
         self._stop_timer(sub)
         if sub.awaiting_notify:
             sub.awaiting_notify = False
@@ -929,8 +1113,16 @@ class Agent:
     def _deliver(self, sub: Subscription, message: StatusMessage) -> None:
         if sub.unsubscribed:
             return  # nothing is delivered after the internal subscriber left
-        self._count("qsa.delivered")
-        self._effects.append(Deliver(sub.destination, message))
+        if sub.members is not None:
+            # Shared dialog: every member, each with its own handle and data; the last
+            # message is kept for a member that joins later.
+            sub.last_message = message
+            for destination, copy in copies(message, sub.members):
+                self._count("qsa.delivered")
+                self._effects.append(Deliver(destination, copy))
+        else:
+            self._count("qsa.delivered")
+            self._effects.append(Deliver(sub.destination, message))
         if self.tracing:
             self._trace("deliver", sub, status=message.status, reason=message.reason)
 
@@ -977,6 +1169,9 @@ ACTIONS: ActionTable = {
     Action.REPLY_500: Agent._do_reply_500,
     Action.DELIVER: Agent._do_deliver,
     Action.REPORT_FAILURE: Agent._do_report_failure,
+    Action.REPORT_END: Agent._do_report_end,
+    Action.RESEND: Agent._do_resend,
+    Action.STOP_TIMER_N: Agent._do_stop_timer_n,
     Action.SEND_INITIAL: Agent._do_send_initial,
     Action.SEND_REDIRECT: Agent._do_send_redirect,
     Action.SEND_MIN_EXPIRES: Agent._do_send_min_expires,

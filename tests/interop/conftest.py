@@ -211,7 +211,7 @@ class KamailioAuth:
     log: Path
 
     def accepted_authorizations(self) -> list[str]:
-        """The Authorization of every SUBSCRIBE Kamailio accepted, in order."""
+        """The Proxy-Authorization of every SUBSCRIBE Kamailio accepted, in order."""
         text = self.log.read_text(encoding="utf-8", errors="replace")
         return [line.split("AUTH-OK ", 1)[1] for line in text.splitlines() if "AUTH-OK " in line]
 

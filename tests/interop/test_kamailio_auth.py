@@ -49,7 +49,7 @@ def test_subscription_succeeds_only_when_authenticated(kamailio_auth: KamailioAu
             failed = await bare.next_status(what="the failure without credentials")
             assert failed.status == "rejected"
             assert failed.reason == "no credentials for realm 'lab.test'"
-            assert bare.counter("rx.response.401") == 1
+            assert bare.counter("rx.response.407") == 1
         finally:
             bare.close()
 
@@ -68,7 +68,8 @@ def test_subscription_succeeds_only_when_authenticated(kamailio_auth: KamailioAu
             assert len({re.search(r'nonce="([^"]+)"', a).group(1)  # type: ignore[union-attr]
                         for a in accepted[-3:]}) == 1
             assert AUTH_PASSWORD not in " ".join(accepted)
-            assert agent.counter("rx.response.401") == 1  # challenged once, then reused
+            # Challenged once (auth_challenge answers a non-REGISTER with 407), then reused.
+            assert agent.counter("rx.response.407") == 1
             agent.runtime.unsubscribe(handle)
             await until(lambda: agent.runtime.agent.is_idle, timeout=10,
                         what="the authenticated unsubscribe to end the subscription")
