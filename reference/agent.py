@@ -117,9 +117,13 @@ class Subscription:
     option_tags: tuple[str, ...] = ()  # sent in Require; a 420 may drop some, once
     tags_dropped: bool = False
     etag: str | None = None           # SIP-ETag of the last NOTIFY (RFC 5839)
-    # share_subscriptions: every internal subscription served by this dialog (None: off)
+    # share_subscriptions: every internal subscription served by this dialog, made when a
+    # second one joins (None: only its own); the last status and reason delivered, for a
+    # member that joins later (the document comes back from last_pidf). Two references,
+    # not the last StatusMessage: a kept message and its document cost ~800 bytes each.
     members: list[Member] | None = None
-    last_message: StatusMessage | None = None  # for a member that joins later
+    last_status: str | None = None
+    last_reason: str | None = None
 
 
 @dataclass(slots=True)
@@ -230,7 +234,6 @@ class Agent:
                            option_tags=self.config.option_tags)
         self.subscriptions[handle] = sub
         if self.sharing_on:
-            sub.members = [Member(handle, destination, subscriber_data)]
             self.sharing.register(key, handle)
         if self.config.max_subscribe_delay > 0:
             delay = self.rng.randint(1, self.config.max_subscribe_delay)
@@ -278,19 +281,35 @@ class Agent:
         gets the current state (the last status message) at once."""
         serving = self.sharing.serving(key)
         sub = self.subscriptions.get(serving) if serving is not None else None
-        if sub is None or sub.unsubscribed or sub.members is None \
-                or len(sub.members) >= MAX_MEMBERS:
+        if sub is None or sub.unsubscribed or \
+                (sub.members is not None and len(sub.members) >= MAX_MEMBERS):
             return False
-        member = Member(handle, destination, subscriber_data)
-        sub.members.append(member)
+        if sub.members is None:
+            sub.members = [Member(sub.handle, sub.destination, sub.subscriber_data)]
+        sub.members.append(Member(handle, destination, subscriber_data))
         self.sharing.join(handle, sub.handle)
         self._count("qsa.shared_join")
         self._trace("share", sub, joined=handle, members=len(sub.members))
-        if sub.last_message is not None:
-            for to, message in copies(sub.last_message, [member]):
-                self._count("qsa.delivered")
-                self._effects.append(Deliver(to, message))
+        if sub.last_status is not None:
+            self._count("qsa.delivered")
+            self._effects.append(Deliver(destination, self._current_state(
+                sub, handle, subscriber_data)))
         return True
+
+    def _current_state(self, sub: Subscription, handle: int,
+                       subscriber_data: Any) -> StatusMessage:
+        """The last status message of a shared subscription, rebuilt for a joiner: the
+        status and reason delivered last, the document of the last PIDF (re-parsed: it
+        parsed before), the retry time of a pending retry."""
+        status = sub.last_status
+        assert status is not None
+        body = sub.last_pidf if status in ("active", "pending") and sub.last_pidf else b""
+        return StatusMessage(
+            handle=handle, record=sub.record, subscriber=sub.subscriber, package=sub.package,
+            status=status, document=parse_pidf(body) if body else None, body=body,
+            content_type=PIDF_TYPE if body else None, reason=sub.last_reason,
+            retry_at=sub.timer_at if sub.timer_kind == "RETRY" else None,
+            subscriber_data=subscriber_data, at=self._now)
 
     def _subscription_of(self, handle: int) -> Subscription | None:
         """The subscription an internal handle belongs to (its own or a shared one)."""
@@ -310,13 +329,15 @@ class Agent:
         if sub is None:
             self._count("qsa.unsubscribe_unknown")
             return
-        if sub.members is not None:
-            self.sharing.leave(handle)
-            if len(sub.members) > 1:
-                sub.members = [m for m in sub.members if m.handle != handle]
-                self._count("qsa.shared_leave")
-                self._trace("share", sub, left=handle, members=len(sub.members))
-                return
+        if self.sharing_on:
+            if sub.members is not None:
+                self.sharing.leave(handle)
+                if len(sub.members) > 1:
+                    sub.members = [m for m in sub.members if m.handle != handle]
+                    self._count("qsa.shared_leave")
+                    self._trace("share", sub, left=handle, members=len(sub.members))
+                    return
+            # The last member leaves: the dialog ends and serves no new joiner.
             self.sharing.withdraw((sub.record, sub.subscriber, sub.package), sub.handle)
         sub.unsubscribed = True
         if self.rules.bounded_unsubscribe and sub.destroy_deadline is None:
@@ -1096,9 +1117,9 @@ class Agent:
         sub.expires_at = None
 
     def _free(self, sub: Subscription) -> None:
-        if sub.members is not None:
+        if self.sharing_on:
             self.sharing.withdraw((sub.record, sub.subscriber, sub.package), sub.handle)
-            for member in sub.members:
+            for member in sub.members or ():
                 self.sharing.leave(member.handle)
         self._stop_timer(sub)
         if sub.awaiting_notify:
@@ -1113,10 +1134,10 @@ class Agent:
     def _deliver(self, sub: Subscription, message: StatusMessage) -> None:
         if sub.unsubscribed:
             return  # nothing is delivered after the internal subscriber left
+        if self.sharing_on:
+            sub.last_status, sub.last_reason = message.status, message.reason
         if sub.members is not None:
-            # Shared dialog: every member, each with its own handle and data; the last
-            # message is kept for a member that joins later.
-            sub.last_message = message
+            # Shared dialog: every member, each with its own handle and data.
             for destination, copy in copies(message, sub.members):
                 self._count("qsa.delivered")
                 self._effects.append(Deliver(destination, copy))
