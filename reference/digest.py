@@ -24,6 +24,7 @@ Rules of this file:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -270,16 +271,22 @@ class DigestSession:
     stale_rounds: int = 0
     retries: int = 0
 
-    def answer(self, challenges: list[Challenge], store: CredentialLookup) -> str | None:
+    def judge(self, challenges: list[Challenge],
+              has_credentials: Callable[[str], bool]) -> tuple[str | None, tuple[Challenge, ...]]:
+        """Whether the challenges of a 401/407 can be answered, without changing anything:
+        (None, the challenges to answer) or (the reason why not, ())."""
+        if not challenges:
+            return "challenge without a Digest challenge", ()
         usable: list[Challenge] = []
         reasons: list[str] = []
+        stale_rounds = self.stale_rounds
         for challenge in best_per_realm(challenges):
             key = (challenge.header, challenge.realm)
             if not challenge.supported:
                 reasons.append(f"realm {challenge.realm!r}: algorithm "
                                f"{challenge.algorithm} not supported")
                 continue
-            if store.lookup(self.subscriber, challenge.realm) is None:
+            if not has_credentials(challenge.realm):
                 reasons.append(f"no credentials for realm {challenge.realm!r}")
                 continue
             previous = self.cached.get(key)
@@ -289,24 +296,36 @@ class DigestSession:
                                + (" (same nonce)" if same else ""))
                 continue
             if challenge.stale:
-                self.stale_rounds += 1
-                if self.stale_rounds > MAX_STALE_ROUNDS:
+                stale_rounds += 1
+                if stale_rounds > MAX_STALE_ROUNDS:
                     reasons.append(f"realm {challenge.realm!r}: more than "
                                    f"{MAX_STALE_ROUNDS} stale nonces in a row")
                     continue
             usable.append(challenge)
-        if not challenges:
-            return "challenge without a Digest challenge"
         if reasons or not usable:
             # Answering some realms while another refused would only fail again.
-            self.answered.clear()
-            return "; ".join(reasons) or "no usable challenge"
-        for challenge in usable:
+            return "; ".join(reasons) or "no usable challenge", ()
+        return None, tuple(usable)
+
+    def adopt(self, challenges: tuple[Challenge, ...]) -> None:
+        """Answer these challenges from now on (the request in flight is resent)."""
+        for challenge in challenges:
             key = (challenge.header, challenge.realm)
             self.cached[key] = challenge
             self.answered.add(key)
+            if challenge.stale:
+                self.stale_rounds += 1
         self.retries += 1
-        return None
+
+    def answer(self, challenges: list[Challenge], store: CredentialLookup) -> str | None:
+        """`judge` then `adopt`: None when the challenges are now answered, else why not."""
+        reason, usable = self.judge(
+            challenges, lambda realm: store.lookup(self.subscriber, realm) is not None)
+        if reason is None:
+            self.adopt(usable)
+        else:
+            self.answered.clear()  # the round is over: a later challenge is a new one
+        return reason
 
     def accepted(self) -> None:
         """A final non-challenge response arrived: the cached challenges were good."""

@@ -6,7 +6,7 @@ Rules of this file:
   failure with the reason given here. Only the `rfc6665` profile asks (`policy.Rules.
   authenticate`, `drop_refused_option_tags`); `ser` treats these codes as any 4xx.
 * 401/407 (RFC 3261 §22.2/§22.3, RFC 7616): answered when every challenged realm can be
-  answered (`reference.digest.DigestSession.answer` holds the answer-once rules). A refused
+  answered (`reference.digest.DigestSession.judge` holds the answer-once rules). A refused
   challenge is a failure that retrying soon cannot fix (wrong or missing password): reported
   `rejected` and retried after `max_retry_time`, like a 403, so a wrong password does not
   hammer the server (and lock the account) every few seconds.
@@ -17,9 +17,10 @@ Rules of this file:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from reference.digest import CredentialLookup, DigestError, DigestSession, challenges_of
+from reference.digest import Challenge, DigestError, DigestSession, challenges_of
 from reference.sip import Response, SipParseError
 
 
@@ -31,19 +32,22 @@ class ResendDecision:
     resend: bool
     reason: str | None = None
     permanent: bool = False
-    option_tags: tuple[str, ...] = ()  # the tags to send from now on (420 only)
+    option_tags: tuple[str, ...] | None = None  # the tags to send from now on (420 only)
+    challenges: tuple[Challenge, ...] = ()  # to answer from now on (401/407 only)
 
 
-def answer_challenge(response: Response, session: DigestSession,
-                     store: CredentialLookup) -> ResendDecision:
-    """A 401 or 407: resend with credentials, or the failure that says why not."""
+def answer_challenge(response: Response, session: DigestSession | None, subscriber: str,
+                     has_credentials: Callable[[str], bool]) -> ResendDecision:
+    """A 401 or 407: resend with credentials (`challenges` to adopt), or the failure that
+    says why not. Changes nothing (the classifier is pure; the RESEND action adopts)."""
     try:
         challenges = challenges_of(response.headers.items())
     except DigestError as exc:
         return ResendDecision(False, f"{response.status}: {exc}", permanent=True)
-    reason = session.answer(challenges, store)
+    judge = (session if session is not None else DigestSession(subscriber)).judge
+    reason, usable = judge(challenges, has_credentials)
     if reason is None:
-        return ResendDecision(True)
+        return ResendDecision(True, challenges=usable)
     return ResendDecision(False, reason, permanent=True)
 
 

@@ -34,6 +34,12 @@ class State(Enum):
     FETCHING = 10  # rfc6665 only: a fetch (Expires 0) waits for its one NOTIFY (SUB-052)
 
 
+# States in which the subscription waits for the answer to a SUBSCRIBE it sent.
+AWAITING_RESPONSE = frozenset({
+    State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
+    State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED, State.FETCHING,
+})
+
 
 class Event(Enum):
     NOTIFY = "notify"                      # a matched NOTIFY that is not terminating

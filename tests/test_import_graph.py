@@ -139,3 +139,40 @@ def test_the_ua_layer_knows_nothing_of_presence() -> None:
     presence = {"reference.agent", "reference.subscription", "reference.policy",
                 "reference.pidf", "reference.qsa", "reference.config"}
     assert not import_graph()["reference.ua"] & presence
+
+
+# The core's rooms (docs/architecture.md): which project modules each may import, besides
+# the SIP layer (`reference.sip*`). A module below another never imports it: the
+# classifier knows no state it could change (no core, no actions), the actions no facade,
+# the UA layer no presence.
+CORE_EDGES: dict[str, set[str]] = {
+    "reference.pump": {"reference.agent", "reference.effects", "reference.qsa"},
+    "reference.agent": {"reference.actions", "reference.classify", "reference.config",
+                        "reference.core", "reference.credentials", "reference.effects",
+                        "reference.ids", "reference.policy", "reference.sharing",
+                        "reference.subscribe_input", "reference.subscription",
+                        "reference.timers", "reference.ua"},
+    "reference.actions": {"reference.classify", "reference.core", "reference.digest",
+                          "reference.policy", "reference.qsa", "reference.subscription"},
+    "reference.core": {"reference.classify", "reference.config", "reference.credentials",
+                       "reference.digest", "reference.effects", "reference.ids",
+                       "reference.pidf", "reference.policy", "reference.qsa",
+                       "reference.sharing", "reference.subscription", "reference.timers",
+                       "reference.ua"},
+    "reference.classify": {"reference.digest", "reference.effects", "reference.pidf",
+                           "reference.policy", "reference.resend", "reference.subscription"},
+    "reference.ua": {"reference.effects", "reference.timers"},
+    "reference.policy": {"reference.config"},
+    # issue 18: digest knows identifiers only; resend decides from digest; sharing from qsa.
+    "reference.digest": {"reference.ids"},
+    "reference.resend": {"reference.digest"},
+    "reference.sharing": {"reference.qsa"},
+    "reference.credentials": {"reference.digest"},
+}
+
+
+def test_the_core_rooms_import_only_their_allowed_edges() -> None:
+    graph = import_graph()
+    for module, allowed in CORE_EDGES.items():
+        extra = {t for t in graph[module] if not t.startswith("reference.sip")} - allowed
+        assert not extra, f"{module} imports {sorted(extra)}: not an edge of the picture"

@@ -36,7 +36,8 @@ LAB_CREDENTIALS = CredentialStore({(ANY, ANY): Credentials(LAB_USERNAME, LAB_PAS
 
 
 class AgentFactory(Protocol):
-    """Builds the agent under test (`Agent` itself, or a subclass with a deliberate defect)."""
+    """Builds the agent under test (`Agent` itself, or one built with a deliberate defect in
+    an injected collaborator)."""
 
     def __call__(self, config: AgentConfig, *, ids: IdSource | None = None) -> Agent: ...
 

@@ -11,6 +11,10 @@ from reference.sip import Headers, Response
 STORE = CredentialStore({("*", "lab.test"): Credentials("bob", "pw", "lab.test")})
 
 
+def _known(realm: str) -> bool:
+    return STORE.lookup("sip:bob@lab.test", realm) is not None
+
+
 def _response(status: int, *headers: tuple[str, str]) -> Response:
     return Response(status, "x", Headers(list(headers)))
 
@@ -18,23 +22,25 @@ def _response(status: int, *headers: tuple[str, str]) -> Response:
 def test_challenge_answered_then_rejected() -> None:
     session = DigestSession("sip:bob@lab.test")
     www = ("WWW-Authenticate", 'Digest realm="lab.test", nonce="n1", qop="auth"')
-    first = answer_challenge(_response(401, www), session, STORE)
-    assert first.resend and first.reason is None
-    again = answer_challenge(_response(401, www), session, STORE)
+    first = answer_challenge(_response(401, www), session, "sip:bob@lab.test", _known)
+    assert first.resend and first.reason is None and not session.cached  # pure
+    session.adopt(first.challenges)
+    again = answer_challenge(_response(401, www), session, "sip:bob@lab.test", _known)
     assert not again.resend and again.permanent
     assert again.reason == "credentials rejected by realm 'lab.test' (same nonce)"
 
 
 def test_unreadable_or_unknown_realm_challenge_is_a_permanent_failure() -> None:
-    session = DigestSession("sip:bob@lab.test")
+    session = None
     bad = answer_challenge(_response(407, ("Proxy-Authenticate", "Digest nonce=1")), session,
-                           STORE)
+                           "sip:bob@lab.test", _known)
     assert not bad.resend and bad.permanent and bad.reason is not None
     assert "without realm" in bad.reason
     other = answer_challenge(
-        _response(401, ("WWW-Authenticate", 'Digest realm="x", nonce="1"')), session, STORE)
+        _response(401, ("WWW-Authenticate", 'Digest realm="x", nonce="1"')), session,
+        "sip:bob@lab.test", _known)
     assert other.reason == "no credentials for realm 'x'"
-    none = answer_challenge(_response(401), session, STORE)
+    none = answer_challenge(_response(401), session, "sip:bob@lab.test", _known)
     assert none.reason == "challenge without a Digest challenge"
 
 
