@@ -372,6 +372,13 @@ class Run:
         record = self.subst(args.get("record", self.scenario.record))
         subscriber = self.subst(args.get("subscriber", self.scenario.subscriber))
         name = args.get("handle", "main")
+        fetch = getattr(self.session, "fetch", None)
+        if "fetch" in self.scenario.requires and fetch is not None:
+            # A scenario that requires `fetch` asks for one (docs/conformance.md); a session
+            # without a `fetch` method declared the feature for its subscribe trigger.
+            self.log(f"internal fetch {record} by {subscriber}")
+            self.handles[name] = fetch(record, subscriber)
+            return self.session.now()
         self.log(f"internal subscribe {record} by {subscriber}")
         self.handles[name] = self.session.subscribe(record, subscriber)
         return self.session.now()
@@ -829,6 +836,13 @@ class Run:
         shown = ", ".join(f"{k}={fields.get(k)!r}" for k in ("status", "basic", "reason",
                                                               "retry_at", "at"))
         excerpt = f"[t={status.at:.3f}] {shown}"
+        if "handle" in args:
+            # Which internal subscription it is for (shared dialogs: one message each).
+            want = self.handles.get(str(args["handle"]))
+            if want is None or fields.get("handle") != want:
+                raise StepFailure("status for another subscription",
+                                  expected=f"handle {args['handle']} ({want!r})",
+                                  observed=repr(fields.get("handle")), excerpt=excerpt)
         if fields.get("status") != args["status"]:
             raise StepFailure("wrong status", expected=args["status"],
                               observed=str(fields.get("status")), excerpt=excerpt)
@@ -967,6 +981,16 @@ def step_tests(scenario: Scenario, step: Step) -> tuple[str, ...]:
     return step.tests or step.covers or scenario.covers
 
 
+def capabilities_for(target: Target, profile: str) -> set[str]:
+    """What a target offers in one profile: its `capabilities`, plus what its optional
+    `features_for(profile)` adds (the reference's features differ between profiles)."""
+    offered = set(target.capabilities)
+    features_for = getattr(target, "features_for", None)
+    if features_for is not None:
+        offered |= set(features_for(profile))
+    return offered
+
+
 def run_scenario(scenario: Scenario, profile: str, target: Target, *,
                  lenient_status: bool = False) -> ScenarioResult:
     """Run one scenario in one profile; never raises for a scenario problem.
@@ -984,11 +1008,12 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
                             scenario.all_covers,
                             capabilities=tuple(sorted(target.capabilities)))
     steps = [s for s in scenario.steps if s.applies_to(profile)]
-    missing = set(scenario.requires) - set(target.capabilities)
-    if any(s.action == "fault" for s in steps) and "faults" not in target.capabilities:
+    offered = capabilities_for(target, profile)
+    result.capabilities = tuple(sorted(offered))
+    missing = set(scenario.requires) - offered
+    if any(s.action == "fault" for s in steps) and "faults" not in offered:
         missing.add("faults")
-    if any(s.action == "unsubscribe" for s in steps) and \
-            "unsubscribe" not in target.capabilities:
+    if any(s.action == "unsubscribe" for s in steps) and "unsubscribe" not in offered:
         missing.add("unsubscribe")
     handles = {str((s.args or {}).get("handle", "main")) for s in steps
                if s.action == "subscribe" and isinstance(s.args, dict)} or {"main"}
@@ -998,8 +1023,10 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
                     f"{capacity})")
     if profile not in scenario.profiles or missing:
         result.verdict = NA
+        in_profile = f" in profile {profile}" if hasattr(target, "features_for") else ""
         result.failure = (f"target {target.name!r} lacks {', '.join(sorted(missing))}"
-                          if missing else f"scenario does not apply to profile {profile}")
+                          f"{in_profile}" if missing
+                          else f"scenario does not apply to profile {profile}")
         result.steps = [StepResult(s.index, s.action, s.id, NA,
                                    tests=step_tests(scenario, s)) for s in steps]
         return result

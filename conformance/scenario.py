@@ -44,9 +44,9 @@ DEFAULT_RECORD = "sip:alice@{peer}"
 DEFAULT_SUBSCRIBER = "sip:bob@lab.test"
 SCHEMA_PATH = Path(__file__).with_name("scenario_schema.json")
 # Capabilities a target may offer. The first three are served by the built-in targets; the
-# others name optional features of a subscriber (its "PICS") that the reference agent does
-# not have, so a scenario requiring one is n/a on every built-in target but still documents
-# the test for a subscriber that declares the feature.
+# others name optional features of a subscriber (its "PICS"). The reference agent has all of
+# them but `notify-auth` in its rfc6665 profile and none in `ser` (SER's presence_b2b had
+# none, issue 18): a built-in target declares them per profile (`features_for`).
 TARGET_CAPABILITIES = ("status", "faults", "unsubscribe")
 OPTIONAL_FEATURES = (
     "notify-auth",      # challenges NOTIFYs (SUB-026)
@@ -57,6 +57,18 @@ OPTIONAL_FEATURES = (
     "option-tags",      # sends Require/option tags it can drop on 420 (SUB-130)
 )
 CAPABILITIES = TARGET_CAPABILITIES + OPTIONAL_FEATURES
+# The optional features of the reference agent, per profile (the `sim` and `udp` targets).
+# notify-auth is not among them: challenging NOTIFYs needs a secret shared with every
+# notifier, which neither SER nor the presence servers of the lab have (docs/conformance.md).
+REFERENCE_FEATURES: dict[str, frozenset[str]] = {
+    "ser": frozenset(),
+    "rfc6665": frozenset({"subscribe-auth", "fetch", "pres-uri", "rfc5839", "option-tags"}),
+}
+# The credentials the built-in targets give the reference agent (every subscriber, every
+# realm), so that a scenario's challenges can be answered; a scenario's peer never checks the
+# digest (the Kamailio interop test does, tests/interop/test_kamailio_auth.py).
+LAB_USERNAME = "bob"
+LAB_PASSWORD = "lab-secret"
 
 
 class ScenarioError(ValueError):

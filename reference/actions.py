@@ -12,7 +12,8 @@ Rules of this file (every ordering rule the tables do not show, numbered):
       which updates the quick-restart count; counted as `restarts.delayed` when it waits
       longer than the reason asked);
    b. otherwise a row that reports a failure or starts a retry (`RETRY_DELAY_ACTIONS`)
-      draws the retry delay: `max_retry_time` after a permanent failure where the rule
+      draws the retry delay: `max_retry_time` after a permanent failure (a permanent code,
+      or `Facts.rejected`: e.g. credentials refused, issue 18) where the rule
       `permanent_waits_max_retry` says so, else the back-off for `failures + 1`;
    c. otherwise nothing is drawn (delay None).
    No other draw happens between classification and the actions, so the seeded stream
@@ -23,7 +24,10 @@ Rules of this file (every ordering rule the tables do not show, numbered):
    outstanding SUBSCRIBE transaction abandoned (its late answer is then stale).
 5. REPLY_200 answers with `NotifyFacts.answer` when the classifier left one (400 for a bad
    PIDF in rfc6665), else 200.
-6. Nothing is delivered to an internal subscriber that unsubscribed (`Core.deliver`).
+6. Nothing is delivered to an internal subscriber that unsubscribed (`Core.deliver`); with
+   share_subscriptions every member of the dialog gets the message (`Core.deliver`).
+7. RESEND first adopts what the classifier decided (the challenges to answer, the option
+   tags left), then sends the request in flight again (CSeq + 1).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 from reference import policy
 from reference.classify import AnyFacts, NotifyFacts, ResponseFacts
 from reference.core import ActionFunction, ActionTable, Core, Subscription
+from reference.digest import DigestSession
 from reference.qsa import StatusMessage
 from reference.sip.dialog import DialogError, route_set_of
 from reference.subscription import AWAITING_RESPONSE, Action, Event, Row, State
@@ -86,8 +91,8 @@ def _draw_delay(core: Core, sub: Subscription, facts: AnyFacts,
     if not needs_retry_delay:
         return None
     code = facts.code
-    if core.rules.permanent_waits_max_retry and code is not None \
-            and policy.effective_code(code) in policy.PERMANENT:
+    if core.rules.permanent_waits_max_retry and (facts.rejected or (
+            code is not None and policy.effective_code(code) in policy.PERMANENT)):
         return float(config.max_retry_time)
     return timing.backoff_delay(config, sub.failures + 1, rng, facts.retry_after)
 
@@ -145,6 +150,9 @@ def notify_seen(core: Core, sub: Subscription, facts: AnyFacts, delay: float | N
     if live:
         sub.failures = 0
     notify = facts.notify
+    if core.rules.conditional_notify and notify is not None and "SIP-ETag" in notify.headers:
+        # RFC 5839: the entity-tag of this state, offered back on the next refresh.
+        sub.etag = notify.headers.get("SIP-ETag")
     if facts.document is not None and core.rules.keep_last_pidf and notify is not None \
             and notify.body:
         # Kept for an empty NOTIFY (SUB-077, rfc6665 only): ser never reads it back.
@@ -208,6 +216,14 @@ def report_failure(core: Core, sub: Subscription, facts: AnyFacts, delay: float 
         subscriber_data=sub.subscriber_data, at=facts.now))
 
 
+def report_end(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+    """A fetch failed: one terminated/rejected message, no retry_at (none follows)."""
+    core.deliver(sub, StatusMessage(
+        handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+        package=sub.package, status="rejected" if facts.rejected else "terminated",
+        reason=facts.reason, subscriber_data=sub.subscriber_data, at=facts.now))
+
+
 # ==================================================================== sending
 def send_initial(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.send_initial(sub, facts.now)
@@ -236,6 +252,27 @@ def send_refresh(core: Core, sub: Subscription, facts: AnyFacts, delay: float | 
 def send_unsubscribe(core: Core, sub: Subscription, facts: AnyFacts,
                      delay: float | None) -> None:
     core.send_in_dialog(sub, 0, facts.now)
+
+
+def resend(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+    """Rule 7: adopt the challenges (401/407) or the option tags left (420), then the
+    SUBSCRIBE in flight again, CSeq + 1 (AUTH-001, SUB-130)."""
+    assert isinstance(facts, ResponseFacts)
+    if facts.challenges:
+        if sub.auth is None:
+            sub.auth = DigestSession(sub.subscriber)
+        sub.auth.adopt(facts.challenges)
+        core.count("auth.answered")
+    if facts.option_tags is not None:
+        sub.option_tags, sub.tags_dropped = facts.option_tags, True
+        core.count("option_tags.dropped")
+    core.count("subscribe.resent")
+    core.send_subscribe(sub, sub.tx_expires, facts.now, [],
+                        out_of_dialog=sub.tx_out_of_dialog)
+
+
+def stop_timer_n(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+    core.stop_timer_n(sub)  # RFC 5839: a 204 says no NOTIFY follows
 
 
 # ==================================================================== timers
@@ -322,6 +359,9 @@ ACTIONS: ActionTable = {
     Action.REPLY_500: reply_500,
     Action.DELIVER: deliver,
     Action.REPORT_FAILURE: report_failure,
+    Action.REPORT_END: report_end,
+    Action.RESEND: resend,
+    Action.STOP_TIMER_N: stop_timer_n,
     Action.SEND_INITIAL: send_initial,
     Action.SEND_REDIRECT: send_redirect,
     Action.SEND_MIN_EXPIRES: send_min_expires,

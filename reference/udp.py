@@ -32,6 +32,7 @@ from typing import IO, Any
 
 from reference.agent import Agent
 from reference.config import AgentConfig
+from reference.credentials import CredentialStore
 from reference.effects import Address, TraceEvent
 from reference.ids import OsRandomIds
 from reference.pump import EffectPump
@@ -180,7 +181,8 @@ class UdpRuntime:
                    advertise_bound_address: bool = True,
                    trace_path: str | Path | None = None,
                    error_answer_rate: float = ERROR_ANSWER_RATE,
-                   error_answer_burst: int = ERROR_ANSWER_BURST) -> UdpRuntime:
+                   error_answer_burst: int = ERROR_ANSWER_BURST,
+                   credentials: CredentialStore | None = None) -> UdpRuntime:
         """Bind `host:port` (port 0: any free port) and build the agent.
 
         With `advertise_bound_address` the agent's `local_address` (Via, Contact) becomes the
@@ -214,7 +216,7 @@ class UdpRuntime:
             config = config.replace(local_address=f"{shown}:{sock_port}")
         try:
             # A real network: identifiers from the OS CSPRNG, never from the seed.
-            agent = Agent(config, ids=OsRandomIds())
+            agent = Agent(config, ids=OsRandomIds(), credentials=credentials)
             return cls(agent, sock, trace_path=trace_path,
                        error_answer_rate=error_answer_rate,
                        error_answer_burst=error_answer_burst)
@@ -228,6 +230,14 @@ class UdpRuntime:
         """QSA subscribe (raises ValueError like `Agent.subscribe`)."""
         handle = self.agent.subscribe(record, subscriber, destination, package,
                                       subscriber_data, now=self.loop.time())
+        self._apply()
+        return handle
+
+    def fetch(self, record: str, subscriber: str, destination: str,
+              package: str = "presence", subscriber_data: Any = None) -> int:
+        """QSA fetch (raises ValueError like `Agent.fetch`)."""
+        handle = self.agent.fetch(record, subscriber, destination, package,
+                                  subscriber_data, now=self.loop.time())
         self._apply()
         return handle
 

@@ -104,6 +104,10 @@ class Domain:
     records: list[str]  # the records they may watch
 
 
+# The start plan: (at, order, domain, watcher, record, internal user).
+Plan = list[tuple[float, int, Domain, int, int, int]]
+
+
 @dataclass(slots=True)
 class _Subscription:
     domain: Domain
@@ -165,10 +169,13 @@ class Simulation:
 
     # -- internal subscriptions -------------------------------------------------------------
 
-    def subscribe(self, domain: Domain, watcher: int, record: int) -> int:
-        """Subscribe a watcher to a record through its domain's agent; returns the id."""
+    def subscribe(self, domain: Domain, watcher: int, record: int, user: int = 0) -> int:
+        """Subscribe a watcher to a record through its domain's agent for internal user
+        `user` (its destination: the watcher's URI, `#u<user>` appended after the first);
+        returns the id."""
         uri = domain.watchers[watcher]
-        handle = domain.agent.subscribe(domain.records[record], uri, uri)
+        destination = uri if user == 0 else f"{uri}#u{user}"
+        handle = domain.agent.subscribe(domain.records[record], uri, destination)
         sid = domain.agent.subscription_id(handle)
         self.metrics.subscription_started(sid, domain.records[record], self.env.now)
         self.live.add(sid, watcher, record)
@@ -277,7 +284,7 @@ def build(
 
     domains: list[Domain] = []
     notifiers: list[Notifier] = []
-    plan: list[tuple[float, int, Domain, int, int]] | None = None
+    plan: Plan | None = None
     if shard is not None:
         population = shard_population(workload, shard)
         ps_domain = workload.notifier.domain
@@ -287,7 +294,7 @@ def build(
         domain = Domain(shard.agent_name, agent, notifier, population.watchers, population.records)
         domains.append(domain)
         notifiers.append(notifier)
-        plan = [(at, order, domain, w, r) for at, order, w, r in population.plan]
+        plan = [(at, order, domain, w, r, 0) for at, order, w, r in population.plan]
     elif workload.topology == "single":
         ps_domain = workload.notifier.domain
         notifier = make_notifier("ps", "10.2.0.1", ps_domain, workload.notifier)
@@ -321,24 +328,51 @@ def build(
     return sim
 
 
-def _population_plan(sim: Simulation) -> list[tuple[float, int, Domain, int, int]]:
+def _population_plan(sim: Simulation) -> Plan:
     wl = sim.workload
     rng_contacts = stream(sim.seed, "population", "contacts")
     rng_start = stream(sim.seed, "population", "start")
-    plan: list[tuple[float, int, Domain, int, int]] = []
+    # Its own stream: a workload with one internal user plans exactly as before.
+    rng_users = stream(sim.seed, "population", "internal-users")
+    plan: Plan = []
     order = 0
     for domain in sim.domains:
         n_records = len(domain.records)
         for w in range(len(domain.watchers)):
             k = min(wl.contacts.draw(rng_contacts), n_records)
-            for record in rng_contacts.sample(range(n_records), k):
-                plan.append((rng_start.uniform(0.0, wl.ramp_up), order, domain, w, record))
+            contacts = rng_contacts.sample(range(n_records), k)
+            for record in contacts:
+                plan.append((rng_start.uniform(0.0, wl.ramp_up), order, domain, w, record, 0))
                 order += 1
+            for user in range(1, wl.internal_users):
+                for record in _user_pairs(contacts, wl.overlap, n_records, rng_users):
+                    plan.append((rng_start.uniform(0.0, wl.ramp_up), order, domain, w,
+                                 record, user))
+                    order += 1
     plan.sort(key=lambda item: (item[0], item[1]))
     return plan
 
 
-def _schedule_plan(sim: Simulation, plan: list[tuple[float, int, Domain, int, int]]) -> None:
+def _user_pairs(contacts: list[int], overlap: float, n_records: int,
+                rng: random.Random) -> list[int]:
+    """Another internal user's records for one watcher: as many as the first user's, each
+    one of the first user's with probability `overlap`, else one outside that set (when the
+    presentities allow it)."""
+    taken = set(contacts)
+    own: list[int] = []
+    for record in contacts:
+        if rng.random() < overlap or len(taken) >= n_records:
+            own.append(record)
+            continue
+        other = rng.randrange(n_records)
+        while other in taken:
+            other = rng.randrange(n_records)
+        taken.add(other)
+        own.append(other)
+    return own
+
+
+def _schedule_plan(sim: Simulation, plan: Plan) -> None:
     """Start each planned subscription at its time; ``plan`` is sorted by (time, order)."""
     sim.planned_subscriptions = len(plan)
     position = 0
@@ -347,8 +381,8 @@ def _schedule_plan(sim: Simulation, plan: list[tuple[float, int, Domain, int, in
         nonlocal position
         now = sim.env.now
         while position < len(plan) and plan[position][0] <= now:
-            _at, _order, domain, w, record = plan[position]
-            sim.subscribe(domain, w, record)
+            _at, _order, domain, w, record, user = plan[position]
+            sim.subscribe(domain, w, record, user)
             position += 1
         if position < len(plan):
             sim.call_at(plan[position][0], next_batch)

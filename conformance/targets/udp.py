@@ -26,7 +26,7 @@ import time
 from typing import IO, Any
 
 from conformance.runner import Datagram, Incoming, Status
-from conformance.scenario import Scenario
+from conformance.scenario import LAB_PASSWORD, LAB_USERNAME, REFERENCE_FEATURES, Scenario
 
 STARTUP_TIMEOUT = 10.0
 TOKEN_ENV = "B2B_CONTROL_TOKEN"  # as reference/cli.py reads it
@@ -156,6 +156,16 @@ class UdpSession(_RealTimeSession):
         env = dict(os.environ)
         if token is not None:
             env[TOKEN_ENV] = token
+        self.credentials_dir: tempfile.TemporaryDirectory[str] | None = None
+        if argv_template is None:
+            # Our own agent gets the lab credentials (docs/conformance.md), mode 600.
+            self.credentials_dir = tempfile.TemporaryDirectory(prefix="b2b-conform-")
+            path = os.path.join(self.credentials_dir.name, "credentials.yaml")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump({"credentials": [{"username": LAB_USERNAME,
+                                            "password": LAB_PASSWORD}]}, out)
+            argv += ["--credentials", path]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
         self.control = self._connect(control_port)
@@ -201,6 +211,7 @@ class UdpSession(_RealTimeSession):
             if obj.get("event") == "status":
                 document = obj.get("document") or {}
                 self.inbox.append(Status({
+                    "handle": obj.get("handle"),
                     "status": obj.get("status"), "reason": obj.get("reason"),
                     "retry_at": obj.get("retry_at"), "at": obj.get("at"),
                     "basic": document.get("basic") if isinstance(document, dict) else None,
@@ -230,6 +241,10 @@ class UdpSession(_RealTimeSession):
         return self._request({"op": "subscribe", "record": record, "subscriber": subscriber})[
             "handle"]
 
+    def fetch(self, record: str, subscriber: str) -> Any:
+        return self._request({"op": "fetch", "record": record, "subscriber": subscriber})[
+            "handle"]
+
     def unsubscribe(self, handle: Any) -> None:
         self._request({"op": "unsubscribe", "handle": handle})
 
@@ -242,6 +257,8 @@ class UdpSession(_RealTimeSession):
             self.process.kill()
             self.process.wait(timeout=5)
             self.stderr.close()
+            if self.credentials_dir is not None:
+                self.credentials_dir.cleanup()
             super().close()
 
 
@@ -257,6 +274,11 @@ class UdpTarget:
         self.tolerance_ratio = tolerance_ratio
         # Our own agent unless another command line is given: then another build.
         self.reference = agent_command is None
+
+    def features_for(self, profile: str) -> frozenset[str]:
+        """Our own agent's optional features in this profile; another build declares
+        none here (a target file says what it has)."""
+        return REFERENCE_FEATURES.get(profile, frozenset()) if self.reference else frozenset()
 
     def open(self, scenario: Scenario, profile: str) -> UdpSession:
         params = scenario.agent_params_for(profile)
