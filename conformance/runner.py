@@ -49,6 +49,9 @@ class Datagram:
     at: float
     destination: str = ""
     source: str = ""      # host:port it came from (where replies go), "" when one-to-one
+    # A request a harness service answered before the scenario saw it (the registrar's
+    # 200 to a REGISTER): shown in the ladder, never queued for `expect`.
+    answered: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,11 @@ class Run:
                      f"basic={item.fields.get('basic')} retry_at={item.fields.get('retry_at')}")
             return True
         self.rung("subscriber", item.data, f"to {item.destination}", item.at)
+        if item.answered:
+            first = item.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            self.log(f"agent -> {first} (answered by the registrar)")
+            self.rung("peer", item.answered, "registrar", item.at)
+            return True
         try:
             message = parse_message(item.data)
         except SipParseError as exc:
