@@ -309,6 +309,37 @@ def untagged_expectations(scenario: Scenario) -> list[str]:
             for step in scenario.steps if step.action in ASSERTIONS and not step.tests]
 
 
+def unattributed_checks(scenario: Scenario) -> list[str]:
+    """`lint`: in a step that tests several requirements, every matcher names the one it
+    tests (`match_tests`, `uri_tests`), so that its failure blames that requirement only,
+    and names only requirements the step tests. The arrival of the request (its method
+    and window) and the status of a NOTIFY's answer are the step's own check: they blame
+    every requirement in `tests` (an RFC window blames `rfc_tests`)."""
+    problems = []
+    for step in scenario.steps:
+        args = step.args if isinstance(step.args, dict) else {}
+        tested = set(step.tests)
+        where = f"{scenario.path}: scenario {scenario.name!r}: steps[{step.index}] {step.action}"
+        named = {f"match_tests.{k}": v for k, v in (args.get("match_tests") or {}).items()}
+        if args.get("uri_tests"):
+            named["uri_tests"] = args["uri_tests"]
+        for key, ids in named.items():
+            stray = [rid for rid in ids if rid not in tested]
+            if stray:
+                problems.append(f"{where}: {key} names {', '.join(stray)}, which the step "
+                                "does not test (add it to `tests`)")
+        if step.action not in ("expect", "expect_response") or len(tested) < 2:
+            continue
+        checks = [f"match_tests.{k}" for k in (args.get("match") or {})]
+        checks += ["uri_tests"] if "uri" in args else []
+        checks += ["match_tests.body"] if "body" in args else []
+        missing = [c for c in checks if c not in named]
+        if missing:
+            problems.append(f"{where}: tests {', '.join(step.tests)}: say which one each "
+                            f"check tests ({', '.join(missing)})")
+    return problems
+
+
 def semantic_problems(scenario: Scenario) -> list[str]:
     """Checks the schema cannot express: parameters, expressions, step references."""
     problems: list[str] = []

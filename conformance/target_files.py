@@ -43,7 +43,7 @@ DEFAULT_JOBS = 6
 KEYS = {"kind", "name", "description", "target", "agent_address", "trigger", "untrigger",
         "start", "stop", "profiles", "jobs", "tolerance", "tolerance_ratio", "env",
         "untrigger_on_close", "launch", "config_templates", "trigger_timeout",
-        "declarations"}
+        "declarations", "registrar"}
 # The target's declared parameters and limits (ETSI's PIXIT / PICS), echoed in the report.
 DECLARATION_KEYS = {
     "expires",            # the Expires it asks for (s)
@@ -89,6 +89,8 @@ class TargetFile:
     config_templates: tuple[str, ...] = ()  # files of the target's folder, rendered per run
     trigger_timeout: float = 5.0
     declarations: Mapping[str, Any] = field(default_factory=dict)
+    # The peer answers REGISTER 200 (a subscriber that subscribes only once registered).
+    registrar: bool = False
 
     @property
     def target_dir(self) -> Path:
@@ -176,7 +178,7 @@ def load_target_file(path: str | Path) -> TargetFile:
             untrigger_on_close=bool(data.get("untrigger_on_close", False)),
             launch=data.get("launch"), config_templates=tuple(templates),
             trigger_timeout=float(data.get("trigger_timeout", 5.0)),
-            declarations=dict(declarations))
+            declarations=dict(declarations), registrar=bool(data.get("registrar", False)))
     except (TypeError, ValueError) as exc:
         raise TargetFileError(f"{file}: {exc}") from exc
 
@@ -312,10 +314,13 @@ class TemplatedSipOnlyTarget:
         session.capabilities = self.capabilities
         session.declared_names = self.declared_names
         session.grants_asked = self.grants_asked
+        session.registrar = self.spec.registrar
         session.untrigger_on_close = self.spec.untrigger_on_close
         if self.spec.launch:
             run_dir = Path(tempfile.mkdtemp(prefix="b2b-run-"))
-            values.update(config_dir=str(run_dir), peer=session.peer_hostport)
+            values.update(config_dir=str(run_dir), peer=session.peer_hostport,
+                          record=scenario.record.replace("{peer}", session.peer_hostport),
+                          subscriber=scenario.subscriber)
             try:
                 for name in self.spec.config_templates:
                     text = (self.spec.target_dir / name).read_text(encoding="utf-8")
@@ -417,6 +422,8 @@ def describe(spec: TargetFile) -> dict[str, Any]:
         value = getattr(spec, key)
         if value:
             out[key] = " ".join(value.split())
+    if spec.registrar:
+        out["registrar"] = "the peer answers REGISTER 200"
     out.update({"profiles": list(spec.profiles), "jobs": spec.jobs,
                 "tolerance": f"{spec.tolerance:g} s + {spec.tolerance_ratio:g} x window"})
     out.update({f"declared {k}": v for k, v in spec.declarations.items()})

@@ -25,6 +25,7 @@ import tempfile
 import time
 from typing import IO, Any
 
+from conformance.peer import registrar_reply
 from conformance.runner import Datagram, Incoming, Status
 from conformance.scenario import LAB_PASSWORD, LAB_USERNAME, REFERENCE_FEATURES, Scenario
 
@@ -71,6 +72,8 @@ class _RealTimeSession:
 
     capabilities: frozenset[str] = frozenset()
     reference = False
+    # Answer REGISTERs 200 at once (a subscriber that subscribes only once registered).
+    registrar = False
 
     def __init__(self, agent_address: tuple[str, int] | None, tolerance: float,
                  tolerance_ratio: float) -> None:
@@ -125,11 +128,17 @@ class _RealTimeSession:
                     data, source = self.sock.recvfrom(65535)
                 except BlockingIOError:
                     return
+                if not data.strip(b"\r\n \t\0"):
+                    # A keep-alive (CRLF, RFC 5626 §3.5.1 style, or padding): no message.
+                    continue
+                answered = registrar_reply(data) if self.registrar else None
+                if answered is not None:
+                    self.sock.sendto(answered, source)
                 # One socket: whatever arrives here was sent to the peer's address; the
                 # source is the subscriber's sending socket (where replies go).
                 self.last_source = (source[0], source[1])
                 self.inbox.append(Datagram(data, self.now(), self.peer_hostport,
-                                           f"{source[0]}:{source[1]}"))
+                                           f"{source[0]}:{source[1]}", answered or b""))
 
     def close(self) -> None:
         self.selector.close()
@@ -345,18 +354,26 @@ class SipOnlySession(_RealTimeSession):
         return self.last
 
     def _start_clock_at_first_request(self) -> None:
-        """t = 0 is the first datagram from the subscriber (waits `trigger_timeout`)."""
+        """t = 0 is the first datagram from the subscriber that the registrar did not
+        answer (waits `trigger_timeout`); REGISTERs before it keep their (negative) times."""
         self.clock_started = True
-        item = self.poll(self.now() + self.trigger_timeout)
-        if item is None:
-            raise RuntimeError(f"the subscriber sent nothing within {self.trigger_timeout:g} s "
-                               "of the trigger (trigger_timeout)")
+        deadline = self.now() + self.trigger_timeout
+        before: list[Incoming] = []
+        while True:
+            item = self.poll(deadline)
+            if item is None:
+                raise RuntimeError(f"the subscriber sent nothing within "
+                                   f"{self.trigger_timeout:g} s of the trigger "
+                                   "(trigger_timeout)" + (
+                                       f" but {len(before)} REGISTER(s)" if before else ""))
+            if not (isinstance(item, Datagram) and item.answered):
+                break
+            before.append(item)
         shift = item.at
         self.t0 += shift
-        self.inbox.insert(0, Datagram(item.data, 0.0, item.destination, item.source)
-                          if isinstance(item, Datagram) else item)
-        self.inbox[1:] = [Datagram(d.data, d.at - shift, d.destination, d.source)
-                          if isinstance(d, Datagram) else d for d in self.inbox[1:]]
+        self.inbox[:0] = [*before, item]
+        self.inbox = [Datagram(d.data, d.at - shift, d.destination, d.source, d.answered)
+                      if isinstance(d, Datagram) else d for d in self.inbox]
 
     def unsubscribe(self, handle: Any) -> None:
         if self.untrigger is None:

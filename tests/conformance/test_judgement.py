@@ -152,6 +152,70 @@ def test_a_requirement_is_decided_only_by_its_own_steps(tmp_path: Path) -> None:
     assert result.ladder and result.ladder[-1]["t"] >= 7.0       # the grace period
 
 
+# One step testing two requirements, each matcher naming its own: the refresh's Call-ID
+# (SUB-112) is right, its CSeq check is forged to fail (SUB-114); the 200 to the NOTIFY
+# is right, a forged check of its To tag names SUB-141 only.
+BLAME = """
+kind: scenario
+name: demo/per-check-blame
+covers: [SUB-112, SUB-114]
+profiles: [rfc6665]
+params: {default_expiration: 10, resubscribe_delta: 3, min_resubscribe_time: 2, t1: 0.05}
+steps:
+  - subscribe:
+  - expect: {id: s1, method: SUBSCRIBE, within: [0, 0], tests: [SUB-006]}
+  - accept: {expires: 10, tests: [SUB-043]}
+  - expect:
+      method: SUBSCRIBE
+      within: [7, 7]
+      match: {call_id: {same_as: s1.call_id}, cseq: {same_as: s1.cseq, offset: 5}}
+      match_tests: {call_id: [SUB-112], cseq: [SUB-114]}
+      tests: [SUB-112, SUB-114]
+"""
+RESPONSE_BLAME = """
+kind: scenario
+name: demo/per-check-blame-response
+covers: [SUB-043, SUB-141]
+profiles: [rfc6665]
+params: {default_expiration: 10, resubscribe_delta: 3, min_resubscribe_time: 2, t1: 0.05}
+steps:
+  - subscribe:
+  - expect: {id: s1, method: SUBSCRIBE, within: [0, 0], tests: [SUB-006]}
+  - reply: {status: 200, expires: 10}
+  - notify: {id: n1, state: active, expires: 10, body: open}
+  - expect_response:
+      status: 200
+      match: {to_tag: "not-the-tag"}
+      match_tests: {to_tag: [SUB-141]}
+      tests: [SUB-043, SUB-141]
+"""
+
+
+@pytest.mark.parametrize(("text", "blamed", "spared"), [
+    (BLAME, "SUB-114", "SUB-112"), (RESPONSE_BLAME, "SUB-141", "SUB-043")])
+def test_a_failing_check_blames_only_the_requirement_it_names(
+        tmp_path: Path, text: str, blamed: str, spared: str) -> None:
+    found, errors = load([write(tmp_path, text)])
+    assert not errors
+    result = run_scenario(found[0], "rfc6665", SimTarget(reference=False))
+    assert result.verdict == FAIL
+    assert result.steps[-1].tests == (blamed,)
+    table = judgement.judge([result])
+    assert table[blamed]["verdict"] == judgement.VIOLATED
+    assert spared not in table  # the failing step is no evidence against it
+
+
+def test_lint_asks_each_check_of_a_multi_requirement_step_for_its_requirement(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, BLAME.replace(
+        "      match_tests: {call_id: [SUB-112], cseq: [SUB-114]}\n",
+        "      match_tests: {cseq: [SUB-114, SUB-003]}\n"))
+    assert main(["lint", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "say which one each check tests (match_tests.call_id)" in err
+    assert "match_tests.cseq names SUB-003, which the step does not test" in err
+
+
 class _NoStatusSession(SimSession):
     capabilities = frozenset({"faults", "unsubscribe"})
 
