@@ -24,6 +24,7 @@ from simulator.network import Datagram
 BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
 FINE_BIN_SECONDS = 10  # plot granularity, fine enough to show synchronized retry waves
 RETRANSMISSION_WINDOW = 64.0  # longer than any non-INVITE transaction (Timer F = 64*T1)
+NO_CHANGE_SEEN = -math.inf  # one shared float, not one per subscription
 
 
 def classify(data: bytes) -> tuple[str, str]:
@@ -244,7 +245,7 @@ class Metrics:
         self.advance(now)
         self._subscriptions += 1
         self.subscribe_calls += 1
-        self._seen_change[sid] = self._last_change.get(record, -math.inf)
+        self._seen_change[sid] = self._last_change.get(record, NO_CHANGE_SEEN)
 
     def subscription_ended(self, sid: int, now: float) -> None:
         self.advance(now)
