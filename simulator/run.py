@@ -21,6 +21,7 @@ import random
 import resource
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -75,21 +76,36 @@ class CountingEnvironment(simpy.Environment):
         return next_id - len(self._queue)
 
 
-# Python's cyclic GC rescans every long-lived object on each full collection, and a large
-# run keeps millions of them (agent and notifier state): on the 100k bench (sim_bench.py)
-# the default thresholds cost 137 s wall, these 103 s (gcgen measurement: GC time 8 s).
-# Young generations are still collected; the full collection runs when run() returns.
-RUN_GC_THRESHOLDS = (10_000, 50, 1000)
+# Python's cyclic GC: a large run keeps millions of long-lived objects (agent and notifier
+# state) and makes next to no cyclic garbage (the young collections of the 100k bench,
+# sim_bench.py, free nothing), yet automatic collection keeps re-traversing the survivors
+# as they age through the generations. So automatic collection is paused while a run steps,
+# each of run()'s RUN_STEPS steps ends with an explicit young collection (its survivors
+# are traversed once and then left alone) and the full collection runs when run() returns:
+# cyclic garbage that outlives its step is freed at the end of the run, not earlier.
+# Nested or concurrent runs (threads of one Dask worker) share the pause: the collector is
+# re-enabled when the last one ends.
+RUN_STEPS = 100
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = True
 
 
 @contextmanager
-def _run_gc_thresholds() -> Iterator[None]:
-    before = gc.get_threshold()
-    gc.set_threshold(*RUN_GC_THRESHOLDS)
+def _collector_paused() -> Iterator[None]:
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
         gc.collect()
 
 
@@ -208,12 +224,13 @@ class Simulation:
     # -- running ----------------------------------------------------------------------------
 
     def run(self, until: float, progress: Callable[[float], None] | None = None) -> None:
-        steps = 100
+        steps = RUN_STEPS
         start = self.env.now
-        with _run_gc_thresholds():
+        with _collector_paused():
             for i in range(1, steps + 1):
                 target = start + (until - start) * i / steps
                 self.env.run(until=target)
+                gc.collect(0)
                 if progress is not None:
                     progress(self.env.now)
 
