@@ -170,8 +170,30 @@ def parse_uri(text: str) -> SipUri:
     return SipUri(scheme, user, password, host, port, params, headers)
 
 
+# The common SIP URI, ``sip:user@host[:port]`` or ``sip:host[:port]`` with a plain user, a
+# host name or IPv4 address and no parameters: ``_is_plain_sip_uri`` recognises exactly
+# that shape without building a SipUri. It only ever says yes to a URI that ``parse_uri``
+# accepts (plain user characters are a subset of the user's, with no '%', ':', ';', '?';
+# plain host characters are the host's); everything else takes the full parse.
+_PLAIN_USER_STRING = "".join(sorted(ALNUM | frozenset("-_.!~*'()&=+$,")))
+_PLAIN_HOST_STRING = "".join(sorted(ALNUM | frozenset("-._")))
+
+
+def _is_plain_sip_uri(text: str) -> bool:
+    user, at, hostport = text[4:].rpartition("@")
+    if at and (not user or user.strip(_PLAIN_USER_STRING)):
+        return False
+    host, colon, port = hostport.partition(":")
+    if not host or host.strip(_PLAIN_HOST_STRING):
+        return False
+    return not colon or (
+        0 < len(port) <= 5 and port.isascii() and port.isdigit() and int(port) <= 65535)
+
+
 def check_absolute_uri(text: str, what: str) -> None:
     """Validate any absolute URI (``scheme:...``); sip/sips ones are parsed fully."""
+    if text.startswith("sip:") and _is_plain_sip_uri(text):
+        return
     scheme, colon, rest = text.partition(":")
     if (
         not colon
