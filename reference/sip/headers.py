@@ -338,16 +338,16 @@ def parse_contact(value: str) -> ContactValue:
     if value.strip(" \t") == "*":
         return ContactValue(None)
     try:
-        contact = ContactValue(parse_name_addr(value, "Contact"))
+        address = parse_name_addr(value, "Contact")
     except SipParseError as exc:
         raise _wrap("Contact", value, exc) from None
     # Validate q and expires now so that later property access cannot fail.
-    params = contact.params
+    params = address.params
     if "q" in params:
         _parse_qvalue(params["q"] or "", "Contact")
     if "expires" in params:
         parse_expires(params["expires"] or "", "Contact")
-    return contact
+    return ContactValue(address)
 
 
 def parse_named(value: str, header: str) -> NameAddr:

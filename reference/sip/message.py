@@ -171,19 +171,24 @@ class _Accessors:
 
     @property
     def from_(self) -> NameAddr:
-        return self._mandatory("from", "From", _parse_from)
+        cached = self.headers._cache.get("from")  # the hit path inline: read often
+        return cached or self._mandatory("from", "From", _parse_from)  # type: ignore[return-value]
 
     @property
     def to(self) -> NameAddr:
-        return self._mandatory("to", "To", _parse_to)
+        cached = self.headers._cache.get("to")
+        return cached or self._mandatory("to", "To", _parse_to)  # type: ignore[return-value]
 
     @property
     def call_id(self) -> str:
-        return self._mandatory("call-id", "Call-ID", parse_call_id)
+        cached = self.headers._cache.get("call-id")
+        return cached or self._mandatory(  # type: ignore[return-value]
+            "call-id", "Call-ID", parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        return self._mandatory("cseq", "CSeq", parse_cseq)
+        cached = self.headers._cache.get("cseq")
+        return cached or self._mandatory("cseq", "CSeq", parse_cseq)  # type: ignore[return-value]
 
     @property
     def contacts(self) -> list[ContactValue]:
@@ -276,7 +281,8 @@ Message = Request | Response
 def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
     """(end of header section, start of body); -1s when there is no empty line."""
     crlf = data.find(b"\n\r\n", start)
-    lf = data.find(b"\n\n", start)
+    # A bare-LF end counts only before the CRLF one: no need to scan the body for it.
+    lf = data.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(data))
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return crlf, crlf + 3
     if lf >= 0:
@@ -471,13 +477,15 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         non_utf8 = SipParseError(f"non-UTF-8 {where}")
     if "\r" not in text:
         lines = text.split("\n")
-    elif text.count("\r") == text.count("\n") == text.count("\r\n"):
-        lines = text.split("\r\n")  # CRLF line ends only (the usual message)
     else:
-        text = text.replace("\r\n", "\n")
-        if "\r" in text:
-            raise SipParseError("bad header section: bare CR")
-        lines = text.split("\n")
+        lines = text.split("\r\n")
+        if not text.count("\r") == text.count("\n") == len(lines) - 1:
+            # Not CRLF line ends only (then every CR and LF is a split point): a bare LF
+            # is tolerated, a bare CR is not.
+            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                raise SipParseError("bad header section: bare CR")
+            lines = text.split("\n")
     start_line = lines[0]
     if len(start_line) > limits.max_start_line:
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
@@ -488,7 +496,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     header_lines = lines[1:]
     if (
         "\n " not in text
-        and "\n\t" not in text
+        and ("\t" not in text or "\n\t" not in text)  # the first test is a fast memchr
         and len(header_lines) <= limits.max_headers
         and (len(text) <= limits.max_header_line
              or max(map(len, header_lines), default=0) <= limits.max_header_line)
@@ -496,19 +504,21 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         # Fast path (the usual message): no folded lines and no limit hit, so every line
         # is one field and the checks of the general loop below cannot fail.
         fields = header_lines
+        max_line = -1  # every line is within the limit: no need to look again
     else:
         fields = _unfold(header_lines, limits)
+        max_line = limits.max_header_line  # an unfolded field may exceed it
 
     # One pass: each field line is split into (lookup key, canonical name, value), appended
     # in order and indexed by key (the index ``Headers._lookup`` would build).
     items: list[tuple[str, str, str]] = []
     index: dict[str, list[str]] = {}
     lengths: list[str] = []
-    max_line = limits.max_header_line
+    cached_field = _FIELDS.get
     for line in fields:
-        if len(line) > max_line:
+        if max_line >= 0 and len(line) > max_line:
             raise SipParseError(f"header line too long: limit {max_line}")
-        field = _FIELDS.get(line) or _split_field(line)
+        field = cached_field(line) or _split_field(line)
         key = field[0]
         if key == "content-length":
             lengths.append(field[2])

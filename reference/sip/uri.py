@@ -265,11 +265,6 @@ _NameAddrParts = tuple[str | None, str, tuple[tuple[str, str | None], ...]]
 def _name_addr_parts(text: str, what: str) -> _NameAddrParts:
     """The parsed parts of a name-addr, cached: From, To and Contact values repeat in every
     message of a dialog. Immutable parts are cached, so each caller gets fresh params."""
-    parsed = _parse_name_addr_uncached(text, what)
-    return parsed.display_name, parsed.uri, tuple(parsed.params.items())
-
-
-def _parse_name_addr_uncached(text: str, what: str) -> NameAddr:
     s = text.strip(" \t")
     if not s:
         raise SipParseError(f"bad {what}: empty value")
@@ -285,16 +280,18 @@ def _parse_name_addr_uncached(text: str, what: str) -> NameAddr:
         if lt < 0:
             uri, semi, param_text = s.partition(";")
             check_absolute_uri(uri, what)
-            return NameAddr(None, uri, parse_params(semi + param_text, what))
-        words = s[:lt].split()
-        if words:
-            if '"' in s[:lt]:
-                raise SipParseError(f"bad {what}: stray quote in display name {s[:80]!r}")
-            display = " ".join(words)
+            return None, uri, tuple(parse_params(semi + param_text, what).items())
+        if lt:
+            words = s[:lt].split()
+            if words:
+                if '"' in s[:lt]:
+                    raise SipParseError(
+                        f"bad {what}: stray quote in display name {s[:80]!r}")
+                display = " ".join(words)
         rest = s[lt:]
     gt = rest.find(">")
     if gt < 0:
         raise SipParseError(f"bad {what}: missing '>' in {s[:80]!r}")
     uri = rest[1:gt].strip(" \t")
     check_absolute_uri(uri, what)
-    return NameAddr(display, uri, parse_params(rest[gt + 1 :], what))
+    return display, uri, tuple(parse_params(rest[gt + 1 :], what).items())
