@@ -10,7 +10,7 @@ equal: the message (start line, header items, body, ``to_bytes``) and each acces
 (its repr), or the error (text, status, whether it carries the message, and that message's
 start line and headers). Runs without git history of that commit are skipped.
 
-The test runs MESSAGES mutated messages; the recorded run (docs/limits.md) used more:
+The test runs MESSAGES mutated messages; the recorded run (docs/lab.md) used more:
 
     .venv/bin/python -m tests.reference.sip.test_parser_equivalence --messages 60000
 """
