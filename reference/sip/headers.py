@@ -612,7 +612,7 @@ class Headers:
         # on the first lookup and dropped on every mutation, like the typed-value cache.
         self._items: list[tuple[str, str, str]] = []
         self._index: dict[str, list[str]] | None = None
-        self._cache: dict[str, object] = {}  # typed values, see _Accessors._typed
+        self._cache: dict[str, object] = {}  # typed values, see message._Accessors
         for name, value in items:
             self.add(name, value)
 
