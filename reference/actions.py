@@ -216,7 +216,7 @@ def report_failure(core: Core, sub: Subscription, facts: AnyFacts, delay: float 
         subscriber_data=sub.subscriber_data, at=facts.now))
 
 
-def report_end(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def report_end(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     """A fetch failed: one terminated/rejected message, no retry_at (none follows)."""
     core.deliver(sub, StatusMessage(
         handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
@@ -254,7 +254,7 @@ def send_unsubscribe(core: Core, sub: Subscription, facts: AnyFacts,
     core.send_in_dialog(sub, 0, facts.now)
 
 
-def resend(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def resend(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     """Rule 7: adopt the challenges (401/407) or the option tags left (420), then the
     SUBSCRIBE in flight again, CSeq + 1 (AUTH-001, SUB-130)."""
     assert isinstance(facts, ResponseFacts)
@@ -271,7 +271,7 @@ def resend(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> 
                         out_of_dialog=sub.tx_out_of_dialog)
 
 
-def stop_timer_n(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def stop_timer_n(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.stop_timer_n(sub)  # RFC 5839: a 204 says no NOTIFY follows
 
 
