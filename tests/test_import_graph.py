@@ -97,8 +97,12 @@ def test_no_import_circle_in_the_packages() -> None:
 
 
 # The picture in docs/architecture.md ("Which module may import which"), as rules.
-LEAVES = ("reference.config", "reference.subscription", "reference.timers", "reference.pidf",
-          "reference.sip.errors", "reference.sip.limits")
+LEAVES = ("reference.config", "reference.subscription", "reference.timers",
+          "reference.xmlsafe", "reference.multipart", "reference.sip.errors",
+          "reference.sip.limits")
+# Body parsers: they import only the hardened XML layer, multipart and each other.
+BODIES = ("reference.pidf", "reference.reginfo", "reference.rlmi", "reference.xmlsafe",
+          "reference.multipart")
 ADAPTERS = ("reference.udp", "reference.control", "reference.cli", "reference.loops",
             "reference.__main__")
 
@@ -110,6 +114,8 @@ def _violations(graph: dict[str, set[str]]) -> list[str]:
             edge = f"{module} -> {target}"
             if module in LEAVES:
                 out.append(f"{edge}: a leaf imports nothing of the project")
+            if module in BODIES and target not in BODIES:
+                out.append(f"{edge}: a body parser imports only body parsers")
             if module.startswith("reference.sip.") and not target.startswith("reference.sip"):
                 out.append(f"{edge}: the SIP layer imports only itself")
             if module.startswith("reference") and module not in ADAPTERS and target in ADAPTERS:
