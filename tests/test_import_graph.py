@@ -103,7 +103,8 @@ LEAVES = ("reference.config", "reference.subscription", "reference.timers",
 # Body parsers: they import only the hardened XML layer, multipart and each other.
 BODIES = ("reference.pidf", "reference.reginfo", "reference.rlmi", "reference.xmlsafe",
           "reference.multipart")
-ADAPTERS = ("reference.udp", "reference.control", "reference.cli", "reference.loops",
+ADAPTERS = ("reference.udp", "reference.tcp", "reference.control", "reference.cli",
+            "reference.loops",
             "reference.__main__")
 
 
