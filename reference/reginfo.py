@@ -13,7 +13,11 @@ Rules of this file:
   extension points).
 * :class:`RegState` is the subscriber's copy of the registration state of one subscription
   (RFC 3680 §4.4 / §5.2 semantics, decided in ``docs/behaviour.md`` "reg"): a document whose
-  version is not above the last one is ignored (``stale``); a partial document whose version
+  version is below the last one, or a partial one whose version is not above it, is ignored
+  (``stale``). **Interop decision:** a *full* document that repeats the last version is
+  applied (``ApplyResult.repeated``), because Kamailio 5.6's presence_reginfo sends
+  ``version="0"`` in every NOTIFY; a full document replaces everything, and the dialog's CSeq
+  check already refuses an older NOTIFY, so nothing older can overwrite newer state; a partial document whose version
   skips a number, or any partial document before the first full one, is ignored and asks for
   full state (``gap``: the agent refreshes the subscription, which makes the notifier send
   full state, RFC 3680 §4.4.1 / RFC 6665 §4.2.2); a full document replaces the whole state; a
@@ -253,6 +257,8 @@ class ApplyResult:
     outcome: str
     version: int
     changed: tuple[Registration, ...] = ()
+    # A full document with the same version as the last one (see the module rules).
+    repeated: bool = False
 
     @property
     def needs_full_state(self) -> bool:
@@ -276,7 +282,8 @@ class RegState:
 
     def apply(self, document: ReginfoDocument) -> ApplyResult:
         last = self.version
-        if last is not None and document.version <= last:
+        if last is not None and (document.version < last or (
+                document.version == last and document.state != "full")):
             return ApplyResult("stale", document.version)
         if document.state == "partial" and (last is None or document.version != last + 1):
             return ApplyResult("gap", document.version)
@@ -291,7 +298,8 @@ class RegState:
         for registration in document.registrations:
             merged = self._merge(registration, full=document.state == "full")
             changed.append(merged)
-        return ApplyResult("applied", document.version, tuple(changed))
+        return ApplyResult("applied", document.version, tuple(changed),
+                           repeated=document.version == last)
 
     def _merge(self, registration: Registration, *, full: bool) -> Registration:
         key = registration.aor

@@ -138,6 +138,14 @@ def test_old_version_is_ignored_and_changes_nothing() -> None:
     assert state.version == 5 and list(state.registrations) == [AOR]
 
 
+def test_full_state_repeating_the_version_is_applied_as_kamailio_sends_it() -> None:
+    state = RegState()
+    apply(state, doc(0, "full", registration(contact("c1"))))
+    result = state.apply(parse_reginfo(doc(0, "full", registration(contact("c2")))))
+    assert (result.outcome, result.repeated) == ("applied", True)
+    assert [c.id for c in state.registrations[AOR].contacts] == ["c2"]
+
+
 def test_a_gap_asks_for_full_state_and_full_state_recovers() -> None:
     state = RegState()
     apply(state, doc(1, "full", registration(contact("c1"))))
