@@ -36,8 +36,11 @@ from reference.ids import (
     IdSource,
     OsRandomIds,
 )
+from reference.packages import PACKAGES, Package, lookup
 from reference.pidf import PidfError, PresenceDocument, parse_pidf
 from reference.qsa import StatusMessage
+from reference.reginfo import ApplyResult, ReginfoError, Registration, RegState, parse_reginfo
+from reference.rlmi import ListApplyResult, ListState, ResourceChange, RlmiError, parse_list_body
 from reference.sip import (
     Headers,
     Request,
@@ -103,6 +106,12 @@ class Subscription:
     last_pidf: bytes | None = None
     unsubscribed: bool = False        # no status messages any more
     destroy_deadline: float | None = None
+    # The package's row (reference.packages) and, for `reg` / `presence-list`, the
+    # subscriber's copy of the notifier's versioned state (reset with every new dialog).
+    pkg: Package = PACKAGES["presence"]
+    body_state: RegState | ListState | None = None
+    # The transport the current dialog's requests use ("udp" or "tcp", RFC 3261 §18.1.1).
+    transport: str = "udp"
 
 
 @dataclass(slots=True)
@@ -125,10 +134,13 @@ class Ctx:
     delay: float | None = None        # rfc6665 resubscribe delay of a terminated NOTIFY
     redirect_to: str | None = None
     error: str | None = None
+    # reg / presence-list: what applying the NOTIFY's document did (None for presence).
+    applied: ApplyResult | ListApplyResult | None = None
+    accept: tuple[str, ...] | None = None  # the Accept of a 415 answer
 
 
 class Agent:
-    """The sans-IO presence B2BUA (QSA notifier for package `presence`).
+    """The sans-IO presence B2BUA (QSA notifier for `presence`, `reg`, `presence-list`).
 
     Collaborators, each injectable (the conformance suite's self-test builds broken
     subscribers from them): `ids` (the identifier source, `reference.ids`), `table` (the
@@ -171,6 +183,8 @@ class Agent:
         self.tracing = bool(config.trace)
         self.ua = UserAgent(self, self.timer_settings, self._timers, self._effects,
                             self._count, self._ua_trace, self.tracing)
+        self.tcp_enabled = "tcp" in config.transports.split(",")
+        self._udp_contact = f"<sip:{config.local_address}>"
         self._next_handle = 1
         # Call-ID -> handle. Our Call-IDs carry 128 random bits, so the Call-ID alone names
         # the dialog here; the tags are checked by Dialog.matches_notify.
@@ -191,8 +205,7 @@ class Agent:
         self._count("qsa.subscribe")
         if not self.config.handle_presence_subscriptions:
             return handle  # SER: accepted and ignored
-        if package != "presence":
-            raise ValueError(f"package {package!r} is not served (only 'presence')")
+        pkg = lookup(package, self.config.profile)  # UnknownPackage (a ValueError)
         record = check_subscribe_uris(
             record, subscriber,
             routable_pres=bool(self.preloaded_route) or self.outbound_proxy is not None)
@@ -201,7 +214,7 @@ class Agent:
         if self.closing:
             raise ValueError("agent is shutting down")
         sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
-                           requested_expires=self.config.default_expiration)
+                           requested_expires=self.config.default_expiration, pkg=pkg)
         self.subscriptions[handle] = sub
         if self.config.max_subscribe_delay > 0:
             delay = self.rng.randint(1, self.config.max_subscribe_delay)
@@ -245,9 +258,19 @@ class Agent:
         return not self.subscriptions
 
     # ================================================================ inputs (network, time)
-    def datagram_received(self, data: bytes, source: Address, *, now: float) -> None:
+    def datagram_received(self, data: bytes, source: Address, *, now: float,
+                          transport: str = "udp") -> None:
+        """One received message: a UDP datagram, or (`transport="tcp"`) a message the
+        runtime's stream framer cut out of the connection to `source`."""
         self._now = now
-        self.ua.datagram_received(data, source, now)
+        self.ua.datagram_received(data, source, now, transport)
+
+    def transport_lost(self, peer: Address, *, now: float) -> None:
+        """The runtime's stream connection to `peer` ended: every SUBSCRIBE transaction
+        sent on it fails like a timeout (408; the subscription's retry rules follow)."""
+        self._now = now
+        if self.ua.transport_lost(peer, now):
+            self._count("transport.lost")
 
     def next_deadline(self) -> float | None:
         """When `handle_timers` has work next (None: no timer is armed). A driver arms one
@@ -532,7 +555,7 @@ class Agent:
         ctx = Ctx(now, Event.NOTIFY, notify=notify, notify_source=destination)
         if rfc and not self._check_notify(sub, notify, ctx):
             self.ua.respond(notify, destination, ctx.reply_status, now, reason=ctx.reply_reason,
-                          headers=_reply_headers(ctx.reply_status, ctx.error))
+                          headers=_reply_headers(ctx.reply_status, ctx.error, ctx.accept))
             return
         if rfc:
             self._classify_notify_rfc(sub, notify, ctx)
@@ -556,7 +579,7 @@ class Agent:
         """rfc6665 NOTIFY checks 3-6 (rfc6665_profile.md); False = answer ctx.reply_status."""
         event = notify.event
         # Package names compare byte by byte (RFC 6665 §8.2.1): `Presence` is another package.
-        if event is None or event.package != sub.package or event.id is not None:
+        if event is None or event.package != sub.pkg.event or event.id is not None:
             ctx.reply_status, ctx.reply_reason = 489, "Bad Event"
             return False
         state = notify.subscription_state
@@ -583,8 +606,10 @@ class Agent:
                 ctx.reply_status, ctx.reply_reason = 415, "Unsupported Media Type"
                 return False
         content_type = notify.content_type
-        if notify.body and (content_type is None or content_type.mime != PIDF_TYPE):
+        if notify.body and (content_type is None
+                            or content_type.mime not in sub.pkg.body_types):
             ctx.reply_status, ctx.reply_reason = 415, "Unsupported Media Type"
+            ctx.accept = sub.pkg.body_types
             return False
         return True
 
@@ -592,7 +617,10 @@ class Agent:
         state = notify.subscription_state
         assert state is not None
         ctx.status = policy.rfc_status(state.value)
-        if notify.body:
+        if sub.body_state is not None:
+            if notify.body:
+                self._apply_versioned(sub, notify, ctx)
+        elif notify.body:
             try:
                 ctx.document = parse_pidf(notify.body)
             except PidfError as exc:
@@ -621,6 +649,35 @@ class Agent:
                 ctx.event = Event.NOTIFY_TERMINATED_LATER
         else:
             ctx.granted = state.expires
+
+    def _apply_versioned(self, sub: Subscription, notify: Request, ctx: Ctx) -> None:
+        """reg / presence-list: parse the body and apply it to the subscription's versioned
+        state (RFC 3680 §4.4, RFC 4662 §5.2). A body that does not parse gets 400 and a
+        status message naming the error (as a bad PIDF does); the state and its version
+        stay as they were."""
+        body_state = sub.body_state
+        try:
+            if isinstance(body_state, RegState):
+                ctx.applied = body_state.apply(parse_reginfo(notify.body))
+            else:
+                assert body_state is not None
+                content_type = notify.content_type
+                params = content_type.params if content_type is not None else {}
+                if content_type is not None and content_type.mime == PIDF_TYPE:
+                    # RFC 4662 §5: a list server may answer with the plain package's body
+                    # (the URI was not a list): reported as a one-resource update.
+                    ctx.document = parse_pidf(notify.body)
+                    return
+                ctx.applied = body_state.apply(parse_list_body(notify.body, params))
+        except (ReginfoError, RlmiError, PidfError) as exc:
+            self._count(f"rx.bad_{sub.pkg.name}_body")
+            ctx.reply_status, ctx.reply_reason = 400, "Bad Request"
+            ctx.error = str(exc)
+            return
+        outcome = ctx.applied.outcome
+        self._count(f"{sub.pkg.name}.{outcome}")
+        if ctx.applied.needs_full_state:
+            self._trace("version_gap", sub, version=ctx.applied.version)
 
     def _classify_notify_ser(self, notify: Request, ctx: Ctx) -> None:
         raw = notify.headers.get("Subscription-State")
@@ -688,6 +745,12 @@ class Agent:
             if sub.state is State.CONFIRMED:
                 self._start_timer(sub, "REFRESH",
                                   ctx.now + self.timing.refresh_delay(self.config, ctx.granted))
+        if ctx.applied is not None and ctx.applied.needs_full_state \
+                and ctx.status in ("active", "pending") and sub.state is State.CONFIRMED:
+            # RFC 3680 §4.4 / RFC 4662 §5.2: a lost update; a refresh now makes the notifier
+            # send full state (the refresh is the REFRESH tick, brought forward).
+            self._count(f"{sub.pkg.name}.refresh_for_full_state")
+            self._start_timer(sub, "REFRESH", ctx.now)
 
     def _do_reply_200(self, sub: Subscription, ctx: Ctx) -> None:
         assert ctx.notify is not None and ctx.notify_source is not None
@@ -714,12 +777,46 @@ class Agent:
             retry_at = ctx.now + ctx.delay
         reason = ctx.reason
         if ctx.error is not None:
-            reason = f"bad-pidf: {ctx.error}"
+            reason = (f"bad-pidf: {ctx.error}" if sub.body_state is None
+                      else f"bad-{sub.pkg.name}: {ctx.error}")
+        applied = ctx.applied
+        if applied is not None:
+            if applied.outcome != "applied":
+                return  # stale or a gap: nothing new for the internal subscriber
+            self._deliver_changes(sub, ctx, applied, retry_at, reason)
+            if applied.changed or ctx.status not in ("active", "pending"):
+                return
         self._deliver(sub, StatusMessage(
             handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
             package=sub.package, status=ctx.status, document=ctx.document, body=notify.body,
             content_type=content_type, reason=reason, retry_at=retry_at,
             subscriber_data=sub.subscriber_data, at=ctx.now))
+
+    def _deliver_changes(self, sub: Subscription, ctx: Ctx,
+                         applied: ApplyResult | ListApplyResult, retry_at: float | None,
+                         reason: str | None) -> None:
+        """reg: one status message per registration the NOTIFY changed; presence-list: one
+        per changed resource (its instance state is the message's status, a terminated
+        instance's reason its reason). A NOTIFY that ends the subscription adds the
+        subscription's own status message after them (`_do_deliver`)."""
+        assert ctx.status is not None and ctx.notify is not None
+        for change in applied.changed:
+            if isinstance(change, Registration):
+                message = StatusMessage(
+                    handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+                    package=sub.package, status=ctx.status, body=ctx.notify.body,
+                    content_type=ctx.notify.headers.get("Content-Type"), reason=reason,
+                    retry_at=retry_at, subscriber_data=sub.subscriber_data, at=ctx.now,
+                    registration=change)
+            else:
+                assert isinstance(change, ResourceChange)
+                message = StatusMessage(
+                    handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+                    package=sub.package, status=change.state, document=change.document,
+                    body=change.body, content_type=change.content_type,
+                    reason=change.reason, subscriber_data=sub.subscriber_data, at=ctx.now,
+                    list_uri=change.list_uri, resource=change.uri)
+            self._deliver(sub, message)
 
     def _do_report_failure(self, sub: Subscription, ctx: Ctx) -> None:
         code = ctx.code
@@ -833,6 +930,11 @@ class Agent:
         sub.min_expires_retried = False
         sub.expires_at = None
         sub.started_at = now
+        # A new dialog starts a new version sequence (RFC 3680 §4.4, RFC 4662 §5.2).
+        if sub.pkg.name == "reg":
+            sub.body_state = RegState()
+        elif sub.pkg.list:
+            sub.body_state = ListState()
         local_tag = self.ids.hex(TAG_BYTES)
         call_id = f"{self.ids.hex(CALL_ID_BYTES)}@{self.config.local_host}"
         ser = self.rules.verbatim_uris
@@ -860,15 +962,28 @@ class Agent:
         if sub.tx_branch is not None:
             self._abandon_tx(sub)
         branch = BRANCH_COOKIE + self.ids.hex(BRANCH_BYTES)
-        headers: list[tuple[str, str]] = [("Event", "presence")]
-        if self.rules.accept_header:
-            headers.append(("Accept", PIDF_TYPE))
+        pkg = sub.pkg
+        headers: list[tuple[str, str]] = [("Event", pkg.event)]
+        if pkg.accept_always or self.rules.accept_header:
+            headers.append(("Accept", ", ".join(pkg.accept)))
+        if pkg.supported:
+            headers.append(("Supported", ", ".join(pkg.supported)))
         headers.extend(self.extra_headers)
         headers.append(("Expires", str(expires)))
         headers.extend(extra)
+        transport = self._transport_for(dialog.next_hop())
         request, next_hop = dialog.build_request(
             "SUBSCRIBE", branch=branch, sent_by=self.config.local_address,
-            contact=f"<sip:{self.config.local_address}>", headers=headers)
+            contact=self._contact(transport), headers=headers, transport=transport.upper())
+        if transport == "udp" and self.tcp_enabled and \
+                len(request.to_bytes()) > self.config.udp_max_bytes:
+            # RFC 3261 §18.1.1: too large for UDP; same request, Via and Contact say TCP.
+            transport = "tcp"
+            request.headers.set("Via", request.headers.get_all("Via")[0].replace(
+                "SIP/2.0/UDP ", "SIP/2.0/TCP ", 1))
+            request.headers.set("Contact", self._contact(transport))
+            self._count("tx.oversize_to_tcp")
+        sub.transport = transport
         if out_of_dialog and self.outbound_proxy is not None:
             destination = self.outbound_proxy
         else:
@@ -878,7 +993,7 @@ class Agent:
         if self.tracing:
             self._trace("send", sub, first_line=request.start_line(), call_id=dialog.call_id,
                         cseq=dialog.local_cseq, expires=expires)
-        self.ua.start_client(request, branch, sub.handle, destination, now)
+        self.ua.start_client(request, branch, sub.handle, destination, now, transport)
         guard = now + self.config.failover_timeout
         if sub.destroy_deadline is not None:
             guard = min(guard, sub.destroy_deadline)
@@ -888,6 +1003,23 @@ class Agent:
             sub.awaiting_notify = True
             self._timers.arm(TimerKey(TimerKind.TIMER_N, sub.handle),
                              now + 64 * self.config.t1)
+
+    def _transport_for(self, next_hop: str) -> str:
+        """RFC 3261 §18.1.1 / §18.2.1: the next hop URI's `transport` parameter decides
+        (TCP only when this agent runs it; otherwise UDP, as before issue 17)."""
+        if not self.tcp_enabled:
+            return "udp"
+        try:
+            wanted = parse_uri(next_hop).params.get("transport")
+        except SipParseError:
+            return "udp"
+        return "tcp" if wanted is not None and wanted.lower() == "tcp" else "udp"
+
+    def _contact(self, transport: str) -> str:
+        # RFC 3261 §8.1.1.8 / §18: the Contact of a request sent over TCP asks for TCP.
+        if transport == "tcp":
+            return f"<sip:{self.config.local_address};transport=tcp>"
+        return self._udp_contact
 
     def _abandon_tx(self, sub: Subscription) -> None:
         branch = sub.tx_branch
@@ -1034,9 +1166,10 @@ def _parse_route(text: str) -> list[str]:
     return routes
 
 
-def _reply_headers(status: int, error: str | None = None) -> list[tuple[str, str]]:
+def _reply_headers(status: int, error: str | None = None,
+                   accept: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
     if status == 420 and error:
         return [("Unsupported", error)]  # SUB-147: name the option tags we do not support
     if status == 415:
-        return [("Accept", PIDF_TYPE), ("Accept-Encoding", "identity")]
+        return [("Accept", ", ".join(accept or (PIDF_TYPE,))), ("Accept-Encoding", "identity")]
     return []

@@ -17,14 +17,14 @@ Rules of this file:
   (``stale``). **Interop decision:** a *full* document that repeats the last version is
   applied (``ApplyResult.repeated``), because Kamailio 5.6's presence_reginfo sends
   ``version="0"`` in every NOTIFY; a full document replaces everything, and the dialog's CSeq
-  check already refuses an older NOTIFY, so nothing older can overwrite newer state; a partial document whose version
-  skips a number, or any partial document before the first full one, is ignored and asks for
-  full state (``gap``: the agent refreshes the subscription, which makes the notifier send
-  full state, RFC 3680 §4.4.1 / RFC 6665 §4.2.2); a full document replaces the whole state; a
-  partial one replaces the registrations it names, contact by contact id (a full document that
-  no longer names a registration reports it ``terminated`` without contacts). Terminated
-  contacts are reported once in the document that terminates them and then forgotten; a
-  terminated registration forgets its contacts.
+  check already refuses an older NOTIFY, so nothing older can overwrite newer state; a partial
+  document whose version skips a number, or any partial document before the first full one, is
+  ignored and asks for full state (``gap``: the agent refreshes the subscription, which makes
+  the notifier send full state, RFC 3680 §4.4.1 / RFC 6665 §4.2.2); a full document replaces
+  the whole state; a partial one replaces the registrations it names, contact by contact id (a
+  full document that no longer names a registration reports it ``terminated`` without
+  contacts). Terminated contacts are reported once in the document that terminates them and
+  then forgotten; a terminated registration forgets its contacts.
 * :func:`build_reginfo` writes schema-valid documents for the notifier side (simulator,
   conformance peer, tests); ``tests/reference/data/reginfo.xsd`` is the RFC 3680 schema the
   tests validate it against.

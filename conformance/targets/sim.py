@@ -181,6 +181,10 @@ class _Wire:
         hostport = f"{destination[0]}:{destination[1]}"
         self.session._wire("from_agent", data, self.session._arrival(data, hostport))
 
+    def send_stream(self, data: bytes, destination: Address, transport: str) -> None:
+        # The sim target's wire is datagrams only: its agents run transports=udp.
+        raise ValueError(f"the sim target has no {transport} transport (transports=udp)")
+
     def deliver(self, destination: str, message: StatusMessage) -> None:
         document = message.document
         self.session.inbox.append(Status({
