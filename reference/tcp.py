@@ -25,7 +25,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from reference.effects import Address
 from reference.sip.errors import SipParseError
@@ -100,17 +100,17 @@ class _Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's TCP transport is not an asyncio.Transport subclass, but is one in kind.)
+        self.transport = cast(asyncio.Transport, transport)
         self.last_activity = self.owner.loop.time()
         if self.peer is None:  # incoming
-            peername = transport.get_extra_info("peername")
+            peername = self.transport.get_extra_info("peername")
             self.peer = (str(peername[0]), int(peername[1]))
             if not self.owner._adopt(self):
-                transport.abort()
+                self.transport.abort()
                 return
         for data in self.pending:
-            transport.write(data)
+            self.transport.write(data)
         self.pending = []
         self.pending_bytes = 0
 

@@ -14,7 +14,8 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ from reference.udp import UdpRuntime
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 KAMAILIO_PORT = 5070
+# The issue-17 server (tests/interop/kamailio/kamailio-reg.cfg): udp and tcp, its own port.
+REG_PORT = 5075
+REG_CONFIG = Path(__file__).resolve().parent / "kamailio" / "kamailio-reg.cfg"
+KAMAILIO_BIN = "/usr/sbin/kamailio"
+KAMAILIO_SQL = Path("/usr/share/kamailio/db_sqlite")
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 INSTALL_HINT = (
     "install the lab packages: apt-get install -y --no-install-recommends kamailio "
@@ -144,6 +150,98 @@ def kamailio(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                        timeout=30, check=False)
 
 
+@dataclass
+class RegLab:
+    """The issue-17 Kamailio: registrar + pua_reginfo/presence_reginfo (`reg`) and
+    presence_xml (`presence`), udp and tcp on 127.0.0.1:5075."""
+
+    run_dir: Path
+    sipp: str
+    log: Path
+
+    async def register(self, user: str, expires: int, port: int | None = None) -> None:
+        """REGISTER sip:USER@lab.test (Contact at SIPp's address) with SIPp."""
+        process = await asyncio.create_subprocess_exec(
+            self.sipp, "-sf", str(SIPP_DIR / "register.xml"), f"127.0.0.1:{REG_PORT}",
+            "-i", "127.0.0.1", "-p", str(port or free_udp_port()), "-m", "1", "-s", user,
+            "-key", "expires", str(expires), "-nostdin", "-timeout", "10s", "-timeout_error",
+            cwd=self.run_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out = await finish(process, 15)
+        assert process.returncode == 0, f"sipp REGISTER failed: {out[-2000:]}"
+
+    async def publish(self, lab_dir: Path, user: str, basic: str) -> None:
+        """PUBLISH presence for sip:USER@lab.test with the lab's publish.xml (UDP)."""
+        process = await asyncio.create_subprocess_exec(
+            self.sipp, "-sf", str(lab_dir / "sipp" / "publish.xml"), f"127.0.0.1:{REG_PORT}",
+            "-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1", "-s", user,
+            "-key", "basic", basic, "-key", "expires", "3600", "-nostdin", "-timeout", "10s",
+            "-timeout_error", cwd=self.run_dir, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        out = await finish(process, 15)
+        assert process.returncode == 0, f"sipp PUBLISH failed: {out[-2000:]}"
+
+
+def start_kamailio(config: Path, run_dir: Path, port: int, sql: Sequence[str],
+                   defines: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Check and start Kamailio with `config` as our child (fresh sqlite DB from the Debian
+    schema files `sql`); return it once it listens on udp `port`."""
+    db = run_dir / "presence.sqlite"
+    schema = "".join((KAMAILIO_SQL / name).read_text() for name in sql)
+    subprocess.run(["sqlite3", str(db)], input=schema, text=True, check=True, timeout=30)
+    subprocess.run(["sqlite3", str(db), "PRAGMA journal_mode=WAL;"], capture_output=True,
+                   check=True, timeout=30)
+    base = [KAMAILIO_BIN, "-f", str(config), f"--subst=!RUNDIR!{run_dir}!g",
+            "-L", str(KAMAILIO_MODULES), *[arg for d in defines for arg in ("-A", d)]]
+    check = subprocess.run([*base, "-c"], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        pytest.fail(f"kamailio -c {config.name} failed:\n{check.stdout}\n{check.stderr}")
+    log = (run_dir / "kamailio.log").open("wb")
+    process = subprocess.Popen([*base, "-DD", "-E", "-Y", str(run_dir), "-m", "64", "-M", "8"],
+                               stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
+    log.close()
+    for _ in range(100):
+        if udp_port_bound(port):
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    stop_process(process)
+    pytest.fail(f"kamailio ({config.name}) did not listen on udp {port}:\n"
+                + (run_dir / "kamailio.log").read_text(errors="replace")[-3000:])
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM our child by its PID, SIGKILL it after 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@pytest.fixture(scope="session")
+def reg_lab(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegLab]:
+    """Kamailio with tests/interop/kamailio/kamailio-reg.cfg on udp+tcp 127.0.0.1:5075."""
+    if not Path(KAMAILIO_BIN).exists():
+        pytest.skip(f"kamailio not found; {INSTALL_HINT}")
+    for module in ("presence_reginfo.so", "pua_reginfo.so", "registrar.so"):
+        if not (KAMAILIO_MODULES / module).exists():
+            pytest.skip(f"kamailio module {module} not found; {INSTALL_HINT}")
+    if shutil.which("sqlite3") is None:
+        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
+    if udp_port_taken(REG_PORT):
+        pytest.fail(f"udp 127.0.0.1:{REG_PORT} is busy: another interop Kamailio runs")
+    run_dir = tmp_path_factory.mktemp("reg-lab")
+    process = start_kamailio(REG_CONFIG, run_dir, REG_PORT,
+                             ["standard-create.sql", "presence-create.sql"])
+    try:
+        yield RegLab(run_dir, sipp_bin, run_dir / "kamailio.log")
+    finally:
+        stop_process(process)
+
+
 _SEEDS = itertools.count(int.from_bytes(os.urandom(3), "big"))
 
 
@@ -165,8 +263,9 @@ class AgentUnderTest:
         runtime.add_listener("test", agent.statuses.append)
         return agent
 
-    def subscribe(self, record: str, subscriber: str = "sip:bob@lab.test") -> int:
-        return self.runtime.subscribe(record, subscriber, "test")
+    def subscribe(self, record: str, subscriber: str = "sip:bob@lab.test",
+                  package: str = "presence") -> int:
+        return self.runtime.subscribe(record, subscriber, "test", package)
 
     def counter(self, name: str) -> int:
         return self.runtime.agent.counters.get(name, 0)

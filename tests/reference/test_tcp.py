@@ -6,8 +6,14 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from reference.effects import Address
 from reference.tcp import TcpLimits, TcpTransport
+from tests.reference.test_udp import run
+
+# Every test here runs on both event loops (tests/event_loops.py).
+pytestmark = pytest.mark.usefixtures("loop_name")
 
 
 def message(tag: str, body: bytes = b"") -> bytes:
@@ -60,7 +66,7 @@ def test_a_request_is_answered_on_the_connection_it_came_on_and_reused() -> None
         assert peer.transport.counters.connected == 0  # no second connection was opened
         agent.transport.close()
         peer.transport.close()
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_loss_of_a_connection_is_reported_once() -> None:
@@ -74,7 +80,7 @@ def test_loss_of_a_connection_is_reported_once() -> None:
         assert agent.lost == [address] and not agent.transport.has_connection(address)
         agent.transport.close()
         peer.transport.close()
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_failed_connect_is_a_loss() -> None:
@@ -87,7 +93,7 @@ def test_a_failed_connect_is_a_loss() -> None:
         await agent.wait(lambda: agent.lost)
         assert agent.transport.counters.connect_failures == 1
         agent.transport.close()
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_unframeable_bytes_close_the_connection() -> None:
@@ -102,7 +108,7 @@ def test_unframeable_bytes_close_the_connection() -> None:
         assert agent.transport.counters.framing_errors == 1 and not agent.received
         writer.close()
         agent.transport.close()
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_keepalive_ping_gets_a_pong() -> None:
@@ -114,7 +120,7 @@ def test_keepalive_ping_gets_a_pong() -> None:
         assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\r\n"
         writer.close()
         agent.transport.close()
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_idle_connections_are_closed() -> None:
@@ -125,7 +131,7 @@ def test_idle_connections_are_closed() -> None:
         assert agent.transport.counters.closed_idle + peer.transport.counters.closed_idle >= 1
         agent.transport.close()
         peer.transport.close()
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_connections_beyond_the_limit_are_refused() -> None:
@@ -143,7 +149,7 @@ def test_connections_beyond_the_limit_are_refused() -> None:
         w1.close()
         w2.close()
         agent.transport.close()
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_peer_that_does_not_read_is_cut_at_the_write_buffer_bound() -> None:
@@ -163,4 +169,4 @@ def test_a_peer_that_does_not_read_is_cut_at_the_write_buffer_bound() -> None:
         assert agent.transport.counters.write_overflows == 1
         agent.transport.close()
         sleeper.close()
-    asyncio.run(scenario())
+    run(scenario())

@@ -16,6 +16,7 @@ from reference.pidf import build_pidf
 from reference.sip import Request, Response, make_response, parse_message
 from reference.tcp import TcpTransport
 from reference.udp import UdpRuntime
+from tests.reference.test_udp import run
 
 RECORD = "sip:alice@lab.test"
 
@@ -74,6 +75,10 @@ async def start(drop: bool = False) -> tuple[UdpRuntime, TcpNotifier, list[Statu
     return runtime, notifier, statuses
 
 
+# Every test here runs on both event loops (tests/event_loops.py).
+pytestmark = pytest.mark.usefixtures("loop_name")
+
+
 def test_subscription_over_tcp_end_to_end() -> None:
     async def scenario() -> None:
         runtime, notifier, statuses = await start()
@@ -90,7 +95,7 @@ def test_subscription_over_tcp_end_to_end() -> None:
         assert notifier.transport.counters.accepted == 1
         runtime.close()
         notifier.transport.close()
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run(scenario())
 
 
 def test_connection_lost_under_a_subscribe_fails_it_at_once() -> None:
@@ -105,4 +110,4 @@ def test_connection_lost_under_a_subscribe_fails_it_at_once() -> None:
         assert runtime.agent.counters["tx.transport_lost"] == 1
         runtime.close()
         notifier.transport.close()
-    asyncio.run(asyncio.wait_for(scenario(), 20))
+    run(scenario())
