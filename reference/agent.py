@@ -595,7 +595,9 @@ class Agent:
         headers = notify.headers
         # Both are absent from almost every NOTIFY: one index probe each before splitting.
         if "Require" in headers:
-            require = headers.get_all("Require")
+            # RFC 4662 §4: a list NOTIFY requires `eventlist`, which our SUBSCRIBE supports.
+            supported = sub.pkg.supported
+            require = [tag for tag in headers.get_all("Require") if tag not in supported]
             if require:
                 ctx.reply_status, ctx.reply_reason = 420, "Bad Extension"
                 ctx.error = ", ".join(require)

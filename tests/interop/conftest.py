@@ -13,6 +13,7 @@ import itertools
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,10 @@ KAMAILIO_PORT = 5070
 # The issue-17 server (tests/interop/kamailio/kamailio-reg.cfg): udp and tcp, its own port.
 REG_PORT = 5075
 REG_CONFIG = Path(__file__).resolve().parent / "kamailio" / "kamailio-reg.cfg"
+# The resource-list trial (kamailio-rls.cfg): udp and tcp, beside the reg server.
+RLS_PORT = 5076
+RLS_CONFIG = Path(__file__).resolve().parent / "kamailio" / "kamailio-rls.cfg"
+RLS_SERVICES = 1 << 3  # Kamailio's xcap doc_type of an rls-services document
 KAMAILIO_BIN = "/usr/sbin/kamailio"
 KAMAILIO_SQL = Path("/usr/share/kamailio/db_sqlite")
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
@@ -182,14 +187,16 @@ class RegLab:
 
 
 def start_kamailio(config: Path, run_dir: Path, port: int, sql: Sequence[str],
-                   defines: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-    """Check and start Kamailio with `config` as our child (fresh sqlite DB from the Debian
+                   defines: Sequence[str] = (),
+                   databases: Sequence[str] = ("presence.sqlite",)) -> subprocess.Popen[bytes]:
+    """Check and start Kamailio with `config` as our child (fresh sqlite DBs from the Debian
     schema files `sql`); return it once it listens on udp `port`."""
-    db = run_dir / "presence.sqlite"
     schema = "".join((KAMAILIO_SQL / name).read_text() for name in sql)
-    subprocess.run(["sqlite3", str(db)], input=schema, text=True, check=True, timeout=30)
-    subprocess.run(["sqlite3", str(db), "PRAGMA journal_mode=WAL;"], capture_output=True,
-                   check=True, timeout=30)
+    for name in databases:
+        db = run_dir / name
+        subprocess.run(["sqlite3", str(db)], input=schema, text=True, check=True, timeout=30)
+        subprocess.run(["sqlite3", str(db), "PRAGMA journal_mode=WAL;"], capture_output=True,
+                       check=True, timeout=30)
     base = [KAMAILIO_BIN, "-f", str(config), f"--subst=!RUNDIR!{run_dir}!g",
             "-L", str(KAMAILIO_MODULES), *[arg for d in defines for arg in ("-A", d)]]
     check = subprocess.run([*base, "-c"], capture_output=True, text=True, timeout=30)
@@ -238,6 +245,46 @@ def reg_lab(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                              ["standard-create.sql", "presence-create.sql"])
     try:
         yield RegLab(run_dir, sipp_bin, run_dir / "kamailio.log")
+    finally:
+        stop_process(process)
+
+
+@dataclass
+class RlsLab:
+    """Kamailio's rls (kamailio-rls.cfg) on udp+tcp 127.0.0.1:5076; lists live in the xcap
+    table of rls.sqlite (integrated XCAP server), keyed by the watcher's user and domain."""
+
+    run_dir: Path
+    log: Path
+
+    def add_list(self, watcher_user: str, service_uri: str, members: Sequence[str]) -> None:
+        entries = "".join(f'<rl:entry uri="{uri}"/>' for uri in members)
+        doc = ('<?xml version="1.0" encoding="UTF-8"?><rls-services '
+               'xmlns="urn:ietf:params:xml:ns:rls-services" '
+               'xmlns:rl="urn:ietf:params:xml:ns:resource-lists">'
+               f'<service uri="{service_uri}"><list>{entries}</list>'
+               '<packages><package>presence</package></packages></service></rls-services>')
+        with sqlite3.connect(self.run_dir / "rls.sqlite") as db:
+            db.execute("insert into xcap (username, domain, doc, doc_type, etag, source, "
+                       "doc_uri, port) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (watcher_user, "lab.test", doc.encode(), RLS_SERVICES, "e1", 1,
+                        f"/rls-services/users/{watcher_user}@lab.test/index", 0))
+
+
+@pytest.fixture(scope="session")
+def rls_lab(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RlsLab]:
+    if not Path(KAMAILIO_BIN).exists() or not (KAMAILIO_MODULES / "rls.so").exists():
+        pytest.skip(f"kamailio rls module not found; {INSTALL_HINT}")
+    if shutil.which("sqlite3") is None:
+        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
+    if udp_port_taken(RLS_PORT):
+        pytest.fail(f"udp 127.0.0.1:{RLS_PORT} is busy: another interop Kamailio runs")
+    run_dir = tmp_path_factory.mktemp("rls-lab")
+    process = start_kamailio(RLS_CONFIG, run_dir, RLS_PORT,
+                             ["standard-create.sql", "presence-create.sql", "rls-create.sql"],
+                             databases=("presence.sqlite", "rls.sqlite"))
+    try:
+        yield RlsLab(run_dir, run_dir / "kamailio.log")
     finally:
         stop_process(process)
 

@@ -126,7 +126,7 @@ LIST = "sip:friends@lab.test"
 
 
 def list_notify(h: Harness, version: int, full: bool, states: dict[str, tuple[str, str | None]],
-                *, drop: str | None = None) -> int:
+                *, drop: str | None = None, require: str = "eventlist") -> int:
     resources, documents = [], {}
     for user, (state, reason) in states.items():
         uri = f"sip:{user}@lab.test"
@@ -135,7 +135,8 @@ def list_notify(h: Harness, version: int, full: bool, states: dict[str, tuple[st
         if cid is not None and user != drop:
             documents[cid] = build_pidf(uri, basic="open")
     body, content_type = build_list_body(LIST, version, full, resources, documents)
-    return h.notify(body=body, content_type=content_type).status
+    return h.notify(body=body, content_type=content_type,
+                    extra=[("Require", require)]).status
 
 
 def list_harness() -> Harness:
@@ -158,6 +159,15 @@ def test_list_notify_gives_one_status_per_changed_resource() -> None:
     assert (last.resource, last.status, last.reason) == ("sip:dave@lab.test", "terminated",
                                                          "rejected")
     assert h.state() == "confirmed"  # a resource's end is not the list subscription's
+
+
+def test_list_notify_may_require_eventlist_but_nothing_else() -> None:
+    h = list_harness()
+    assert list_notify(h, 1, True, {"carol": ("active", None)}) == 200
+    assert list_notify(h, 2, False, {"carol": ("pending", None)}, require="eventlist, foo") == 420
+    assert h.last_response().headers.get("Unsupported") == "foo"
+    reg, _ = reg_harness()
+    assert reg.notify(body=b"", event="reg", extra=[("Require", "eventlist")]).status == 420
 
 
 def test_list_unresolved_cid_is_400_and_keeps_the_version() -> None:
