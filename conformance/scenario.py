@@ -43,11 +43,13 @@ RUN_NAMES = ("remaining",)
 DEFAULT_RECORD = "sip:alice@{peer}"
 DEFAULT_SUBSCRIBER = "sip:bob@lab.test"
 SCHEMA_PATH = Path(__file__).with_name("scenario_schema.json")
-# Capabilities a target may offer. The first three are served by the built-in targets; the
-# others name optional features of a subscriber (its "PICS") that the reference agent does
-# not have, so a scenario requiring one is n/a on every built-in target but still documents
-# the test for a subscriber that declares the feature.
-TARGET_CAPABILITIES = ("status", "faults", "unsubscribe")
+# Capabilities a target may offer. The first four are served by the built-in targets (`reg`:
+# QSA subscriptions to the RFC 3680 `reg` package, `subscribe: {package: reg}`, by `sim` and
+# `udp`, not by a SIP-only subscriber triggered for presence); the others name optional
+# features of a subscriber (its "PICS") that the reference agent does not have, so a scenario
+# requiring one is n/a on every built-in target but still documents the test for a subscriber
+# that declares the feature.
+TARGET_CAPABILITIES = ("status", "faults", "unsubscribe", "reg")
 OPTIONAL_FEATURES = (
     "notify-auth",      # challenges NOTIFYs (SUB-026)
     "subscribe-auth",   # answers 401/407 with credentials (SUB-058, SUB-129)

@@ -973,7 +973,7 @@ class Agent:
         headers.extend(self.extra_headers)
         headers.append(("Expires", str(expires)))
         headers.extend(extra)
-        transport = self._transport_for(dialog.next_hop())
+        transport = self._transport_for(dialog) if self.tcp_enabled else "udp"
         request, next_hop = dialog.build_request(
             "SUBSCRIBE", branch=branch, sent_by=self.config.local_address,
             contact=self._contact(transport), headers=headers, transport=transport.upper())
@@ -1006,13 +1006,11 @@ class Agent:
             self._timers.arm(TimerKey(TimerKind.TIMER_N, sub.handle),
                              now + 64 * self.config.t1)
 
-    def _transport_for(self, next_hop: str) -> str:
+    def _transport_for(self, dialog: Dialog) -> str:
         """RFC 3261 §18.1.1 / §18.2.1: the next hop URI's `transport` parameter decides
-        (TCP only when this agent runs it; otherwise UDP, as before issue 17)."""
-        if not self.tcp_enabled:
-            return "udp"
+        (asked only when this agent runs TCP; otherwise UDP, as before issue 17)."""
         try:
-            wanted = parse_uri(next_hop).params.get("transport")
+            wanted = parse_uri(dialog.next_hop()).params.get("transport")
         except SipParseError:
             return "udp"
         return "tcp" if wanted is not None and wanted.lower() == "tcp" else "udp"

@@ -73,13 +73,11 @@ class ReginfoError(ValueError):
     """The body is not an acceptable reginfo document; the text says why."""
 
 
-@dataclass(frozen=True)
-class ReginfoLimits(XmlLimits):
-    """Limits of one reginfo body (``reference.xmlsafe``): 65,536 bytes, depth 32, 2,000
-    elements (an AOR with a few hundred contacts still fits)."""
-
-
-DEFAULT_LIMITS = ReginfoLimits()
+# Limits of one reginfo body (``reference.xmlsafe``): 65,536 bytes, depth 32, 2,000 elements
+# (an AOR with a few hundred contacts still fits). The name is an alias, not a subclass: an
+# interpreted subclass of the compiled ``XmlLimits`` would not load in the mypyc build.
+ReginfoLimits = XmlLimits
+DEFAULT_LIMITS = XmlLimits()
 
 
 @dataclass(frozen=True, slots=True)

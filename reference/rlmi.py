@@ -74,16 +74,9 @@ class RlmiError(ValueError):
     """The body is not an acceptable RLMI document or list body; the text says why."""
 
 
-@dataclass(frozen=True)
-class RlmiLimits(XmlLimits):
-    """Limits of one RLMI document: 262,144 bytes, depth 32, 20,000 elements (a list of a
-    few thousand resources)."""
-
-    max_bytes: int = 262144
-    max_elements: int = 20000
-
-
-DEFAULT_LIMITS = RlmiLimits()
+# Limits of one RLMI document: 262,144 bytes, depth 32, 20,000 elements (a list of a few
+# thousand resources). An ``XmlLimits`` value, not a subclass (see ``reginfo.ReginfoLimits``).
+DEFAULT_LIMITS = XmlLimits(max_bytes=262144, max_depth=32, max_elements=20000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ def _method(data: bytes) -> str:
 
 
 class SimSession:
-    capabilities = frozenset({"status", "faults", "unsubscribe"})
+    capabilities = frozenset({"status", "faults", "unsubscribe", "reg"})
 
     def __init__(self, config: AgentConfig, factory: AgentFactory,
                  reference: bool = True) -> None:
@@ -93,8 +93,9 @@ class SimSession:
     def tolerance(self, seconds: float) -> float:
         return EPSILON
 
-    def subscribe(self, record: str, subscriber: str) -> Any:
-        handle = self.agent.subscribe(record, subscriber, "conformance", now=self.now())
+    def subscribe(self, record: str, subscriber: str, package: str = "presence") -> Any:
+        handle = self.agent.subscribe(record, subscriber, "conformance", package,
+                                      now=self.now())
         self.pump.pump()
         return handle
 
@@ -191,6 +192,8 @@ class _Wire:
             "status": message.status, "reason": message.reason,
             "retry_at": message.retry_at, "at": message.at,
             "basic": document.basic if document is not None else None,
+            "registration": (message.registration.to_json()
+                             if message.registration is not None else None),
         }, self.session.now()))
 
     def trace(self, event: TraceEvent) -> None:
