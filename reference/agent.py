@@ -110,8 +110,6 @@ class Subscription:
     # subscriber's copy of the notifier's versioned state (reset with every new dialog).
     pkg: Package = PACKAGES["presence"]
     body_state: RegState | ListState | None = None
-    # The transport the current dialog's requests use ("udp" or "tcp", RFC 3261 §18.1.1).
-    transport: str = "udp"
 
 
 @dataclass(slots=True)
@@ -654,7 +652,7 @@ class Agent:
 
     def _apply_versioned(self, sub: Subscription, notify: Request, ctx: Ctx) -> None:
         """reg / presence-list: parse the body and apply it to the subscription's versioned
-        state (RFC 3680 §4.4, RFC 4662 §5.2). A body that does not parse gets 400 and a
+        state (RFC 3680 §5.2, RFC 4662 §4.1). A body that does not parse gets 400 and a
         status message naming the error (as a bad PIDF does); the state and its version
         stay as they were."""
         body_state = sub.body_state
@@ -749,7 +747,7 @@ class Agent:
                                   ctx.now + self.timing.refresh_delay(self.config, ctx.granted))
         if ctx.applied is not None and ctx.applied.needs_full_state \
                 and ctx.status in ("active", "pending") and sub.state is State.CONFIRMED:
-            # RFC 3680 §4.4 / RFC 4662 §5.2: a lost update; a refresh now makes the notifier
+            # RFC 3680 §5.2 / RFC 4662 §4.1: a lost update; a refresh now makes the notifier
             # send full state (the refresh is the REFRESH tick, brought forward).
             self._count(f"{sub.pkg.name}.refresh_for_full_state")
             self._start_timer(sub, "REFRESH", ctx.now)
@@ -783,11 +781,10 @@ class Agent:
                       else f"bad-{sub.pkg.name}: {ctx.error}")
         applied = ctx.applied
         if applied is not None:
-            if applied.outcome != "applied":
-                return  # stale or a gap: nothing new for the internal subscriber
-            self._deliver_changes(sub, ctx, applied, retry_at, reason)
-            if applied.changed or ctx.status not in ("active", "pending"):
-                return
+            if applied.outcome == "applied":  # (stale or a gap: nothing new to report)
+                self._deliver_changes(sub, ctx, applied, retry_at, reason)
+            if ctx.status in ("active", "pending"):
+                return  # else the subscription ends: its own status message follows
         self._deliver(sub, StatusMessage(
             handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
             package=sub.package, status=ctx.status, document=ctx.document, body=notify.body,
@@ -932,7 +929,7 @@ class Agent:
         sub.min_expires_retried = False
         sub.expires_at = None
         sub.started_at = now
-        # A new dialog starts a new version sequence (RFC 3680 §4.4, RFC 4662 §5.2).
+        # A new dialog starts a new version sequence (RFC 3680 §5.2, RFC 4662 §4.1).
         if sub.pkg.name == "reg":
             sub.body_state = RegState()
         elif sub.pkg.list:
@@ -985,7 +982,6 @@ class Agent:
                 "SIP/2.0/UDP ", "SIP/2.0/TCP ", 1))
             request.headers.set("Contact", self._contact(transport))
             self._count("tx.oversize_to_tcp")
-        sub.transport = transport
         if out_of_dialog and self.outbound_proxy is not None:
             destination = self.outbound_proxy
         else:

@@ -12,7 +12,7 @@ Rules of this file:
   numbers) and ignores elements and attributes of other namespaces (the schema's
   extension points).
 * :class:`RegState` is the subscriber's copy of the registration state of one subscription
-  (RFC 3680 §4.4 / §5.2 semantics, decided in ``docs/behaviour.md`` "reg"): a document whose
+  (RFC 3680 §5.2 semantics, decided in ``docs/behaviour.md`` "reg"): a document whose
   version is below the last one, or a partial one whose version is not above it, is ignored
   (``stale``). **Interop decision:** a *full* document that repeats the last version is
   applied (``ApplyResult.repeated``), because Kamailio 5.6's presence_reginfo sends
@@ -20,7 +20,7 @@ Rules of this file:
   check already refuses an older NOTIFY, so nothing older can overwrite newer state; a partial
   document whose version skips a number, or any partial document before the first full one, is
   ignored and asks for full state (``gap``: the agent refreshes the subscription, which makes
-  the notifier send full state, RFC 3680 §4.4.1 / RFC 6665 §4.2.2); a full document replaces
+  the notifier send full state, RFC 6665 §4.2.2); a full document replaces
   the whole state; a partial one replaces the registrations it names, contact by contact id (a
   full document that no longer names a registration reports it ``terminated`` without
   contacts). Terminated contacts are reported once in the document that terminates them and
@@ -62,7 +62,7 @@ _NS = f"{{{REGINFO_NS}}}"
 DOCUMENT_STATES = ("full", "partial")
 REGISTRATION_STATES = ("init", "active", "terminated")
 CONTACT_STATES = ("active", "terminated")
-# RFC 3680 §5.2: what happened to the contact.
+# RFC 3680 §5.4 (the schema's enumeration): what happened to the contact.
 CONTACT_EVENTS = ("registered", "created", "refreshed", "shortened", "expired", "deactivated",
                   "probation", "unregistered", "rejected")
 # xs:unsignedLong / xs:nonNegativeInteger: digits only, and short enough to be sane.
@@ -273,8 +273,8 @@ class RegState:
         self.registrations: dict[str, Registration] = {}
 
     def reset(self) -> None:
-        """Forget everything: a new dialog starts a new version sequence (RFC 3680 §5.4:
-        the version counts per subscription)."""
+        """Forget everything: a new dialog starts a new version sequence (the version counts
+        per subscription, RFC 3680 §5.2)."""
         self.version = None
         self.registrations = {}
 

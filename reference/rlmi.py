@@ -17,7 +17,7 @@ Rules of this file:
   notifier's next NOTIFY is then a version gap and the refresh that follows brings full state.
   A part nobody references is ignored. A part that is itself a list (``multipart/related``,
   a nested list) is not expanded: the resource reports its raw body and content type.
-* :class:`ListState` is the subscriber's copy of one list subscription, with RFC 4662 §5.2's
+* :class:`ListState` is the subscriber's copy of one list subscription, with RFC 4662 §4.1's
   version rules as ``reference.reginfo.RegState`` applies them: not above the last version →
   ``stale`` (ignored); partial (``fullState="false"``) that skips a version, or before any
   full state → ``gap`` (ignored, the agent refreshes to get full state); full state replaces

@@ -179,3 +179,20 @@ def test_list_unresolved_cid_is_400_and_keeps_the_version() -> None:
     assert list_notify(h, 3, False, {"erin": ("pending", None)}) == 200
     h.advance_by(0.0)
     assert h.agent.counters["presence-list.refresh_for_full_state"] == 1
+
+
+def test_list_full_state_without_changes_reports_nothing() -> None:
+    h = list_harness()
+    list_notify(h, 1, True, {"carol": ("pending", None)})
+    before = len(h.delivered)
+    assert list_notify(h, 2, True, {"carol": ("pending", None)}) == 200
+    assert len(h.delivered) == before
+
+
+def test_a_terminating_notify_is_reported_even_with_a_stale_document() -> None:
+    h, _ = reg_harness()
+    reg_notify(h, reginfo(4, "full", contact("c1")))
+    assert reg_notify(h, reginfo(2, "full", contact("c1")),
+                      state="terminated;reason=noresource") == 200
+    last = h.delivered[-1]
+    assert (last.status, last.reason, last.registration) == ("terminated", "noresource", None)
