@@ -11,11 +11,11 @@ extra), so the package is installed plain first, then rebuilt compiled over itse
     B2B_COMPILE=1 .venv-fast/bin/pip install -q --no-build-isolation --no-deps --force-reinstall .
 
 Only modules that nothing subclasses or patches at run time are compiled: the SIP and PIDF
-parsers and the simulator's hot paths. ``reference.agent`` stays interpreted because three
-of the conformance suite's broken variants still subclass ``Agent`` (the other seven are
-built from its injected collaborators: action table, transition table, ``policy.Timing``)
-and the soak/bench tools wrap its methods on the instance, which compiled (native) classes
-do not allow.
+parsers, the agent core (the facade ``reference.agent``, ``classify``, ``core``, ``actions``;
+the conformance suite's broken variants are built from injected collaborators, and tools
+watch the agent through public hooks) and the simulator's hot paths. ``reference.ua`` stays
+interpreted: one broken variant (a 200 to a NOTIFY of an unknown dialog) passes its own
+subclass of ``UserAgent``, which a native class would refuse.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ COMPILED_MODULES = [
     "reference/pidf.py",
     "reference/timers.py",
     "reference/pump.py",
+    "reference/classify.py",
+    "reference/core.py",
+    "reference/actions.py",
+    "reference/agent.py",
     "simulator/timers.py",
     "simulator/network.py",
     "simulator/sipscan.py",

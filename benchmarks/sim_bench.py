@@ -9,8 +9,8 @@ Measures, in one process run:
    reporting simulated subscriber-hours per wall second, events/s (SimPy events processed:
    datagram arrivals, timer wakeups, workload callbacks), the ratio to the baseline, and
    memory per subscription; with --split, also the wall time spent inside the agent core
-   (reference.Agent calls, timed around each call) and the simulator's own event rate,
-   events / (wall - agent time), against the same baseline;
+   (reference.Agent calls, timed by each host: `AgentHost.clock`) and the simulator's own
+   event rate, events / (wall - agent time), against the same baseline;
 4. optionally scenarios/load/federation-20k.yaml: messages/s (simulated) and wall time.
 
 Targets from the issue: 100,000 subscriptions x 1 h in <= 60 s wall; >= 50 % of the
@@ -28,13 +28,10 @@ import random
 import resource
 import time
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import simpy
 
-from reference import Agent
 from reference.timers import DeadlineQueue, TimerKey, TimerKind
 from simulator.run import build, build_kind, finish
 from simulator.workload import Workload, load_workload, workload_from_mapping
@@ -140,38 +137,15 @@ def bench_memory(subscriptions: int, seed: int) -> None:
               f"peak {marginal_peak:,.0f} B")  # fmt: skip
 
 
-class _AgentClock:
-    """Wall time spent inside the agents' input methods (each call timed)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.calls = 0
-
-    def wrap(self, agent: Agent) -> None:
-        for name in ("subscribe", "unsubscribe", "datagram_received", "handle_timers"):
-            setattr(agent, name, self._timed(getattr(agent, name)))
-
-    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - started
-                self.calls += 1
-
-        return timed
-
-
 def bench_simulation(subscriptions: int, seed: int, split: bool = False) -> float:
     workload = _bench_workload(subscriptions)
     rss_before = _rss_kib()
     started = time.perf_counter()
     sim = build(workload, seed)
-    clock = _AgentClock()
+    hosts = [domain.agent for domain in sim.domains]
     if split:
-        for domain in sim.domains:
-            clock.wrap(domain.agent.agent)
+        for host in hosts:
+            host.clock = time.perf_counter  # the host times each call into its agent
     pending: list[int] = []
     sim.run(workload.duration, lambda _now: pending.append(len(sim.env._queue)))
     wall = time.perf_counter() - started
@@ -189,10 +163,12 @@ def bench_simulation(subscriptions: int, seed: int, split: bool = False) -> floa
     print(f"  events/s: {sim_rate:,.0f}; bare SimPy ({mean_pending} pending): "
           f"{base_rate:,.0f}; ratio {sim_rate / base_rate:.1%}")  # fmt: skip
     if split:
-        own = wall - clock.seconds
+        inside = sum(host.agent_seconds for host in hosts)
+        calls = sum(host.agent_calls for host in hosts)
+        own = wall - inside
         own_rate = events / own
-        print(f"  inside the agent core: {clock.seconds:.1f} s ({clock.seconds / wall:.0%}, "
-              f"{clock.calls} calls); simulator and SimPy: {own:.1f} s, "
+        print(f"  inside the agent core: {inside:.1f} s ({inside / wall:.0%}, "
+              f"{calls} calls); simulator and SimPy: {own:.1f} s, "
               f"{own_rate:,.0f} events/s = {own_rate / base_rate:.1%} of bare SimPy")  # fmt: skip
     print(f"  memory: peak RSS {peak_kib / 1024:.0f} MiB, growth during the run "
           f"{(peak_kib - rss_before) / 1024:.0f} MiB = "

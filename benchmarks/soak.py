@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference import Deliver, Effect, TimerKey, TimerKind
+from reference import TimerKey, TimerKind
 from reference.agent import Agent
 from simulator.host import AgentHost
 from simulator.notifier import Notifier
@@ -95,24 +95,11 @@ class SoakReport:
 
 
 class TimerLedger:
-    """The agent's deliveries (from its effects) and its armed timers (the core's own query).
+    """The agent's armed timers, from the core's own query (nothing of the agent is
+    patched)."""
 
-    Wraps the agent's `drain_effects` on the instance (the host's effect pump calls it
-    through the attribute), so it sees every delivery a runtime sees.
-    """
-
-    def __init__(self, agent: Agent, on_deliver: Callable[[Deliver], None]) -> None:
+    def __init__(self, agent: Agent) -> None:
         self.agent = agent
-        drain = agent.drain_effects
-
-        def drain_effects() -> list[Effect]:
-            effects = drain()
-            for effect in effects:
-                if isinstance(effect, Deliver):
-                    on_deliver(effect)
-            return effects
-
-        agent.drain_effects = drain_effects  # type: ignore[method-assign]
 
     @property
     def live(self) -> dict[TimerKey, float]:
@@ -198,9 +185,7 @@ def run_soak(subscriptions: int, hours: float, profile: str, seed: int = 1,
     host: AgentHost = domain.agent
     agent = host.agent
     notifier = sim.notifiers[0]
-    last_status: dict[int, str] = {}
-    ledger = TimerLedger(agent, lambda d: last_status.__setitem__(d.message.handle,
-                                                                  d.message.status))
+    ledger = TimerLedger(agent)
     unsubscribed: dict[int, float] = {}  # handle -> time
     original_unsubscribe = sim.unsubscribe
 

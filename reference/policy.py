@@ -1,10 +1,14 @@
 """Behaviour profiles as pure functions and tables: timing, response classes, reasons.
 
-Everything here is a function of its arguments; the random generator is passed in. Only the
-agent (`agent.py`) consults this module: its classification turns an input into a table event
-with these response classes and reason reactions, and its actions ask these functions for
-delays. The state machine (`subscription.py`) knows nothing of it: its rows are
-unconditional.
+Rules of this file:
+* Everything here is a function of its arguments; the random generator is passed in.
+* Decisions are separate from draws: the classifier (`classify.py`) decides a table event
+  with the pure predicates (`resubscribe_when`, `restart_guarded`) and never draws; the
+  action dispatcher (`actions.py`) draws the delays (`resubscribe_delay`, `restart_delay`,
+  `backoff_delay`) once per input. A property test pins each predicate to its draw.
+* The state machine (`subscription.py`) knows nothing of this module: its rows are
+  unconditional. `Timing` bundles the injectable arithmetic, `Rules` the named profile
+  differences, `Profile` what the classifier and the actions read of a profile.
 """
 
 from __future__ import annotations
@@ -111,6 +115,25 @@ def reason_reaction(reason: str | None) -> ReasonReaction:
     return REASON_TABLE.get((reason or "").lower(), UNKNOWN_REASON)
 
 
+RESTART_AT_ONCE = ReasonReaction("481", "now")
+"""The restart after a 481 to a refresh: the subscription is gone, a new one starts at once
+(unless the storm guard holds it back)."""
+
+NEVER, NOW, LATER = "never", "now", "later"
+
+
+def resubscribe_when(reaction: ReasonReaction, retry_after: int | None) -> str:
+    """When `resubscribe_delay` will ask for the next initial SUBSCRIBE, without drawing:
+    NEVER (it returns None), NOW (0) or LATER (> 0; a back-off is never 0, every timing
+    parameter being > 0)."""
+    kind = reaction.resubscribe
+    if kind in (NEVER, NOW):
+        return kind
+    if retry_after is not None:
+        return LATER if retry_after > 0 else NOW
+    return NOW if kind == "retry_after_or_now" else LATER
+
+
 def resubscribe_delay(reaction: ReasonReaction, retry_after: int | None, failures: int,
                       config: AgentConfig, rng: random.Random) -> float | None:
     """Seconds until the next initial SUBSCRIBE after a terminated NOTIFY; None = never."""
@@ -143,11 +166,16 @@ def restart_delay(config: AgentConfig, requested: float, lived: float, quick_res
     0.8·on_error_retry_time, doubling up to max_retry_time (RFC 6665 §4.1.3 asks for an
     immediate retry after `deactivated`, not for an endless loop: docs/behaviour.md).
     """
-    if lived >= config.stable_subscription_time:
-        quick_restarts = 0
-    if quick_restarts == 0:
+    if not restart_guarded(config, lived, quick_restarts):
         return requested, 1
     return max(requested, backoff_delay(config, quick_restarts, rng)), quick_restarts + 1
+
+
+def restart_guarded(config: AgentConfig, lived: float, quick_restarts: int) -> bool:
+    """Whether the storm guard holds back this restart (`restart_delay` then waits at least
+    a back-off, which is > 0): the ended subscription lived less than
+    `stable_subscription_time` and it is not the first quick restart."""
+    return lived < config.stable_subscription_time and quick_restarts > 0
 
 
 # ---------------------------------------------------------------- QSA status
@@ -194,6 +222,10 @@ class Timing:
         resubscribe_delay
     restart_delay: Callable[
         [AgentConfig, float, float, int, random.Random], tuple[float, int]] = restart_delay
+    # The draw-free decisions the classifier takes with the arithmetic above (a variant
+    # that swaps an arithmetic rule swaps its decision with it).
+    resubscribe_when: Callable[[ReasonReaction, int | None], str] = resubscribe_when
+    restart_guarded: Callable[[AgentConfig, float, int], bool] = restart_guarded
 
 
 DEFAULT_TIMING = Timing()
@@ -239,3 +271,16 @@ RULES: dict[str, Rules] = {
     "ser": _SER_RULES,
     "rfc6665": Rules(**{name: not value for name, value in vars(_SER_RULES).items()}),
 }
+
+
+# ---------------------------------------------------------------- what the core reads
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A running profile as the classifier and the actions see it: the configuration, its
+    named rules and the (injectable) delay arithmetic."""
+
+    config: AgentConfig
+    rules: Rules
+    timing: Timing

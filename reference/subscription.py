@@ -33,6 +33,12 @@ class State(Enum):
     TERMINATED = 9  # rfc6665 only
 
 
+# States in which the subscription waits for the answer to a SUBSCRIBE it sent.
+AWAITING_RESPONSE = frozenset({
+    State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
+    State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED,
+})
+
 
 class Event(Enum):
     NOTIFY = "notify"                      # a matched NOTIFY that is not terminating

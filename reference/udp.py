@@ -158,6 +158,10 @@ class UdpRuntime:
         # One loop timer (`_wakeup`) for the agent's next deadline.
         self._wakeup: asyncio.TimerHandle | None = None
         self._wakeup_at = math.inf
+        # Called with (now, the agent's next deadline) at each wake-up, before the core's
+        # timers fire (tests and tools watch the wake-ups through it; nothing patches the
+        # agent).
+        self.wake_observer: Callable[[float, float | None], None] | None = None
         self._pump = EffectPump(agent, _RuntimeWire(self))
         # Destinations that got a status during the current `_apply` (reused, not rebuilt).
         self._touched: list[str] = []
@@ -411,6 +415,8 @@ class UdpRuntime:
             self._wakeup = self.loop.call_later(EARLY_WAKE_RETRY, self._on_wakeup)
             return
         self._wakeup, self._wakeup_at = None, math.inf
+        if self.wake_observer is not None:
+            self.wake_observer(now, self.agent.next_deadline())
         self.counters.timers_fired += self._pump.wake(now, MAX_TIMER_BATCH)
         self._after_effects()
 

@@ -176,11 +176,13 @@ NO_DIALOG_STATES = frozenset({"WAITING", "TERMINATED"})
 
 
 def _unreachable(states: Sequence[str], events: Sequence[str]) -> str:
-    """Why no input reaches this row, from agent.py's dispatch; "" if some input can."""
+    """Why no input reaches this row, from the dispatch (agent.py, actions.py); "" if some
+    input can."""
     if all(s not in AWAITING_RESPONSE for s in states) and \
             all(e in RESPONSE_EVENTS for e in events):
         return ("unreachable: a response reaches the table only while the SUBSCRIBE is "
-                "outstanding (`_run` abandons the transaction in every other state)")
+                "outstanding (`actions.run`, rule 4, abandons the transaction in every other "
+                "state)")
     if all(s in NO_DIALOG_STATES for s in states) and all(e in NOTIFY_EVENTS for e in events):
         return "unreachable: no dialog in this state, so the agent answers 481 first"
     if list(states) == ["TERMINATED"] and list(events) == ["TICK"]:

@@ -4,10 +4,15 @@ The host adds only its clock (``env.now``) and its wire to the shared ``EffectPu
 datagrams become agent inputs, the agent's effects become datagrams, deliveries and trace
 records, and the core's timers cost one SimPy wake-up per host, armed for
 ``Agent.next_deadline()`` (no process and no SimPy event per timer).
+
+A benchmark may set ``AgentHost.clock`` (e.g. ``time.perf_counter``): every call into the
+agent is then timed (``agent_seconds``, ``agent_calls``). Unset, no clock is read: a
+simulation stays free of wall time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from reference import Agent, AgentConfig, EffectPump, MessageQueue, StatusMessage, TraceEvent
@@ -59,12 +64,19 @@ class AgentHost:
         self._wakeup: Wakeup | None = None
         self._wakeup_at = 0.0
         self._pump = EffectPump(self.agent, self)
+        self.clock: Callable[[], float] | None = None
+        self.agent_seconds = 0.0
+        self.agent_calls = 0
         network.add_node(name, address, self._datagram_received, aliases=aliases)
 
     # -- inputs -----------------------------------------------------------------------------
 
     def subscribe(self, record: str, subscriber: str, destination: str) -> int:
+        clock = self.clock
+        started = 0.0 if clock is None else clock()
         handle = self.agent.subscribe(record, subscriber, destination, now=self.env.now)
+        if clock is not None:
+            self._timed(clock() - started)
         self._pump.pump()
         return handle
 
@@ -73,7 +85,11 @@ class AgentHost:
         return handle * MAX_AGENTS + self.index
 
     def unsubscribe(self, handle: int) -> None:
+        clock = self.clock
+        started = 0.0 if clock is None else clock()
         self.agent.unsubscribe(handle, now=self.env.now)
+        if clock is not None:
+            self._timed(clock() - started)
         self._pump.pump()
 
     def close(self) -> None:
@@ -81,14 +97,32 @@ class AgentHost:
         self._pump.pump()
 
     def _datagram_received(self, data: bytes, source: Address) -> None:
-        self.agent.datagram_received(data, source, now=self.env.now)
+        clock = self.clock
+        if clock is None:
+            self.agent.datagram_received(data, source, now=self.env.now)
+        else:
+            started = clock()
+            self.agent.datagram_received(data, source, now=self.env.now)
+            self._timed(clock() - started)
         self._pump.pump()
 
     def _woken(self, wakeup: Wakeup) -> None:
         if wakeup is not self._wakeup:
             return  # superseded by an earlier one
         self._wakeup = None
-        self._pump.wake(self.env.now)
+        clock = self.clock
+        if clock is None:
+            self._pump.wake(self.env.now)
+            return
+        self._pump.disarm()  # what `wake` does first, with the agent's part timed
+        started = clock()
+        self.agent.handle_timers(self.env.now)
+        self._timed(clock() - started)
+        self._pump.pump()
+
+    def _timed(self, seconds: float) -> None:
+        self.agent_seconds += seconds
+        self.agent_calls += 1
 
     # -- the wire (reference.pump.Wire) -----------------------------------------------------
 

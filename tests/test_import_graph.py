@@ -146,3 +146,35 @@ def test_the_ua_layer_knows_nothing_of_presence() -> None:
     presence = {"reference.agent", "reference.subscription", "reference.policy",
                 "reference.pidf", "reference.qsa", "reference.config"}
     assert not import_graph()["reference.ua"] & presence
+
+
+# The core's rooms (docs/architecture.md): which project modules each may import, besides
+# the SIP layer (`reference.sip*`). A module below another never imports it: the
+# classifier knows no state it could change (no core, no actions), the actions no facade,
+# the UA layer no presence.
+CORE_EDGES: dict[str, set[str]] = {
+    "reference.pump": {"reference.agent", "reference.effects", "reference.qsa"},
+    "reference.agent": {"reference.actions", "reference.classify", "reference.config",
+                        "reference.core", "reference.effects", "reference.ids",
+                        "reference.packages", "reference.policy", "reference.subscribe_input",
+                        "reference.subscription", "reference.timers", "reference.ua"},
+    "reference.actions": {"reference.classify", "reference.core", "reference.policy",
+                          "reference.qsa", "reference.reginfo", "reference.rlmi",
+                          "reference.subscription"},
+    "reference.core": {"reference.classify", "reference.config", "reference.effects",
+                       "reference.ids", "reference.packages", "reference.policy",
+                       "reference.qsa", "reference.reginfo", "reference.rlmi",
+                       "reference.subscription", "reference.timers", "reference.ua"},
+    "reference.classify": {"reference.effects", "reference.packages", "reference.pidf",
+                           "reference.policy", "reference.reginfo", "reference.rlmi",
+                           "reference.subscription"},
+    "reference.ua": {"reference.effects", "reference.timers"},
+    "reference.policy": {"reference.config"},
+}
+
+
+def test_the_core_rooms_import_only_their_allowed_edges() -> None:
+    graph = import_graph()
+    for module, allowed in CORE_EDGES.items():
+        extra = {t for t in graph[module] if not t.startswith("reference.sip")} - allowed
+        assert not extra, f"{module} imports {sorted(extra)}: not an edge of the picture"

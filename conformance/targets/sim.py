@@ -30,7 +30,8 @@ EPSILON = 1e-6
 
 
 class AgentFactory(Protocol):
-    """Builds the agent under test (`Agent` itself, or a subclass with a deliberate defect)."""
+    """Builds the agent under test (`Agent` itself, or one built with a deliberate defect in
+    an injected collaborator)."""
 
     def __call__(self, config: AgentConfig, *, ids: IdSource | None = None) -> Agent: ...
 

@@ -1,12 +1,11 @@
 """The library must catch broken subscribers: each variant below is the reference agent with
 one deliberate defect, and at least one scenario must fail against it (sim target).
 
-Most variants are built from the agent's collaborators: a different action in the action
-table, a different row in the transition table, a different rule in the delay arithmetic
-(`policy.Timing`), a different UA layer (`reference.ua.UserAgent`) or a different identifier
-source (`reference.ids`). One still subclasses a private method of `Agent`, because the part
-it breaks (the NOTIFY checks) is not a collaborator yet (issue 14 leaves the classifier
-inside `Agent`)."""
+Every variant is built from the agent's injected collaborators, none subclasses `Agent`: a
+different action in the action table, a different row in the transition table, a different
+rule in the delay arithmetic (`policy.Timing`), a different classifier
+(`reference.classify`), a different UA layer class (`reference.ua.UserAgent`) or a different
+identifier source (`reference.ids`)."""
 
 from __future__ import annotations
 
@@ -21,7 +20,8 @@ from conformance.runner import DIFFERS, FAIL, run_scenario
 from conformance.scenario import Scenario, load
 from conformance.targets.sim import AgentFactory, SimTarget
 from reference import Agent, AgentConfig, policy
-from reference.agent import ACTIONS
+from reference.actions import ACTIONS
+from reference.classify import CLASSIFIERS, check_cseq_order
 from reference.ids import CALL_ID_BYTES, TAG_BYTES, IdSource, SeededIds
 from reference.sip import Request
 from reference.subscription import TABLES, Action, Event, Row, State, Table
@@ -55,18 +55,14 @@ class _AnswersUnknownDialogsUA(UserAgent):
 
 
 def answers_unknown_dialogs(config: AgentConfig, *, ids: IdSource | None = None) -> Agent:
-    """Answers 200 where 481 is due (NOTIFY for no subscription): its UA layer is swapped."""
-    agent = Agent(config, ids=ids)
-    ua = agent.ua
-    agent.ua = _AnswersUnknownDialogsUA(agent, ua.settings, ua.timers, ua.effects, ua.count,
-                                        ua.trace, ua.tracing)
-    return agent
+    """Answers 200 where 481 is due (NOTIFY for no subscription): its UA layer's class."""
+    return Agent(config, ids=ids, ua_class=_AnswersUnknownDialogsUA)
 
 
-def _resend_same_expires(agent: Agent, sub: Any, ctx: Any) -> None:
+def _resend_same_expires(core: Any, sub: Any, facts: Any, delay: float | None) -> None:
     """Answers a 423 by resending the same Expires."""
     sub.min_expires_retried = True
-    agent._send_in_dialog(sub, sub.requested_expires, ctx.now)
+    core.send_in_dialog(sub, sub.requested_expires, facts.now)
 
 
 class _ReusedCallIds:
@@ -106,25 +102,17 @@ _NOTIFY_EVENTS = frozenset({Event.NOTIFY, Event.NOTIFY_TERMINATED, Event.NOTIFY_
                             Event.NOTIFY_TERMINATED_LATER, Event.NOTIFY_TERMINATED_FINAL})
 
 
-def _notify_seen_without_expires(agent: Agent, sub: Any, ctx: Any) -> None:
+def _notify_seen_without_expires(core: Any, sub: Any, facts: Any,
+                                 delay: float | None) -> None:
     """Does not reschedule the refresh from a NOTIFY's `expires`."""
-    ctx.granted = None
-    ACTIONS[Action.NOTIFY_SEEN](agent, sub, ctx)
+    ACTIONS[Action.NOTIFY_SEEN](core, sub, dataclasses.replace(facts, granted=None), delay)
 
 
-class AcceptsOldCSeq(Agent):
-    """Never answers 500 to an out-of-order NOTIFY CSeq."""
-
-    def _check_notify(self, sub: Any, notify: Request, ctx: Any) -> bool:
-        dialog = sub.dialog
-        saved = dialog.remote_cseq if dialog is not None else None
-        if dialog is not None:
-            dialog.remote_cseq = None
-        try:
-            return super()._check_notify(sub, notify, ctx)
-        finally:
-            if dialog is not None and dialog.remote_cseq is None:
-                dialog.remote_cseq = saved
+def accepts_old_cseq(config: AgentConfig, *, ids: IdSource | None = None) -> Agent:
+    """Never answers 500 to an out-of-order NOTIFY CSeq: its classifier skips that check."""
+    classifier = CLASSIFIERS[config.profile]
+    return Agent(config, ids=ids, classifier=dataclasses.replace(classifier, notify_checks=tuple(
+        check for check in classifier.notify_checks if check is not check_cseq_order)))
 
 
 def _without_timer_n(table: Table) -> Table:
@@ -158,6 +146,14 @@ def _restart_as_asked(config: AgentConfig, requested: float, lived: float,
     return requested, 1
 
 
+def _never_guarded(config: AgentConfig, lived: float, quick_restarts: int) -> bool:
+    return False
+
+
+def _when_without_retry_after(reaction: Any, retry_after: int | None) -> str:
+    return policy.resubscribe_when(reaction, None)
+
+
 ORIGINAL_BACKOFF = policy.backoff_delay
 ORIGINAL_RESUBSCRIBE = policy.resubscribe_delay
 
@@ -178,13 +174,15 @@ VARIANTS: dict[str, AgentFactory] = {
     "200-to-unknown-dialog": answers_unknown_dialogs,
     "resurrects-on-unsubscribe-error": _with(table=_resurrects_on_unsubscribe_error),
     "ignores-retry-after": _with(backoff_delay=_backoff_without_retry_after,
-                                 resubscribe_delay=_reason_without_retry_after),
+                                 resubscribe_delay=_reason_without_retry_after,
+                                 resubscribe_when=_when_without_retry_after),
     "ignores-notify-expires": _with(
         actions={Action.NOTIFY_SEEN: _notify_seen_without_expires}),
-    "accepts-old-cseq": AcceptsOldCSeq,
+    "accepts-old-cseq": accepts_old_cseq,
     "no-timer-n": _with(table=_without_timer_n),
     "retries-without-back-off": _with(backoff_delay=_retry_at_once),
-    "re-subscribe-storm": _with(restart_delay=_restart_as_asked),
+    "re-subscribe-storm": _with(restart_delay=_restart_as_asked,
+                                restart_guarded=_never_guarded),
 }
 
 CAUGHT: dict[str, list[str]] = {}

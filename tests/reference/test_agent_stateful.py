@@ -180,13 +180,13 @@ class AgentMachine(RuleBasedStateMachine):
     @invariant()
     def indexes_are_consistent(self) -> None:
         agent = self.h.agent
-        for call_id, handle in agent._by_dialog.items():
+        for call_id, handle in agent.core.by_dialog.items():
             sub = agent.subscriptions.get(handle)
             assert sub is not None and sub.dialog is not None, (call_id, handle)
             assert sub.dialog.call_id == call_id
         for handle, sub in agent.subscriptions.items():
             if sub.dialog is not None:
-                assert agent._by_dialog.get(sub.dialog.call_id) == handle
+                assert agent.core.by_dialog.get(sub.dialog.call_id) == handle
         # At most one live (unanswered) SUBSCRIBE per subscription, and it is the awaited one.
         live: dict[int, int] = {}
         for branch, entry in agent.ua.clients.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reference.agent import ACTIONS
+from reference.actions import ACTIONS
 from reference.subscription import (
     EVENTS,
     RFC6665_TABLE,

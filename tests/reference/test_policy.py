@@ -123,5 +123,39 @@ def test_profile_rules_name_every_difference_and_the_agent_never_asks_the_profil
     assert all(getattr(ser, name) != getattr(rfc, name) for name in vars(ser))
     assert ser.close_forgets and ser.drop_bad_pidf and not rfc.close_forgets
     root = Path(__file__).resolve().parents[2] / "reference"
-    for module in ("agent.py", "ua.py"):
+    for module in ("agent.py", "ua.py", "classify.py", "actions.py", "core.py"):
         assert "is_ser" not in (root / module).read_text(), module
+
+
+# ---------------------------------------------------------------- decisions vs draws
+@given(st.sampled_from([*policy.REASON_TABLE.values(), policy.UNKNOWN_REASON,
+                        policy.RESTART_AT_ONCE]),
+       st.none() | st.integers(0, 10**6), st.integers(1, 40), st.integers(0, 2**32),
+       st.integers(1, 10**4), st.integers(1, 10**5), st.sampled_from(["ser", "rfc6665"]))
+def test_resubscribe_when_decides_what_resubscribe_delay_draws(
+        reaction: policy.ReasonReaction, retry_after: int | None, failures: int, seed: int,
+        retry_time: int, max_retry: int, profile: str) -> None:
+    config = AgentConfig(profile=profile, on_error_retry_time=retry_time,
+                         max_retry_time=max_retry)
+    delay = policy.resubscribe_delay(reaction, retry_after, failures, config,
+                                     random.Random(seed))
+    when = policy.resubscribe_when(reaction, retry_after)
+    assert when == (policy.NEVER if delay is None else policy.NOW if delay == 0
+                    else policy.LATER)
+
+
+@given(st.floats(0, 10**5), st.floats(0, 10**4), st.integers(0, 70), st.integers(0, 2**32),
+       st.integers(1, 10**4), st.integers(1, 10**5), st.integers(1, 10**4))
+def test_restart_guarded_decides_whether_restart_delay_holds_back(
+        requested: float, lived: float, quick: int, seed: int, retry_time: int,
+        max_retry: int, stable: int) -> None:
+    config = AgentConfig(profile="rfc6665", on_error_retry_time=retry_time,
+                         max_retry_time=max_retry, stable_subscription_time=stable)
+    delay, count = policy.restart_delay(config, requested, lived, quick, random.Random(seed))
+    guarded = policy.restart_guarded(config, lived, quick)
+    assert delay >= requested
+    assert count == (quick + 1 if guarded else 1)
+    if guarded:
+        assert delay > 0  # so a guarded restart at once is always a later one
+    else:
+        assert delay == requested

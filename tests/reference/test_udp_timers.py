@@ -20,15 +20,8 @@ from tests.reference.test_udp import run, until
 
 def _watch_wakes(runtime: UdpRuntime) -> list[tuple[float, float | None]]:
     """Record (now, the agent's next deadline) at every wake-up of the agent's timers."""
-    agent = runtime.agent
     wakes: list[tuple[float, float | None]] = []
-    real = agent.handle_timers
-
-    def handle_timers(now: float, limit: int | None = None) -> int:
-        wakes.append((now, agent.next_deadline()))
-        return real(now, limit)
-
-    agent.handle_timers = handle_timers  # type: ignore[method-assign]
+    runtime.wake_observer = lambda now, deadline: wakes.append((now, deadline))
     return wakes
 
 
