@@ -14,6 +14,7 @@ run takes on `workers` otherwise idle cores.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -24,6 +25,10 @@ from simulator.run import run_shard
 from simulator.workload import load_workload
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -37,6 +42,8 @@ def main() -> None:
     every = shards_of(workload, args.seed)
     chosen = every[: args.shards] if args.shards else every
     hours = workload.duration / 3600.0
+    print(f"{workload.name}: {len(chosen)} of {len(every)} shards on {args.workers} workers; "
+          f"load average {_load()}", flush=True)  # fmt: skip
     started = time.perf_counter()
     first_done: list[float] = []
     so_far = [0, 0.0]  # subscriptions, CPU seconds
@@ -51,7 +58,8 @@ def main() -> None:
             f"  {shard.name} done at {time.perf_counter() - started:.0f} s: "
             f"{result.metrics.subscribe_calls} subscriptions, CPU {result.cpu_seconds:.1f} s, "
             f"wall {result.wall_seconds:.1f} s, RSS {result.peak_memory_kib / 1024:.0f} MiB; "
-            f"so far {so_far[1] * 1e3 / (so_far[0] * hours):.3f} ms CPU/subscriber-hour",
+            f"so far {so_far[1] * 1e3 / (so_far[0] * hours):.3f} ms CPU/subscriber-hour; "
+            f"load {_load()}",
             flush=True,
         )
 
@@ -80,7 +88,8 @@ def main() -> None:
     )
     print(
         f"wall {wall:.1f} s with {args.workers} workers (first shard back after "
-        f"{first_done[0] if first_done else 0:.1f} s, with the cluster start-up)"
+        f"{first_done[0] if first_done else 0:.1f} s, with the cluster start-up); "
+        f"load average at the end {_load()}"
     )
     print(
         f"shard CPU {cpu:.1f} s, shard wall {shard_wall:.1f} s (CPU share {cpu / shard_wall:.0%}:"

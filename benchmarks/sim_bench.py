@@ -19,16 +19,37 @@ bare-SimPy event rate; <= 2 KiB per subscription.
     .venv/bin/python benchmarks/sim_bench.py                   # 100k subscriptions
     .venv/bin/python benchmarks/sim_bench.py --subscriptions 10000 --federation
     .venv-fast/bin/python benchmarks/sim_bench.py              # the compiled build (setup.py)
+
+Against a git ref (``--baseline REF``): the ref's tree is exported (``git archive``) to a
+temporary directory and measured beside the working tree in the same run, each measurement
+in a fresh interpreter (the same Python; ``PYTHONPATH`` picks the tree), baseline and working
+tree alternating, ``--repeat N`` times each; it prints the medians and their ratios:
+CPU seconds of the N x 1 h run (build included; CPU, not wall, because the machine is
+shared), subscriber-hours per CPU second, peak RSS, Python heap per live subscription
+half-way through and at the end of a ``--memory-sample`` run (tracemalloc, after a full
+collection) and, with ``--federation``, the CPU seconds of federation-20k.
+
+    .venv/bin/python benchmarks/sim_bench.py --baseline main --repeat 3
+    .venv/bin/python benchmarks/sim_bench.py --baseline main --subscriptions 10000 --federation
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import os
 import random
 import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import simpy
 
@@ -190,6 +211,141 @@ def bench_federation(seed: int) -> None:
           f"availability {s['availability']:.5f}")  # fmt: skip
 
 
+# -- against a baseline (--baseline REF) ---------------------------------------------------
+
+
+def _child_run(subscriptions: int) -> dict[str, float]:
+    workload = _bench_workload(subscriptions)
+    cpu, wall = time.process_time(), time.perf_counter()
+    sim = build(workload, 1)
+    sim.run(workload.duration)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    subs = sim.metrics.subscribe_calls
+    return {
+        "cpu": cpu,
+        "wall": wall,
+        "subscriptions": subs,
+        "subscriber_hours_per_cpu_second": subs / cpu,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _child_memory(subscriptions: int) -> dict[str, float]:
+    """Heap per live subscription half-way (steady state: between the initial wave and the
+    refresh wave) and at the end (the refresh wave's transactions and remembered answers,
+    kept 32 s and more, still live)."""
+    workload = _bench_workload(subscriptions)
+    tracemalloc.start()
+    sim = build(workload, 1)
+    sim.run(workload.duration / 2)
+    gc.collect()
+    half = tracemalloc.get_traced_memory()[0] / len(sim.live)
+    sim.run(workload.duration)
+    gc.collect()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    live = len(sim.live)
+    return {
+        "heap_per_live_half_way": half,
+        "heap_per_live_subscription": current / live,
+        "peak_heap_per_live": peak / live,
+    }
+
+
+def _child_federation() -> dict[str, float]:
+    workload = load_workload(ROOT / "scenarios" / "load" / "federation-20k.yaml")
+    cpu = time.process_time()
+    sim = build(workload, 1)
+    sim.run(workload.duration)
+    return {"federation_cpu": time.process_time() - cpu}
+
+
+def _child(what: str, subscriptions: int) -> None:
+    import simulator
+
+    if what == "run":
+        result = _child_run(subscriptions)
+    elif what == "memory":
+        result = _child_memory(subscriptions)
+    else:
+        result = _child_federation()
+    print(json.dumps({"tree": str(Path(simulator.__file__).parents[1]), **result}))
+
+
+def _export(ref: str, into: Path) -> str:
+    """The tree of ``ref`` written to ``into``; returns the commit it names."""
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=ROOT, check=True,
+                             capture_output=True).stdout  # fmt: skip
+    with tempfile.TemporaryFile() as handle:
+        handle.write(archive)
+        handle.seek(0)
+        with tarfile.open(fileobj=handle) as tar:
+            tar.extractall(into, filter="data")
+    return commit
+
+
+def _measure(tree: Path, what: str, subscriptions: int) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", what,
+                          "--subscriptions", str(subscriptions)],
+                         cwd=tree, env=env, check=True, capture_output=True, text=True)  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if Path(result.pop("tree")).resolve() != tree.resolve():
+        raise SystemExit(f"sim_bench: the child imported the simulator from elsewhere, not {tree}")
+    return result
+
+
+def compare(ref: str, repeat: int, subscriptions: int, memory_sample: int, federation: bool,
+            ) -> None:  # fmt: skip
+    plan = [("run", subscriptions)]
+    if memory_sample:
+        plan.append(("memory", memory_sample))
+    if federation:
+        plan.append(("federation", 0))
+    with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
+        base_tree = Path(tmp)
+        commit = _export(ref, base_tree)
+        head = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+        print(f"baseline {ref} = {commit[:12]} (exported to {base_tree}); now: working tree "
+              f"{head}; {repeat} x each, alternating; load average before: "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
+        samples: dict[str, dict[str, list[float]]] = {"base": {}, "now": {}}
+        for round_ in range(repeat):
+            for what, size in plan:
+                # Alternate which tree goes first, so a load change hits both alike.
+                order = [("base", base_tree), ("now", ROOT)]
+                if round_ % 2:
+                    order.reverse()
+                for label, tree in order:
+                    result = _measure(tree, what, size)
+                    for key, value in result.items():
+                        samples[label].setdefault(key, []).append(float(value))
+                    shown = ", ".join(f"{k} {v:,.1f}" for k, v in result.items())
+                    print(f"  round {round_ + 1} {what:10s} {label}: {shown}", flush=True)
+    print(f"medians of {repeat} (load average after: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}):")  # fmt: skip
+    print(f"  {'measurement':42s} {'baseline':>12s} {'now':>12s} {'now/base':>9s}")
+    names = {
+        "cpu": f"CPU s, {subscriptions:,} subscriptions x 1 h",
+        "wall": "  wall s (shared machine: indicative)",
+        "subscriber_hours_per_cpu_second": "subscriber-hours per CPU second",
+        "peak_rss_mib": "peak RSS MiB",
+        "heap_per_live_half_way": f"heap B per live subscription ({memory_sample:,}), 30 min",
+        "heap_per_live_subscription": "  ... at the end (1 h, in the refresh wave)",
+        "peak_heap_per_live": "  peak heap B per live subscription",
+        "federation_cpu": "CPU s, federation-20k",
+    }
+    for key, name in names.items():
+        if key not in samples["now"]:
+            continue
+        base = statistics.median(samples["base"][key])
+        now = statistics.median(samples["now"][key])
+        print(f"  {name:42s} {base:12,.1f} {now:12,.1f} {now / base:8.3f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscriptions", type=int, default=100_000)
@@ -200,7 +356,22 @@ def main() -> None:
                         help="time the agent core's calls (adds ~1 us per call)")  # fmt: skip
     parser.add_argument("--memory-sample", type=int, default=5000,
                         help="subscriptions in the tracemalloc run (0: skip)")  # fmt: skip
+    parser.add_argument("--baseline", metavar="REF",
+                        help="compare with this git ref (e.g. main) in the same run")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="with --baseline: measurements per tree (medians)")  # fmt: skip
+    parser.add_argument("--child", choices=("run", "memory", "federation"),
+                        help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.subscriptions)
+        return
+    if args.baseline:
+        if args.repeat < 1:
+            parser.error("--repeat must be at least 1")
+        compare(args.baseline, args.repeat, args.subscriptions, args.memory_sample,
+                args.federation)  # fmt: skip
+        return
     # The compiled build (setup.py, B2B_COMPILE=1) is about 1.35x faster: say which one ran.
     print(f"build: {build_kind()}")
     if not args.skip_timers:

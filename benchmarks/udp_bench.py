@@ -1,7 +1,8 @@
 """NOTIFY throughput of the agent on real UDP (asyncio runtime, one core).
 
 Run: ``.venv/bin/python benchmarks/udp_bench.py [--subscriptions 200] [--seconds 5]
-[--window 64] [--profile rfc6665] [--repeat 1] [--loop asyncio|uvloop] [--json]``.
+[--window 64] [--profile rfc6665] [--repeat 1] [--loop asyncio|uvloop] [--json]
+[--cprofile FILE]``.
 
 The agent (this process, `UdpRuntime`, traces off) holds N established subscriptions to a
 load-generating notifier in a child process. The notifier keeps `window` in-dialog NOTIFYs
@@ -18,12 +19,15 @@ another process takes the agent's core, the CPU cost per NOTIFY hardly moves. Wi
 loss in any run is reported. ``--loop`` picks the agent's event loop (default: uvloop where
 installed, as `b2b-agent`); ``--json`` prints each run as one JSON object instead
 (benchmarks/lab_bench.py reads it), with whether the SIP parser runs compiled.
+``--cprofile FILE`` runs the agent under cProfile during the load phase (its CPU figures are
+then the profiler's, not the agent's) and writes the stats to FILE.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import select
 import socket
@@ -227,9 +231,15 @@ async def agent_main(args: argparse.Namespace) -> dict[str, Any]:
         line = await asyncio.wait_for(child.stdout.readline(), 90)
         if not line or "load" not in json.loads(line):
             return json.loads(line) if line else {"error": "notifier died"}
+        profiler = cProfile.Profile() if args.cprofile else None
         cpu_before = time.process_time()
         wall_before = time.monotonic()
+        if profiler is not None:
+            profiler.enable()
         line = await asyncio.wait_for(child.stdout.readline(), args.seconds + 90)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.cprofile)
         cpu = time.process_time() - cpu_before
         wall = time.monotonic() - wall_before
         result: dict[str, Any] = json.loads(line) if line else {"error": "notifier died"}
@@ -264,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", choices=loops.LOOPS, default=loops.default_loop(),
                         help="the agent's event loop (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="one JSON object per run")
+    parser.add_argument("--cprofile", metavar="FILE",
+                        help="profile the agent over the load phase, pstats written to FILE "
+                             "(benchmarks/notify_profile.py reads it)")
     parser.add_argument("--notifier", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.notifier:

@@ -23,7 +23,13 @@ from tqdm import tqdm
 
 from conformance import coverage, reports, verdict_page
 from conformance.runner import ScenarioResult, run_scenario
-from conformance.scenario import PROFILES, Scenario, load, untagged_expectations
+from conformance.scenario import (
+    PROFILES,
+    Scenario,
+    load,
+    unattributed_checks,
+    untagged_expectations,
+)
 from conformance.targets import TARGET_NAMES, make_target
 
 Progress = Callable[[ScenarioResult], None]
@@ -201,7 +207,7 @@ def _main(argv: Sequence[str] | None) -> int:
     scenarios, errors = load(paths, getattr(args, "pattern", None))
     if args.command == "lint":
         for scenario in scenarios:
-            untagged = untagged_expectations(scenario)
+            untagged = untagged_expectations(scenario) + unattributed_checks(scenario)
             if untagged:
                 errors.append("\n".join(untagged))
     for error in errors:

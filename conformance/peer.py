@@ -9,13 +9,22 @@ its NOTIFY CSeq counter and the subscriber's Contact.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reference.pidf import build_pidf
 from reference.reginfo import RegContact, Registration, build_reginfo
-from reference.sip import Headers, Request, Response, SipParseError, make_response, parse_uri
+from reference.sip import (
+    Headers,
+    Request,
+    Response,
+    SipParseError,
+    make_response,
+    parse_message,
+    parse_uri,
+)
 
 PIDF_TYPE = "application/pidf+xml"
 REGINFO_TYPE = "application/reginfo+xml"
@@ -34,6 +43,35 @@ class Captured:
     peer_tag: str
     reply: bytes | None = None
     source: str = ""              # host:port it came from ("" on one-to-one targets)
+
+
+def registrar_reply(data: bytes, default_expires: int = 3600) -> bytes | None:
+    """The 200 OK a minimal registrar gives a REGISTER (RFC 3261 §10.3): the binding's
+    Contact back with its expiry (the request's Expires, else `default_expires`); no
+    Contact for a removal (Expires 0 or `*`). None when the datagram is no REGISTER that
+    parses. Nothing is stored: the peer only lets a subscriber that subscribes once it is
+    registered (linphone) get that far."""
+    try:
+        request = parse_message(data)
+    except SipParseError:
+        return None
+    if not isinstance(request, Request) or request.method != "REGISTER":
+        return None
+    try:
+        expires = request.expires
+    except SipParseError:
+        expires = None
+    contact = request.headers.get("Contact")
+    in_contact = re.search(r";\s*expires\s*=\s*(\d+)", contact or "", re.IGNORECASE)
+    if in_contact:  # the binding's own expiry wins over the Expires header (§10.2.1.1)
+        expires = int(in_contact.group(1))
+    seconds = default_expires if expires is None else expires
+    headers: list[tuple[str, str]] = []
+    if contact and contact.strip() != "*" and seconds > 0:
+        shown = contact if "expires=" in contact.lower() else f"{contact};expires={seconds}"
+        headers.append(("Contact", shown))
+    headers.append(("Expires", str(seconds)))
+    return make_response(request, 200, None, to_tag="registrar", headers=headers).to_bytes()
 
 
 @dataclass

@@ -46,9 +46,9 @@ SCHEMA_PATH = Path(__file__).with_name("scenario_schema.json")
 # Capabilities a target may offer. The first four are served by the built-in targets (`reg`:
 # QSA subscriptions to the RFC 3680 `reg` package, `subscribe: {package: reg}`, by `sim` and
 # `udp`, not by a SIP-only subscriber triggered for presence); the others name optional
-# features of a subscriber (its "PICS") that the reference agent does not have, so a scenario
-# requiring one is n/a on every built-in target but still documents the test for a subscriber
-# that declares the feature.
+# features of a subscriber (its "PICS"). The reference agent has all of them but `notify-auth`
+# in its rfc6665 profile and none in `ser` (SER's presence_b2b had none, issue 18): a built-in
+# target declares them per profile (`features_for`).
 TARGET_CAPABILITIES = ("status", "faults", "unsubscribe", "reg")
 OPTIONAL_FEATURES = (
     "notify-auth",      # challenges NOTIFYs (SUB-026)
@@ -59,6 +59,18 @@ OPTIONAL_FEATURES = (
     "option-tags",      # sends Require/option tags it can drop on 420 (SUB-130)
 )
 CAPABILITIES = TARGET_CAPABILITIES + OPTIONAL_FEATURES
+# The optional features of the reference agent, per profile (the `sim` and `udp` targets).
+# notify-auth is not among them: challenging NOTIFYs needs a secret shared with every
+# notifier, which neither SER nor the presence servers of the lab have (docs/conformance.md).
+REFERENCE_FEATURES: dict[str, frozenset[str]] = {
+    "ser": frozenset(),
+    "rfc6665": frozenset({"subscribe-auth", "fetch", "pres-uri", "rfc5839", "option-tags"}),
+}
+# The credentials the built-in targets give the reference agent (every subscriber, every
+# realm), so that a scenario's challenges can be answered; a scenario's peer never checks the
+# digest (the Kamailio interop test does, tests/interop/test_kamailio_auth.py).
+LAB_USERNAME = "bob"
+LAB_PASSWORD = "lab-secret"
 
 
 class ScenarioError(ValueError):
@@ -297,6 +309,37 @@ def untagged_expectations(scenario: Scenario) -> list[str]:
             f"{step.action}: says nothing about what it tests (add `tests: [SUB-nnn]` "
             f"or `tests: [{REFERENCE}]`)"
             for step in scenario.steps if step.action in ASSERTIONS and not step.tests]
+
+
+def unattributed_checks(scenario: Scenario) -> list[str]:
+    """`lint`: in a step that tests several requirements, every matcher names the one it
+    tests (`match_tests`, `uri_tests`), so that its failure blames that requirement only,
+    and names only requirements the step tests. The arrival of the request (its method
+    and window) and the status of a NOTIFY's answer are the step's own check: they blame
+    every requirement in `tests` (an RFC window blames `rfc_tests`)."""
+    problems = []
+    for step in scenario.steps:
+        args = step.args if isinstance(step.args, dict) else {}
+        tested = set(step.tests)
+        where = f"{scenario.path}: scenario {scenario.name!r}: steps[{step.index}] {step.action}"
+        named = {f"match_tests.{k}": v for k, v in (args.get("match_tests") or {}).items()}
+        if args.get("uri_tests"):
+            named["uri_tests"] = args["uri_tests"]
+        for key, ids in named.items():
+            stray = [rid for rid in ids if rid not in tested]
+            if stray:
+                problems.append(f"{where}: {key} names {', '.join(stray)}, which the step "
+                                "does not test (add it to `tests`)")
+        if step.action not in ("expect", "expect_response") or len(tested) < 2:
+            continue
+        checks = [f"match_tests.{k}" for k in (args.get("match") or {})]
+        checks += ["uri_tests"] if "uri" in args else []
+        checks += ["match_tests.body"] if "body" in args else []
+        missing = [c for c in checks if c not in named]
+        if missing:
+            problems.append(f"{where}: tests {', '.join(step.tests)}: say which one each "
+                            f"check tests ({', '.join(missing)})")
+    return problems
 
 
 def semantic_problems(scenario: Scenario) -> list[str]:

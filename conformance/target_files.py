@@ -43,7 +43,7 @@ DEFAULT_JOBS = 6
 KEYS = {"kind", "name", "description", "target", "agent_address", "trigger", "untrigger",
         "start", "stop", "profiles", "jobs", "tolerance", "tolerance_ratio", "env",
         "untrigger_on_close", "launch", "config_templates", "trigger_timeout",
-        "declarations"}
+        "declarations", "registrar"}
 # The target's declared parameters and limits (ETSI's PIXIT / PICS), echoed in the report.
 DECLARATION_KEYS = {
     "expires",            # the Expires it asks for (s)
@@ -53,7 +53,13 @@ DECLARATION_KEYS = {
     "max_subscriptions",  # how many subscriptions it holds at once
     "features",           # optional features claimed: rfc5839, subscribe-auth, ...
     "artefacts",          # configuration artefacts to discount when reading the verdicts
+    "grant",              # what the peer grants: `asked` (default) or `scenario` (below)
 }
+# `grant: asked`: where a scenario grants the reference's own request, the peer grants the
+# Expires the target asked for. `grant: scenario`: the peer grants the scenario's number
+# (e.g. 10 s) whatever the target asked, for a target that asks for long subscriptions and
+# would otherwise never refresh within a run (pua asked 3600 s refreshes a 10 s grant).
+GRANTS = ("asked", "scenario")
 LAUNCH_TIMEOUT = 10.0
 
 
@@ -83,6 +89,8 @@ class TargetFile:
     config_templates: tuple[str, ...] = ()  # files of the target's folder, rendered per run
     trigger_timeout: float = 5.0
     declarations: Mapping[str, Any] = field(default_factory=dict)
+    # The peer answers REGISTER 200 (a subscriber that subscribes only once registered).
+    registrar: bool = False
 
     @property
     def target_dir(self) -> Path:
@@ -138,6 +146,8 @@ def load_target_file(path: str | Path) -> TargetFile:
         raise TargetFileError(f"{file}: declarations: unknown field(s) "
                               f"{', '.join(sorted(unknown_declarations))} (known: "
                               f"{', '.join(sorted(DECLARATION_KEYS))})")
+    if declarations.get("grant", "asked") not in GRANTS:
+        raise TargetFileError(f"{file}: declarations.grant: choose from {', '.join(GRANTS)}")
     features = declarations.get("features") or []
     if not isinstance(features, list) or any(f not in OPTIONAL_FEATURES for f in features):
         raise TargetFileError(f"{file}: declarations.features: choose from "
@@ -168,7 +178,7 @@ def load_target_file(path: str | Path) -> TargetFile:
             untrigger_on_close=bool(data.get("untrigger_on_close", False)),
             launch=data.get("launch"), config_templates=tuple(templates),
             trigger_timeout=float(data.get("trigger_timeout", 5.0)),
-            declarations=dict(declarations))
+            declarations=dict(declarations), registrar=bool(data.get("registrar", False)))
     except (TypeError, ValueError) as exc:
         raise TargetFileError(f"{file}: {exc}") from exc
 
@@ -282,6 +292,7 @@ class TemplatedSipOnlyTarget:
         limit = declared.get("max_subscriptions")
         self.max_subscriptions: int | None = int(limit) if limit is not None else None
         self.declared_names = {"t1": float(declared["t1"])} if "t1" in declared else {}
+        self.grants_asked = declared.get("grant", "asked") == "asked"
 
     def open(self, scenario: Scenario, profile: str) -> SipOnlySession:
         params = run_params(scenario, profile)
@@ -302,10 +313,14 @@ class TemplatedSipOnlyTarget:
                                    trigger_timeout=self.spec.trigger_timeout)
         session.capabilities = self.capabilities
         session.declared_names = self.declared_names
+        session.grants_asked = self.grants_asked
+        session.registrar = self.spec.registrar
         session.untrigger_on_close = self.spec.untrigger_on_close
         if self.spec.launch:
             run_dir = Path(tempfile.mkdtemp(prefix="b2b-run-"))
-            values.update(config_dir=str(run_dir), peer=session.peer_hostport)
+            values.update(config_dir=str(run_dir), peer=session.peer_hostport,
+                          record=scenario.record.replace("{peer}", session.peer_hostport),
+                          subscriber=scenario.subscriber)
             try:
                 for name in self.spec.config_templates:
                     text = (self.spec.target_dir / name).read_text(encoding="utf-8")
@@ -407,6 +422,8 @@ def describe(spec: TargetFile) -> dict[str, Any]:
         value = getattr(spec, key)
         if value:
             out[key] = " ".join(value.split())
+    if spec.registrar:
+        out["registrar"] = "the peer answers REGISTER 200"
     out.update({"profiles": list(spec.profiles), "jobs": spec.jobs,
                 "tolerance": f"{spec.tolerance:g} s + {spec.tolerance_ratio:g} x window"})
     out.update({f"declared {k}": v for k, v in spec.declarations.items()})

@@ -127,10 +127,18 @@ DEFECTS: tuple[Defect, ...] = (
 
 
 # Violations no §7/§9 entry names, and why (shown under the cross-check table).
+_NO_AUTH = ("presence_b2b sends no credentials (spec §4.1; SER-060): a 401/407 is an error "
+            "like any other, retried later without credentials; not in §7, which judges "
+            "only what the module does")
 UNMAPPED_NOTES: dict[str, str] = {
     "SUB-077": "spec §5 (QSA messages: `data` is NULL for an empty body) makes an empty "
                "NOTIFY a status without a document; §7 does not list it as a defect, so "
                "the defect list misses this RFC 3856 §6.8 deviation",
+    **{rid: _NO_AUTH for rid in ("AUTH-001", "AUTH-002", "AUTH-003", "AUTH-004",
+                                 "AUTH-005", "SUB-058", "SUB-129")},
+    "SUB-114": _NO_AUTH + " (the authenticated retry with CSeq + 1 never comes)",
+    "SUB-018": "presence_b2b sends no Suppress-If-Match and treats a 204 as a 200 (SER-062): "
+               "RFC 5839 is an optional extension the spec does not mention",
 }
 
 

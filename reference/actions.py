@@ -12,7 +12,8 @@ Rules of this file (every ordering rule the tables do not show, numbered):
       which updates the quick-restart count; counted as `restarts.delayed` when it waits
       longer than the reason asked);
    b. otherwise a row that reports a failure or starts a retry (`RETRY_DELAY_ACTIONS`)
-      draws the retry delay: `max_retry_time` after a permanent failure where the rule
+      draws the retry delay: `max_retry_time` after a permanent failure (a permanent code,
+      or `Facts.rejected`: e.g. credentials refused, issue 18) where the rule
       `permanent_waits_max_retry` says so, else the back-off for `failures + 1`;
    c. otherwise nothing is drawn (delay None).
    No other draw happens between classification and the actions, so the seeded stream
@@ -23,8 +24,11 @@ Rules of this file (every ordering rule the tables do not show, numbered):
    outstanding SUBSCRIBE transaction abandoned (its late answer is then stale).
 5. REPLY_200 answers with `NotifyFacts.answer` when the classifier left one (400 for a bad
    PIDF in rfc6665), else 200.
-6. Nothing is delivered to an internal subscriber that unsubscribed (`Core.deliver`).
-7. A NOTIFY carrying a versioned body (reg, presence-list: `NotifyFacts.versioned`) has it
+6. Nothing is delivered to an internal subscriber that unsubscribed (`Core.deliver`); with
+   share_subscriptions every member of the dialog gets the message (`Core.deliver`).
+7. RESEND first adopts what the classifier decided (the challenges to answer, the option
+   tags left), then sends the request in flight again (CSeq + 1).
+8. A NOTIFY carrying a versioned body (reg, presence-list: `NotifyFacts.versioned`) has it
    applied to the subscription's copy of the notifier's state once, before the row's
    actions (after the delay draw, which it does not touch); what that did is the facts'
    `applied` for every action of the row: DELIVER reports the changes (one status message
@@ -35,11 +39,10 @@ Rules of this file (every ordering rule the tables do not show, numbered):
 
 from __future__ import annotations
 
-import dataclasses
-
 from reference import policy
-from reference.classify import Facts, NotifyFacts, ResponseFacts
+from reference.classify import AnyFacts, NotifyFacts, ResponseFacts
 from reference.core import ActionFunction, ActionTable, Core, Subscription
+from reference.digest import DigestSession
 from reference.qsa import StatusMessage
 from reference.reginfo import ApplyResult, Registration, RegState
 from reference.rlmi import ListApplyResult, ListNotification, ResourceChange
@@ -54,7 +57,7 @@ RETRY_DELAY_ACTIONS = frozenset({Action.REPORT_FAILURE, Action.START_RETRY})
 
 
 # ==================================================================== the dispatcher
-def run(core: Core, sub: Subscription, event: Event, facts: Facts) -> None:
+def run(core: Core, sub: Subscription, event: Event, facts: AnyFacts) -> None:
     """Run the row of (sub.state, event) with the input's facts (rules 1-4)."""
     row: Row | None = core.table.get((sub.state, event))
     if row is None:  # pragma: no cover - the tables are total (tested)
@@ -62,7 +65,7 @@ def run(core: Core, sub: Subscription, event: Event, facts: Facts) -> None:
     functions, needs_retry_delay = _bind(core, row)
     delay = _draw_delay(core, sub, facts, needs_retry_delay)
     if isinstance(facts, NotifyFacts) and facts.versioned is not None:
-        facts = _apply_versioned(core, sub, facts)  # rule 7
+        facts = _apply_versioned(core, sub, facts)  # rule 8
     before = sub.state
     for function in functions:
         function(core, sub, facts, delay)
@@ -82,7 +85,7 @@ def _bind(core: Core, row: Row) -> tuple[tuple[ActionFunction, ...], bool]:
     return entry[1], entry[2]
 
 
-def _draw_delay(core: Core, sub: Subscription, facts: Facts,
+def _draw_delay(core: Core, sub: Subscription, facts: AnyFacts,
                 needs_retry_delay: bool) -> float | None:
     """Rule 2: the one delay of this input."""
     config, timing, rng = core.config, core.timing, core.rng
@@ -99,14 +102,14 @@ def _draw_delay(core: Core, sub: Subscription, facts: Facts,
     if not needs_retry_delay:
         return None
     code = facts.code
-    if core.rules.permanent_waits_max_retry and code is not None \
-            and policy.effective_code(code) in policy.PERMANENT:
+    if core.rules.permanent_waits_max_retry and (facts.rejected or (
+            code is not None and policy.effective_code(code) in policy.PERMANENT)):
         return float(config.max_retry_time)
     return timing.backoff_delay(config, sub.failures + 1, rng, facts.retry_after)
 
 
 def _apply_versioned(core: Core, sub: Subscription, facts: NotifyFacts) -> NotifyFacts:
-    """Rule 7: apply the versioned body to the subscription's state (once per input)."""
+    """Rule 8: apply the versioned body to the subscription's state (once per input)."""
     state, body = sub.body_state, facts.versioned
     applied: ApplyResult | ListApplyResult
     if isinstance(state, RegState) and not isinstance(body, ListNotification):
@@ -120,15 +123,15 @@ def _apply_versioned(core: Core, sub: Subscription, facts: NotifyFacts) -> Notif
     core.count(f"{sub.pkg.name}.{applied.outcome}")
     if applied.needs_full_state:
         core.trace("version_gap", sub, version=applied.version)
-    return dataclasses.replace(facts, applied=applied)
+    return facts._replace(applied=applied)
 
 
 # ==================================================================== dialog and NOTIFY
-def stop(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def stop(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.stop_timer(sub)
 
 
-def confirm(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def confirm(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert sub.dialog is not None and isinstance(facts, ResponseFacts) \
         and facts.response is not None
     try:
@@ -140,14 +143,14 @@ def confirm(core: Core, sub: Subscription, facts: Facts, delay: float | None) ->
     sub.got_2xx = True
 
 
-def update_from_2xx(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def update_from_2xx(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert sub.dialog is not None and isinstance(facts, ResponseFacts) \
         and facts.response is not None
     sub.dialog.refresh_target(facts.response)
     sub.got_2xx = True
 
 
-def update_from_notify(core: Core, sub: Subscription, facts: Facts,
+def update_from_notify(core: Core, sub: Subscription, facts: AnyFacts,
                        delay: float | None) -> None:
     dialog = sub.dialog
     assert dialog is not None and isinstance(facts, NotifyFacts) and facts.notify is not None
@@ -169,13 +172,16 @@ def update_from_notify(core: Core, sub: Subscription, facts: Facts,
     dialog.refresh_target(notify)
 
 
-def notify_seen(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def notify_seen(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert isinstance(facts, NotifyFacts)
     core.stop_timer_n(sub)
     live = facts.status in ("active", "pending")
     if live:
         sub.failures = 0
     notify = facts.notify
+    if core.rules.conditional_notify and notify is not None and "SIP-ETag" in notify.headers:
+        # RFC 5839: the entity-tag of this state, offered back on the next refresh.
+        sub.etag = notify.headers.get("SIP-ETag")
     if facts.document is not None and core.rules.keep_last_pidf and notify is not None \
             and notify.body:
         # Kept for an empty NOTIFY (SUB-077, rfc6665 only): ser never reads it back.
@@ -190,19 +196,19 @@ def notify_seen(core: Core, sub: Subscription, facts: Facts, delay: float | None
     applied = facts.applied
     if applied is not None and applied.needs_full_state and live \
             and sub.state is State.CONFIRMED:
-        # Rule 7: a lost update; the refresh (the REFRESH tick brought forward) makes the
+        # Rule 8: a lost update; the refresh (the REFRESH tick brought forward) makes the
         # notifier send full state.
         core.count(f"{sub.pkg.name}.refresh_for_full_state")
         core.start_timer(sub, "REFRESH", facts.now)
 
 
-def _answer(core: Core, facts: Facts, status: int, reason: str | None) -> None:
+def _answer(core: Core, facts: AnyFacts, status: int, reason: str | None) -> None:
     assert isinstance(facts, NotifyFacts) and facts.notify is not None \
         and facts.source is not None
     core.ua.respond(facts.notify, facts.source, status, facts.now, reason=reason)
 
 
-def reply_200(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def reply_200(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     answer = facts.answer if isinstance(facts, NotifyFacts) else None  # rule 5
     if answer is None:
         _answer(core, facts, 200, None)
@@ -210,16 +216,16 @@ def reply_200(core: Core, sub: Subscription, facts: Facts, delay: float | None) 
         _answer(core, facts, answer.status, answer.reason)
 
 
-def reply_481(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def reply_481(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     _answer(core, facts, 481, None)
 
 
-def reply_500(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def reply_500(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     _answer(core, facts, 500, "Internal error")
 
 
 # ==================================================================== status messages
-def deliver(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def deliver(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert isinstance(facts, NotifyFacts) and facts.notify is not None
     notify = facts.notify
     if core.rules.drop_bad_pidf and facts.error is not None:
@@ -274,7 +280,7 @@ def _deliver_changes(core: Core, sub: Subscription, facts: NotifyFacts,
         core.deliver(sub, message)
 
 
-def report_failure(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def report_failure(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert delay is not None  # rule 2
     core.deliver(sub, StatusMessage(
         handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
@@ -283,19 +289,27 @@ def report_failure(core: Core, sub: Subscription, facts: Facts, delay: float | N
         subscriber_data=sub.subscriber_data, at=facts.now))
 
 
+def report_end(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
+    """A fetch failed: one terminated/rejected message, no retry_at (none follows)."""
+    core.deliver(sub, StatusMessage(
+        handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+        package=sub.package, status="rejected" if facts.rejected else "terminated",
+        reason=facts.reason, subscriber_data=sub.subscriber_data, at=facts.now))
+
+
 # ==================================================================== sending
-def send_initial(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def send_initial(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.send_initial(sub, facts.now)
 
 
-def send_redirect(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def send_redirect(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert isinstance(facts, ResponseFacts) and facts.redirect_to is not None
     sub.redirects_seen = (*sub.redirects_seen, facts.redirect_to)
     core.count("redirects")
     core.new_dialog_request(sub, facts.redirect_to, facts.now, redirected=True)
 
 
-def send_min_expires(core: Core, sub: Subscription, facts: Facts,
+def send_min_expires(core: Core, sub: Subscription, facts: AnyFacts,
                      delay: float | None) -> None:
     assert facts.granted is not None and sub.dialog is not None
     sub.min_expires_retried = True
@@ -303,25 +317,46 @@ def send_min_expires(core: Core, sub: Subscription, facts: Facts,
     core.send_in_dialog(sub, sub.requested_expires, facts.now)
 
 
-def send_refresh(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def send_refresh(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     sub.min_expires_retried = False
     core.send_in_dialog(sub, sub.requested_expires, facts.now)
 
 
-def send_unsubscribe(core: Core, sub: Subscription, facts: Facts,
+def send_unsubscribe(core: Core, sub: Subscription, facts: AnyFacts,
                      delay: float | None) -> None:
     core.send_in_dialog(sub, 0, facts.now)
 
 
+def resend(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
+    """Rule 7: adopt the challenges (401/407) or the option tags left (420), then the
+    SUBSCRIBE in flight again, CSeq + 1 (AUTH-001, SUB-130)."""
+    assert isinstance(facts, ResponseFacts)
+    if facts.challenges:
+        if sub.auth is None:
+            sub.auth = DigestSession(sub.subscriber)
+        sub.auth.adopt(facts.challenges)
+        core.count("auth.answered")
+    if facts.option_tags is not None:
+        sub.option_tags, sub.tags_dropped = facts.option_tags, True
+        core.count("option_tags.dropped")
+    core.count("subscribe.resent")
+    core.send_subscribe(sub, sub.tx_expires, facts.now, [],
+                        out_of_dialog=sub.tx_out_of_dialog)
+
+
+def stop_timer_n(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
+    core.stop_timer_n(sub)  # RFC 5839: a 204 says no NOTIFY follows
+
+
 # ==================================================================== timers
-def start_refresh(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def start_refresh(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     granted = facts.granted if facts.granted is not None else 0
     sub.expires_at = facts.now + granted
     core.start_timer(sub, "REFRESH",
                      facts.now + core.timing.refresh_delay(core.config, granted))
 
 
-def start_refresh_retry(core: Core, sub: Subscription, facts: Facts,
+def start_refresh_retry(core: Core, sub: Subscription, facts: AnyFacts,
                         delay: float | None) -> None:
     # SUB-016: the subscription is still valid until its known expiry; try again before.
     assert sub.expires_at is not None
@@ -339,21 +374,21 @@ def start_refresh_retry(core: Core, sub: Subscription, facts: Facts,
         core.start_timer(sub, "REFRESH", now + max(min(backoff, left / 2), floor))
 
 
-def start_retry(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def start_retry(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert delay is not None  # rule 2
     sub.failures += 1
     core.count("retries")
     core.start_timer(sub, "RETRY", facts.now + delay)
 
 
-def start_resubscribe_wait(core: Core, sub: Subscription, facts: Facts,
+def start_resubscribe_wait(core: Core, sub: Subscription, facts: AnyFacts,
                            delay: float | None) -> None:
     assert delay is not None  # rule 2a
     sub.failures += 1
     core.start_timer(sub, "RETRY", facts.now + delay)
 
 
-def start_termwait(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def start_termwait(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     at = facts.now + core.config.wait_for_term_notify
     if sub.destroy_deadline is not None:
         # rfc6665: an unsubscribe ends within failover_timeout + wait_for_term_notify,
@@ -363,23 +398,23 @@ def start_termwait(core: Core, sub: Subscription, facts: Facts, delay: float | N
 
 
 # ==================================================================== ending
-def abandon_tx(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def abandon_tx(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.abandon_tx(sub)
 
 
-def drop_dialog(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def drop_dialog(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.drop_dialog(sub)
 
 
-def free(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def free(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.free(sub)
 
 
-def log_stale(core: Core, sub: Subscription, facts: Facts, delay: float | None) -> None:
+def log_stale(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     core.count("rx.stale_responses")
 
 
-def log_no_term_notify(core: Core, sub: Subscription, facts: Facts,
+def log_no_term_notify(core: Core, sub: Subscription, facts: AnyFacts,
                        delay: float | None) -> None:
     core.count("termwait_expired")
     core.trace("warning", sub, text="destroying dialog with timer (no term NOTIFY)")
@@ -397,6 +432,9 @@ ACTIONS: ActionTable = {
     Action.REPLY_500: reply_500,
     Action.DELIVER: deliver,
     Action.REPORT_FAILURE: report_failure,
+    Action.REPORT_END: report_end,
+    Action.RESEND: resend,
+    Action.STOP_TIMER_N: stop_timer_n,
     Action.SEND_INITIAL: send_initial,
     Action.SEND_REDIRECT: send_redirect,
     Action.SEND_MIN_EXPIRES: send_min_expires,

@@ -30,9 +30,11 @@ from reference.actions import ACTIONS
 from reference.classify import CLASSIFIERS, Classifier, Facts
 from reference.config import AgentConfig
 from reference.core import ActionTable, Core, Subscription, UaFactory
-from reference.effects import Address, Effect
+from reference.credentials import CredentialStore
+from reference.effects import Address, Deliver, Effect
 from reference.ids import IdSource, OsRandomIds
 from reference.packages import lookup
+from reference.sharing import MAX_MEMBERS, Member, SharingKey
 from reference.sip import Request, Response
 from reference.subscribe_input import check_subscribe_uris
 from reference.subscription import TABLES, Event, State, Table
@@ -48,14 +50,16 @@ class Agent:
     def __init__(self, config: AgentConfig, *, ids: IdSource | None = None,
                  table: Table | None = None, actions: ActionTable | None = None,
                  timing: policy.Timing | None = None, classifier: Classifier | None = None,
-                 ua_class: UaFactory = UserAgent) -> None:
+                 ua_class: UaFactory = UserAgent,
+                 credentials: CredentialStore | None = None) -> None:
         self.config = config
         self.core = Core(
             config, self, ids=OsRandomIds() if ids is None else ids,
             table=TABLES[config.profile] if table is None else table,
             actions=ACTIONS if actions is None else actions,
             classifier=CLASSIFIERS[config.profile] if classifier is None else classifier,
-            timing=policy.DEFAULT_TIMING if timing is None else timing, ua_factory=ua_class)
+            timing=policy.DEFAULT_TIMING if timing is None else timing, ua_factory=ua_class,
+            credentials=credentials)
         self.closing = False
         self._next_handle = 1
 
@@ -75,16 +79,20 @@ class Agent:
         if not config.handle_presence_subscriptions:
             return handle  # SER: accepted and ignored
         pkg = lookup(package, config.profile)  # UnknownPackage (a ValueError)
-        record = check_subscribe_uris(
-            record, subscriber,
-            routable_pres=bool(core.preloaded_route) or core.outbound_proxy is not None)
-        if len(core.subscriptions) >= config.max_subscriptions:
+        record = self._check_uris(record, subscriber)
+        if self.internal_subscription_count >= config.max_subscriptions:
             raise ValueError(f"max_subscriptions ({config.max_subscriptions}) reached")
         if self.closing:
             raise ValueError("agent is shutting down")
+        key: SharingKey = (record, subscriber, package)
+        if core.sharing_on and self._join(key, handle, destination, subscriber_data):
+            return handle
         sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
-                           requested_expires=config.default_expiration, pkg=pkg)
+                           requested_expires=config.default_expiration, pkg=pkg,
+                           option_tags=config.option_tags)
         core.subscriptions[handle] = sub
+        if core.sharing_on:
+            core.sharing.register(key, handle)
         if config.max_subscribe_delay > 0:
             delay = core.rng.randint(1, config.max_subscribe_delay)
             core.start_timer(sub, "DELAY", now + delay)
@@ -94,15 +102,91 @@ class Agent:
             core.set_state(sub, State.UNCONFIRMED, "create")
         return handle
 
-    def unsubscribe(self, handle: int, *, now: float) -> None:
-        """QSA unsubscribe. Unknown handles are ignored (counted), as in SER."""
+    def fetch(self, record: str, subscriber: str, destination: str,
+              package: str = "presence", subscriber_data: Any = None, *, now: float) -> int:
+        """QSA fetch (rfc6665, SUB-052): one SUBSCRIBE with Expires 0; the one NOTIFY becomes
+        the one status message, then the handle is gone. Raises ValueError like `subscribe`,
+        and in a profile without fetch (ser)."""
         core = self.core
         core.now = now
+        if not core.rules.fetch:
+            raise ValueError(f"fetch is not available in profile {self.config.profile}")
+        if package != "presence":
+            raise ValueError(f"package {package!r} is not served (only 'presence')")
+        record = self._check_uris(record, subscriber)
+        if self.internal_subscription_count >= self.config.max_subscriptions:
+            raise ValueError(f"max_subscriptions ({self.config.max_subscriptions}) reached")
+        if self.closing:
+            raise ValueError("agent is shutting down")
+        handle = self._next_handle
+        self._next_handle += 1
+        core.count("qsa.fetch")
+        sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
+                           requested_expires=0, fetch=True, option_tags=self.config.option_tags)
+        core.subscriptions[handle] = sub
+        core.send_initial(sub, now)
+        core.set_state(sub, State.FETCHING, "fetch")
+        return handle
+
+    def _check_uris(self, record: str, subscriber: str) -> str:
+        core = self.core
+        return check_subscribe_uris(
+            record, subscriber,
+            routable_pres=core.rules.resolve_pres_uri or bool(core.preloaded_route)
+            or core.outbound_proxy is not None)
+
+    def _join(self, key: SharingKey, handle: int, destination: str,
+              subscriber_data: Any) -> bool:
+        """share_subscriptions: join the live subscription serving `key`, if any; the joiner
+        gets the current state (the last status message) at once."""
+        core = self.core
+        serving = core.sharing.serving(key)
+        sub = core.subscriptions.get(serving) if serving is not None else None
+        if sub is None or sub.unsubscribed or \
+                (sub.members is not None and len(sub.members) >= MAX_MEMBERS):
+            return False
+        if sub.members is None:
+            sub.members = [Member(sub.handle, sub.destination, sub.subscriber_data)]
+        sub.members.append(Member(handle, destination, subscriber_data))
+        core.sharing.join(handle, sub.handle)
+        core.count("qsa.shared_join")
+        core.trace("share", sub, joined=handle, members=len(sub.members))
+        if sub.last_status is not None:
+            core.count("qsa.delivered")
+            core.effects.append(Deliver(destination, core.current_state(
+                sub, handle, subscriber_data)))
+        return True
+
+    def _subscription_of(self, handle: int) -> Subscription | None:
+        """The subscription an internal handle belongs to (its own or a shared one)."""
+        core = self.core
         sub = core.subscriptions.get(handle)
+        if sub is not None and (sub.members is None
+                                or any(m.handle == handle for m in sub.members)):
+            return sub
+        owner = core.sharing.owner_of(handle)
+        return core.subscriptions.get(owner) if owner is not None else None
+
+    def unsubscribe(self, handle: int, *, now: float) -> None:
+        """QSA unsubscribe. Unknown handles are ignored (counted), as in SER. A member of a
+        shared dialog only leaves it, unless it is the last one."""
+        core = self.core
+        core.now = now
+        sub = self._subscription_of(handle)
         core.count("qsa.unsubscribe")
         if sub is None:
             core.count("qsa.unsubscribe_unknown")
             return
+        if core.sharing_on:
+            if sub.members is not None:
+                core.sharing.leave(handle)
+                if len(sub.members) > 1:
+                    sub.members = [m for m in sub.members if m.handle != handle]
+                    core.count("qsa.shared_leave")
+                    core.trace("share", sub, left=handle, members=len(sub.members))
+                    return
+            # The last member leaves: the dialog ends and serves no new joiner.
+            core.sharing.withdraw((sub.record, sub.subscriber, sub.package), sub.handle)
         sub.unsubscribed = True
         if core.rules.bounded_unsubscribe and sub.destroy_deadline is None:
             sub.destroy_deadline = (now + self.config.failover_timeout
@@ -122,7 +206,9 @@ class Agent:
             if core.rules.close_forgets:
                 core.free(sub)
             elif not sub.unsubscribed:
-                self.unsubscribe(handle, now=now)
+                # Every member of a shared dialog leaves; the last one ends it.
+                for member in list(sub.members or ()) or [Member(handle, "", None)]:
+                    self.unsubscribe(member.handle, now=now)
 
     # ================================================================ inputs (network, time)
     def datagram_received(self, data: bytes, source: Address, *, now: float,
@@ -197,6 +283,8 @@ class Agent:
             return
         if response is None or response.status >= 200:
             sub.tx_branch = None
+            if sub.auth is not None and (response is None or response.status not in (401, 407)):
+                sub.auth.accepted()  # not challenged again: the round is over
         event, facts = core.classifier.response(core.profile, sub.state, sub, response, now)
         actions.run(core, sub, event, facts)
 
@@ -257,6 +345,15 @@ class Agent:
         return self.core.tcp_enabled
 
     @property
+    def credentials(self) -> CredentialStore:
+        """Digest credentials per subscriber and realm (reference.credentials)."""
+        return self.core.credentials
+
+    @credentials.setter
+    def credentials(self, store: CredentialStore) -> None:
+        self.core.set_credentials(store)
+
+    @property
     def is_idle(self) -> bool:
         return not self.core.subscriptions
 
@@ -275,6 +372,8 @@ class Agent:
             "expires_at": sub.expires_at,
             "failures": sub.failures,
             "unsubscribed": sub.unsubscribed,
+            "fetch": sub.fetch,
+            "members": [m.handle for m in sub.members] if sub.members is not None else None,
         } for handle, sub in sorted(subscriptions.items())]
 
     def live_timer_count(self) -> int:
@@ -293,12 +392,19 @@ class Agent:
         return self.core.timers.deadlines()
 
     def has_subscription(self, handle: int) -> bool:
-        """Whether the agent still holds this handle (a terminated one until it is freed)."""
-        return handle in self.core.subscriptions
+        """Whether the agent still holds this handle (a terminated one until it is freed; a
+        member of a shared dialog until it leaves)."""
+        return self._subscription_of(handle) is not None
 
     @property
     def subscription_count(self) -> int:
+        """Subscriptions the agent keeps a dialog (or a retry) for."""
         return len(self.core.subscriptions)
+
+    @property
+    def internal_subscription_count(self) -> int:
+        """Internal subscriptions (QSA handles): shared dialogs count each member."""
+        return len(self.core.subscriptions) + self.core.sharing.joined
 
     def stats(self) -> dict[str, Any]:
         """The counters grouped for people (by method, by status) plus the raw ones; the

@@ -19,7 +19,7 @@ Rules of this file:
    `NotifyFacts.answer` (rfc6665: 400 naming the error) by the row's REPLY_200.
 6. Bodies are parsed by content type: `BODY_PARSERS` (PIDF, a `PresenceDocument`) and
    `VERSIONED_BODY_PARSERS` (reginfo, RFC 3680; multipart/related list bodies, RFC 4662:
-   versioned state, applied to the subscription by `actions.run`, rule 7). Which types a
+   versioned state, applied to the subscription by `actions.run`, rule 8). Which types a
    subscription accepts is its package's (`reference.packages`); another type is 415.
 7. Profile differences are the two `CLASSIFIERS`, named `policy.Rules` and `policy.Timing`;
    nothing here asks which profile runs.
@@ -29,13 +29,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from reference import policy
+from reference.digest import Challenge, DigestSession
 from reference.effects import Address
 from reference.packages import MULTIPART_RELATED, REGINFO_TYPE, Package
 from reference.pidf import PidfError, PresenceDocument, parse_pidf
 from reference.reginfo import ApplyResult, ReginfoDocument, ReginfoError, parse_reginfo
+from reference.resend import answer_challenge, drop_option_tags
 from reference.rlmi import ListApplyResult, ListNotification, RlmiError, parse_list_body
 from reference.sip import Request, Response, SipParseError, check_mandatory
 from reference.sip.dialog import Dialog
@@ -109,11 +111,23 @@ class View(Protocol):
     def got_2xx(self) -> bool: ...
     @property
     def last_pidf(self) -> bytes | None: ...
+    # issue 18
+    @property
+    def subscriber(self) -> str: ...
+    @property
+    def fetch(self) -> bool: ...
+    @property
+    def auth(self) -> DigestSession | None: ...
+    @property
+    def option_tags(self) -> tuple[str, ...]: ...
+    @property
+    def tags_dropped(self) -> bool: ...
 
 
 # ==================================================================== facts
-@dataclass(frozen=True, slots=True)
-class Facts:
+# Named tuples: frozen, and built several times cheaper than frozen dataclasses (one per
+# input); the three share their first seven fields.
+class Facts(NamedTuple):
     """What an input carries into the actions of its row."""
 
     now: float
@@ -129,16 +143,25 @@ class Facts:
     rejected: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseFacts(Facts):
-    """A SUBSCRIBE's final outcome (response None: the transaction timed out)."""
+class ResponseFacts(NamedTuple):
+    """A SUBSCRIBE's outcome (response None: the transaction timed out)."""
 
+    now: float
+    code: int | None
+    reason: str | None
+    granted: int | None
+    retry_after: int | None
+    restart: policy.ReasonReaction | None
+    rejected: bool
     response: Response | None = None
     redirect_to: str | None = None
+    # R_RESEND (issue 18): the challenges to answer from now on, or the option tags to
+    # send from now on (the RESEND action adopts them).
+    challenges: tuple[Challenge, ...] = ()
+    option_tags: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
+class Refusal(NamedTuple):
     """An answer other than 200 to a NOTIFY, and the counter it counts."""
 
     status: int
@@ -148,10 +171,16 @@ class Refusal:
     counter: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NotifyFacts(Facts):
+class NotifyFacts(NamedTuple):
     """A NOTIFY of a subscription's dialog, checked."""
 
+    now: float
+    code: int | None
+    reason: str | None
+    granted: int | None
+    retry_after: int | None
+    restart: policy.ReasonReaction | None
+    rejected: bool
     notify: Request | None = None
     source: Address | None = None    # where its answer goes
     status: str = "pending"          # QSA status
@@ -159,11 +188,12 @@ class NotifyFacts(Facts):
     error: str | None = None         # why the body did not parse
     answer: Refusal | None = None    # the row's REPLY_200 answers this instead of 200
     # reg / presence-list: the parsed versioned body, and what applying it to the
-    # subscription's state did (set by `actions.run`, rule 7; None before and for presence).
+    # subscription's state did (set by `actions.run`, rule 8; None before and for presence).
     versioned: Versioned | None = None
     applied: ApplyResult | ListApplyResult | None = None
 
 
+AnyFacts = Facts | ResponseFacts | NotifyFacts
 NotifyCheck = Callable[[View, Request], "Refusal | None"]
 
 
@@ -186,17 +216,54 @@ def classify_response(profile: Profile, state: State, view: View, response: Resp
             return (Event.R_FAIL if rules.fine_failures else Event.R4XX,
                     ResponseFacts(now, code, "2xx without To tag", None, retry_after, None,
                                   False, response))
-        return Event.R2XX, ResponseFacts(now, code, reason, _granted(profile, view, response),
-                                         retry_after, None, False, response)
+        # RFC 5839: a 204 says no NOTIFY follows (SUB-018).
+        event = Event.R204 if code == 204 and rules.conditional_notify else Event.R2XX
+        return event, ResponseFacts(now, code, reason, _granted(profile, view, response),
+                                    retry_after, None, False, response)
     if status < 400:
         target = _next_redirect(profile, view, response)
         event = Event.R3XX_NO_CONTACT if target is None else Event.R3XX
         return event, ResponseFacts(now, code, reason, None, retry_after, None, False,
                                     response, target)
+    if response is not None and rules.fine_failures:
+        resend = _resend(profile, state, view, response, now, retry_after)
+        if resend is not None:
+            return resend
+        if code == 420 and view.option_tags and rules.drop_refused_option_tags:
+            reason = drop_option_tags(response, view.option_tags, view.tags_dropped).reason \
+                or reason
     event, granted, restart = _failure(profile, state, view, response, status, now)
     rejected = status in policy.PERMANENT and event is not Event.R_TERMINATING
     return event, ResponseFacts(now, code, reason, granted, retry_after, restart, rejected,
                                 response)
+
+
+def _resend(profile: Profile, state: State, view: View, response: Response, now: float,
+            retry_after: int | None) -> tuple[Event, ResponseFacts] | None:
+    """Issue 18: a 401/407 answered with credentials, or a 420 without the refused option
+    tags, is R_RESEND; a challenge that cannot be answered is a failure that says why
+    (rejected: the next attempt waits max_retry_time). None: neither applies."""
+    rules, code = profile.rules, response.status
+    if code in (401, 407) and rules.authenticate:
+        store = profile.credentials
+        decision = answer_challenge(
+            response, view.auth, view.subscriber,
+            lambda realm: store is not None and store.lookup(view.subscriber, realm)
+            is not None)
+        if decision.resend:
+            return Event.R_RESEND, ResponseFacts(now, code, str(code), None, retry_after,
+                                                 None, False, response,
+                                                 challenges=decision.challenges)
+        event = Event.R_TERMINATING if state in REFRESH_STATES else Event.R_FAIL
+        return event, ResponseFacts(now, code, decision.reason, None, retry_after, None,
+                                    True, response)
+    if code == 420 and view.option_tags and rules.drop_refused_option_tags:
+        decision = drop_option_tags(response, view.option_tags, view.tags_dropped)
+        if decision.resend:
+            return Event.R_RESEND, ResponseFacts(now, code, "420", None, retry_after, None,
+                                                 False, response,
+                                                 option_tags=decision.option_tags)
+    return None
 
 
 def _failure(profile: Profile, state: State, view: View, response: Response | None,
@@ -405,6 +472,11 @@ def classify_notify_rfc(profile: Profile, state: State, view: View, notify: Requ
         return Event.NOTIFY, NotifyFacts(now, None, None, substate.expires, None, None,
                                          False, notify, source, status, document, error,
                                          answer, versioned)
+    if view.fetch:
+        # A fetch ends with its NOTIFY whatever the reason: nothing follows (SUB-052).
+        return Event.NOTIFY_TERMINATED_FINAL, NotifyFacts(
+            now, None, substate.reason or "terminated", None, None, None, False, notify,
+            source, status, document, error, answer, versioned)
     reaction = policy.reason_reaction(substate.reason)
     timing = profile.timing
     when = timing.resubscribe_when(reaction, substate.retry_after)

@@ -21,8 +21,10 @@ from typing import Any, TextIO
 
 import yaml
 
+from reference import credentials
 from reference.config import PROFILES, AgentConfig, ConfigError
 from reference.control import DEFAULT_CONTROL, ControlServer
+from reference.credentials import CredentialStore
 from reference.loops import LOOPS, LoopUnavailable, default_loop, describe
 from reference.loops import run as run_on_loop
 from reference.packages import UnknownPackage, lookup
@@ -53,6 +55,12 @@ examples:
   b2b-agent --listen 127.0.0.1:5062 --transport udp,tcp --package reg \
             --subscribe 'sip:alice@lab.test;transport=tcp' sip:bob@lab.test \
             --param presence_route='<sip:127.0.0.1:5075;lr;transport=tcp>'
+
+  # digest credentials for a presence server that challenges (chmod 600 creds.yaml):
+  #   credentials:
+  #     - {subscriber: "sip:bob@lab.test", realm: lab.test, username: bob, password: ...}
+  b2b-agent --credentials creds.yaml --subscribe sip:alice@lab.test sip:bob@lab.test \
+            --param presence_route='<sip:127.0.0.1:5071;lr>'
 
   # no initial subscriptions: drive it over the control protocol (docs/control-protocol.md)
   b2b-agent --listen 127.0.0.1:5062 --control 127.0.0.1:5199
@@ -94,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "prefer --control-token-file or the environment variable)")
     parser.add_argument("--profile", choices=PROFILES,
                         help="behaviour profile (default: from --config, else rfc6665)")
-    parser.add_argument("--config", metavar="FILE.yaml", help="agent parameters from YAML")
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="agent parameters from YAML (a 'credentials:' list in it is read "
+                             "too; the file must then be mode 600)")
+    parser.add_argument("--credentials", metavar="FILE.yaml",
+                        help="digest credentials per subscriber and realm ('credentials:' "
+                             "list; mode 600 like an ssh key; never logged)")
     parser.add_argument("--param", metavar="NAME=VALUE", action="append", default=[],
                         help="set an agent parameter by its SER name (repeatable; wins over "
                              "--config and --profile); local_address defaults to --listen")
@@ -215,6 +228,19 @@ def tcp_limits(path: str | None) -> TcpLimits | None:
         raise UsageError(f"{path}: tcp: {exc}") from None
 
 
+def load_credentials(args: argparse.Namespace) -> CredentialStore:
+    """Credentials of --config (if it has a `credentials:` list) and --credentials (which
+    wins for the same subscriber and realm); errors are one line, without passwords."""
+    try:
+        store = credentials.load(args.config, required=False) if args.config \
+            else CredentialStore()
+        if args.credentials:
+            store = store.merged(credentials.load(args.credentials))
+    except credentials.CredentialsError as exc:
+        raise UsageError(str(exc)) from None
+    return store
+
+
 def _yaml_sets(path: str | None, name: str) -> bool:
     """Whether the YAML config file names this parameter (already validated by then)."""
     if not path:
@@ -286,10 +312,11 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
             Path(args.trace).open("a", encoding="utf-8").close()
         except OSError as exc:
             raise UsageError(f"cannot write trace file {args.trace}: {exc.strerror}") from None
+    credentials = load_credentials(args)
     try:
         runtime = await UdpRuntime.open(config, listen[0], listen[1],
                                         advertise_bound_address=not explicit_local,
-                                        trace_path=args.trace,
+                                        trace_path=args.trace, credentials=credentials,
                                         tcp_limits=tcp_limits(args.config))
     except OSError as exc:
         where = "udp" if config.transports == "udp" else "udp/tcp"

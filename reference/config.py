@@ -18,6 +18,8 @@ import yaml
 
 PROFILES = ("ser", "rfc6665")
 TRANSPORTS = ("udp", "tcp")
+# RFC 3261 §25.1 token characters (an option tag is a token).
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
 class ConfigError(ValueError):
@@ -73,6 +75,12 @@ class AgentConfig:
     # RFC 3261 §18.1.1: requests larger than this go over TCP when TCP runs (1300 = a path
     # MTU of 1500 minus 200 bytes of margin).
     udp_max_bytes: int = 1300
+    # rfc6665 only (issue 18): 1 = internal subscriptions with the same (record, subscriber,
+    # package) share one SIP dialog; `ser` refuses 1 (SER kept one dialog each).
+    share_subscriptions: int = 0
+    # rfc6665 only: option tags sent in `Require` on every SUBSCRIBE (comma-separated); a
+    # 420 drops the tags its Unsupported lists and the SUBSCRIBE is resent once.
+    require_option_tags: str = ""
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -93,7 +101,8 @@ class AgentConfig:
         """Load a YAML file whose top level is a mapping of parameters.
 
         A top-level key `agent:` holding that mapping is accepted too, so one file can carry
-        other sections.
+        other sections; a top-level `credentials:` list is skipped here (reference.credentials
+        reads it).
         """
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -105,6 +114,9 @@ class AgentConfig:
             data = {}
         if isinstance(data, dict) and isinstance(data.get("agent"), dict):
             data = data["agent"]
+        elif isinstance(data, dict):
+            # Read by reference.credentials (with its permission check), not a parameter.
+            data = {k: v for k, v in data.items() if k != "credentials"}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping of parameters")
         try:
@@ -161,6 +173,17 @@ class AgentConfig:
             raise ConfigError("trace must be 0 or 1")
         if self.handle_presence_subscriptions not in (0, 1):
             raise ConfigError("handle_presence_subscriptions must be 0 or 1")
+        if self.share_subscriptions not in (0, 1):
+            raise ConfigError("share_subscriptions must be 0 or 1")
+        if self.is_ser and self.share_subscriptions:
+            # SER's presence_b2b kept one dialog per internal subscription (spec §1,
+            # "left for future optimalizations"): the ser profile stays exact.
+            raise ConfigError("share_subscriptions=1 is not available in profile ser")
+        if self.is_ser and self.require_option_tags:
+            raise ConfigError("require_option_tags is not available in profile ser")
+        for tag in self.option_tags:
+            if not tag or any(c not in _TOKEN for c in tag):
+                raise ConfigError(f"require_option_tags: {tag!r} is not an option tag")
         host, sep, port = self.local_address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(
@@ -176,6 +199,13 @@ class AgentConfig:
         if self.transaction_timeout > 0:
             return self.transaction_timeout
         return 30.0 if self.is_ser else 64 * self.t1
+
+    @property
+    def option_tags(self) -> tuple[str, ...]:
+        """`require_option_tags` as a tuple (empty: no Require header)."""
+        if not self.require_option_tags.strip():
+            return ()
+        return tuple(t.strip() for t in self.require_option_tags.split(","))
 
     @property
     def local_host(self) -> str:

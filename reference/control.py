@@ -45,7 +45,7 @@ REQUESTS_PER_TURN = 64
 # Bytes asked of the socket per read.
 READ_CHUNK = 64 * 1024
 
-OPS = ("auth", "subscribe", "unsubscribe", "dump", "stats", "shutdown")
+OPS = ("auth", "subscribe", "fetch", "unsubscribe", "dump", "stats", "shutdown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,6 +419,8 @@ class ControlServer:
                                    "first")
         elif op == "subscribe":
             return self._subscribe(connection, request)
+        elif op == "fetch":
+            return self._subscribe(connection, request, fetch=True)
         elif op == "unsubscribe":
             given = request.get("handle")
             if isinstance(given, bool) or not isinstance(given, int):
@@ -467,7 +469,8 @@ class ControlServer:
         connection.authenticated = connection.admin = True
         return {"ok": True, "admin": True}
 
-    def _subscribe(self, connection: _Connection, request: dict[str, Any]) -> dict[str, Any]:
+    def _subscribe(self, connection: _Connection, request: dict[str, Any], *,
+                   fetch: bool = False) -> dict[str, Any]:
         record = _text(request, "record")
         subscriber = _text(request, "subscriber")
         package = request.get("package", "presence")
@@ -478,7 +481,12 @@ class ControlServer:
             self.count("subscribe_refused")
             raise RequestError(f"max_subscriptions_per_connection ({cap}) reached")
         try:
-            handle = self.runtime.subscribe(record, subscriber, connection.destination, package)
+            if fetch:  # one status message, then the handle is gone (rfc6665)
+                handle = self.runtime.fetch(record, subscriber, connection.destination,
+                                           package)
+            else:
+                handle = self.runtime.subscribe(record, subscriber, connection.destination,
+                                                package)
         except ValueError as exc:
             self.count("subscribe_refused")
             raise RequestError(str(exc)) from None

@@ -17,6 +17,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sys
 from collections.abc import Callable, Mapping
@@ -24,14 +25,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from reference import policy
-from reference.classify import Classifier, Facts
+from reference.classify import PIDF_TYPE, AnyFacts, Classifier
 from reference.config import AgentConfig, ConfigError
+from reference.credentials import CredentialStore
+from reference.digest import DigestSession
 from reference.effects import Address, Deliver, Effect, TraceEvent
 from reference.ids import BRANCH_BYTES, BRANCH_COOKIE, CALL_ID_BYTES, TAG_BYTES, IdSource
 from reference.packages import PACKAGES, Package
+from reference.pidf import parse_pidf
 from reference.qsa import StatusMessage
 from reference.reginfo import RegState
 from reference.rlmi import ListState
+from reference.sharing import Member, SharingIndex, copies
 from reference.sip import Headers, Request, SipParseError, parse_name_addr, parse_uri
 from reference.sip.dialog import Dialog
 from reference.sip.transaction import TimerSettings
@@ -81,6 +86,21 @@ class Subscription:
     # subscriber's copy of the notifier's versioned state (reset with every new dialog).
     pkg: Package = PACKAGES["presence"]
     body_state: RegState | ListState | None = None
+    # Issue 18 (rfc6665 rules; None/empty in ser). The SUBSCRIBE in flight, for a resend:
+    tx_expires: int = 0
+    tx_out_of_dialog: bool = False
+    fetch: bool = False               # a one-shot fetch (state FETCHING)
+    auth: DigestSession | None = None  # challenges answered, cached per realm
+    option_tags: tuple[str, ...] = ()  # sent in Require; a 420 may drop some, once
+    tags_dropped: bool = False
+    etag: str | None = None           # SIP-ETag of the last NOTIFY (RFC 5839)
+    # share_subscriptions: every internal subscription served by this dialog, made when a
+    # second one joins (None: only its own); the last status and reason delivered, for a
+    # member that joins later (the document comes back from last_pidf). Two references,
+    # not the last StatusMessage: a kept message and its document cost ~800 bytes each.
+    members: list[Member] | None = None
+    last_status: str | None = None
+    last_reason: str | None = None
 
 
 class Core:
@@ -88,9 +108,12 @@ class Core:
 
     def __init__(self, config: AgentConfig, user: UaUser, *, ids: IdSource, table: Table,
                  actions: ActionTable, classifier: Classifier, timing: policy.Timing,
-                 ua_factory: UaFactory) -> None:
+                 ua_factory: UaFactory, credentials: CredentialStore | None = None) -> None:
         self.config = config
-        self.profile = policy.Profile(config, policy.RULES[config.profile], timing)
+        # Digest credentials per subscriber and realm (reference.credentials); never traced.
+        self.credentials = credentials if credentials is not None else CredentialStore()
+        self.profile = policy.Profile(config, policy.RULES[config.profile], timing,
+                                      self.credentials)
         self.rules = self.profile.rules
         self.timing = timing
         self.table = table
@@ -109,6 +132,9 @@ class Core:
             except SipParseError as exc:
                 raise ConfigError(f"presence_outbound_proxy: {exc}") from exc
         self.subscriptions: dict[int, Subscription] = {}
+        # share_subscriptions: which subscription serves a (record, subscriber, package).
+        self.sharing = SharingIndex()
+        self.sharing_on = bool(config.share_subscriptions) and self.rules.share_subscriptions
         self.counters: dict[str, int] = {}
         self.effects: list[Effect] = []
         # Every timer of the core: subscription timers, Timer N, client transaction timers
@@ -150,9 +176,18 @@ class Core:
         sub.redirects_seen = ()
         self.new_dialog_request(sub, sub.record, now, redirected=False)
 
+    def set_credentials(self, store: CredentialStore) -> None:
+        self.credentials = store
+        self.profile = dataclasses.replace(self.profile, credentials=store)
+
     def new_dialog_request(self, sub: Subscription, target: str, now: float, *,
                            redirected: bool) -> None:
         self.drop_dialog(sub)
+        if sub.auth is not None:
+            sub.auth.forget()  # a new dialog may reach another server: nothing pre-emptive
+        if not redirected and self.rules.resolve_pres_uri and target.startswith("pres:"):
+            # SUB-081: pres:user@host is sent to sip:user@host; To keeps the pres: URI.
+            target = "sip:" + target[len("pres:"):]
         sub.min_expires_retried = False
         sub.expires_at = None
         sub.started_at = now
@@ -197,10 +232,20 @@ class Core:
         headers.extend(self.extra_headers)
         headers.append(("Expires", str(expires)))
         headers.extend(extra)
+        if sub.option_tags:
+            headers.append(("Require", ", ".join(sub.option_tags)))
+        if sub.etag is not None and not out_of_dialog and expires > 0:
+            headers.append(("Suppress-If-Match", sub.etag))  # RFC 5839 §3.2
         transport = self.transport_for(dialog) if self.tcp_enabled else "udp"
         request, next_hop = dialog.build_request(
             "SUBSCRIBE", branch=branch, sent_by=self.config.local_address,
             contact=self.contact(transport), headers=headers, transport=transport.upper())
+        if sub.auth is not None and sub.auth.cached:
+            # Cached per realm, answered pre-emptively, nc growing (AUTH-008); the values
+            # are never traced (the trace below carries the first line only).
+            for name, value in sub.auth.headers_for(self.credentials, self.ids,
+                                                    method="SUBSCRIBE", uri=request.uri):
+                request.headers.add(name, value)
         if transport == "udp" and self.tcp_enabled and \
                 len(request.to_bytes()) > self.config.udp_max_bytes:
             # RFC 3261 §18.1.1: too large for UDP; same request, Via and Contact say TCP.
@@ -209,6 +254,7 @@ class Core:
                 "SIP/2.0/UDP ", "SIP/2.0/TCP ", 1))
             request.headers.set("Contact", self.contact(transport))
             self.count("tx.oversize_to_tcp")
+        sub.tx_expires, sub.tx_out_of_dialog = expires, out_of_dialog
         if out_of_dialog and self.outbound_proxy is not None:
             destination = self.outbound_proxy
         else:
@@ -275,6 +321,10 @@ class Core:
         sub.expires_at = None
 
     def free(self, sub: Subscription) -> None:
+        if self.sharing_on:
+            self.sharing.withdraw((sub.record, sub.subscriber, sub.package), sub.handle)
+            for member in sub.members or ():
+                self.sharing.leave(member.handle)
         self.stop_timer(sub)
         self.stop_timer_n(sub)
         self.abandon_tx(sub)
@@ -297,10 +347,33 @@ class Core:
     def deliver(self, sub: Subscription, message: StatusMessage) -> None:
         if sub.unsubscribed:
             return  # nothing is delivered after the internal subscriber left
-        self.count("qsa.delivered")
-        self.effects.append(Deliver(sub.destination, message))
+        if self.sharing_on:
+            sub.last_status, sub.last_reason = message.status, message.reason
+        if sub.members is not None:
+            # Shared dialog: every member, each with its own handle and data.
+            for destination, copy in copies(message, sub.members):
+                self.count("qsa.delivered")
+                self.effects.append(Deliver(destination, copy))
+        else:
+            self.count("qsa.delivered")
+            self.effects.append(Deliver(sub.destination, message))
         if self.tracing:
             self.trace("deliver", sub, status=message.status, reason=message.reason)
+
+    def current_state(self, sub: Subscription, handle: int,
+                      subscriber_data: Any) -> StatusMessage:
+        """The last status message of a shared subscription, rebuilt for a joiner: the
+        status and reason delivered last, the document of the last PIDF (re-parsed: it
+        parsed before), the retry time of a pending retry."""
+        status = sub.last_status
+        assert status is not None
+        body = sub.last_pidf if status in ("active", "pending") and sub.last_pidf else b""
+        return StatusMessage(
+            handle=handle, record=sub.record, subscriber=sub.subscriber, package=sub.package,
+            status=status, document=parse_pidf(body) if body else None, body=body,
+            content_type=PIDF_TYPE if body else None, reason=sub.last_reason,
+            retry_at=sub.timer_at if sub.timer_kind == "RETRY" else None,
+            subscriber_data=subscriber_data, at=self.now)
 
     def count(self, name: str, amount: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount
@@ -318,7 +391,7 @@ class Core:
 
 # What an action of a row is: a function of the core, the subscription, the input's facts
 # and the delay drawn for the input (`actions.run`, rule 2; None when none was drawn).
-ActionFunction = Callable[[Core, Subscription, Facts, float | None], None]
+ActionFunction = Callable[[Core, Subscription, AnyFacts, float | None], None]
 ActionTable = Mapping[Action, ActionFunction]
 
 

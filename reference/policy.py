@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from reference.config import AgentConfig
 
@@ -258,6 +259,15 @@ class Rules:
     verbatim_uris: bool  # QSA strings as From/To as given, To = Contact after 3xx (SER B6)
     accept_header: bool  # SUBSCRIBE carries Accept: application/pidf+xml
     timer_n: bool  # Timer N after each SUBSCRIBE that asks for a subscription
+    # Issue 18: what SER's presence_b2b never did. `ser` stays exact (it sent no
+    # credentials, no Require, no Suppress-If-Match, no fetch, took pres: URIs verbatim and
+    # kept one dialog per internal subscription); docs/ser-requirements.md, "Profile rules".
+    authenticate: bool  # 401/407 answered with digest credentials (AUTH-001..)
+    drop_refused_option_tags: bool  # 420: resend once without the Unsupported tags (SUB-130)
+    conditional_notify: bool  # RFC 5839: Suppress-If-Match on refreshes, 204 stops Timer N
+    fetch: bool  # QSA fetch: one SUBSCRIBE with Expires 0, one status message (SUB-052)
+    resolve_pres_uri: bool  # a pres: record becomes a sip: Request-URI (SUB-081)
+    share_subscriptions: bool  # share_subscriptions=1 is allowed (else a ConfigError)
 
 
 _SER_RULES = Rules(
@@ -266,7 +276,9 @@ _SER_RULES = Rules(
     notify_checks=False,
     keep_preloaded_route=True, notify_creates_dialog=False, notify_route_set=False,
     keep_last_pidf=False, drop_bad_pidf=True, permanent_waits_max_retry=False,
-    verbatim_uris=True, accept_header=False, timer_n=False)
+    verbatim_uris=True, accept_header=False, timer_n=False, authenticate=False,
+    drop_refused_option_tags=False, conditional_notify=False, fetch=False,
+    resolve_pres_uri=False, share_subscriptions=False)
 RULES: dict[str, Rules] = {
     "ser": _SER_RULES,
     "rfc6665": Rules(**{name: not value for name, value in vars(_SER_RULES).items()}),
@@ -276,11 +288,19 @@ RULES: dict[str, Rules] = {
 # ---------------------------------------------------------------- what the core reads
 
 
+class CredentialLookup(Protocol):
+    """Whether credentials exist for a subscriber and realm (reference.credentials)."""
+
+    def lookup(self, subscriber: str, realm: str) -> object | None: ...
+
+
 @dataclass(frozen=True)
 class Profile:
     """A running profile as the classifier and the actions see it: the configuration, its
-    named rules and the (injectable) delay arithmetic."""
+    named rules, the (injectable) delay arithmetic, and the credential store the classifier
+    asks whether a challenge can be answered (issue 18; its values never reach policy)."""
 
     config: AgentConfig
     rules: Rules
     timing: Timing
+    credentials: CredentialLookup | None = None

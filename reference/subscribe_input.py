@@ -19,7 +19,7 @@ Rules of this file:
 from __future__ import annotations
 
 from reference.sip.errors import SipParseError
-from reference.sip.grammar import parse_host
+from reference.sip.grammar import split_host_port
 from reference.sip.uri import parse_uri
 
 MAX_URI_BYTES = 2048
@@ -79,4 +79,7 @@ def _check_pres(text: str) -> None:
         raise SipParseError("URI headers are not allowed")
     if not at or not user or not set(user) <= _PRES_USER_CHARS:
         raise SipParseError("a pres: URI is pres:user@host")
-    parse_host(host, "pres URI")
+    # A port is not RFC 3859 syntax (the domain of a mailbox), but the rfc6665 profile
+    # resolves pres:user@host:port to sip:user@host:port, which a lab notifier on another
+    # port needs (docs/behaviour.md, issue 18).
+    split_host_port(host, "pres URI")

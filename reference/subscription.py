@@ -31,12 +31,13 @@ class State(Enum):
     PREDESTROYED = 7
     DESTROYED = 8
     TERMINATED = 9  # rfc6665 only
+    FETCHING = 10  # rfc6665 only: a fetch (Expires 0) waits for its one NOTIFY (SUB-052)
 
 
 # States in which the subscription waits for the answer to a SUBSCRIBE it sent.
 AWAITING_RESPONSE = frozenset({
     State.UNCONFIRMED, State.UNCONFIRMED_DESTROY, State.RESUBSCRIPTION,
-    State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED,
+    State.RESUBSCRIPTION_DESTROY, State.PREDESTROYED, State.FETCHING,
 })
 
 
@@ -48,6 +49,7 @@ class Event(Enum):
     NOTIFY_TERMINATED_FINAL = "notify_terminated_final"  # rfc6665: never resubscribe
     R1XX = "1xx"
     R2XX = "2xx"
+    R204 = "204"                           # rfc6665: 2xx saying no NOTIFY follows (RFC 5839)
     R3XX = "3xx"                           # a redirect with a Contact still to try
     R3XX_NO_CONTACT = "3xx_no_contact"     # no (untried) Contact, or redirect limit reached
     R4XX = "4xx"                           # ser: any final >= 400, incl. transaction timeout
@@ -55,6 +57,9 @@ class Event(Enum):
     R481 = "481"                           # rfc6665: 481 to a refresh
     R_TERMINATING = "refresh_terminating"  # rfc6665: RFC 6665 §4.1.2.2 list, to a refresh
     R_FAIL = "failure"                     # rfc6665: any other failure (incl. timeout)
+    # rfc6665: a 401/407 the agent answers with credentials, or a 420 whose Unsupported
+    # tags it can drop: the same request again, CSeq + 1 (AUTH-001, SUB-130)
+    R_RESEND = "resend"
     # rfc6665: the initial SUBSCRIBE timed out, but a NOTIFY already created the dialog: the
     # 2xx was lost, the subscription exists (B7 fixed, RFC 6665 §4.1.2.4).
     R_TIMEOUT_DIALOG_UP = "timeout_dialog_up"
@@ -75,6 +80,9 @@ class Action(Enum):
     REPLY_500 = "answer the NOTIFY 500"
     DELIVER = "deliver a status message"
     REPORT_FAILURE = "deliver a terminated/rejected status message"
+    REPORT_END = "deliver a terminated/rejected status message, no retry follows"
+    RESEND = "resend the SUBSCRIBE in flight, CSeq + 1 (credentials, fewer option tags)"
+    STOP_TIMER_N = "stop Timer N: no NOTIFY follows (RFC 5839 204)"
     SEND_INITIAL = "send a new initial SUBSCRIBE (new dialog) to the record"
     SEND_REDIRECT = "send a new initial SUBSCRIBE to the next redirect Contact"
     SEND_MIN_EXPIRES = "resend the SUBSCRIBE with Expires = Min-Expires"
@@ -107,8 +115,9 @@ A = Action
 _R = (E.R1XX, E.R2XX, E.R3XX, E.R3XX_NO_CONTACT)
 SER_EVENTS = (E.NOTIFY, E.NOTIFY_TERMINATED, *_R, E.R4XX, E.DESTROY, E.TICK)
 RFC_EVENTS = (E.NOTIFY, E.NOTIFY_TERMINATED_NOW, E.NOTIFY_TERMINATED_LATER,
-              E.NOTIFY_TERMINATED_FINAL, *_R, E.R423, E.R481, E.R_TERMINATING, E.R_FAIL,
-              E.R_TIMEOUT_DIALOG_UP, E.DESTROY, E.TICK, E.TIMER_N, E.EXPIRED)
+              E.NOTIFY_TERMINATED_FINAL, *_R, E.R204, E.R423, E.R481, E.R_TERMINATING,
+              E.R_FAIL, E.R_TIMEOUT_DIALOG_UP, E.R_RESEND, E.DESTROY, E.TICK, E.TIMER_N,
+              E.EXPIRED)
 RFC_FAILURES = (E.R423, E.R481, E.R_TERMINATING, E.R_FAIL, E.R_TIMEOUT_DIALOG_UP)
 
 
@@ -203,7 +212,9 @@ def _ser_table() -> Table:
 def _rfc_table() -> Table:
     t: Table = {}
     deliver = (A.UPDATE_FROM_NOTIFY, A.REPLY_200, A.DELIVER, A.NOTIFY_SEEN)
-    responses = (*_R, *RFC_FAILURES)
+    # Where no SUBSCRIBE answer is awaited, every response is stale (R204 rows for the other
+    # states are derived from their R2XX rows at the end).
+    responses = (*_R, E.R204, *RFC_FAILURES, E.R_RESEND)
     fail = (A.STOP, A.DROP_DIALOG, A.REPORT_FAILURE, A.START_RETRY)
     give_up = (A.STOP, A.DROP_DIALOG, A.FREE)
     ended = (A.REPLY_200, A.DELIVER, A.ABANDON_TX, A.STOP, A.DROP_DIALOG)
@@ -302,11 +313,30 @@ def _rfc_table() -> Table:
     _rows(t, S.WAITING_FOR_TERMINATION, responses, (A.LOG_STALE,), S.WAITING_FOR_TERMINATION)
     _rows(t, S.WAITING_FOR_TERMINATION, (E.DESTROY, E.TIMER_N, E.EXPIRED), (),
           S.WAITING_FOR_TERMINATION)
+    # 10 fetching (issue 18): one SUBSCRIBE with Expires 0, one status message, the end.
+    _rows(t, S.FETCHING, (E.NOTIFY,), deliver, S.FETCHING)
+    _rows(t, S.FETCHING, terminated_events,
+          (A.REPLY_200, A.DELIVER, A.ABANDON_TX, A.STOP, A.DROP_DIALOG, A.FREE), S.DESTROYED)
+    _rows(t, S.FETCHING, (E.R1XX, E.TIMER_N, E.EXPIRED), (), S.FETCHING)
+    # The NOTIFY may still be on its way: wait for it as for a terminating NOTIFY.
+    _rows(t, S.FETCHING, (E.R2XX,), (A.STOP, A.CONFIRM, A.START_TERMWAIT), S.FETCHING)
+    _rows(t, S.FETCHING, (E.R3XX,), (A.STOP, A.DROP_DIALOG, A.SEND_REDIRECT), S.FETCHING)
+    _rows(t, S.FETCHING, (E.R3XX_NO_CONTACT, *RFC_FAILURES, E.TICK),
+          (A.STOP, A.DROP_DIALOG, A.REPORT_END, A.FREE), S.DESTROYED)
+    _rows(t, S.FETCHING, (E.DESTROY,), (A.STOP, A.DROP_DIALOG, A.FREE), S.DESTROYED)
+    # 401/407 answered, 420 tags dropped: the request in flight again, same state.
+    for state in (S.UNCONFIRMED, S.UNCONFIRMED_DESTROY, S.RESUBSCRIPTION,
+                  S.RESUBSCRIPTION_DESTROY, S.PREDESTROYED, S.FETCHING):
+        _rows(t, state, (E.R_RESEND,), (A.STOP, A.RESEND), state)
     # 8 destroyed: as in ser, documentation only (the agent forgets the object on FREE); the
     # rows keep the table total over (state, event).
     _rows(t, S.DESTROYED, (E.NOTIFY, *terminated_events), (A.REPLY_481,), S.DESTROYED)
     _rows(t, S.DESTROYED, (*responses, E.DESTROY, E.TICK, E.TIMER_N, E.EXPIRED), (),
           S.DESTROYED)
+    # RFC 5839: a 204 is a 2xx after which no NOTIFY comes, so Timer N stops as well.
+    for (state, event), row in list(t.items()):
+        if event is E.R2XX and (state, E.R204) not in t:
+            _rows(t, state, (E.R204,), (*row.actions, A.STOP_TIMER_N), row.next)
     return t
 
 
@@ -315,7 +345,7 @@ RFC6665_TABLE: Table = _rfc_table()
 TABLES: dict[str, Table] = {"ser": SER_TABLE, "rfc6665": RFC6665_TABLE}
 EVENTS: dict[str, tuple[Event, ...]] = {"ser": SER_EVENTS, "rfc6665": RFC_EVENTS}
 STATES: dict[str, tuple[State, ...]] = {
-    "ser": tuple(s for s in State if s is not S.TERMINATED),
+    "ser": tuple(s for s in State if s not in (S.TERMINATED, S.FETCHING)),
     "rfc6665": tuple(State),
 }
 

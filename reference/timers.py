@@ -27,6 +27,11 @@ class TimerKind(Enum):
     CLIENT_TX = "tx"  # a timer (E, F, K) of a SUBSCRIBE client transaction
     SERVER_TX = "stx"  # the one shared Timer J of all completed server transactions
 
+    # Members are singletons compared by identity: hash them by identity in C instead of
+    # Enum's Python-level hash of the name (every TimerKey lookup hashes its kind). Neither
+    # hash is stable across processes; nothing iterates keys in hash order.
+    __hash__ = object.__hash__
+
 
 class TimerKey(NamedTuple):
     """Which timer: its kind plus the handle (subscription timers) or the branch and the
@@ -42,16 +47,18 @@ class DeadlineQueue:
     """Keyed one-shot deadlines in one heap with lazy deletion.
 
     A heap entry is ``(at, seq, key)``; ``seq`` grows with every arm, so equal deadlines pop
-    in arming order and a stale entry (cancelled or re-armed key) is recognised by its
-    ``seq`` no longer being the key's live one. The heap is compacted when stale entries
-    outnumber live ones, so memory stays proportional to live timers.
+    in arming order (and keys are never compared). The live map holds each key's current
+    entry, the same tuple as in the heap (a live timer costs one tuple); an entry is stale
+    (its key cancelled or re-armed) when its ``seq`` is no longer the live entry's. The
+    heap is compacted when stale entries outnumber live ones, so memory stays proportional
+    to live timers.
     """
 
     __slots__ = ("_heap", "_live", "_seq")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerKey]] = []
-        self._live: dict[TimerKey, tuple[float, int]] = {}
+        self._live: dict[TimerKey, tuple[float, int, TimerKey]] = {}
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -67,13 +74,15 @@ class DeadlineQueue:
 
     def deadlines(self) -> dict[TimerKey, float]:
         """Every live timer with its deadline (for queries and tests, not hot paths)."""
-        return {key: at for key, (at, _seq) in self._live.items()}
+        return {key: entry[0] for key, entry in self._live.items()}
 
     def arm(self, key: TimerKey, at: float) -> None:
-        seq = next(self._seq)
-        self._live[key] = (at, seq)
-        heapq.heappush(self._heap, (at, seq, key))
-        if len(self._heap) > 64 and len(self._heap) > 2 * len(self._live):
+        entry = (at, next(self._seq), key)
+        live = self._live
+        live[key] = entry
+        heap = self._heap
+        heapq.heappush(heap, entry)
+        if len(heap) > 64 and len(heap) > 2 * len(live):
             self._compact()
 
     def cancel(self, key: TimerKey) -> None:
@@ -107,6 +116,5 @@ class DeadlineQueue:
         return None
 
     def _compact(self) -> None:
-        live = self._live
-        self._heap = [(at, seq, key) for key, (at, seq) in live.items()]
+        self._heap = list(self._live.values())
         heapq.heapify(self._heap)

@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from reference.agent import Agent
 from reference.config import AgentConfig
+from reference.credentials import CredentialStore
 from reference.effects import Address, TraceEvent
 from reference.ids import OsRandomIds
 from reference.pump import EffectPump
@@ -186,7 +187,8 @@ class UdpRuntime:
                    trace_path: str | Path | None = None,
                    error_answer_rate: float = ERROR_ANSWER_RATE,
                    error_answer_burst: int = ERROR_ANSWER_BURST,
-                   tcp_limits: TcpLimits | None = None) -> UdpRuntime:
+                   tcp_limits: TcpLimits | None = None,
+                   credentials: CredentialStore | None = None) -> UdpRuntime:
         """Bind `host:port` (port 0: any free port) and build the agent; with
         `config.transports` "udp,tcp" listen on TCP at the same address too (`tcp_limits`).
 
@@ -221,7 +223,7 @@ class UdpRuntime:
             config = config.replace(local_address=f"{shown}:{sock_port}")
         try:
             # A real network: identifiers from the OS CSPRNG, never from the seed.
-            agent = Agent(config, ids=OsRandomIds())
+            agent = Agent(config, ids=OsRandomIds(), credentials=credentials)
             runtime = cls(agent, sock, trace_path=trace_path,
                           error_answer_rate=error_answer_rate,
                           error_answer_burst=error_answer_burst)
@@ -248,6 +250,14 @@ class UdpRuntime:
         """QSA subscribe (raises ValueError like `Agent.subscribe`)."""
         handle = self.agent.subscribe(record, subscriber, destination, package,
                                       subscriber_data, now=self.loop.time())
+        self._apply()
+        return handle
+
+    def fetch(self, record: str, subscriber: str, destination: str,
+              package: str = "presence", subscriber_data: Any = None) -> int:
+        """QSA fetch (raises ValueError like `Agent.fetch`)."""
+        handle = self.agent.fetch(record, subscriber, destination, package,
+                                  subscriber_data, now=self.loop.time())
         self._apply()
         return handle
 

@@ -189,7 +189,9 @@ def run_shards_on_dask(
             position = {shard: i for i, shard in enumerate(shards)}
             results: list[ShardResult | None] = [None] * len(shards)
             for future in as_completed(futures):
-                shard = futures[future]
+                # Dropping the future lets its worker forget the result once it is here:
+                # a worker holds one shard's results, not all it has run.
+                shard = futures.pop(future)
                 try:
                     result = future.result()
                 except KilledWorker as exc:

@@ -24,6 +24,7 @@ from simulator.network import Datagram
 BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
 FINE_BIN_SECONDS = 10  # plot granularity, fine enough to show synchronized retry waves
 RETRANSMISSION_WINDOW = 64.0  # longer than any non-INVITE transaction (Timer F = 64*T1)
+NO_CHANGE_SEEN = -math.inf  # one shared float, not one per subscription
 
 
 def classify(data: bytes) -> tuple[str, str]:
@@ -125,6 +126,7 @@ class Metrics:
         self._branches_now: set[bytes] = set()
         self._branches_old: set[bytes] = set()
         self._branch_epoch = 0
+        self._branch_epoch_end = RETRANSMISSION_WINDOW
 
     # -- time integrals ---------------------------------------------------------------------
 
@@ -162,10 +164,12 @@ class Metrics:
     def on_datagram(self, datagram: Datagram) -> None:
         data = datagram.data
         now = datagram.time
+        second = int(now)
+        if second >= self._branch_epoch_end:
+            self._age_branches(now)
         is_response, label = _label(data)
         if label == b"SUBSCRIBE" and not is_response:
             self._subscribe_seen(data, now)
-        second = int(now)
         per_second = self._per_second
         if second >= len(per_second):
             per_second.extend([0] * (second + 1 - len(per_second)))
@@ -225,13 +229,18 @@ class Metrics:
             minute.update(column)
         return minutes
 
-    def _subscribe_seen(self, data: bytes, now: float) -> None:
+    def _age_branches(self, now: float) -> None:
+        """Two generations of RETRANSMISSION_WINDOW seconds cover any retransmission (they
+        come within the window). Moved on by time, from every datagram: between refresh
+        waves no SUBSCRIBE comes, and the last wave's branches must not stay until the next."""
         epoch = int(now // RETRANSMISSION_WINDOW)
         if epoch != self._branch_epoch:
-            # Two generations cover any retransmission (they come within the window).
             self._branches_old = self._branches_now if epoch == self._branch_epoch + 1 else set()
             self._branches_now = set()
             self._branch_epoch = epoch
+        self._branch_epoch_end = (epoch + 1) * RETRANSMISSION_WINDOW
+
+    def _subscribe_seen(self, data: bytes, now: float) -> None:
         branch = _branch(data)
         if branch in self._branches_now or branch in self._branches_old:
             self.subscribe_retransmissions += 1
@@ -244,7 +253,7 @@ class Metrics:
         self.advance(now)
         self._subscriptions += 1
         self.subscribe_calls += 1
-        self._seen_change[sid] = self._last_change.get(record, -math.inf)
+        self._seen_change[sid] = self._last_change.get(record, NO_CHANGE_SEEN)
 
     def subscription_ended(self, sid: int, now: float) -> None:
         self.advance(now)

@@ -276,17 +276,25 @@ class Notifier:
         else:
             self._count("unexpected_request")
 
-    def _remember(self, key: tuple[str, ...], value: Answer | None) -> None:
-        epoch = int(self.env.now // RETRANSMISSION_MEMORY)
+    def _age_answers(self, now: float) -> None:
+        """Move the remembered answers on by generations of RETRANSMISSION_MEMORY seconds
+        (an answer is kept 32 to 64 s). Called when a SUBSCRIBE arrives and when a NOTIFY
+        transaction completes: between refresh waves no SUBSCRIBE comes for most of an
+        hour, and the last wave's answers must not stay until the next one."""
+        epoch = int(now // RETRANSMISSION_MEMORY)
         if epoch != self._answered_epoch:
             fresh = epoch == self._answered_epoch + 1
             self._answered_old = self._answered if fresh else {}
             self._answered = {}
             self._answered_epoch = epoch
+
+    def _remember(self, key: tuple[str, ...], value: Answer | None) -> None:
+        self._age_answers(self.env.now)
         self._answered[key] = value
 
     def _on_subscribe(self, incoming: _Incoming, source: Address) -> None:
         key = incoming.key
+        self._age_answers(self.env.now)
         if key in self._answered or key in self._answered_old:
             cached = self._answered.get(key, self._answered_old.get(key))
             self._count("subscribe_retransmissions")
@@ -633,6 +641,7 @@ class Notifier:
         if t4 <= 0:
             return  # reliable transport: Timer K = 0
         now = self.env.now
+        self._age_answers(now)
         epoch = int(now // t4)
         if epoch != self._completed_epoch:
             fresh = epoch == self._completed_epoch + 1

@@ -21,6 +21,7 @@ import random
 import resource
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -75,21 +76,36 @@ class CountingEnvironment(simpy.Environment):
         return next_id - len(self._queue)
 
 
-# Python's cyclic GC rescans every long-lived object on each full collection, and a large
-# run keeps millions of them (agent and notifier state): on the 100k bench (sim_bench.py)
-# the default thresholds cost 137 s wall, these 103 s (gcgen measurement: GC time 8 s).
-# Young generations are still collected; the full collection runs when run() returns.
-RUN_GC_THRESHOLDS = (10_000, 50, 1000)
+# Python's cyclic GC: a large run keeps millions of long-lived objects (agent and notifier
+# state) and makes next to no cyclic garbage (the young collections of the 100k bench,
+# sim_bench.py, free nothing), yet automatic collection keeps re-traversing the survivors
+# as they age through the generations. So automatic collection is paused while a run steps,
+# each of run()'s RUN_STEPS steps ends with an explicit young collection (its survivors
+# are traversed once and then left alone) and the full collection runs when run() returns:
+# cyclic garbage that outlives its step is freed at the end of the run, not earlier.
+# Nested or concurrent runs (threads of one Dask worker) share the pause: the collector is
+# re-enabled when the last one ends.
+RUN_STEPS = 100
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = True
 
 
 @contextmanager
-def _run_gc_thresholds() -> Iterator[None]:
-    before = gc.get_threshold()
-    gc.set_threshold(*RUN_GC_THRESHOLDS)
+def _collector_paused() -> Iterator[None]:
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
     try:
         yield
     finally:
-        gc.set_threshold(*before)
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
         gc.collect()
 
 
@@ -102,6 +118,10 @@ class Domain:
     notifier: Notifier  # the notifier this domain's watchers subscribe to
     watchers: list[str]
     records: list[str]  # the records they may watch
+
+
+# The start plan: (at, order, domain, watcher, record, internal user).
+Plan = list[tuple[float, int, Domain, int, int, int]]
 
 
 @dataclass(slots=True)
@@ -165,10 +185,13 @@ class Simulation:
 
     # -- internal subscriptions -------------------------------------------------------------
 
-    def subscribe(self, domain: Domain, watcher: int, record: int) -> int:
-        """Subscribe a watcher to a record through its domain's agent; returns the id."""
+    def subscribe(self, domain: Domain, watcher: int, record: int, user: int = 0) -> int:
+        """Subscribe a watcher to a record through its domain's agent for internal user
+        `user` (its destination: the watcher's URI, `#u<user>` appended after the first);
+        returns the id."""
         uri = domain.watchers[watcher]
-        handle = domain.agent.subscribe(domain.records[record], uri, uri)
+        destination = uri if user == 0 else f"{uri}#u{user}"
+        handle = domain.agent.subscribe(domain.records[record], uri, destination)
         sid = domain.agent.subscription_id(handle)
         self.metrics.subscription_started(sid, domain.records[record], self.env.now)
         self.live.add(sid, watcher, record)
@@ -201,12 +224,13 @@ class Simulation:
     # -- running ----------------------------------------------------------------------------
 
     def run(self, until: float, progress: Callable[[float], None] | None = None) -> None:
-        steps = 100
+        steps = RUN_STEPS
         start = self.env.now
-        with _run_gc_thresholds():
+        with _collector_paused():
             for i in range(1, steps + 1):
                 target = start + (until - start) * i / steps
                 self.env.run(until=target)
+                gc.collect(0)
                 if progress is not None:
                     progress(self.env.now)
 
@@ -277,7 +301,7 @@ def build(
 
     domains: list[Domain] = []
     notifiers: list[Notifier] = []
-    plan: list[tuple[float, int, Domain, int, int]] | None = None
+    plan: Plan | None = None
     if shard is not None:
         population = shard_population(workload, shard)
         ps_domain = workload.notifier.domain
@@ -287,7 +311,7 @@ def build(
         domain = Domain(shard.agent_name, agent, notifier, population.watchers, population.records)
         domains.append(domain)
         notifiers.append(notifier)
-        plan = [(at, order, domain, w, r) for at, order, w, r in population.plan]
+        plan = [(at, order, domain, w, r, 0) for at, order, w, r in population.plan]
     elif workload.topology == "single":
         ps_domain = workload.notifier.domain
         notifier = make_notifier("ps", "10.2.0.1", ps_domain, workload.notifier)
@@ -321,24 +345,51 @@ def build(
     return sim
 
 
-def _population_plan(sim: Simulation) -> list[tuple[float, int, Domain, int, int]]:
+def _population_plan(sim: Simulation) -> Plan:
     wl = sim.workload
     rng_contacts = stream(sim.seed, "population", "contacts")
     rng_start = stream(sim.seed, "population", "start")
-    plan: list[tuple[float, int, Domain, int, int]] = []
+    # Its own stream: a workload with one internal user plans exactly as before.
+    rng_users = stream(sim.seed, "population", "internal-users")
+    plan: Plan = []
     order = 0
     for domain in sim.domains:
         n_records = len(domain.records)
         for w in range(len(domain.watchers)):
             k = min(wl.contacts.draw(rng_contacts), n_records)
-            for record in rng_contacts.sample(range(n_records), k):
-                plan.append((rng_start.uniform(0.0, wl.ramp_up), order, domain, w, record))
+            contacts = rng_contacts.sample(range(n_records), k)
+            for record in contacts:
+                plan.append((rng_start.uniform(0.0, wl.ramp_up), order, domain, w, record, 0))
                 order += 1
+            for user in range(1, wl.internal_users):
+                for record in _user_pairs(contacts, wl.overlap, n_records, rng_users):
+                    plan.append((rng_start.uniform(0.0, wl.ramp_up), order, domain, w,
+                                 record, user))
+                    order += 1
     plan.sort(key=lambda item: (item[0], item[1]))
     return plan
 
 
-def _schedule_plan(sim: Simulation, plan: list[tuple[float, int, Domain, int, int]]) -> None:
+def _user_pairs(contacts: list[int], overlap: float, n_records: int,
+                rng: random.Random) -> list[int]:
+    """Another internal user's records for one watcher: as many as the first user's, each
+    one of the first user's with probability `overlap`, else one outside that set (when the
+    presentities allow it)."""
+    taken = set(contacts)
+    own: list[int] = []
+    for record in contacts:
+        if rng.random() < overlap or len(taken) >= n_records:
+            own.append(record)
+            continue
+        other = rng.randrange(n_records)
+        while other in taken:
+            other = rng.randrange(n_records)
+        taken.add(other)
+        own.append(other)
+    return own
+
+
+def _schedule_plan(sim: Simulation, plan: Plan) -> None:
     """Start each planned subscription at its time; ``plan`` is sorted by (time, order)."""
     sim.planned_subscriptions = len(plan)
     position = 0
@@ -347,8 +398,8 @@ def _schedule_plan(sim: Simulation, plan: list[tuple[float, int, Domain, int, in
         nonlocal position
         now = sim.env.now
         while position < len(plan) and plan[position][0] <= now:
-            _at, _order, domain, w, record = plan[position]
-            sim.subscribe(domain, w, record)
+            _at, _order, domain, w, record, user = plan[position]
+            sim.subscribe(domain, w, record, user)
             position += 1
         if position < len(plan):
             sim.call_at(plan[position][0], next_batch)

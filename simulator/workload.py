@@ -90,6 +90,11 @@ class Workload:
     contacts: ContactsSpec = field(default_factory=ContactsSpec)
     presence_changes_per_hour: float = 0.0
     churn_per_hour: float = 0.0
+    # Internal users (e.g. an RLS and a PA module) behind the agent, each asking for the
+    # watchers' contacts; every user after the first asks for the same (record, watcher)
+    # pair with probability `overlap`, else for a pair of its own (issue 18, sharing).
+    internal_users: int = 1
+    overlap: float = 0.0
     ramp_up: float = 60.0
     network: LinkSpec = field(default_factory=LinkSpec)
     faults: tuple[Fault, ...] = ()
@@ -218,6 +223,8 @@ def workload_from_mapping(data: object, source: str = "<workload>") -> Workload:
         contacts=_contacts(contacts),
         presence_changes_per_hour=float(data.get("presence_changes_per_hour", 0.0)),
         churn_per_hour=float(data.get("churn_per_hour", 0.0)),
+        internal_users=int(data.get("internal_users", {}).get("count", 1)),
+        overlap=float(data.get("internal_users", {}).get("overlap", 0.0)),
         ramp_up=float(data.get("ramp_up", 60.0)),
         network=_link(network),
         faults=tuple(
@@ -290,6 +297,11 @@ def _check_semantics(data: dict[str, Any], source: str) -> None:
         raise WorkloadError(f"{source}: notifier.min_expires: greater than notifier.max_expires")
     servers, agents = data.get("servers", 1), data.get("agents", 1)
     farm = servers > 1 or agents > 1
+    users = data.get("internal_users", {}).get("count", 1)
+    if users > 1 and (data.get("churn_per_hour", 0) > 0 or farm
+                      or data.get("topology", "single") != "single"):
+        raise WorkloadError(f"{source}: internal_users: more than one internal user needs "
+                            "topology single, no farm and churn_per_hour 0")
     if farm and data.get("topology", "single") != "single":
         raise WorkloadError(f"{source}: servers: a farm (servers/agents > 1) needs topology single")
     for index, fault in enumerate(data.get("faults", [])):

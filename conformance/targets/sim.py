@@ -18,8 +18,10 @@ from typing import Any, Protocol
 import simpy
 
 from conformance.runner import Datagram, Incoming, Status
-from conformance.scenario import Scenario
+from conformance.scenario import LAB_PASSWORD, LAB_USERNAME, REFERENCE_FEATURES, Scenario
 from reference import Agent, AgentConfig, EffectPump, StatusMessage, TraceEvent
+from reference.credentials import ANY, CredentialStore
+from reference.digest import Credentials
 from reference.effects import Address
 from reference.ids import IdSource, SeededIds
 
@@ -27,6 +29,10 @@ AGENT_ADDRESS = ("127.0.0.1", 5060)
 PEER_ADDRESS = ("127.0.0.1", 5070)
 EPSILON = 1e-6
 
+
+
+# Every subscriber, every realm: the lab credentials of docs/conformance.md.
+LAB_CREDENTIALS = CredentialStore({(ANY, ANY): Credentials(LAB_USERNAME, LAB_PASSWORD)})
 
 
 class AgentFactory(Protocol):
@@ -79,6 +85,7 @@ class SimSession:
         # Identifiers from the seed: a scenario's transcript replays byte-identically.
         self.agent = factory(config.replace(
             local_address=f"{AGENT_ADDRESS[0]}:{AGENT_ADDRESS[1]}"), ids=SeededIds(config.seed))
+        self.agent.credentials = LAB_CREDENTIALS
         self.inbox: list[Incoming] = []
         self.faults: list[_Fault] = []
         # The one wake-up armed for the agent's next deadline: (generation, time). A
@@ -97,6 +104,11 @@ class SimSession:
     def subscribe(self, record: str, subscriber: str, package: str = "presence") -> Any:
         handle = self.agent.subscribe(record, subscriber, "conformance", package,
                                       now=self.now())
+        self.pump.pump()
+        return handle
+
+    def fetch(self, record: str, subscriber: str) -> Any:
+        handle = self.agent.fetch(record, subscriber, "conformance", now=self.now())
         self.pump.pump()
         return handle
 
@@ -190,7 +202,7 @@ class _Wire:
     def deliver(self, destination: str, message: StatusMessage) -> None:
         document = message.document
         self.session.inbox.append(Status({
-            "status": message.status, "reason": message.reason,
+            "handle": message.handle, "status": message.status, "reason": message.reason,
             "retry_at": message.retry_at, "at": message.at,
             "basic": document.basic if document is not None else None,
             "registration": (message.registration.to_json()
@@ -210,6 +222,10 @@ class SimTarget:
         judges it as another build (reference choices are `differs` observations)."""
         self.agent_factory = agent_factory
         self.reference = reference
+
+    def features_for(self, profile: str) -> frozenset[str]:
+        """The reference's optional features in this profile (none in ser)."""
+        return REFERENCE_FEATURES.get(profile, frozenset())
 
     def open(self, scenario: Scenario, profile: str) -> SimSession:
         return SimSession(scenario.agent_config_for(profile), self.agent_factory,

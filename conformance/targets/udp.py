@@ -25,8 +25,9 @@ import tempfile
 import time
 from typing import IO, Any
 
+from conformance.peer import registrar_reply
 from conformance.runner import Datagram, Incoming, Status
-from conformance.scenario import Scenario
+from conformance.scenario import LAB_PASSWORD, LAB_USERNAME, REFERENCE_FEATURES, Scenario
 
 STARTUP_TIMEOUT = 10.0
 TOKEN_ENV = "B2B_CONTROL_TOKEN"  # as reference/cli.py reads it
@@ -71,6 +72,8 @@ class _RealTimeSession:
 
     capabilities: frozenset[str] = frozenset()
     reference = False
+    # Answer REGISTERs 200 at once (a subscriber that subscribes only once registered).
+    registrar = False
 
     def __init__(self, agent_address: tuple[str, int] | None, tolerance: float,
                  tolerance_ratio: float) -> None:
@@ -125,11 +128,17 @@ class _RealTimeSession:
                     data, source = self.sock.recvfrom(65535)
                 except BlockingIOError:
                     return
+                if not data.strip(b"\r\n \t\0"):
+                    # A keep-alive (CRLF, RFC 5626 §3.5.1 style, or padding): no message.
+                    continue
+                answered = registrar_reply(data) if self.registrar else None
+                if answered is not None:
+                    self.sock.sendto(answered, source)
                 # One socket: whatever arrives here was sent to the peer's address; the
                 # source is the subscriber's sending socket (where replies go).
                 self.last_source = (source[0], source[1])
                 self.inbox.append(Datagram(data, self.now(), self.peer_hostport,
-                                           f"{source[0]}:{source[1]}"))
+                                           f"{source[0]}:{source[1]}", answered or b""))
 
     def close(self) -> None:
         self.selector.close()
@@ -156,6 +165,16 @@ class UdpSession(_RealTimeSession):
         env = dict(os.environ)
         if token is not None:
             env[TOKEN_ENV] = token
+        self.credentials_dir: tempfile.TemporaryDirectory[str] | None = None
+        if argv_template is None:
+            # Our own agent gets the lab credentials (docs/conformance.md), mode 600.
+            self.credentials_dir = tempfile.TemporaryDirectory(prefix="b2b-conform-")
+            path = os.path.join(self.credentials_dir.name, "credentials.yaml")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump({"credentials": [{"username": LAB_USERNAME,
+                                            "password": LAB_PASSWORD}]}, out)
+            argv += ["--credentials", path]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
         self.control = self._connect(control_port)
@@ -201,6 +220,7 @@ class UdpSession(_RealTimeSession):
             if obj.get("event") == "status":
                 document = obj.get("document") or {}
                 self.inbox.append(Status({
+                    "handle": obj.get("handle"),
                     "status": obj.get("status"), "reason": obj.get("reason"),
                     "retry_at": obj.get("retry_at"), "at": obj.get("at"),
                     "basic": document.get("basic") if isinstance(document, dict) else None,
@@ -233,6 +253,10 @@ class UdpSession(_RealTimeSession):
             request["package"] = package
         return self._request(request)["handle"]
 
+    def fetch(self, record: str, subscriber: str) -> Any:
+        return self._request({"op": "fetch", "record": record, "subscriber": subscriber})[
+            "handle"]
+
     def unsubscribe(self, handle: Any) -> None:
         self._request({"op": "unsubscribe", "handle": handle})
 
@@ -245,6 +269,8 @@ class UdpSession(_RealTimeSession):
             self.process.kill()
             self.process.wait(timeout=5)
             self.stderr.close()
+            if self.credentials_dir is not None:
+                self.credentials_dir.cleanup()
             super().close()
 
 
@@ -260,6 +286,11 @@ class UdpTarget:
         self.tolerance_ratio = tolerance_ratio
         # Our own agent unless another command line is given: then another build.
         self.reference = agent_command is None
+
+    def features_for(self, profile: str) -> frozenset[str]:
+        """Our own agent's optional features in this profile; another build declares
+        none here (a target file says what it has)."""
+        return REFERENCE_FEATURES.get(profile, frozenset()) if self.reference else frozenset()
 
     def open(self, scenario: Scenario, profile: str) -> UdpSession:
         params = scenario.agent_params_for(profile)
@@ -297,6 +328,9 @@ class SipOnlySession(_RealTimeSession):
         self.clock_started = False
         # Declared values (PIXIT) that replace parameters in time expressions (e.g. t1).
         self.declared_names: dict[str, float] = {}
+        # The peer grants what the subscriber asked (declaration `grant: asked`) or the
+        # scenario's own number (`grant: scenario`).
+        self.grants_asked = True
 
     def _run(self, template: str, record: str, subscriber: str) -> None:
         argv = [token.replace("{record}", record).replace("{subscriber}", subscriber)
@@ -325,18 +359,26 @@ class SipOnlySession(_RealTimeSession):
         return self.last
 
     def _start_clock_at_first_request(self) -> None:
-        """t = 0 is the first datagram from the subscriber (waits `trigger_timeout`)."""
+        """t = 0 is the first datagram from the subscriber that the registrar did not
+        answer (waits `trigger_timeout`); REGISTERs before it keep their (negative) times."""
         self.clock_started = True
-        item = self.poll(self.now() + self.trigger_timeout)
-        if item is None:
-            raise RuntimeError(f"the subscriber sent nothing within {self.trigger_timeout:g} s "
-                               "of the trigger (trigger_timeout)")
+        deadline = self.now() + self.trigger_timeout
+        before: list[Incoming] = []
+        while True:
+            item = self.poll(deadline)
+            if item is None:
+                raise RuntimeError(f"the subscriber sent nothing within "
+                                   f"{self.trigger_timeout:g} s of the trigger "
+                                   "(trigger_timeout)" + (
+                                       f" but {len(before)} REGISTER(s)" if before else ""))
+            if not (isinstance(item, Datagram) and item.answered):
+                break
+            before.append(item)
         shift = item.at
         self.t0 += shift
-        self.inbox.insert(0, Datagram(item.data, 0.0, item.destination, item.source)
-                          if isinstance(item, Datagram) else item)
-        self.inbox[1:] = [Datagram(d.data, d.at - shift, d.destination, d.source)
-                          if isinstance(d, Datagram) else d for d in self.inbox[1:]]
+        self.inbox[:0] = [*before, item]
+        self.inbox = [Datagram(d.data, d.at - shift, d.destination, d.source, d.answered)
+                      if isinstance(d, Datagram) else d for d in self.inbox]
 
     def unsubscribe(self, handle: Any) -> None:
         if self.untrigger is None:

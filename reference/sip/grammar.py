@@ -142,6 +142,27 @@ def split_outside(text: str, sep: str, what: str) -> list[str]:
 
 
 _PARAM_VALUE_FORBIDDEN = frozenset(' \t,;<>"')
+# The characters of the common parameter list (``;tag=1a2b;rport``): token characters, ';'
+# and '='. ``not text.strip(PLAIN_PARAM_STRING)`` is true exactly when ``text`` has only
+# those, and then it has no whitespace, quote or delimiter that the general loop handles.
+PLAIN_PARAM_STRING = "".join(sorted(TOKEN_CHARS | frozenset(";=")))
+
+
+def parse_plain_params(text: str) -> dict[str, str | None] | None:
+    """The params of a plain list after its leading ';' (only PLAIN_PARAM_STRING
+    characters), or None where the general loop of ``parse_params`` must decide (an empty
+    name or value, a duplicate). Its result is the general loop's for ``";" + text``, which
+    also names every error."""
+    params: dict[str, str | None] = {}
+    for item in text.split(";"):
+        name, eq, value = item.partition("=")
+        if not name:
+            return None
+        name = name.lower()
+        if name in params or (eq and not value):
+            return None
+        params[name] = value if eq else None
+    return params
 
 
 def parse_params(text: str, what: str) -> dict[str, str | None]:
@@ -151,6 +172,12 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
     writing them back is exact; use ``unquote`` to read one).
     """
     params: dict[str, str | None] = {}
+    if not text:
+        return params
+    if text[0] == ";" and not text.strip(PLAIN_PARAM_STRING):
+        plain = parse_plain_params(text[1:])
+        if plain is not None:
+            return plain
     text = text.strip(" \t")
     if not text:
         return params

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field, replace
 
 from reference.sip.errors import SipParseError
 from reference.sip.grammar import (
+    PLAIN_PARAM_STRING,
     TOKEN_CHARS,
     format_params,
     parse_delta_seconds,
     parse_host,
     parse_params,
+    parse_plain_params,
     split_host_port,
     split_outside,
 )
@@ -104,9 +106,10 @@ class Via:
 
 
 # The common Via written by every UA we meet: "SIP/2.0/UDP host[:port];name=value;...",
-# no LWS, a plain host name or IPv4 address, token parameters. ``_parse_via_simple`` reads
-# exactly that shape and returns None for anything else, which then takes the general path
-# below (the only one that reports errors), so both give the same Via for the same text.
+# no LWS, a plain host name or IPv4 address, plain parameters (grammar.parse_plain_params).
+# ``_parse_via_simple`` reads exactly that shape and returns None for anything else, which
+# then takes the general path below (the only one that reports errors), so both give the
+# same Via for the same text.
 _SIMPLE_VIA_PREFIX = "SIP/2.0/UDP "
 _SIMPLE_HOST_STRING = "".join(sorted(set(_TOKEN_STRING) & set(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")))
@@ -127,12 +130,12 @@ def _parse_via_simple(value: str) -> Via | None:
             return None
     params: dict[str, str | None] = {}
     if semi:
-        for item in param_text.split(";"):
-            name, eq, param = item.partition("=")
-            name = name.lower()
-            if not _is_token(name) or name in params or (eq and not _is_token(param)):
-                return None
-            params[name] = param if eq else None
+        if param_text.strip(PLAIN_PARAM_STRING):
+            return None
+        plain = parse_plain_params(param_text)
+        if plain is None:
+            return None
+        params = plain
     _check_via_params(value, params)
     return Via("UDP", host, port, params, "SIP/2.0")
 
@@ -335,16 +338,16 @@ def parse_contact(value: str) -> ContactValue:
     if value.strip(" \t") == "*":
         return ContactValue(None)
     try:
-        contact = ContactValue(parse_name_addr(value, "Contact"))
+        address = parse_name_addr(value, "Contact")
     except SipParseError as exc:
         raise _wrap("Contact", value, exc) from None
     # Validate q and expires now so that later property access cannot fail.
-    params = contact.params
+    params = address.params
     if "q" in params:
         _parse_qvalue(params["q"] or "", "Contact")
     if "expires" in params:
         parse_expires(params["expires"] or "", "Contact")
-    return contact
+    return ContactValue(address)
 
 
 def parse_named(value: str, header: str) -> NameAddr:
@@ -609,9 +612,18 @@ class Headers:
         # on the first lookup and dropped on every mutation, like the typed-value cache.
         self._items: list[tuple[str, str, str]] = []
         self._index: dict[str, list[str]] | None = None
-        self._cache: dict[str, object] = {}  # typed values, see _Accessors._typed
+        self._cache: dict[str, object] = {}  # typed values, see message._Accessors
         for name, value in items:
             self.add(name, value)
+
+    @classmethod
+    def _parsed(cls, items: list[tuple[str, str, str]], index: dict[str, list[str]]) -> Headers:
+        """The parser's constructor: ``items`` as ``_items`` and ``index`` built from them
+        (``parse_message`` builds both in its one pass over the lines)."""
+        headers = cls()
+        headers._items = items
+        headers._index = index
+        return headers
 
     def _changed(self) -> None:
         self._index = None
@@ -688,7 +700,12 @@ class Headers:
             return list(values)
         out: list[str] = []
         for value in values:
-            out.extend(split_list(value, canonical_name(name)))
+            if "," in value or '"' in value:
+                out.extend(split_list(value, canonical_name(name)))
+            else:  # one element (what split_list returns for it, without the scan)
+                value = value.strip(" \t")
+                if value:
+                    out.append(value)
         return out
 
     def items(self) -> list[tuple[str, str]]:

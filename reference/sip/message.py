@@ -81,56 +81,43 @@ def _parse_to(value: str) -> NameAddr:
     return parse_named(value, "To")
 
 
-# Cache keys of the optional accessors (their lowercase names), precomputed.
-_CACHE_KEYS = {
-    name: name.lower()
-    for name in ("Expires", "Min-Expires", "Retry-After", "Event", "Subscription-State",
-                 "Content-Type", "Max-Forwards")
-}
+def _parse_min_expires(value: str) -> int:
+    return parse_expires(value, "Min-Expires")
+
+
+def _parse_vias(values: list[str]) -> list[Via]:
+    return [parse_via(v) for v in values]
+
+
+def _parse_contacts(values: list[str]) -> list[ContactValue]:
+    return [parse_contact(v) for v in values]
+
+
+def _parse_routes(values: list[str]) -> list[NameAddr]:
+    return [parse_named(v, "Route") for v in values]
+
+
+def _parse_record_routes(values: list[str]) -> list[NameAddr]:
+    return [parse_named(v, "Record-Route") for v in values]
+
+
+def _parse_accept(values: list[str]) -> list[str]:
+    return [parse_media_range(v) for v in values]
 
 
 class _Accessors:
-    """Typed, cached header accessors shared by Request and Response."""
+    """Typed, cached header accessors shared by Request and Response.
+
+    Each accessor parses its header on first use and keeps the typed value in the Headers'
+    cache (cleared on mutation), under the header's lookup key (``vias``, ``contacts``...
+    for the list accessors). A parse error is raised again on every access, with
+    ``err.message`` set to this message."""
 
     __slots__ = ()
     headers: Headers
 
-    def _typed(self, key: str, compute: Callable[[Headers], T]) -> T:
-        cache = self.headers._cache
-        if key in cache:
-            return cache[key]  # type: ignore[return-value]
-        try:
-            value = compute(self.headers)
-        except SipParseError as exc:
-            raise SipParseError(str(exc), self) from None
-        cache[key] = value
-        return value
-
-    def _required(self, name: str) -> str:
-        value = self.headers.get(name)
-        if value is None:
-            raise SipParseError(f"missing header: {name}", self)
-        return value
-
-    def _vias(self) -> list[Via]:
-        """The cached Via list itself (callers must not mutate it)."""
-        cache = self.headers._cache
-        if "vias" in cache:
-            return cache["vias"]  # type: ignore[return-value]
-        return self._typed("vias", lambda h: [parse_via(v) for v in h.get_all("Via")])
-
-    @property
-    def vias(self) -> list[Via]:
-        return list(self._vias())
-
-    @property
-    def top_via(self) -> Via | None:
-        """The first Via value (None when there is none); same errors as ``vias``."""
-        vias = self._vias()
-        return vias[0] if vias else None
-
     def _parsed(self, key: str, parse: Callable[[str], T], raw: str) -> T:
-        """Parse one raw value and cache it (the lambda-free form of ``_typed``)."""
+        """Parse one raw value and cache it under ``key``."""
         try:
             value = parse(raw)
         except SipParseError as exc:
@@ -138,92 +125,114 @@ class _Accessors:
         self.headers._cache[key] = value
         return value
 
-    def _mandatory(self, key: str, name: str, parse: Callable[[str], T]) -> T:
-        """A cached typed value of a mandatory header; ``missing header`` when absent."""
+    def _list(self, key: str, name: str, parse: Callable[[list[str]], list[T]]) -> list[T]:
+        """The cached typed list of every comma element of header ``name`` (callers must
+        not mutate it)."""
         cache = self.headers._cache
         if key in cache:
             return cache[key]  # type: ignore[return-value]
-        return self._parsed(key, parse, self._required(name))
+        try:
+            value = parse(self.headers.get_all(name))
+        except SipParseError as exc:
+            raise SipParseError(str(exc), self) from None
+        cache[key] = value
+        return value
+
+    def _mandatory(self, key: str, name: str, parse: Callable[[str], T]) -> T:
+        """A cached typed value of a mandatory header; ``missing header`` when absent."""
+        cached = self.headers._cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[return-value]
+        values = self.headers._lookup().get(key)
+        if values is None:
+            raise SipParseError(f"missing header: {name}", self)
+        return self._parsed(key, parse, values[0])
+
+    def _optional(self, key: str, parse: Callable[[str], T]) -> T | None:
+        """A cached typed value of an optional header (its first field); None when absent."""
+        headers = self.headers
+        cached = headers._cache.get(key)
+        if cached is not None:  # no parser returns None: an absent header is not cached
+            return cached  # type: ignore[return-value]
+        values = headers._lookup().get(key)
+        if values is None:
+            return None
+        return self._parsed(key, parse, values[0])
+
+    @property
+    def vias(self) -> list[Via]:
+        return list(self._list("vias", "Via", _parse_vias))
+
+    @property
+    def top_via(self) -> Via | None:
+        """The first Via value (None when there is none); same errors as ``vias``."""
+        vias = self._list("vias", "Via", _parse_vias)
+        return vias[0] if vias else None
 
     @property
     def from_(self) -> NameAddr:
-        return self._mandatory("from", "From", _parse_from)
+        cached = self.headers._cache.get("from")  # the hit path inline: read often
+        return cached or self._mandatory("from", "From", _parse_from)  # type: ignore[return-value]
 
     @property
     def to(self) -> NameAddr:
-        return self._mandatory("to", "To", _parse_to)
+        cached = self.headers._cache.get("to")
+        return cached or self._mandatory("to", "To", _parse_to)  # type: ignore[return-value]
 
     @property
     def call_id(self) -> str:
-        return self._mandatory("call-id", "Call-ID", parse_call_id)
+        cached = self.headers._cache.get("call-id")
+        return cached or self._mandatory(  # type: ignore[return-value]
+            "call-id", "Call-ID", parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
-        return self._mandatory("cseq", "CSeq", parse_cseq)
+        cached = self.headers._cache.get("cseq")
+        return cached or self._mandatory("cseq", "CSeq", parse_cseq)  # type: ignore[return-value]
 
     @property
     def contacts(self) -> list[ContactValue]:
-        return list(
-            self._typed("contacts", lambda h: [parse_contact(v) for v in h.get_all("Contact")])
-        )
+        return list(self._list("contacts", "Contact", _parse_contacts))
 
     @property
     def routes(self) -> list[NameAddr]:
-        return list(
-            self._typed("routes", lambda h: [parse_named(v, "Route") for v in h.get_all("Route")])
-        )
+        return list(self._list("routes", "Route", _parse_routes))
 
     @property
     def record_routes(self) -> list[NameAddr]:
-        def compute(h: Headers) -> list[NameAddr]:
-            return [parse_named(v, "Record-Route") for v in h.get_all("Record-Route")]
-
-        return list(self._typed("record-routes", compute))
-
-    def _optional(self, name: str, parse: Callable[[str], T]) -> T | None:
-        cache = self.headers._cache
-        key = _CACHE_KEYS.get(name) or name.lower()
-        if key in cache:
-            return cache[key]  # type: ignore[return-value]
-        raw = self.headers.get(name)
-        if raw is None:
-            return None
-        return self._parsed(key, parse, raw)
+        return list(self._list("record-routes", "Record-Route", _parse_record_routes))
 
     @property
     def expires(self) -> int | None:
-        return self._optional("Expires", parse_expires)
+        return self._optional("expires", parse_expires)
 
     @property
     def min_expires(self) -> int | None:
-        return self._optional("Min-Expires", lambda v: parse_expires(v, "Min-Expires"))
+        return self._optional("min-expires", _parse_min_expires)
 
     @property
     def retry_after(self) -> int | None:
-        return self._optional("Retry-After", parse_retry_after)
+        return self._optional("retry-after", parse_retry_after)
 
     @property
     def event(self) -> EventHeader | None:
-        return self._optional("Event", parse_event)
+        return self._optional("event", parse_event)
 
     @property
     def subscription_state(self) -> SubscriptionState | None:
-        return self._optional("Subscription-State", parse_subscription_state)
+        return self._optional("subscription-state", parse_subscription_state)
 
     @property
     def content_type(self) -> ContentType | None:
-        return self._optional("Content-Type", parse_content_type)
+        return self._optional("content-type", parse_content_type)
 
     @property
     def max_forwards(self) -> int | None:
-        return self._optional("Max-Forwards", parse_max_forwards)
+        return self._optional("max-forwards", parse_max_forwards)
 
     @property
     def accept(self) -> list[str]:
-        def compute(h: Headers) -> list[str]:
-            return [parse_media_range(v) for v in h.get_all("Accept")]
-
-        return list(self._typed("accept", compute))
+        return list(self._list("accept", "Accept", _parse_accept))
 
 
 def _header_block(headers: Headers, body: bytes) -> list[str]:
@@ -272,7 +281,8 @@ Message = Request | Response
 def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
     """(end of header section, start of body); -1s when there is no empty line."""
     crlf = data.find(b"\n\r\n", start)
-    lf = data.find(b"\n\n", start)
+    # A bare-LF end counts only before the CRLF one: no need to scan the body for it.
+    lf = data.find(b"\n\n", start, crlf + 1 if crlf >= 0 else len(data))
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return crlf, crlf + 3
     if lf >= 0:
@@ -370,6 +380,8 @@ def _duplicate_problem(headers: Headers, lengths: list[str]) -> SipParseError | 
     compact forms included (RFC 4475 §3.3.8, §3.3.9); Content-Length values that differ
     are left to ``_parse_content_length``, which names them."""
     index = headers._lookup()
+    if len(index) == len(headers._items) and len(lengths) < 2:
+        return None  # no header name appears twice
     for name, key in _SINGLE_VALUE_KEYS:
         values = index.get(key)
         if values is not None and len(values) > 1:
@@ -407,6 +419,36 @@ def _unfold(lines: list[str], limits: ParseLimits) -> list[str]:
     return [parts[0] if len(parts) == 1 else " ".join(parts) for parts in fields]
 
 
+# Field lines recur (``Max-Forwards: 70``, ``Event: presence``, a dialog's From, To and
+# Call-ID), so a valid line's split is kept: at most _FIELDS_MAX entries, each at most
+# ``max_header_line`` characters of line text; when full it is emptied and refills with the
+# lines that recur. Only lines that split without error are kept (a cached split is the
+# split of the same text, so a hit changes nothing but the time).
+_FIELDS: dict[str, tuple[str, str, str]] = {}
+_FIELDS_MAX = 4096
+
+
+def _split_field(line: str) -> tuple[str, str, str]:
+    """(lookup key, canonical or written name, value) of one unfolded header line."""
+    name, colon, value = line.partition(":")
+    name = name.rstrip(" \t")
+    lower = name.lower()
+    known = PARSER_NAMES.get(lower)
+    if known is None:
+        if not colon or not name or not set(name) <= TOKEN_CHARS:
+            raise SipParseError(f"bad header line: {line[:80]!r}")
+        key, full = lower, name
+    elif not colon:
+        raise SipParseError(f"bad header line: {line[:80]!r}")
+    else:
+        key, full = known
+    field = (key, full, value.strip(" \t"))
+    if len(_FIELDS) >= _FIELDS_MAX:
+        _FIELDS.clear()
+    _FIELDS[line] = field
+    return field
+
+
 def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request | Response:
     """Frame and parse one SIP message (a whole UDP datagram)."""
     if len(data) > limits.max_message_bytes:
@@ -433,11 +475,17 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
             raise SipParseError("non-UTF-8 start line") from None
         text = head.decode("utf-8", "replace")
         non_utf8 = SipParseError(f"non-UTF-8 {where}")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-        if "\r" in text:
-            raise SipParseError("bad header section: bare CR")
-    lines = text.split("\n")
+    if "\r" not in text:
+        lines = text.split("\n")
+    else:
+        lines = text.split("\r\n")
+        if not text.count("\r") == text.count("\n") == len(lines) - 1:
+            # Not CRLF line ends only (then every CR and LF is a split point): a bare LF
+            # is tolerated, a bare CR is not.
+            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                raise SipParseError("bad header section: bare CR")
+            lines = text.split("\n")
     start_line = lines[0]
     if len(start_line) > limits.max_start_line:
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
@@ -445,42 +493,43 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     if start_problem is not None:
         deferred = start_problem  # it takes precedence: a 505 says more than any 400
 
-    headers = Headers()
-    items = headers._items
-    lengths: list[str] = []
     header_lines = lines[1:]
     if (
         "\n " not in text
-        and "\n\t" not in text
+        and ("\t" not in text or "\n\t" not in text)  # the first test is a fast memchr
         and len(header_lines) <= limits.max_headers
-        and max(map(len, header_lines), default=0) <= limits.max_header_line
+        and (len(text) <= limits.max_header_line
+             or max(map(len, header_lines), default=0) <= limits.max_header_line)
     ):
         # Fast path (the usual message): no folded lines and no limit hit, so every line
         # is one field and the checks of the general loop below cannot fail.
         fields = header_lines
+        max_line = -1  # every line is within the limit: no need to look again
     else:
         fields = _unfold(header_lines, limits)
+        max_line = limits.max_header_line  # an unfolded field may exceed it
 
+    # One pass: each field line is split into (lookup key, canonical name, value), appended
+    # in order and indexed by key (the index ``Headers._lookup`` would build).
+    items: list[tuple[str, str, str]] = []
+    index: dict[str, list[str]] = {}
+    lengths: list[str] = []
+    cached_field = _FIELDS.get
     for line in fields:
-        if len(line) > limits.max_header_line:
-            raise SipParseError(f"header line too long: limit {limits.max_header_line}")
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        lower = name.lower()
-        known = PARSER_NAMES.get(lower)
-        if known is None:
-            if not colon or not name or not set(name) <= TOKEN_CHARS:
-                raise SipParseError(f"bad header line: {line[:80]!r}")
-            key, full = lower, name
-        elif not colon:
-            raise SipParseError(f"bad header line: {line[:80]!r}")
-        else:
-            key, full = known
-        value = value.strip(" \t")
+        if max_line >= 0 and len(line) > max_line:
+            raise SipParseError(f"header line too long: limit {max_line}")
+        field = cached_field(line) or _split_field(line)
+        key = field[0]
         if key == "content-length":
-            lengths.append(value)
+            lengths.append(field[2])
+            continue
+        items.append(field)
+        values = index.get(key)
+        if values is None:
+            index[key] = [field[2]]
         else:
-            items.append((key, full, value))
+            values.append(field[2])
+    headers = Headers._parsed(items, index)
 
     rest = data[body_start:]
     message: Request | Response

@@ -170,8 +170,30 @@ def parse_uri(text: str) -> SipUri:
     return SipUri(scheme, user, password, host, port, params, headers)
 
 
+# The common SIP URI, ``sip:user@host[:port]`` or ``sip:host[:port]`` with a plain user, a
+# host name or IPv4 address and no parameters: ``_is_plain_sip_uri`` recognises exactly
+# that shape without building a SipUri. It only ever says yes to a URI that ``parse_uri``
+# accepts (plain user characters are a subset of the user's, with no '%', ':', ';', '?';
+# plain host characters are the host's); everything else takes the full parse.
+_PLAIN_USER_STRING = "".join(sorted(ALNUM | frozenset("-_.!~*'()&=+$,")))
+_PLAIN_HOST_STRING = "".join(sorted(ALNUM | frozenset("-._")))
+
+
+def _is_plain_sip_uri(text: str) -> bool:
+    user, at, hostport = text[4:].rpartition("@")
+    if at and (not user or user.strip(_PLAIN_USER_STRING)):
+        return False
+    host, colon, port = hostport.partition(":")
+    if not host or host.strip(_PLAIN_HOST_STRING):
+        return False
+    return not colon or (
+        0 < len(port) <= 5 and port.isascii() and port.isdigit() and int(port) <= 65535)
+
+
 def check_absolute_uri(text: str, what: str) -> None:
     """Validate any absolute URI (``scheme:...``); sip/sips ones are parsed fully."""
+    if text.startswith("sip:") and _is_plain_sip_uri(text):
+        return
     scheme, colon, rest = text.partition(":")
     if (
         not colon
@@ -243,11 +265,6 @@ _NameAddrParts = tuple[str | None, str, tuple[tuple[str, str | None], ...]]
 def _name_addr_parts(text: str, what: str) -> _NameAddrParts:
     """The parsed parts of a name-addr, cached: From, To and Contact values repeat in every
     message of a dialog. Immutable parts are cached, so each caller gets fresh params."""
-    parsed = _parse_name_addr_uncached(text, what)
-    return parsed.display_name, parsed.uri, tuple(parsed.params.items())
-
-
-def _parse_name_addr_uncached(text: str, what: str) -> NameAddr:
     s = text.strip(" \t")
     if not s:
         raise SipParseError(f"bad {what}: empty value")
@@ -263,16 +280,18 @@ def _parse_name_addr_uncached(text: str, what: str) -> NameAddr:
         if lt < 0:
             uri, semi, param_text = s.partition(";")
             check_absolute_uri(uri, what)
-            return NameAddr(None, uri, parse_params(semi + param_text, what))
-        words = s[:lt].split()
-        if words:
-            if '"' in s[:lt]:
-                raise SipParseError(f"bad {what}: stray quote in display name {s[:80]!r}")
-            display = " ".join(words)
+            return None, uri, tuple(parse_params(semi + param_text, what).items())
+        if lt:
+            words = s[:lt].split()
+            if words:
+                if '"' in s[:lt]:
+                    raise SipParseError(
+                        f"bad {what}: stray quote in display name {s[:80]!r}")
+                display = " ".join(words)
         rest = s[lt:]
     gt = rest.find(">")
     if gt < 0:
         raise SipParseError(f"bad {what}: missing '>' in {s[:80]!r}")
     uri = rest[1:gt].strip(" \t")
     check_absolute_uri(uri, what)
-    return NameAddr(display, uri, parse_params(rest[gt + 1 :], what))
+    return display, uri, tuple(parse_params(rest[gt + 1 :], what).items())

@@ -105,7 +105,7 @@ _NOTIFY_EVENTS = frozenset({Event.NOTIFY, Event.NOTIFY_TERMINATED, Event.NOTIFY_
 def _notify_seen_without_expires(core: Any, sub: Any, facts: Any,
                                  delay: float | None) -> None:
     """Does not reschedule the refresh from a NOTIFY's `expires`."""
-    ACTIONS[Action.NOTIFY_SEEN](core, sub, dataclasses.replace(facts, granted=None), delay)
+    ACTIONS[Action.NOTIFY_SEEN](core, sub, facts._replace(granted=None), delay)
 
 
 def accepts_old_cseq(config: AgentConfig, *, ids: IdSource | None = None) -> Agent:

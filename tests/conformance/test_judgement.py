@@ -15,7 +15,7 @@ from conformance.cli import main
 from conformance.runner import DIFFERS, FAIL, NA, NOT_TESTED, PASS, run_scenario
 from conformance.scenario import Scenario, load
 from conformance.targets.sim import SimSession, SimTarget
-from reference import AgentConfig, policy
+from reference import Agent, AgentConfig, policy
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "conformance"
 
@@ -70,6 +70,41 @@ def test_a_refresh_after_the_grant_violates_sub_003(monkeypatch: pytest.MonkeyPa
     assert table["SUB-003"]["evidence"][0]["scenario"] == "resubscribe/shorter-grant"
 
 
+class _AsksAnHour(SimTarget):
+    """Another build that asks Expires 3600 whatever the scenario's default_expiration,
+    judged with the peer granting what it asked (`grant: asked`) or the scenario's numbers
+    (`grant: scenario`, the target-file declaration)."""
+
+    def __init__(self, grants_asked: bool) -> None:
+        super().__init__(lambda config, ids: Agent(config.replace(default_expiration=3600),
+                                                   ids=ids), reference=False)
+        self.grants_asked = grants_asked
+
+    def open(self, scenario: Scenario, profile: str) -> SimSession:
+        session = super().open(scenario, profile)
+        session.grants_asked = self.grants_asked  # type: ignore[attr-defined]
+        return session
+
+
+def _granted(result: Any) -> list[str]:
+    return [line for rung in result.ladder if rung["from"] == "peer"
+            for line in rung["message"].split("\n") if line.startswith("Expires:")]
+
+
+@pytest.mark.parametrize(("grants_asked", "granted", "refresh_at"),
+                         [(True, "Expires: 3600", 3597.0), (False, "Expires: 10", 7.0)])
+def test_the_peer_grants_what_was_asked_or_the_scenarios_number(
+        grants_asked: bool, granted: str, refresh_at: float) -> None:
+    result = run_scenario(scenario("failed/500-refresh"), "rfc6665",
+                          _AsksAnHour(grants_asked))
+    assert result.verdict in (PASS, DIFFERS), result.failure
+    assert _granted(result)[0] == granted
+    refreshes = [rung for rung in result.ladder if rung["from"] == "subscriber"
+                 and rung["message"].startswith("SUBSCRIBE") and "tag=" in
+                 rung["message"].split("\nTo:", 1)[1].split("\n", 1)[0]]
+    assert refreshes and refreshes[0]["t"] == pytest.approx(refresh_at, abs=0.01)
+
+
 def test_later_retry_than_retry_after_differs_and_the_run_goes_on(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(policy, "DEFAULT_TIMING", dataclasses.replace(
@@ -115,6 +150,70 @@ def test_a_requirement_is_decided_only_by_its_own_steps(tmp_path: Path) -> None:
     assert table["SUB-003"]["verdict"] == judgement.VIOLATED
     assert table["SUB-031"]["verdict"] == judgement.NOT_TESTED   # never evaluated
     assert result.ladder and result.ladder[-1]["t"] >= 7.0       # the grace period
+
+
+# One step testing two requirements, each matcher naming its own: the refresh's Call-ID
+# (SUB-112) is right, its CSeq check is forged to fail (SUB-114); the 200 to the NOTIFY
+# is right, a forged check of its To tag names SUB-141 only.
+BLAME = """
+kind: scenario
+name: demo/per-check-blame
+covers: [SUB-112, SUB-114]
+profiles: [rfc6665]
+params: {default_expiration: 10, resubscribe_delta: 3, min_resubscribe_time: 2, t1: 0.05}
+steps:
+  - subscribe:
+  - expect: {id: s1, method: SUBSCRIBE, within: [0, 0], tests: [SUB-006]}
+  - accept: {expires: 10, tests: [SUB-043]}
+  - expect:
+      method: SUBSCRIBE
+      within: [7, 7]
+      match: {call_id: {same_as: s1.call_id}, cseq: {same_as: s1.cseq, offset: 5}}
+      match_tests: {call_id: [SUB-112], cseq: [SUB-114]}
+      tests: [SUB-112, SUB-114]
+"""
+RESPONSE_BLAME = """
+kind: scenario
+name: demo/per-check-blame-response
+covers: [SUB-043, SUB-141]
+profiles: [rfc6665]
+params: {default_expiration: 10, resubscribe_delta: 3, min_resubscribe_time: 2, t1: 0.05}
+steps:
+  - subscribe:
+  - expect: {id: s1, method: SUBSCRIBE, within: [0, 0], tests: [SUB-006]}
+  - reply: {status: 200, expires: 10}
+  - notify: {id: n1, state: active, expires: 10, body: open}
+  - expect_response:
+      status: 200
+      match: {to_tag: "not-the-tag"}
+      match_tests: {to_tag: [SUB-141]}
+      tests: [SUB-043, SUB-141]
+"""
+
+
+@pytest.mark.parametrize(("text", "blamed", "spared"), [
+    (BLAME, "SUB-114", "SUB-112"), (RESPONSE_BLAME, "SUB-141", "SUB-043")])
+def test_a_failing_check_blames_only_the_requirement_it_names(
+        tmp_path: Path, text: str, blamed: str, spared: str) -> None:
+    found, errors = load([write(tmp_path, text)])
+    assert not errors
+    result = run_scenario(found[0], "rfc6665", SimTarget(reference=False))
+    assert result.verdict == FAIL
+    assert result.steps[-1].tests == (blamed,)
+    table = judgement.judge([result])
+    assert table[blamed]["verdict"] == judgement.VIOLATED
+    assert spared not in table  # the failing step is no evidence against it
+
+
+def test_lint_asks_each_check_of_a_multi_requirement_step_for_its_requirement(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, BLAME.replace(
+        "      match_tests: {call_id: [SUB-112], cseq: [SUB-114]}\n",
+        "      match_tests: {cseq: [SUB-114, SUB-003]}\n"))
+    assert main(["lint", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "say which one each check tests (match_tests.call_id)" in err
+    assert "match_tests.cseq names SUB-003, which the step does not test" in err
 
 
 class _NoStatusSession(SimSession):

@@ -339,3 +339,77 @@ class AgentUnderTest:
 
 def basic(message: StatusMessage) -> str | None:
     return message.document.basic if message.document is not None else None
+
+
+# ---------------------------------------------------------------- Kamailio with digest auth
+KAMAILIO_AUTH_PORT = 5071
+KAMAILIO_AUTH_CFG = Path(__file__).resolve().parent / "kamailio-auth.cfg"
+SQL_DIR = Path("/usr/share/kamailio/db_sqlite")
+AUTH_USER, AUTH_REALM, AUTH_PASSWORD = "bob", "lab.test", "interop-Secret-1"
+
+
+@dataclass
+class KamailioAuth:
+    """Kamailio presence + auth_db on udp 127.0.0.1:5071 (tests/interop/kamailio-auth.cfg)."""
+
+    run_dir: Path
+    log: Path
+
+    def accepted_authorizations(self) -> list[str]:
+        """The Proxy-Authorization of every SUBSCRIBE Kamailio accepted, in order."""
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        return [line.split("AUTH-OK ", 1)[1] for line in text.splitlines() if "AUTH-OK " in line]
+
+    def challenges(self) -> int:
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        return text.count("AUTH-CHALLENGE")
+
+
+@pytest.fixture(scope="session")
+def kamailio_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioAuth]:
+    """Kamailio that challenges every SUBSCRIBE; subscriber bob@lab.test in a sqlite table."""
+    kamailio_bin = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    if not Path(kamailio_bin).exists():
+        pytest.skip(f"kamailio not found; {INSTALL_HINT}")
+    for module in ("presence.so", "auth_db.so", "db_sqlite.so"):
+        if not (KAMAILIO_MODULES / module).exists():
+            pytest.skip(f"kamailio module {module} not found; {INSTALL_HINT}")
+    if shutil.which("sqlite3") is None:
+        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
+    if udp_port_taken(KAMAILIO_AUTH_PORT):
+        pytest.fail(f"udp 127.0.0.1:{KAMAILIO_AUTH_PORT} is busy")
+    run_dir = tmp_path_factory.mktemp("kam-auth")
+    schema = "".join((SQL_DIR / name).read_text() for name in (
+        "standard-create.sql", "presence-create.sql", "auth_db-create.sql"))
+    schema += (f"INSERT INTO subscriber (username, domain, password) VALUES "
+               f"('{AUTH_USER}', '{AUTH_REALM}', '{AUTH_PASSWORD}');\n"
+               "PRAGMA journal_mode=WAL;\n")
+    subprocess.run(["sqlite3", str(run_dir / "presence.sqlite")], input=schema, text=True,
+                   check=True, capture_output=True, timeout=30)
+    base = [kamailio_bin, "-f", str(KAMAILIO_AUTH_CFG), f"--subst=!RUNDIR!{run_dir}!g",
+            "-L", str(KAMAILIO_MODULES)]
+    checked = subprocess.run([*base, "-c"], capture_output=True, text=True, timeout=30,
+                             check=False)
+    if checked.returncode != 0:
+        pytest.fail(f"kamailio-auth.cfg does not check:\n{checked.stderr[-3000:]}")
+    log = run_dir / "kamailio.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([*base, "-DD", "-E", "-Y", str(run_dir), "-m", "64",
+                                    "-M", "8"], stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+    try:
+        deadline = 100
+        while not udp_port_bound(KAMAILIO_AUTH_PORT):
+            deadline -= 1
+            if deadline <= 0 or process.poll() is not None:
+                pytest.fail("kamailio-auth did not bind udp 5071:\n"
+                            + log.read_text(errors="replace")[-3000:])
+            time.sleep(0.1)  # bounded start-up poll of a real process
+        yield KamailioAuth(run_dir, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

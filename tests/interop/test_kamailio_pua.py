@@ -4,9 +4,10 @@ CI runs one scenario per family plus the scenarios behind the findings of
 docs/verdicts/kamailio-pua.md (the full library is the documented command; its time is on
 that page). The interop test asserts that the run completes in bounded time, gives a verdict
 to every applicable run (no harness error), that pua really took part (its SUBSCRIBE is in
-the ladder of every run that is not n/a) and that every violated requirement comes with
-evidence. It does not assert that pua passes. The other tests check the target-file loader
-itself (no Kamailio needed).
+the ladder of every run that is not n/a), that every violated requirement comes with
+evidence, and that pua's known RFC findings come out as violated requirements, each from
+the step of the scenario that shows it (`REQUIRED_VIOLATIONS`). The other tests check the
+target-file loader itself (no Kamailio needed).
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ PUA_PORT = 5080
 WALL_LIMIT = 300.0
 FINDINGS = ("uac-transaction/refresh-unanswered", "failed/500-refresh", "failed/481-refresh",
             "terminated/timer-n", "failed/403-initial", "notify-checks/require")
+# pua's RFC findings (docs/verdicts/kamailio-pua.md) and the scenario whose failing step is
+# their evidence. They show only because the peer grants 10 s where pua asked 3610 s
+# (`grant: scenario`): pua then refreshes within the run.
+REQUIRED_VIOLATIONS = {
+    "SUB-114": "uac-transaction/refresh-unanswered",  # unanswered refresh re-sent, same CSeq
+    "SUB-016": "failed/500-refresh",       # 500 to a refresh taken as the end: new Call-ID
+    "SUB-015": "failed/481-refresh",       # new subscription sent to the old remote target
+    "SUB-011": "terminated/timer-n",       # no Timer N: a late NOTIFY answered 200
+    "SUB-147": "notify-checks/require",    # unknown Require answered 200, not 420
+}
 
 
 @pytest.fixture
@@ -69,7 +80,10 @@ def test_profile_describes_a_sip_only_pua_target() -> None:
     assert spec.path == PROFILE
     assert spec.agent_address == "127.0.0.1:5080"
     assert spec.profiles == ("rfc6665",)
-    assert "pua.subscribe {record} {subscriber} presence {expires}" in spec.trigger
+    # pua keeps a subscription for the trigger's expiry: an hour, refreshed under the
+    # scenario's shorter grants.
+    assert "pua.subscribe {record} {subscriber} presence 3600" in spec.trigger
+    assert spec.declarations["grant"] == "scenario"
     assert spec.start and spec.stop and "{lab}" in spec.start
 
 
@@ -107,10 +121,13 @@ def test_library_runs_against_kamailio_pua(lab: Path) -> None:
     assert not silent, f"pua sent no SUBSCRIBE in: {silent}"
     table = judgement.judge(results)
     broken = judgement.ids_with(table, (judgement.VIOLATED, judgement.WARNING))
-    assert broken, "pua breaks no requirement at all in the sample (see the verdict page)"
     for rid in broken:
         evidence = table[rid]["evidence"][0]
         assert evidence["scenario"] and evidence["detail"], rid
+    for rid, scenario in REQUIRED_VIOLATIONS.items():
+        assert table[rid]["verdict"] == judgement.VIOLATED, (rid, table[rid])
+        found = [e for e in table[rid]["evidence"] if e["scenario"] == scenario]
+        assert found and found[0]["detail"], (rid, table[rid]["evidence"])
     # n/a only where the target lacks a capability (faults need the simulator, ...).
     unexplained = [r.scenario for r in results
                    if r.verdict == NA and "lacks" not in (r.failure or "")]
@@ -130,6 +147,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("kind: target\nname: x\ntrigger: t\nagent_address: a:1\ntarget: udp\n", "sip-only"),
     ("kind: target\nname: x\ntrigger: t\nagent_address: a:1\nprofiles: [sip]\n",
      "profiles"),
+    ("kind: target\nname: x\ntrigger: t\ndeclarations: {grant: all}\n", "grant"),
 ])
 def test_invalid_target_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(TargetFileError, match=message):

@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,27 @@ def test_python_m_reference_prints_json_status_lines(loop_name: str) -> None:
         assert notifier.requests[-1].expires == 0
 
     run(scenario())
+
+
+def test_credentials_file_readable_by_others_is_one_line_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    creds = tmp_path / "creds.yaml"
+    creds.write_text("credentials:\n  - {username: bob, password: Sekrit-77}\n")
+    creds.chmod(0o644)
+    assert main(["--no-control", "--listen", "127.0.0.1:0", "--duration", "0",
+                 "--credentials", str(creds)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "chmod 600" in err and "Sekrit-77" not in err
+    creds.chmod(0o600)
+    assert main(["--no-control", "--listen", "127.0.0.1:0", "--duration", "0",
+                 "--credentials", str(creds)]) == 0
+
+
+def test_config_with_credentials_must_be_private(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "agent.yaml"
+    config.write_text("profile: rfc6665\ncredentials:\n  - {username: bob, password: x1}\n")
+    config.chmod(0o640)
+    assert main(["--no-control", "--listen", "127.0.0.1:0", "--duration", "0",
+                 "--config", str(config)]) == 2
+    assert "accessible by others" in capsys.readouterr().err

@@ -438,3 +438,30 @@ def test_deadlines_close_the_connection_with_a_reason(
             watcher.close()
 
     run(scenario())
+
+
+def test_fetch_gets_one_status_then_the_handle_is_gone() -> None:
+    async def scenario() -> None:
+        async with agent_with_control() as (notifier, runtime, server, _shut):
+            client = await connect(server)
+            reply = await client.request(op="fetch", record=RECORD, subscriber=SUBSCRIBER)
+            assert reply["ok"] and isinstance(reply["handle"], int)
+            event = await client.event()
+            assert event["handle"] == reply["handle"] and event["status"] == "terminated"
+            assert event["retry_at"] is None and event["document"] is not None
+            await until(lambda: runtime.agent.is_idle, what="the fetch to end")
+            assert notifier.requests[-1].expires == 0 and len(notifier.requests) == 1
+            client.close()
+
+    run(scenario())
+
+
+def test_fetch_refused_in_ser() -> None:
+    async def scenario() -> None:
+        async with agent_with_control(profile="ser") as (_, _runtime, server, _shut):
+            client = await connect(server)
+            reply = await client.request(op="fetch", record=RECORD, subscriber=SUBSCRIBER)
+            assert reply == {"ok": False, "error": "fetch is not available in profile ser"}
+            client.close()
+
+    run(scenario())

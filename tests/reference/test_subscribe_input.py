@@ -42,7 +42,8 @@ def test_refused(record: str, subscriber: str, error: str) -> None:
 
 
 def test_refusal_in_the_core_changes_nothing() -> None:
-    agent = Agent(AgentConfig(max_subscriptions=1))
+    # ser: a pres: record without a route is refused (rfc6665 resolves it to sip:).
+    agent = Agent(AgentConfig(max_subscriptions=1, profile="ser"))
     for record, subscriber in (("sip:a@b.test", "sip:x@y.test\r\nVia: evil"),
                                ("sip:a@b.test?Route=%3Csip:e.test%3E", "sip:x@y.test"),
                                ("pres:a@b.test", "sip:x@y.test")):
@@ -54,12 +55,27 @@ def test_refusal_in_the_core_changes_nothing() -> None:
     assert len(agent.subscriptions) == 1
 
 
-def test_pres_record_goes_through_the_configured_route() -> None:
-    agent = Agent(AgentConfig(presence_route=ROUTE))
+@pytest.mark.parametrize(("profile", "request_uri", "to"), [
+    ("ser", b"pres:alice@lab.test", b"pres:alice@lab.test"),          # verbatim (SER-064)
+    ("rfc6665", b"sip:alice@lab.test", b"<pres:alice@lab.test>"),     # resolved (SUB-081)
+])
+def test_pres_record_goes_through_the_configured_route(profile: str, request_uri: bytes,
+                                                       to: bytes) -> None:
+    agent = Agent(AgentConfig(presence_route=ROUTE, profile=profile))
     agent.subscribe("pres:alice@lab.test", "pres:bob@lab.test", "d", now=0.0)
     sends = [e for e in agent.drain_effects() if isinstance(e, Send)]
     assert len(sends) == 1
     data = sends[0].data
-    assert data.startswith(b"SUBSCRIBE pres:alice@lab.test SIP/2.0\r\n")
-    assert b"\r\nTo: <pres:alice@lab.test>\r\n" in data
+    assert data.startswith(b"SUBSCRIBE " + request_uri + b" SIP/2.0\r\n")
+    assert b"\r\nTo: " + to + b"\r\n" in data
     assert sends[0].destination == ("127.0.0.1", 5070)
+
+
+def test_pres_record_resolved_to_sip() -> None:
+    """rfc6665 without a route: pres:user@host goes to sip:user@host, host:port from it."""
+    agent = Agent(AgentConfig())
+    handle = agent.subscribe("pres:alice@127.0.0.1:5070", "sip:bob@lab.test", "d", now=0.0)
+    [send] = [e for e in agent.drain_effects() if isinstance(e, Send)]
+    assert send.data.startswith(b"SUBSCRIBE sip:alice@127.0.0.1:5070 SIP/2.0\r\n")
+    assert send.destination == ("127.0.0.1", 5070)
+    assert agent.subscriptions[handle].record == "pres:alice@127.0.0.1:5070"

@@ -17,8 +17,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from types import FrameType
+
+from conformance.scenario import LAB_PASSWORD, LAB_USERNAME
 
 STARTUP_TIMEOUT = 10.0
 
@@ -75,6 +79,13 @@ def main() -> None:
             f"127.0.0.1:{control_port}", "--profile", args.profile]
     for param in args.param:
         argv += ["--param", param]
+    # The lab credentials of docs/conformance.md (feature subscribe-auth), mode 600.
+    secrets_dir = tempfile.TemporaryDirectory(prefix="b2b-sip-only-")
+    credentials = Path(secrets_dir.name) / "credentials.yaml"
+    credentials.touch(mode=0o600)
+    credentials.write_text(json.dumps({"credentials": [
+        {"username": LAB_USERNAME, "password": LAB_PASSWORD}]}), encoding="utf-8")
+    argv += ["--credentials", str(credentials)]
     agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     stopping = False
 
@@ -111,6 +122,7 @@ def main() -> None:
     finally:
         agent.kill()
         agent.wait()
+        secrets_dir.cleanup()
 
 
 if __name__ == "__main__":
