@@ -33,6 +33,7 @@ COMPILED_MODULES = [
     "reference/sip/message.py",
     "reference/sip/transaction.py",
     "reference/sip/dialog.py",
+    "reference/xmlsafe.py",
     "reference/pidf.py",
     "reference/timers.py",
     "reference/pump.py",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reference.pidf import build_pidf
+from reference.reginfo import RegContact, Registration, build_reginfo
 from reference.sip import (
     Headers,
     Request,
@@ -26,6 +27,7 @@ from reference.sip import (
 )
 
 PIDF_TYPE = "application/pidf+xml"
+REGINFO_TYPE = "application/reginfo+xml"
 
 
 @dataclass
@@ -140,12 +142,30 @@ def body_bytes(spec: Any, entity: str, base: Path) -> bytes:
         return (base / str(spec["file"])).read_bytes()
     if "text" in spec:
         return str(spec["text"]).encode("utf-8")
+    if "reginfo" in spec:
+        return reginfo_bytes(spec["reginfo"], entity)
     template = spec.get("template", "empty")
     if template == "empty":
         return b""
     if template == "no-tuple":
         return build_pidf(entity, tuples=[])
     return build_pidf(entity, basic=template, note=spec.get("note"))
+
+
+def reginfo_bytes(spec: dict[str, Any], entity: str) -> bytes:
+    """A schema-valid RFC 3680 document from a scenario's `reginfo` mapping (the AOR defaults
+    to the subscription's record; contacts default to active/registered)."""
+    registrations = []
+    for index, reg in enumerate(spec.get("registrations") or []):
+        contacts = tuple(
+            RegContact(id=str(c.get("id", f"c{n}")), state=c.get("state", "active"),
+                       event=c.get("event", "registered"),
+                       uri=c.get("uri", f"sip:contact{n}@192.0.2.{n + 1}"),
+                       expires=c.get("expires"), q=c.get("q"))
+            for n, c in enumerate(reg.get("contacts") or []))
+        registrations.append(Registration(reg.get("aor", entity), reg.get("id", f"r{index}"),
+                                          reg.get("state", "active"), contacts))
+    return build_reginfo(int(spec["version"]), str(spec["state"]), registrations)
 
 
 class Peer:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from conformance import expr
 from conformance.peer import (
     PIDF_TYPE,
+    REGINFO_TYPE,
     Captured,
     Peer,
     PeerDialog,
@@ -26,6 +27,7 @@ from conformance.peer import (
     request_key,
 )
 from conformance.scenario import ASSERTIONS, Scenario, Step
+from reference.packages import served
 from reference.sip import Headers, Response, SipParseError, parse_message
 
 PASS, FAIL, NA, ERROR, XFAIL = "pass", "fail", "n/a", "error", "xfail"
@@ -70,7 +72,7 @@ class Session(Protocol):
     peer_hostport: str
 
     def now(self) -> float: ...
-    def subscribe(self, record: str, subscriber: str) -> Any: ...
+    def subscribe(self, record: str, subscriber: str, package: str = "presence") -> Any: ...
     def unsubscribe(self, handle: Any) -> None: ...
     def send(self, data: bytes, to: str = "") -> None: ...
     def poll(self, deadline: float) -> Incoming | None: ...
@@ -380,6 +382,7 @@ class Run:
         record = self.subst(args.get("record", self.scenario.record))
         subscriber = self.subst(args.get("subscriber", self.scenario.subscriber))
         name = args.get("handle", "main")
+        package = str(args.get("package", "presence"))
         fetch = getattr(self.session, "fetch", None)
         if "fetch" in self.scenario.requires and fetch is not None:
             # A scenario that requires `fetch` asks for one (docs/conformance.md); a session
@@ -387,8 +390,10 @@ class Run:
             self.log(f"internal fetch {record} by {subscriber}")
             self.handles[name] = fetch(record, subscriber)
             return self.session.now()
-        self.log(f"internal subscribe {record} by {subscriber}")
-        self.handles[name] = self.session.subscribe(record, subscriber)
+        self.log(f"internal subscribe {record} by {subscriber}"
+                 + ("" if package == "presence" else f" (package {package})"))
+        self.handles[name] = (self.session.subscribe(record, subscriber) if package == "presence"
+                              else self.session.subscribe(record, subscriber, package))
         return self.session.now()
 
     def step_unsubscribe(self, step: Step, args: dict[str, Any]) -> float:
@@ -742,7 +747,7 @@ class Run:
             body = body_bytes(args.get("body"), dialog.record_uri, self.scenario.path.parent)
             data, branch = self.peer.notify(
                 dialog, state=state, body=body,
-                content_type=args.get("content_type", PIDF_TYPE),
+                content_type=args.get("content_type", _default_type(args.get("body"))),
                 event=args.get("event", "presence"),
                 headers=[(k, self.subst(str(v))) for k, v in (args.get("headers") or {}).items()],
                 remove=list(args.get("remove") or []), cseq=args.get("cseq"),
@@ -870,6 +875,8 @@ class Run:
                               observed=repr(fields.get("basic")), excerpt=excerpt)
         if "reason" in args:
             self.check("reason", args["reason"], fields.get("reason"), excerpt)
+        if "registration" in args:
+            _check_registration(args["registration"], fields.get("registration"), excerpt)
         if "retry_in" in args:
             retry_at = fields.get("retry_at")
             window = args["retry_in"]
@@ -1031,6 +1038,13 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
         missing.add("faults")
     if any(s.action == "unsubscribe" for s in steps) and "unsubscribe" not in offered:
         missing.add("unsubscribe")
+    packages = {str(s.args.get("package", "presence")) for s in steps
+                if s.action == "subscribe" and isinstance(s.args, dict)}
+    agent_profile = str(scenario.agent_params_for(profile)["profile"])
+    unserved = sorted(packages - set(served(agent_profile)))
+    if unserved:  # (e.g. reg judged with an agent in the ser profile, which has presence only)
+        missing.add(f"package {', '.join(unserved)} (not served by the {agent_profile} "
+                    "profile)")
     handles = {str((s.args or {}).get("handle", "main")) for s in steps
                if s.action == "subscribe" and isinstance(s.args, dict)} or {"main"}
     capacity = getattr(target, "max_subscriptions", None)
@@ -1174,3 +1188,35 @@ __all__ = [
     "Target",
     "run_scenario",
 ]
+
+
+def _default_type(body: Any) -> str:
+    """A NOTIFY's Content-Type when the step names none: reginfo bodies say so, others PIDF."""
+    return REGINFO_TYPE if isinstance(body, dict) and "reginfo" in body else PIDF_TYPE
+
+
+def _check_registration(expected: dict[str, Any] | None, observed: Any, excerpt: str) -> None:
+    """`expect_status.registration`: the message's registration (package reg) has the given
+    keys; `contacts`, when given, are the contacts in order, each with the given keys."""
+    if expected is None:
+        if observed is not None:
+            raise StepFailure("registration should be absent", expected="none",
+                              observed=str(observed), excerpt=excerpt)
+        return
+    if not isinstance(observed, dict):
+        raise StepFailure("no registration in the status message", expected=str(expected),
+                          observed="none", excerpt=excerpt)
+    for key, value in expected.items():
+        if key == "contacts":
+            contacts = observed.get("contacts") or []
+            if len(contacts) != len(value):
+                raise StepFailure("wrong number of contacts", expected=str(value),
+                                  observed=str(contacts), excerpt=excerpt)
+            for want, got in zip(value, contacts, strict=True):
+                wrong = {k: got.get(k) for k, v in want.items() if got.get(k) != v}
+                if wrong:
+                    raise StepFailure("wrong contact", expected=str(want), observed=str(got),
+                                      excerpt=excerpt)
+        elif observed.get(key) != value:
+            raise StepFailure(f"wrong registration {key}", expected=repr(value),
+                              observed=repr(observed.get(key)), excerpt=excerpt)

@@ -43,11 +43,13 @@ RUN_NAMES = ("remaining",)
 DEFAULT_RECORD = "sip:alice@{peer}"
 DEFAULT_SUBSCRIBER = "sip:bob@lab.test"
 SCHEMA_PATH = Path(__file__).with_name("scenario_schema.json")
-# Capabilities a target may offer. The first three are served by the built-in targets; the
-# others name optional features of a subscriber (its "PICS"). The reference agent has all of
-# them but `notify-auth` in its rfc6665 profile and none in `ser` (SER's presence_b2b had
-# none, issue 18): a built-in target declares them per profile (`features_for`).
-TARGET_CAPABILITIES = ("status", "faults", "unsubscribe")
+# Capabilities a target may offer. The first four are served by the built-in targets (`reg`:
+# QSA subscriptions to the RFC 3680 `reg` package, `subscribe: {package: reg}`, by `sim` and
+# `udp`, not by a SIP-only subscriber triggered for presence); the others name optional
+# features of a subscriber (its "PICS"). The reference agent has all of them but `notify-auth`
+# in its rfc6665 profile and none in `ser` (SER's presence_b2b had none, issue 18): a built-in
+# target declares them per profile (`features_for`).
+TARGET_CAPABILITIES = ("status", "faults", "unsubscribe", "reg")
 OPTIONAL_FEATURES = (
     "notify-auth",      # challenges NOTIFYs (SUB-026)
     "subscribe-auth",   # answers 401/407 with credentials (SUB-058, SUB-129)

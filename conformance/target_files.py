@@ -230,9 +230,9 @@ class _CleaningSession(SipOnlySession):
         text = self.stderr_file.read()[-limit:].decode("utf-8", "replace")
         return " ".join(text.split())
 
-    def subscribe(self, record: str, subscriber: str) -> Any:
+    def subscribe(self, record: str, subscriber: str, package: str = "presence") -> Any:
         try:
-            return super().subscribe(record, subscriber)
+            return super().subscribe(record, subscriber, package)
         except RuntimeError as exc:
             raise RuntimeError(self._with_stderr(str(exc))) from None
 

@@ -28,6 +28,13 @@ Rules of this file (every ordering rule the tables do not show, numbered):
    share_subscriptions every member of the dialog gets the message (`Core.deliver`).
 7. RESEND first adopts what the classifier decided (the challenges to answer, the option
    tags left), then sends the request in flight again (CSeq + 1).
+8. A NOTIFY carrying a versioned body (reg, presence-list: `NotifyFacts.versioned`) has it
+   applied to the subscription's copy of the notifier's state once, before the row's
+   actions (after the delay draw, which it does not touch); what that did is the facts'
+   `applied` for every action of the row: DELIVER reports the changes (one status message
+   per registration / per resource; a stale or gap document reports nothing, a NOTIFY that
+   ends the subscription adds its own message), NOTIFY_SEEN brings the refresh forward on a
+   gap (RFC 3680 §5.2 / RFC 4662 §4.1: a refresh makes the notifier send full state).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from reference.classify import AnyFacts, NotifyFacts, ResponseFacts
 from reference.core import ActionFunction, ActionTable, Core, Subscription
 from reference.digest import DigestSession
 from reference.qsa import StatusMessage
+from reference.reginfo import ApplyResult, Registration, RegState
+from reference.rlmi import ListApplyResult, ListNotification, ResourceChange
 from reference.sip.dialog import DialogError, route_set_of
 from reference.subscription import AWAITING_RESPONSE, Action, Event, Row, State
 
@@ -55,6 +64,8 @@ def run(core: Core, sub: Subscription, event: Event, facts: AnyFacts) -> None:
         raise AssertionError(f"no row for {sub.state} / {event}")
     functions, needs_retry_delay = _bind(core, row)
     delay = _draw_delay(core, sub, facts, needs_retry_delay)
+    if isinstance(facts, NotifyFacts) and facts.versioned is not None:
+        facts = _apply_versioned(core, sub, facts)  # rule 8
     before = sub.state
     for function in functions:
         function(core, sub, facts, delay)
@@ -95,6 +106,24 @@ def _draw_delay(core: Core, sub: Subscription, facts: AnyFacts,
             code is not None and policy.effective_code(code) in policy.PERMANENT)):
         return float(config.max_retry_time)
     return timing.backoff_delay(config, sub.failures + 1, rng, facts.retry_after)
+
+
+def _apply_versioned(core: Core, sub: Subscription, facts: NotifyFacts) -> NotifyFacts:
+    """Rule 8: apply the versioned body to the subscription's state (once per input)."""
+    state, body = sub.body_state, facts.versioned
+    applied: ApplyResult | ListApplyResult
+    if isinstance(state, RegState) and not isinstance(body, ListNotification):
+        assert body is not None
+        applied = state.apply(body)
+    elif state is not None and isinstance(body, ListNotification) \
+            and not isinstance(state, RegState):
+        applied = state.apply(body)
+    else:  # pragma: no cover - the package's body types rule this out (415)
+        return facts
+    core.count(f"{sub.pkg.name}.{applied.outcome}")
+    if applied.needs_full_state:
+        core.trace("version_gap", sub, version=applied.version)
+    return facts._replace(applied=applied)
 
 
 # ==================================================================== dialog and NOTIFY
@@ -164,6 +193,13 @@ def notify_seen(core: Core, sub: Subscription, facts: AnyFacts, delay: float | N
         if sub.state is State.CONFIRMED:
             core.start_timer(sub, "REFRESH",
                              facts.now + core.timing.refresh_delay(core.config, granted))
+    applied = facts.applied
+    if applied is not None and applied.needs_full_state and live \
+            and sub.state is State.CONFIRMED:
+        # Rule 8: a lost update; the refresh (the REFRESH tick brought forward) makes the
+        # notifier send full state.
+        core.count(f"{sub.pkg.name}.refresh_for_full_state")
+        core.start_timer(sub, "REFRESH", facts.now)
 
 
 def _answer(core: Core, facts: AnyFacts, status: int, reason: str | None) -> None:
@@ -199,12 +235,49 @@ def deliver(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None)
     retry_at = None
     if delay is not None and status in ("terminated", "rejected"):
         retry_at = facts.now + delay
-    reason = facts.reason if facts.error is None else f"bad-pidf: {facts.error}"
+    if facts.error is None:
+        reason = facts.reason
+    else:
+        reason = (f"bad-pidf: {facts.error}" if sub.body_state is None
+                  else f"bad-{sub.pkg.name}: {facts.error}")
+    applied = facts.applied
+    if applied is not None:
+        if applied.outcome == "applied":  # (stale or a gap: nothing new to report)
+            _deliver_changes(core, sub, facts, applied, retry_at, reason)
+        if status in ("active", "pending"):
+            return  # else the subscription ends: its own status message follows
     core.deliver(sub, StatusMessage(
         handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
         package=sub.package, status=status, document=facts.document, body=notify.body,
         content_type=notify.headers.get("Content-Type"), reason=reason, retry_at=retry_at,
         subscriber_data=sub.subscriber_data, at=facts.now))
+
+
+def _deliver_changes(core: Core, sub: Subscription, facts: NotifyFacts,
+                     applied: ApplyResult | ListApplyResult, retry_at: float | None,
+                     reason: str | None) -> None:
+    """reg: one status message per registration the NOTIFY carried (full state: all of
+    them); presence-list: one per resource whose state changed (its instance state is the
+    message's status, a terminated instance's reason its reason)."""
+    notify = facts.notify
+    assert notify is not None
+    for change in applied.changed:
+        if isinstance(change, Registration):
+            message = StatusMessage(
+                handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+                package=sub.package, status=facts.status, body=notify.body,
+                content_type=notify.headers.get("Content-Type"), reason=reason,
+                retry_at=retry_at, subscriber_data=sub.subscriber_data, at=facts.now,
+                registration=change)
+        else:
+            assert isinstance(change, ResourceChange)
+            message = StatusMessage(
+                handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+                package=sub.package, status=change.state, document=change.document,
+                body=change.body, content_type=change.content_type, reason=change.reason,
+                subscriber_data=sub.subscriber_data, at=facts.now,
+                list_uri=change.list_uri, resource=change.uri)
+        core.deliver(sub, message)
 
 
 def report_failure(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:

@@ -33,6 +33,7 @@ from reference.core import ActionTable, Core, Subscription, UaFactory
 from reference.credentials import CredentialStore
 from reference.effects import Address, Deliver, Effect
 from reference.ids import IdSource, OsRandomIds
+from reference.packages import lookup
 from reference.sharing import MAX_MEMBERS, Member, SharingKey
 from reference.sip import Request, Response
 from reference.subscribe_input import check_subscribe_uris
@@ -44,7 +45,7 @@ __all__ = ["ACTIONS", "Agent"]
 
 
 class Agent:
-    """The sans-IO presence B2BUA (QSA notifier for package `presence`)."""
+    """The sans-IO presence B2BUA (QSA notifier for `presence`, `reg`, `presence-list`)."""
 
     def __init__(self, config: AgentConfig, *, ids: IdSource | None = None,
                  table: Table | None = None, actions: ActionTable | None = None,
@@ -77,8 +78,7 @@ class Agent:
         config = self.config
         if not config.handle_presence_subscriptions:
             return handle  # SER: accepted and ignored
-        if package != "presence":
-            raise ValueError(f"package {package!r} is not served (only 'presence')")
+        pkg = lookup(package, config.profile)  # UnknownPackage (a ValueError)
         record = self._check_uris(record, subscriber)
         if self.internal_subscription_count >= config.max_subscriptions:
             raise ValueError(f"max_subscriptions ({config.max_subscriptions}) reached")
@@ -88,7 +88,7 @@ class Agent:
         if core.sharing_on and self._join(key, handle, destination, subscriber_data):
             return handle
         sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
-                           requested_expires=config.default_expiration,
+                           requested_expires=config.default_expiration, pkg=pkg,
                            option_tags=config.option_tags)
         core.subscriptions[handle] = sub
         if core.sharing_on:
@@ -211,9 +211,19 @@ class Agent:
                     self.unsubscribe(member.handle, now=now)
 
     # ================================================================ inputs (network, time)
-    def datagram_received(self, data: bytes, source: Address, *, now: float) -> None:
+    def datagram_received(self, data: bytes, source: Address, *, now: float,
+                          transport: str = "udp") -> None:
+        """One received message: a UDP datagram, or (`transport="tcp"`) a message the
+        runtime's stream framer cut out of the connection to `source`."""
         self.core.now = now
-        self.core.ua.datagram_received(data, source, now)
+        self.core.ua.datagram_received(data, source, now, transport)
+
+    def transport_lost(self, peer: Address, *, now: float) -> None:
+        """The runtime's stream connection to `peer` ended: every SUBSCRIBE transaction
+        sent on it fails like a timeout (408; the subscription's retry rules follow)."""
+        self.core.now = now
+        if self.core.ua.transport_lost(peer, now):
+            self.core.count("transport.lost")
 
     def next_deadline(self) -> float | None:
         """When `handle_timers` has work next (None: no timer is armed). A driver arms one
@@ -328,6 +338,11 @@ class Agent:
     @property
     def ua(self) -> UserAgent:
         return self.core.ua
+
+    @property
+    def tcp_enabled(self) -> bool:
+        """Whether this agent runs TCP (`transports: udp,tcp`): the runtime listens on it."""
+        return self.core.tcp_enabled
 
     @property
     def credentials(self) -> CredentialStore:

@@ -17,22 +17,28 @@ Rules of this file:
    (`Classifier.notify_checks`, in order, the first refusal answers it and the table never
    sees it), then classified. A body that does not parse is answered with
    `NotifyFacts.answer` (rfc6665: 400 naming the error) by the row's REPLY_200.
-6. Bodies are parsed by content type (`BODY_PARSERS`; PIDF today).
+6. Bodies are parsed by content type: `BODY_PARSERS` (PIDF, a `PresenceDocument`) and
+   `VERSIONED_BODY_PARSERS` (reginfo, RFC 3680; multipart/related list bodies, RFC 4662:
+   versioned state, applied to the subscription by `actions.run`, rule 8). Which types a
+   subscription accepts is its package's (`reference.packages`); another type is 415.
 7. Profile differences are the two `CLASSIFIERS`, named `policy.Rules` and `policy.Timing`;
    nothing here asks which profile runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, TypeVar
 
 from reference import policy
 from reference.digest import Challenge, DigestSession
 from reference.effects import Address
+from reference.packages import MULTIPART_RELATED, REGINFO_TYPE, Package
 from reference.pidf import PidfError, PresenceDocument, parse_pidf
+from reference.reginfo import ApplyResult, ReginfoDocument, ReginfoError, parse_reginfo
 from reference.resend import answer_challenge, drop_option_tags
+from reference.rlmi import ListApplyResult, ListNotification, RlmiError, parse_list_body
 from reference.sip import Request, Response, SipParseError, check_mandatory
 from reference.sip.dialog import Dialog
 from reference.subscription import AWAITING_RESPONSE, Event, State
@@ -57,6 +63,24 @@ BODY_PARSERS: dict[str, Callable[[bytes, bool], PresenceDocument]] = {
     PIDF_TYPE: _parse_pidf,
 }
 
+Versioned = ReginfoDocument | ListNotification
+
+
+def _parse_reginfo(body: bytes, params: Mapping[str, str | None]) -> Versioned:
+    return parse_reginfo(body)
+
+
+def _parse_list(body: bytes, params: Mapping[str, str | None]) -> Versioned:
+    return parse_list_body(body, params)
+
+
+# Content type -> parser of a versioned NOTIFY body (the Content-Type's parameters give the
+# multipart boundary); `ReginfoError` / `RlmiError` when it is not acceptable.
+VERSIONED_BODY_PARSERS: dict[str, Callable[[bytes, Mapping[str, str | None]], Versioned]] = {
+    REGINFO_TYPE: _parse_reginfo,
+    MULTIPART_RELATED: _parse_list,
+}
+
 
 class View(Protocol):
     """What classification may read of a subscription (`core.Subscription` is one)."""
@@ -65,6 +89,8 @@ class View(Protocol):
     def record(self) -> str: ...
     @property
     def package(self) -> str: ...
+    @property
+    def pkg(self) -> Package: ...
     @property
     def dialog(self) -> Dialog | None: ...
     @property
@@ -161,6 +187,10 @@ class NotifyFacts(NamedTuple):
     document: PresenceDocument | None = None
     error: str | None = None         # why the body did not parse
     answer: Refusal | None = None    # the row's REPLY_200 answers this instead of 200
+    # reg / presence-list: the parsed versioned body, and what applying it to the
+    # subscription's state did (set by `actions.run`, rule 8; None before and for presence).
+    versioned: Versioned | None = None
+    applied: ApplyResult | ListApplyResult | None = None
 
 
 AnyFacts = Facts | ResponseFacts | NotifyFacts
@@ -352,7 +382,7 @@ def unknown_dialog(profile: Profile, notify: Request) -> Refusal:
 def check_event(view: View, notify: Request) -> Refusal | None:
     event = notify.event
     # Package names compare byte by byte (RFC 6665 §8.2.1): `Presence` is another package.
-    if event is None or event.package != view.package or event.id is not None:
+    if event is None or event.package != view.pkg.event or event.id is not None:
         return Refusal(489, "Bad Event")
     return None
 
@@ -375,7 +405,9 @@ def check_cseq_order(view: View, notify: Request) -> Refusal | None:
 def check_require(view: View, notify: Request) -> Refusal | None:
     # Absent from almost every NOTIFY: one index probe before splitting.
     if "Require" in notify.headers:
-        values = notify.headers.get_all("Require")
+        # RFC 4662 §4: a list NOTIFY requires `eventlist`, which our SUBSCRIBE supports.
+        supported = view.pkg.supported
+        values = [tag for tag in notify.headers.get_all("Require") if tag not in supported]
         if values:
             # SUB-147: name the option tags we do not support.
             require = ", ".join(values)
@@ -390,11 +422,15 @@ def check_body_type(view: View, notify: Request) -> Refusal | None:
         if any(e and e != "identity" for e in encoding):
             return UNSUPPORTED_MEDIA
     content_type = notify.content_type
-    if notify.body and (content_type is None or content_type.mime not in BODY_PARSERS):
-        return UNSUPPORTED_MEDIA
+    types = view.pkg.body_types
+    if notify.body and (content_type is None or content_type.mime not in types):
+        return UNSUPPORTED_MEDIA if types == _PIDF_ONLY else Refusal(
+            415, "Unsupported Media Type",
+            (("Accept", ", ".join(types)), ("Accept-Encoding", "identity")))
     return None
 
 
+_PIDF_ONLY = (PIDF_TYPE,)
 UNSUPPORTED_MEDIA = Refusal(415, "Unsupported Media Type", (
     ("Accept", ", ".join(BODY_PARSERS)), ("Accept-Encoding", "identity")))
 # rfc6665 NOTIFY checks 3-6 (rfc6665_profile.md), in order.
@@ -407,17 +443,27 @@ def classify_notify_rfc(profile: Profile, state: State, view: View, notify: Requ
     substate = notify.subscription_state
     assert substate is not None
     status = policy.rfc_status(substate.value)
-    document = error = answer = None
+    document = error = answer = versioned = None
     body = notify.body
     if body:
-        content_type = notify.content_type  # a type without a parser was refused (415)
-        parser = BODY_PARSERS.get(content_type.mime if content_type else PIDF_TYPE,
-                                  _parse_pidf)
-        try:
-            document = parser(body, False)
-        except PidfError as exc:
-            error = str(exc)
-            answer = Refusal(400, "Bad PIDF document", error=error, counter="rx.bad_pidf")
+        content_type = notify.content_type  # a type the package does not read was refused
+        mime = content_type.mime if content_type else PIDF_TYPE
+        versioned_parser = VERSIONED_BODY_PARSERS.get(mime)
+        if versioned_parser is not None:
+            assert content_type is not None
+            try:
+                versioned = versioned_parser(body, content_type.params)
+            except (ReginfoError, RlmiError) as exc:
+                error = str(exc)
+                answer = Refusal(400, "Bad Request", error=error,
+                                 counter=f"rx.bad_{view.pkg.name}_body")
+        else:
+            parser = BODY_PARSERS.get(mime, _parse_pidf)
+            try:
+                document = parser(body, False)
+            except PidfError as exc:
+                error = str(exc)
+                answer = Refusal(400, "Bad PIDF document", error=error, counter="rx.bad_pidf")
     elif status in ("active", "pending") and view.last_pidf is not None:
         # An empty NOTIFY keeps the current document (SUB-077); it parsed before, so the
         # same bytes parse again to an equal document.
@@ -425,12 +471,12 @@ def classify_notify_rfc(profile: Profile, state: State, view: View, notify: Requ
     if status != "terminated":
         return Event.NOTIFY, NotifyFacts(now, None, None, substate.expires, None, None,
                                          False, notify, source, status, document, error,
-                                         answer)
+                                         answer, versioned)
     if view.fetch:
         # A fetch ends with its NOTIFY whatever the reason: nothing follows (SUB-052).
         return Event.NOTIFY_TERMINATED_FINAL, NotifyFacts(
             now, None, substate.reason or "terminated", None, None, None, False, notify,
-            source, status, document, error, answer)
+            source, status, document, error, answer, versioned)
     reaction = policy.reason_reaction(substate.reason)
     timing = profile.timing
     when = timing.resubscribe_when(reaction, substate.retry_after)
@@ -444,7 +490,8 @@ def classify_notify_rfc(profile: Profile, state: State, view: View, notify: Requ
     return event, NotifyFacts(
         now, None, substate.reason or "terminated", None, substate.retry_after,
         None if when == policy.NEVER else reaction, False, notify, source,
-        "rejected" if reaction.status == "rejected" else status, document, error, answer)
+        "rejected" if reaction.status == "rejected" else status, document, error, answer,
+        versioned)
 
 
 def classify_notify_ser(profile: Profile, state: State, view: View, notify: Request,

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import yaml
 
@@ -27,7 +27,9 @@ from reference.control import DEFAULT_CONTROL, ControlServer
 from reference.credentials import CredentialStore
 from reference.loops import LOOPS, LoopUnavailable, default_loop, describe
 from reference.loops import run as run_on_loop
+from reference.packages import UnknownPackage, lookup
 from reference.qsa import StatusMessage
+from reference.tcp import TcpLimits
 from reference.udp import UdpRuntime
 
 log = logging.getLogger("reference.cli")
@@ -48,6 +50,11 @@ examples:
   # SER behaviour, short subscriptions, JSON lines on stdout, a trace file
   b2b-agent --profile ser --param default_expiration=60 --json --trace agent.jsonl \\
             --subscribe sip:alice@lab.test sip:bob@lab.test
+
+  # registration state (RFC 3680) and a buddy list (RFC 4662) over UDP and TCP
+  b2b-agent --listen 127.0.0.1:5062 --transport udp,tcp --package reg \
+            --subscribe 'sip:alice@lab.test;transport=tcp' sip:bob@lab.test \
+            --param presence_route='<sip:127.0.0.1:5075;lr;transport=tcp>'
 
   # digest credentials for a presence server that challenges (chmod 600 creds.yaml):
   #   credentials:
@@ -106,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "--config and --profile); local_address defaults to --listen")
     parser.add_argument("--subscribe", metavar=("RECORD", "SUBSCRIBER"), nargs=2,
                         action="append", default=[], help="subscribe at startup (repeatable)")
+    parser.add_argument("--package", default="presence",
+                        help="QSA package of the --subscribe subscriptions: presence, reg or "
+                             "presence-list (default %(default)s; ser serves presence only)")
+    parser.add_argument("--transport", metavar="udp|udp,tcp",
+                        help="transports to run (RFC 3261 §18; default udp): udp,tcp also "
+                             "listens on TCP at the --listen address and sends SUBSCRIBEs "
+                             "over TCP when the next hop says transport=tcp or they exceed "
+                             "udp_max_bytes; the config file's tcp: section sets its limits")
     parser.add_argument("--json", action="store_true",
                         help="status messages as JSON lines on stdout")
     parser.add_argument("--trace", metavar="FILE", help="append a JSON-lines trace to FILE")
@@ -162,6 +177,8 @@ def build_config(args: argparse.Namespace) -> tuple[AgentConfig, bool]:
         explicit_local = bool(args.config) and config.local_address != AgentConfig.local_address
         if args.profile:
             config = config.replace(profile=args.profile)
+        if args.transport:
+            config = config.replace(transports=args.transport)
         params: dict[str, str] = {}
         for item in args.param:
             name, sep, value = item.partition("=")
@@ -179,6 +196,36 @@ def build_config(args: argparse.Namespace) -> tuple[AgentConfig, bool]:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     return config, explicit_local
+
+
+TCP_LIMIT_TYPES: dict[str, type] = {"max_connections": int, "idle_timeout": float,
+                                     "max_write_buffer": int, "connect_timeout": float}
+
+
+def tcp_limits(path: str | None) -> TcpLimits | None:
+    """The `tcp:` section of the config file (beside `agent:`) as TcpLimits, or None."""
+    if not path:
+        return None
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    section = data.get("tcp") if isinstance(data, dict) and "agent" in data else None
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise UsageError(f"{path}: tcp: must be a mapping of limits")
+    values: dict[str, Any] = {}
+    for name, value in section.items():
+        kind = TCP_LIMIT_TYPES.get(name)
+        if kind is None:
+            raise UsageError(f"{path}: unknown tcp limit {name!r} (known: "
+                             f"{', '.join(TCP_LIMIT_TYPES)})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                (kind is int and not isinstance(value, int)):
+            raise UsageError(f"{path}: tcp limit {name!r} must be a number, not {value!r}")
+        values[name] = kind(value)
+    try:
+        return TcpLimits(**values)
+    except ValueError as exc:
+        raise UsageError(f"{path}: tcp: {exc}") from None
 
 
 def load_credentials(args: argparse.Namespace) -> CredentialStore:
@@ -217,6 +264,15 @@ def format_status(message: StatusMessage, now: float) -> str:
             parts.append(json.dumps(notes[0], ensure_ascii=False))
     elif message.status in ("active", "pending") and not message.body:
         parts.append("(no document)")
+    if message.resource is not None:
+        parts.insert(2, f"[{message.resource} in {message.list_uri}]")
+    registration = message.registration
+    if registration is not None:
+        contacts = ", ".join(f"{c.uri} {c.state}/{c.event}"
+                             + (f" expires={c.expires}" if c.expires is not None else "")
+                             for c in registration.contacts)
+        parts.append(f"registration {registration.aor} {registration.state}: "
+                     f"{contacts or 'no contacts'}")
     if message.reason:
         parts.append(f"reason={message.reason}")
     if message.retry_at is not None:
@@ -246,6 +302,11 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
             config = config.replace(local_address=f"{host}:{listen[1]}")
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+    if args.subscribe:
+        try:
+            lookup(args.package, config.profile)
+        except UnknownPackage as exc:
+            raise UsageError(f"--package: {exc}") from None
     if args.trace:
         try:
             Path(args.trace).open("a", encoding="utf-8").close()
@@ -255,9 +316,11 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
     try:
         runtime = await UdpRuntime.open(config, listen[0], listen[1],
                                         advertise_bound_address=not explicit_local,
-                                        trace_path=args.trace, credentials=credentials)
+                                        trace_path=args.trace, credentials=credentials,
+                                        tcp_limits=tcp_limits(args.config))
     except OSError as exc:
-        raise UsageError(f"cannot listen on udp {args.listen}: {exc.strerror or exc}") from None
+        where = "udp" if config.transports == "udp" else "udp/tcp"
+        raise UsageError(f"cannot listen on {where} {args.listen}: {exc.strerror or exc}") from None
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     stop = asyncio.Event()
@@ -278,6 +341,8 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
                     f"(or {TOKEN_ENV})")
         runtime.add_listener(CLI_DESTINATION, make_printer(args.json, out))
         sip = f"{runtime.local_address[0]}:{runtime.local_address[1]}"
+        if runtime.tcp is not None:
+            sip += " and tcp"
         print(f"b2b-agent: SIP on udp {sip} (profile {runtime.agent.config.profile}, "
               f"Contact {runtime.agent.config.local_address}, "
               f"loop {describe(asyncio.get_running_loop())})", file=sys.stderr)
@@ -292,7 +357,7 @@ async def run(args: argparse.Namespace, out: TextIO) -> int:
             print("b2b-agent: no control server", file=sys.stderr)
         for record, subscriber in args.subscribe:
             try:
-                runtime.subscribe(record, subscriber, CLI_DESTINATION)
+                runtime.subscribe(record, subscriber, CLI_DESTINATION, args.package)
             except ValueError as exc:
                 raise UsageError(f"--subscribe {record} {subscriber}: {exc}") from None
         runtime.install_signal_handlers()

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 PROFILES = ("ser", "rfc6665")
+TRANSPORTS = ("udp", "tcp")
 # RFC 3261 §25.1 token characters (an option tag is a token).
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
@@ -67,6 +68,13 @@ class AgentConfig:
     max_subscriptions: int = 1_000_000
     # 1: emit TraceEvent effects (JSON-lines traces); 0: none (large simulations).
     trace: int = 1
+    # Transports the agent runs (RFC 3261 §18): "udp", or "udp,tcp" (the runtime then
+    # listens on TCP too, and SUBSCRIBEs go over TCP when the next hop's URI says
+    # transport=tcp or the request is larger than `udp_max_bytes`).
+    transports: str = "udp"
+    # RFC 3261 §18.1.1: requests larger than this go over TCP when TCP runs (1300 = a path
+    # MTU of 1500 minus 200 bytes of margin).
+    udp_max_bytes: int = 1300
     # rfc6665 only (issue 18): 1 = internal subscriptions with the same (record, subscriber,
     # package) share one SIP dialog; `ser` refuses 1 (SER kept one dialog each).
     share_subscriptions: int = 0
@@ -155,6 +163,12 @@ class AgentConfig:
                 raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)!r}")
         if self.t2 < self.t1:
             raise ConfigError(f"t2 ({self.t2}) must not be below t1 ({self.t1})")
+        wanted = self.transports.split(",")
+        if not wanted or "udp" not in wanted or not set(wanted) <= set(TRANSPORTS) \
+                or len(set(wanted)) != len(wanted):
+            raise ConfigError(f"transports must be 'udp' or 'udp,tcp', not {self.transports!r}")
+        if self.udp_max_bytes < 500:
+            raise ConfigError(f"udp_max_bytes must be >= 500, not {self.udp_max_bytes!r}")
         if self.trace not in (0, 1):
             raise ConfigError("trace must be 0 or 1")
         if self.handle_presence_subscriptions not in (0, 1):

@@ -31,8 +31,11 @@ from reference.credentials import CredentialStore
 from reference.digest import DigestSession
 from reference.effects import Address, Deliver, Effect, TraceEvent
 from reference.ids import BRANCH_BYTES, BRANCH_COOKIE, CALL_ID_BYTES, TAG_BYTES, IdSource
+from reference.packages import PACKAGES, Package
 from reference.pidf import parse_pidf
 from reference.qsa import StatusMessage
+from reference.reginfo import RegState
+from reference.rlmi import ListState
 from reference.sharing import Member, SharingIndex, copies
 from reference.sip import Headers, Request, SipParseError, parse_name_addr, parse_uri
 from reference.sip.dialog import Dialog
@@ -79,6 +82,10 @@ class Subscription:
     last_pidf: bytes | None = None
     unsubscribed: bool = False        # no status messages any more
     destroy_deadline: float | None = None
+    # The package's row (reference.packages) and, for `reg` / `presence-list`, the
+    # subscriber's copy of the notifier's versioned state (reset with every new dialog).
+    pkg: Package = PACKAGES["presence"]
+    body_state: RegState | ListState | None = None
     # Issue 18 (rfc6665 rules; None/empty in ser). The SUBSCRIBE in flight, for a resend:
     tx_expires: int = 0
     tx_out_of_dialog: bool = False
@@ -136,6 +143,8 @@ class Core:
         # Trace calls on hot paths are skipped outright when traces are off (trace=0), so
         # their fields are not even computed.
         self.tracing = bool(config.trace)
+        self.tcp_enabled = "tcp" in config.transports.split(",")
+        self.udp_contact = f"<sip:{config.local_address}>"
         self.now = 0.0
         settings = TimerSettings(t1=config.t1, t2=config.t2, t4=config.t4,
                                  timeout=config.effective_transaction_timeout)
@@ -182,6 +191,11 @@ class Core:
         sub.min_expires_retried = False
         sub.expires_at = None
         sub.started_at = now
+        # A new dialog starts a new version sequence (RFC 3680 §5.2, RFC 4662 §4.1).
+        if sub.pkg.name == "reg":
+            sub.body_state = RegState()
+        elif sub.pkg.list:
+            sub.body_state = ListState()
         local_tag = self.ids.hex(TAG_BYTES)
         call_id = f"{self.ids.hex(CALL_ID_BYTES)}@{self.config.local_host}"
         verbatim = self.rules.verbatim_uris
@@ -209,9 +223,12 @@ class Core:
         if sub.tx_branch is not None:
             self.abandon_tx(sub)
         branch = BRANCH_COOKIE + self.ids.hex(BRANCH_BYTES)
-        headers: list[tuple[str, str]] = [("Event", "presence")]
-        if self.rules.accept_header:
-            headers.append(("Accept", PIDF_TYPE))
+        pkg = sub.pkg
+        headers: list[tuple[str, str]] = [("Event", pkg.event)]
+        if pkg.accept_always or self.rules.accept_header:
+            headers.append(("Accept", ", ".join(pkg.accept)))
+        if pkg.supported:
+            headers.append(("Supported", ", ".join(pkg.supported)))
         headers.extend(self.extra_headers)
         headers.append(("Expires", str(expires)))
         headers.extend(extra)
@@ -219,15 +236,24 @@ class Core:
             headers.append(("Require", ", ".join(sub.option_tags)))
         if sub.etag is not None and not out_of_dialog and expires > 0:
             headers.append(("Suppress-If-Match", sub.etag))  # RFC 5839 §3.2
+        transport = self.transport_for(dialog) if self.tcp_enabled else "udp"
         request, next_hop = dialog.build_request(
             "SUBSCRIBE", branch=branch, sent_by=self.config.local_address,
-            contact=f"<sip:{self.config.local_address}>", headers=headers)
+            contact=self.contact(transport), headers=headers, transport=transport.upper())
         if sub.auth is not None and sub.auth.cached:
             # Cached per realm, answered pre-emptively, nc growing (AUTH-008); the values
             # are never traced (the trace below carries the first line only).
             for name, value in sub.auth.headers_for(self.credentials, self.ids,
                                                     method="SUBSCRIBE", uri=request.uri):
                 request.headers.add(name, value)
+        if transport == "udp" and self.tcp_enabled and \
+                len(request.to_bytes()) > self.config.udp_max_bytes:
+            # RFC 3261 §18.1.1: too large for UDP; same request, Via and Contact say TCP.
+            transport = "tcp"
+            request.headers.set("Via", request.headers.get_all("Via")[0].replace(
+                "SIP/2.0/UDP ", "SIP/2.0/TCP ", 1))
+            request.headers.set("Contact", self.contact(transport))
+            self.count("tx.oversize_to_tcp")
         sub.tx_expires, sub.tx_out_of_dialog = expires, out_of_dialog
         if out_of_dialog and self.outbound_proxy is not None:
             destination = self.outbound_proxy
@@ -238,7 +264,7 @@ class Core:
         if self.tracing:
             self.trace("send", sub, first_line=request.start_line(), call_id=dialog.call_id,
                        cseq=dialog.local_cseq, expires=expires)
-        self.ua.start_client(request, branch, sub.handle, destination, now)
+        self.ua.start_client(request, branch, sub.handle, destination, now, transport)
         guard = now + self.config.failover_timeout
         if sub.destroy_deadline is not None:
             guard = min(guard, sub.destroy_deadline)
@@ -247,6 +273,21 @@ class Core:
             sub.got_2xx = False
             sub.awaiting_notify = True
             self.timers.arm(TimerKey(TimerKind.TIMER_N, sub.handle), now + 64 * self.config.t1)
+
+    def transport_for(self, dialog: Dialog) -> str:
+        """RFC 3261 §18.1.1 / §18.2.1: the next hop URI's `transport` parameter decides
+        (asked only when this agent runs TCP; otherwise UDP, as before issue 17)."""
+        try:
+            wanted = parse_uri(dialog.next_hop()).params.get("transport")
+        except SipParseError:
+            return "udp"
+        return "tcp" if wanted is not None and wanted.lower() == "tcp" else "udp"
+
+    def contact(self, transport: str) -> str:
+        # RFC 3261 §8.1.1.8 / §18: the Contact of a request sent over TCP asks for TCP.
+        if transport == "tcp":
+            return f"<sip:{self.config.local_address};transport=tcp>"
+        return self.udp_contact
 
     def abandon_tx(self, sub: Subscription) -> None:
         branch = sub.tx_branch

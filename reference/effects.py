@@ -16,14 +16,18 @@ Address = tuple[str, int]
 
 @dataclass(frozen=True)
 class Send:
-    """Send `data` as one UDP datagram to `destination` (a host name is resolved by the
-    runtime). `error_answer` marks a 400 or 481 answer (and its retransmissions): a runtime
-    may rate-limit those without reading the bytes (a flood of NOTIFYs for unknown dialogs
-    must not make the agent a reflector)."""
+    """Send `data` as one message to `destination` (a host name is resolved by the runtime):
+    one UDP datagram when `transport` is "udp", else on the runtime's stream connection to
+    `destination` ("tcp": reused, or opened; an answer to a request that came over TCP goes
+    on the connection it came on, whose peer address is `destination`). `error_answer` marks
+    a 400 or 481 answer (and its retransmissions): a runtime may rate-limit those without
+    reading the bytes (a flood of NOTIFYs for unknown dialogs must not make the agent a
+    reflector)."""
 
     data: bytes
     destination: Address
     error_answer: bool = False
+    transport: str = "udp"
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,10 @@ Two parsing profiles share one walk over the XML tree:
 * lenient (``lenient=True``, the ``ser`` profile) reproduces what SER's
   ``lib/presence/pidf.c`` accepts (presence_b2b.md section 4.5).
 
-Hardening (both profiles): the size limit is checked before any parsing; any
-``<!DOCTYPE`` is rejected before lxml sees the bytes (this is what stops entity
-expansion, external entities and external DTDs); lxml itself runs with entity
-resolution, DTD loading and network access off. Depth and element-count limits: a body
-of at most ``_ONE_SHOT_MAX_BYTES`` (every real PIDF) is parsed in one call of a shared
-hardened parser and its tree measured afterwards (with DOCTYPE gone a few kilobytes
-cannot expand, so the whole tree is small whatever it holds); a larger body, or one that
-fails any check, goes through an incremental parser that checks the limits between
-small chunks, so an oversized tree stops early and every error message comes from that
-one path. Every failure is a :class:`PidfError`; no other exception escapes for any
-``bytes`` input.
+Hardening (both profiles) is ``reference.xmlsafe``'s, shared with reginfo and RLMI: the
+size limit checked before any parsing, no DOCTYPE (so no entity expansion, external entities
+or DTDs), lxml with entities, DTD loading and network off, depth and element-count limits.
+Every failure is a :class:`PidfError`; no other exception escapes for any ``bytes`` input.
 
 Profile differences (strict / lenient):
 
@@ -58,9 +51,10 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypedDict
 
 from lxml import etree
+
+from reference.xmlsafe import XmlLimits, parse_xml
 
 __all__ = [
     "DM_NS",
@@ -89,36 +83,18 @@ _XS_TRUE = frozenset({"true", "1"})
 _XS_FALSE = frozenset({"false", "0"})
 # An XML NCName restricted to ASCII: activity names we may write as element names.
 _ACTIVITY_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-# Bytes fed to the incremental parser at a time: limits are checked between chunks.
-# Small enough that libxml2's own depth cap (256) is not reached inside one chunk,
-# so our limits, with their clearer messages, fire first.
-_FEED_CHUNK = 512
-# Bodies up to this size take the one-shot parse (see the module docstring). At 4 bytes per
-# element (`<a/>`) that is at most 4096 elements to build and count before rejecting.
-_ONE_SHOT_MAX_BYTES = 16384
-
-
 class PidfError(ValueError):
     """The body is not an acceptable PIDF document; the text says why."""
 
 
 @dataclass(frozen=True)
-class PidfLimits:
-    """Resource limits applied before and during parsing.
+class PidfLimits(XmlLimits):
+    """Resource limits applied before and during parsing (``reference.xmlsafe``).
 
     * ``max_bytes`` (default 65536): longest accepted body, checked before parsing.
     * ``max_depth`` (default 32): deepest element nesting; the root is depth 1.
     * ``max_elements`` (default 2000): most elements in one document.
     """
-
-    max_bytes: int = 65536
-    max_depth: int = 32
-    max_elements: int = 2000
-
-    def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_depth", "max_elements"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"PidfLimits.{name} must be >= 1")
 
 
 DEFAULT_LIMITS = PidfLimits()
@@ -224,126 +200,8 @@ def parse_pidf(
     if not isinstance(data, bytes | bytearray | memoryview):
         raise PidfError(f"PIDF body must be bytes, got {type(data).__name__}")
     body = bytes(data)
-    if len(body) > limits.max_bytes:
-        raise PidfError(f"PIDF body too large: {len(body)} bytes > {limits.max_bytes}")
-    _reject_doctype(body)
-    root = _parse_xml(body, limits)
+    root = parse_xml(body, limits, PidfError, "PIDF")
     return _Reader(lenient).document(root)
-
-
-def _reject_doctype(body: bytes) -> None:
-    # Removing NUL bytes makes UTF-16/UTF-32 text look like ASCII for this check.
-    # A literal "<!DOCTYPE" inside CDATA is rejected too; no real PIDF has one.
-    if b"<!DOCTYPE" in body.replace(b"\x00", b""):
-        raise PidfError("DOCTYPE not allowed in PIDF (no DTDs or entity declarations)")
-
-
-# The hardening options of both parsers: no entities, no network, no DTD, no huge trees.
-class _Hardening(TypedDict):
-    resolve_entities: bool
-    no_network: bool
-    load_dtd: bool
-    dtd_validation: bool
-    huge_tree: bool
-    remove_comments: bool
-    remove_pis: bool
-    remove_blank_text: bool
-
-
-_HARDENING = _Hardening(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-    remove_blank_text=False,
-)
-# Reused for every one-shot parse: lxml parsers keep no document state between calls and
-# serialise concurrent use from threads (the docs only call that less efficient).
-_ONE_SHOT_PARSER = etree.XMLParser(**_HARDENING)
-
-
-def _new_parser() -> etree.XMLPullParser:
-    return etree.XMLPullParser(events=("start", "end"), **_HARDENING)
-
-
-def _parse_xml(body: bytes, limits: PidfLimits) -> etree._Element:
-    if len(body) <= _ONE_SHOT_MAX_BYTES:
-        root = _parse_one_shot(body, limits)
-        if root is not None:
-            return root
-    return _parse_incremental(body, limits)
-
-
-def _parse_one_shot(body: bytes, limits: PidfLimits) -> etree._Element | None:
-    """The tree if the body parses and is within the limits, else None (the caller then
-    takes the incremental path, which finds the same fault and words its error)."""
-    try:
-        root = etree.fromstring(body, _ONE_SHOT_PARSER)
-    except Exception:  # any failure: the incremental path reports it
-        return None
-    if root is None:  # pragma: no cover - lxml raises for an empty document
-        return None
-    count = len(list(root.iter()))
-    if count > limits.max_elements:
-        return None
-    # Depth <= element count, so only a tree with more elements than the depth limit needs
-    # the walk.
-    if count > limits.max_depth and _deeper_than(root, limits.max_depth):
-        return None
-    docinfo = root.getroottree().docinfo
-    if docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        return None
-    return root
-
-
-def _deeper_than(root: etree._Element, max_depth: int) -> bool:
-    depth = 0
-    for event, _element in etree.iterwalk(root, events=("start", "end")):
-        if event == "start":
-            depth += 1
-            if depth > max_depth:
-                return True
-        else:
-            depth -= 1
-    return False
-
-
-def _parse_incremental(body: bytes, limits: PidfLimits) -> etree._Element:
-    parser = _new_parser()
-    depth = 0
-    count = 0
-    try:
-        for start in range(0, max(len(body), 1), _FEED_CHUNK):
-            parser.feed(body[start : start + _FEED_CHUNK])
-            for event, _element in parser.read_events():
-                if event == "start":
-                    depth += 1
-                    count += 1
-                    if depth > limits.max_depth:
-                        raise PidfError(f"PIDF nesting deeper than {limits.max_depth}")
-                    if count > limits.max_elements:
-                        raise PidfError(f"PIDF has more than {limits.max_elements} elements")
-                else:
-                    depth -= 1
-        root = parser.close()
-    except PidfError:
-        raise
-    except (etree.LxmlError, ValueError, LookupError, TypeError) as exc:
-        raise PidfError(f"PIDF is not well-formed XML: {_first_line(exc)}") from exc
-    # Second line of defence for encodings the byte scan cannot read (e.g. EBCDIC):
-    # entities were not resolved and no DTD was loaded, so rejecting now is still safe.
-    docinfo = root.getroottree().docinfo
-    if docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise PidfError("DOCTYPE not allowed in PIDF (no DTDs or entity declarations)")
-    return root
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _local(tag: str) -> str:
@@ -682,8 +540,7 @@ def _parse_fragment(fragment: str) -> etree._Element:
     # Same hardened path as documents: extensions may have come off the wire.
     body = fragment.encode("utf-8", "surrogatepass")
     try:
-        _reject_doctype(body)
-        return _parse_xml(body, DEFAULT_LIMITS)
+        return parse_xml(body, DEFAULT_LIMITS, PidfError, "PIDF")
     except PidfError as exc:
         raise ValueError(f"bad extension fragment: {exc}") from exc
 

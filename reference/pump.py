@@ -4,7 +4,7 @@ Rules of this file:
 * Every driver of an ``Agent`` (the asyncio UDP runtime, the simulator's agent host, the
   conformance ``sim`` target, the unit-test harness) calls the agent, then ``pump()``; when
   its one wake-up comes, it calls ``wake(now)``. It adds only its clock and its wire: a
-  ``Wire`` with four methods.
+  ``Wire`` with five methods.
 * Effects leave in the order the core emitted them. After them the wire is asked to arm its
   one wake-up for ``Agent.next_deadline()`` (a driver with a wake-up already armed at that
   time is not asked again; ``None`` means nothing is armed in the core).
@@ -25,6 +25,10 @@ class Wire(Protocol):
     """What a driver supplies: where effects go, and its one wake-up."""
 
     def send(self, data: bytes, destination: Address, error_answer: bool) -> None: ...
+
+    def send_stream(self, data: bytes, destination: Address, transport: str) -> None:
+        """Send one message on a stream transport ("tcp"); only drivers of an agent whose
+        configuration enables it see this (``AgentConfig.transports``)."""
 
     def deliver(self, destination: str, message: StatusMessage) -> None: ...
 
@@ -52,7 +56,10 @@ class EffectPump:
             # Exact-type dispatch: effects are final dataclasses and this runs several
             # times per datagram.
             if type(effect) is Send:
-                wire.send(effect.data, effect.destination, effect.error_answer)
+                if effect.transport == "udp":
+                    wire.send(effect.data, effect.destination, effect.error_answer)
+                else:
+                    wire.send_stream(effect.data, effect.destination, effect.transport)
             elif type(effect) is Deliver:
                 wire.deliver(effect.destination, effect.message)
             elif type(effect) is TraceEvent:

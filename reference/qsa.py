@@ -1,7 +1,8 @@
 """QSA, the internal API: status messages and the per-destination message queue.
 
 A `StatusMessage` is what an internal subscriber learns about its subscription: one per
-accepted NOTIFY, and (in the `rfc6665` profile) one whenever the agent takes the
+accepted NOTIFY (`reg`: one per registration it changed; `presence-list`: one per resource
+it changed), and (in the `rfc6665` profile) one whenever the agent takes the
 subscription out of service. `MessageQueue` is the FIFO a consumer pops from.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reference.pidf import PresenceDocument
+from reference.reginfo import Registration
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,13 @@ class StatusMessage:
     at: float = 0.0
     # How many earlier messages of this subscription a full queue replaced by this one.
     superseded: int = 0
+    # Package `presence-list` (RFC 4662): the list and the resource this message is about
+    # (one message per changed resource; `status` is that resource's instance state).
+    list_uri: str | None = None
+    resource: str | None = None
+    # Package `reg` (RFC 3680): one message per registration (AOR) a NOTIFY changed, with
+    # its state and contacts (state, event, expires, q, uri).
+    registration: Registration | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe form (control protocol, traces)."""
@@ -50,6 +59,10 @@ class StatusMessage:
             "document": self.document.to_json() if self.document is not None else None,
             "at": self.at,
             "superseded": self.superseded,
+            **({} if self.list_uri is None else {"list_uri": self.list_uri,
+                                                 "resource": self.resource}),
+            **({} if self.registration is None
+               else {"registration": self.registration.to_json()}),
         }
 
 

@@ -7,7 +7,12 @@ Rules of this file:
   earliest). Its timers live in the core's one `DeadlineQueue`, with typed keys.
 * It parses every datagram; a request that frames but carries a bad header gets 400 naming
   the problem; responses are matched to a client transaction or counted as unmatched.
-* Where a response goes is RFC 3261 §18.2.2 with RFC 3581 (`received`, `rport`).
+* Where a response goes is RFC 3261 §18.2.2 with RFC 3581 (`received`, `rport`); a request
+  that came over a stream transport is answered on its connection (the source address,
+  `Send.transport`), and its server transaction is reliable (Timer J = 0).
+* Transports (RFC 3261 §18): a client transaction over TCP never retransmits (no Timer E)
+  and ends with its final response (Timer K = 0); `transport_lost(peer)` fails every client
+  transaction sent over TCP to that peer as a timeout does (the TU sees a 408).
 * It answers statelessly (RFC 3261 §8.2.7: they change nothing, so a retransmission gets the
   same answer again and a stranger's flood holds no server transaction) what no TU sees:
   ACK (nothing), a Request-URI that is not SIP (416), CANCEL (200 or 481), OPTIONS (200), a
@@ -81,6 +86,7 @@ class ClientEntry:
     owner: int  # the TU's handle of the request's owner
     destination: Address  # where the request (and its retransmissions) go
     timers: set[str] = field(default_factory=set)
+    transport: str = "udp"
 
 
 @dataclass(slots=True)
@@ -88,6 +94,7 @@ class ServerEntry:
     tx: ServerTransaction
     destination: Address
     error_answer: bool  # its response is a 400 or 481 (see Send.error_answer)
+    transport: str = "udp"
 
 
 class UserAgent:
@@ -110,11 +117,16 @@ class UserAgent:
         # would be pending through the 32 s of Timer J).
         self.server_deadlines: list[tuple[float, tuple[str, ...]]] = []
         self._last_server_key: tuple[Request, tuple[str, ...]] | None = None
+        # The transport of the message being handled (answers go back on it).
+        self._transport = "udp"
 
     # ------------------------------------------------------------------ inputs
-    def datagram_received(self, data: bytes, source: Address, now: float) -> None:
+    def datagram_received(self, data: bytes, source: Address, now: float,
+                          transport: str = "udp") -> None:
+        """One message: a datagram, or a message a stream framer cut out ("tcp")."""
         self._last_server_key = None
-        self.count("rx.datagrams", 1)
+        self._transport = transport
+        self.count("rx.datagrams" if transport == "udp" else f"rx.{transport}_messages", 1)
         try:
             message = parse_message(data)
         except SipParseError as exc:
@@ -147,10 +159,10 @@ class UserAgent:
 
     # ------------------------------------------------------------------ client side
     def start_client(self, request: Request, branch: str, owner: int, destination: Address,
-                     now: float) -> None:
+                     now: float, transport: str = "udp") -> None:
         """Send `request` in a new client transaction owned by `owner`."""
-        tx = ClientTransaction(request, self.settings)
-        entry = ClientEntry(tx, owner, destination)
+        tx = ClientTransaction(request, self.settings, reliable=transport != "udp")
+        entry = ClientEntry(tx, owner, destination, transport=transport)
         self.clients[branch] = entry
         self._client_effects(entry, branch, tx.start(now), now)
         self.count("tx.retransmissions", -1)  # the first Transmit is not a retransmission
@@ -180,7 +192,7 @@ class UserAgent:
         for effect in effects:
             if isinstance(effect, Transmit):
                 self.count("tx.retransmissions", 1)
-                self._send(effect.data, entry.destination)
+                self._send(effect.data, entry.destination, transport=entry.transport)
             elif isinstance(effect, SetTimer):
                 entry.timers.add(effect.name)
                 self.timers.arm(TimerKey(TimerKind.CLIENT_TX, branch=branch,
@@ -211,7 +223,8 @@ class UserAgent:
             self.count("rx.retransmissions", 1)
             for effect in existing.tx.receive_request(request, now):
                 if isinstance(effect, Transmit):
-                    self._send(effect.data, existing.destination, existing.error_answer)
+                    self._send(effect.data, existing.destination, existing.error_answer,
+                               existing.transport)
             return
         if request.method == "ACK":
             return
@@ -266,14 +279,16 @@ class UserAgent:
             self.trace("respond", status=status, call_id=request.headers.get("Call-ID"),
                        cseq=request.headers.get("CSeq"))
         error_answer = status in ERROR_ANSWERS
+        transport = self._transport
         if key is None:
-            self._send(response.to_bytes(), destination, error_answer)
+            self._send(response.to_bytes(), destination, error_answer, transport)
             return
-        server = ServerTransaction(request, self.settings, key=key)
-        entry = ServerEntry(server, destination, error_answer)
+        server = ServerTransaction(request, self.settings, key=key,
+                                   reliable=transport != "udp")
+        entry = ServerEntry(server, destination, error_answer, transport)
         for effect in server.send_response(response, now):
             if isinstance(effect, Transmit):
-                self._send(effect.data, destination, error_answer)
+                self._send(effect.data, destination, error_answer, transport)
             elif isinstance(effect, SetTimer):  # Timer J, the only server timer on UDP
                 self.servers[key] = entry
                 deadlines = self.server_deadlines
@@ -303,7 +318,7 @@ class UserAgent:
                 headers.add(name, value)
         response = Response(status, _reason_text(status, error), headers)
         self.count(f"tx.response.{status}", 1)
-        self._send(response.to_bytes(), destination, True)
+        self._send(response.to_bytes(), destination, True, self._transport)
 
     def _expire_servers(self, now: float) -> None:
         """The shared Timer J fired: end every server transaction whose deadline passed,
@@ -327,21 +342,35 @@ class UserAgent:
         self._last_server_key = (request, key)
         return key
 
-    @staticmethod
-    def response_destination(request: Request, source: Address) -> Address | None:
-        """RFC 3261 §18.2.2 + RFC 3581: where a response to `request` goes."""
+    def response_destination(self, request: Request, source: Address) -> Address | None:
+        """RFC 3261 §18.2.2 + RFC 3581: where a response to `request` goes (over a stream
+        transport: back on the connection it came on, whose peer is `source`)."""
         try:
             top = request.top_via
         except SipParseError:
             return None
         if top is None:
             return None
-        if top.has_rport:
+        if top.has_rport or self._transport != "udp":
             return source
         return source[0], top.port if top.port is not None else 5060
 
-    def _send(self, data: bytes, destination: Address, error_answer: bool = False) -> None:
-        self.effects.append(Send(data, destination, error_answer))
+    def transport_lost(self, peer: Address, now: float) -> int:
+        """A stream connection to `peer` ended: its client transactions fail as a timeout
+        does (RFC 3261 §18.4 / §17.1.4: a transport error is reported like one). Returns
+        how many failed."""
+        lost = [(branch, entry) for branch, entry in self.clients.items()
+                if entry.transport != "udp" and entry.destination == peer
+                and entry.tx.state in ("trying", "proceeding")]
+        for branch, entry in lost:
+            self.count("tx.transport_lost", 1)
+            self.abandon_client(branch)
+            self.user.pass_up(entry.owner, branch, None, now)
+        return len(lost)
+
+    def _send(self, data: bytes, destination: Address, error_answer: bool = False,
+              transport: str = "udp") -> None:
+        self.effects.append(Send(data, destination, error_answer, transport))
 
     @property
     def transaction_count(self) -> int:

@@ -1,4 +1,5 @@
-"""asyncio runtime: one UDP socket driving the sans-IO `Agent`.
+"""asyncio runtime: one UDP socket (and, with `transports: udp,tcp`, a TCP listener on the
+same port, `reference.tcp`) driving the sans-IO `Agent`.
 
 The runtime adds its clock (`now = loop.time()`, monotonic) and its wire to the shared
 `EffectPump` (docs/architecture.md): datagrams go into the core, and the effects it emits come
@@ -37,6 +38,7 @@ from reference.effects import Address, TraceEvent
 from reference.ids import OsRandomIds
 from reference.pump import EffectPump
 from reference.qsa import MessageQueue, StatusMessage
+from reference.tcp import TcpLimits, TcpTransport
 
 log = logging.getLogger("reference.udp")
 
@@ -130,7 +132,8 @@ class _Resolved:
 
 @dataclass
 class _Pending:
-    datagrams: list[tuple[bytes, int]] = field(default_factory=list)
+    # (message, port, transport) waiting for the host name's lookup.
+    datagrams: list[tuple[bytes, int, str]] = field(default_factory=list)
 
 
 class UdpRuntime:
@@ -173,6 +176,8 @@ class UdpRuntime:
         self._closed = asyncio.Event()
         sockname = sock.getsockname()
         self.local_address: Address = (str(sockname[0]), int(sockname[1]))
+        # The TCP side (transports: udp,tcp), started by `open` on the same port.
+        self.tcp: TcpTransport | None = None
         self.loop.add_reader(sock.fileno(), self._read_ready)
 
     # ------------------------------------------------------------------ creation
@@ -182,8 +187,10 @@ class UdpRuntime:
                    trace_path: str | Path | None = None,
                    error_answer_rate: float = ERROR_ANSWER_RATE,
                    error_answer_burst: int = ERROR_ANSWER_BURST,
+                   tcp_limits: TcpLimits | None = None,
                    credentials: CredentialStore | None = None) -> UdpRuntime:
-        """Bind `host:port` (port 0: any free port) and build the agent.
+        """Bind `host:port` (port 0: any free port) and build the agent; with
+        `config.transports` "udp,tcp" listen on TCP at the same address too (`tcp_limits`).
 
         With `advertise_bound_address` the agent's `local_address` (Via, Contact) becomes the
         bound address; a wildcard bind advertises 127.0.0.1 (set `local_address` explicitly
@@ -217,12 +224,25 @@ class UdpRuntime:
         try:
             # A real network: identifiers from the OS CSPRNG, never from the seed.
             agent = Agent(config, ids=OsRandomIds(), credentials=credentials)
-            return cls(agent, sock, trace_path=trace_path,
-                       error_answer_rate=error_answer_rate,
-                       error_answer_burst=error_answer_burst)
+            runtime = cls(agent, sock, trace_path=trace_path,
+                          error_answer_rate=error_answer_rate,
+                          error_answer_burst=error_answer_burst)
         except BaseException:
             sock.close()
             raise
+        if agent.tcp_enabled:
+            try:
+                await runtime.start_tcp(str(sock_host), int(sock_port), tcp_limits)
+            except BaseException:
+                runtime.close()
+                raise
+        return runtime
+
+    async def start_tcp(self, host: str, port: int, limits: TcpLimits | None = None) -> None:
+        """Listen on TCP `host:port` (RFC 3261 §18: a UA that sends over TCP receives on
+        it too); messages and lost connections go into the agent."""
+        self.tcp = TcpTransport(self._stream_message, self._stream_lost, limits=limits)
+        await self.tcp.listen(host, port)
 
     # ------------------------------------------------------------------ QSA side
     def subscribe(self, record: str, subscriber: str, destination: str,
@@ -278,6 +298,7 @@ class UdpRuntime:
             "queue_depth_total": sum(len(q) for q in self.queues.values()),
             "answers_rate_limited": self.counters.answers_rate_limited,
             "runtime": self.counters.as_dict(),
+            **({} if self.tcp is None else {"tcp": self.tcp.counters.as_dict()}),
             "counters": counters,
         }
 
@@ -310,6 +331,8 @@ class UdpRuntime:
             self._wakeup = None
         for task in list(self._tasks):
             task.cancel()
+        if self.tcp is not None:
+            self.tcp.close()
         if not self._closed.is_set():
             self.loop.remove_reader(self.sock.fileno())
             if self._backlog:
@@ -430,6 +453,19 @@ class UdpRuntime:
         if self._closing and self.agent.is_idle:
             self._idle.set()
 
+    def _stream_message(self, data: bytes, peer: Address) -> None:
+        self.agent.datagram_received(data, peer, now=self.loop.time(), transport="tcp")
+        self._apply()
+
+    def _stream_lost(self, peer: Address) -> None:
+        if self.closed:
+            return
+        self.agent.transport_lost(peer, now=self.loop.time())
+        self._apply()
+
+    def _send_stream_effect(self, data: bytes, destination: Address, transport: str) -> None:
+        self._send(data, destination, transport)
+
     def _send_effect(self, data: bytes, destination: Address, error_answer: bool) -> None:
         if error_answer and not self._answer_bucket.take(self.loop.time()):
             self.counters.answers_rate_limited += 1
@@ -467,13 +503,13 @@ class UdpRuntime:
         self.counters.trace_records += 1
 
     # ------------------------------------------------------------------ sending
-    def _send(self, data: bytes, destination: Address) -> None:
+    def _send(self, data: bytes, destination: Address, transport: str = "udp") -> None:
         if self.closed:
             return
         host, port = destination
         literal = _ip_literal(host)
         if literal is not None:
-            self._sendto(data, (literal, port))
+            self._transmit(data, (literal, port), transport)
             return
         now = self.loop.time()
         cached = self._resolved.get(host)
@@ -481,8 +517,10 @@ class UdpRuntime:
             if cached.address is None:
                 self.counters.resolve_failures += 1
                 log.warning("dropping datagram to %s:%d: host name does not resolve", host, port)
+                if transport != "udp":
+                    self._stream_lost((host, port))
             else:
-                self._sendto(data, (cached.address[0], port))
+                self._transmit(data, (cached.address[0], port), transport)
             return
         pending = self._pending.get(host)
         if pending is not None:
@@ -490,10 +528,18 @@ class UdpRuntime:
                 self.counters.pending_dropped += 1
                 log.warning("dropping datagram to %s: too many waiting for its lookup", host)
             else:
-                pending.datagrams.append((data, port))
+                pending.datagrams.append((data, port, transport))
             return
-        self._pending[host] = _Pending([(data, port)])
+        self._pending[host] = _Pending([(data, port, transport)])
         self._spawn(self._resolve(host))
+
+    def _transmit(self, data: bytes, address: Address, transport: str) -> None:
+        if transport == "udp":
+            self._sendto(data, address)
+        elif self.tcp is not None:
+            self.tcp.send(data, address)
+        else:  # pragma: no cover - the agent sends over TCP only when the runtime runs it
+            self.counters.send_errors += 1
 
     async def _resolve(self, host: str) -> None:
         address: Address | None = None
@@ -510,11 +556,11 @@ class UdpRuntime:
         ttl = RESOLVE_TTL if address is not None else NEGATIVE_TTL
         self._resolved[host] = _Resolved(address, now + ttl)
         pending = self._pending.pop(host, _Pending())
-        for data, port in pending.datagrams:
+        for data, port, transport in pending.datagrams:
             if address is None:
                 self.counters.resolve_failures += 1
             else:
-                self._sendto(data, (address[0], port))
+                self._transmit(data, (address[0], port), transport)
 
     def _sendto(self, data: bytes, address: Address) -> None:
         if self._outbox is not None:
@@ -566,10 +612,11 @@ class UdpRuntime:
 class _RuntimeWire:
     """The runtime's side of the shared effect pump (reference.pump.Wire)."""
 
-    __slots__ = ("arm", "deliver", "send", "trace")
+    __slots__ = ("arm", "deliver", "send", "send_stream", "trace")
 
     def __init__(self, runtime: UdpRuntime) -> None:
         self.send = runtime._send_effect
+        self.send_stream = runtime._send_stream_effect
         self.deliver = runtime._deliver_effect
         self.trace = runtime._write_trace
         self.arm = runtime._arm

@@ -140,6 +140,10 @@ class AgentHost:
     def send(self, data: bytes, destination: Address, error_answer: bool) -> None:
         self.network.send(self.name, destination, data)
 
+    def send_stream(self, data: bytes, destination: Address, transport: str) -> None:
+        # The simulated network carries datagrams only; an agent here runs transports=udp.
+        raise ValueError(f"the simulator has no {transport} transport (transports=udp)")
+
     def trace(self, event: TraceEvent) -> None:
         if self.trace_writer is not None:
             self.trace_writer.event(self.name, event.time, event.kind, event.fields)

@@ -97,9 +97,14 @@ def test_no_import_circle_in_the_packages() -> None:
 
 
 # The picture in docs/architecture.md ("Which module may import which"), as rules.
-LEAVES = ("reference.config", "reference.subscription", "reference.timers", "reference.pidf",
-          "reference.sip.errors", "reference.sip.limits")
-ADAPTERS = ("reference.udp", "reference.control", "reference.cli", "reference.loops",
+LEAVES = ("reference.config", "reference.subscription", "reference.timers",
+          "reference.xmlsafe", "reference.multipart", "reference.sip.errors",
+          "reference.sip.limits")
+# Body parsers: they import only the hardened XML layer, multipart and each other.
+BODIES = ("reference.pidf", "reference.reginfo", "reference.rlmi", "reference.xmlsafe",
+          "reference.multipart")
+ADAPTERS = ("reference.udp", "reference.tcp", "reference.control", "reference.cli",
+            "reference.loops",
             "reference.__main__")
 
 
@@ -110,6 +115,8 @@ def _violations(graph: dict[str, set[str]]) -> list[str]:
             edge = f"{module} -> {target}"
             if module in LEAVES:
                 out.append(f"{edge}: a leaf imports nothing of the project")
+            if module in BODIES and target not in BODIES:
+                out.append(f"{edge}: a body parser imports only body parsers")
             if module.startswith("reference.sip.") and not target.startswith("reference.sip"):
                 out.append(f"{edge}: the SIP layer imports only itself")
             if module.startswith("reference") and module not in ADAPTERS and target in ADAPTERS:
@@ -149,18 +156,21 @@ CORE_EDGES: dict[str, set[str]] = {
     "reference.pump": {"reference.agent", "reference.effects", "reference.qsa"},
     "reference.agent": {"reference.actions", "reference.classify", "reference.config",
                         "reference.core", "reference.credentials", "reference.effects",
-                        "reference.ids", "reference.policy", "reference.sharing",
-                        "reference.subscribe_input", "reference.subscription",
-                        "reference.timers", "reference.ua"},
+                        "reference.ids", "reference.packages", "reference.policy",
+                        "reference.sharing", "reference.subscribe_input",
+                        "reference.subscription", "reference.timers", "reference.ua"},
     "reference.actions": {"reference.classify", "reference.core", "reference.digest",
-                          "reference.policy", "reference.qsa", "reference.subscription"},
+                          "reference.policy", "reference.qsa", "reference.reginfo",
+                          "reference.rlmi", "reference.subscription"},
     "reference.core": {"reference.classify", "reference.config", "reference.credentials",
                        "reference.digest", "reference.effects", "reference.ids",
-                       "reference.pidf", "reference.policy", "reference.qsa",
+                       "reference.packages", "reference.pidf", "reference.policy",
+                       "reference.qsa", "reference.reginfo", "reference.rlmi",
                        "reference.sharing", "reference.subscription", "reference.timers",
                        "reference.ua"},
-    "reference.classify": {"reference.digest", "reference.effects", "reference.pidf",
-                           "reference.policy", "reference.resend", "reference.subscription"},
+    "reference.classify": {"reference.digest", "reference.effects", "reference.packages",
+                           "reference.pidf", "reference.policy", "reference.reginfo",
+                           "reference.resend", "reference.rlmi", "reference.subscription"},
     "reference.ua": {"reference.effects", "reference.timers"},
     "reference.policy": {"reference.config"},
     # issue 18: digest knows identifiers only; resend decides from digest; sharing from qsa.

@@ -74,7 +74,7 @@ def _method(data: bytes) -> str:
 
 
 class SimSession:
-    capabilities = frozenset({"status", "faults", "unsubscribe"})
+    capabilities = frozenset({"status", "faults", "unsubscribe", "reg"})
 
     def __init__(self, config: AgentConfig, factory: AgentFactory,
                  reference: bool = True) -> None:
@@ -101,8 +101,9 @@ class SimSession:
     def tolerance(self, seconds: float) -> float:
         return EPSILON
 
-    def subscribe(self, record: str, subscriber: str) -> Any:
-        handle = self.agent.subscribe(record, subscriber, "conformance", now=self.now())
+    def subscribe(self, record: str, subscriber: str, package: str = "presence") -> Any:
+        handle = self.agent.subscribe(record, subscriber, "conformance", package,
+                                      now=self.now())
         self.pump.pump()
         return handle
 
@@ -194,12 +195,18 @@ class _Wire:
         hostport = f"{destination[0]}:{destination[1]}"
         self.session._wire("from_agent", data, self.session._arrival(data, hostport))
 
+    def send_stream(self, data: bytes, destination: Address, transport: str) -> None:
+        # The sim target's wire is datagrams only: its agents run transports=udp.
+        raise ValueError(f"the sim target has no {transport} transport (transports=udp)")
+
     def deliver(self, destination: str, message: StatusMessage) -> None:
         document = message.document
         self.session.inbox.append(Status({
             "handle": message.handle, "status": message.status, "reason": message.reason,
             "retry_at": message.retry_at, "at": message.at,
             "basic": document.basic if document is not None else None,
+            "registration": (message.registration.to_json()
+                             if message.registration is not None else None),
         }, self.session.now()))
 
     def trace(self, event: TraceEvent) -> None:

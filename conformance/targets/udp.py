@@ -146,7 +146,7 @@ class _RealTimeSession:
 
 
 class UdpSession(_RealTimeSession):
-    capabilities = frozenset({"status", "unsubscribe"})
+    capabilities = frozenset({"status", "unsubscribe", "reg"})
 
     def __init__(self, argv_template: str | None, profile: str, params: dict[str, Any],
                  tolerance: float, tolerance_ratio: float,
@@ -224,6 +224,7 @@ class UdpSession(_RealTimeSession):
                     "status": obj.get("status"), "reason": obj.get("reason"),
                     "retry_at": obj.get("retry_at"), "at": obj.get("at"),
                     "basic": document.get("basic") if isinstance(document, dict) else None,
+                    "registration": obj.get("registration"),
                 }, self.now()))
             elif "ok" in obj:
                 self.replies.append(obj)
@@ -246,9 +247,11 @@ class UdpSession(_RealTimeSession):
             for key, _ in self.selector.select(timeout=left):
                 self._readable(key.data)
 
-    def subscribe(self, record: str, subscriber: str) -> Any:
-        return self._request({"op": "subscribe", "record": record, "subscriber": subscriber})[
-            "handle"]
+    def subscribe(self, record: str, subscriber: str, package: str = "presence") -> Any:
+        request = {"op": "subscribe", "record": record, "subscriber": subscriber}
+        if package != "presence":
+            request["package"] = package
+        return self._request(request)["handle"]
 
     def fetch(self, record: str, subscriber: str) -> Any:
         return self._request({"op": "fetch", "record": record, "subscriber": subscriber})[
@@ -345,7 +348,9 @@ class SipOnlySession(_RealTimeSession):
             raise RuntimeError(f"{' '.join(argv)}: exit status {done.returncode}; "
                                f"stderr: {_tail(done.stderr)}")
 
-    def subscribe(self, record: str, subscriber: str) -> Any:
+    def subscribe(self, record: str, subscriber: str, package: str = "presence") -> Any:
+        if package != "presence":  # (scenarios needing it require `reg`, which this lacks)
+            raise RuntimeError(f"a SIP-only subscriber is triggered for presence, not {package}")
         self.last = (record, subscriber)
         if self.trigger:
             self._run(self.trigger, record, subscriber)

@@ -100,6 +100,7 @@ class Dialog:
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
         max_forwards: int = 70,
+        transport: str = "UDP",
     ) -> tuple[Request, str]:
         """Build the next request of the dialog; returns it and the next-hop URI.
 
@@ -114,7 +115,7 @@ class Dialog:
         if self.remote_tag is not None:
             to_value = f"{to_value};tag={self.remote_tag}"
         hdrs = Headers()
-        hdrs.add("Via", f"SIP/2.0/UDP {sent_by};branch={branch};rport")
+        hdrs.add("Via", f"SIP/2.0/{transport} {sent_by};branch={branch};rport")
         hdrs.add("Max-Forwards", str(max_forwards))
         hdrs.add("To", to_value)
         hdrs.add("From", f"{self.local_uri};tag={self.local_tag}")
@@ -127,6 +128,11 @@ class Dialog:
             hdrs.add(name, value)
         self.local_cseq = cseq
         return Request(method, request_uri, hdrs, body), next_hop
+
+    def next_hop(self) -> str:
+        """The URI the next request of the dialog goes to (§12.2.1.1), without building it:
+        its ``transport`` parameter picks the transport (RFC 3261 §18.1.1)."""
+        return self._route()[2]
 
     def _route(self) -> tuple[str, list[str], str]:
         """(Request-URI, Route values, next-hop URI) per §12.2.1.1."""

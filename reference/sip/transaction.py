@@ -1,4 +1,4 @@
-"""RFC 3261 non-INVITE transactions over UDP (sans-IO).
+"""RFC 3261 non-INVITE transactions over UDP, and over TCP with `reliable=True` (sans-IO).
 
 Two state machines, `ClientTransaction` (§17.1.2) and `ServerTransaction` (§17.2.2), plus the
 matching keys of §17.1.3 and §17.2.3. Nothing here reads a clock or touches a socket: every
@@ -161,15 +161,17 @@ def server_key(request: Request) -> tuple[str, ...]:
 
 
 class ClientTransaction:
-    """Non-INVITE client transaction over UDP (§17.1.2, figure 6).
+    """Non-INVITE client transaction (§17.1.2, figure 6).
 
     A caller that wrote the request's bytes itself (a simulator building messages from a
     template) may pass ``data`` (exactly ``request.to_bytes()``) and the ``branch`` and
     normalized ``sent_by`` of its top Via, which saves re-serialising and re-parsing them.
+    ``reliable=True`` (TCP): Timer E is never armed (no retransmission, §17.1.2.2) and Timer K
+    is zero (the transaction ends with its final response); Timer F still bounds the wait.
     """
 
-    __slots__ = ("_data", "_deadline_f", "_interval", "_key", "_sent_by", "request",
-                 "settings", "state")  # fmt: skip
+    __slots__ = ("_data", "_deadline_f", "_interval", "_key", "_sent_by", "reliable",
+                 "request", "settings", "state")  # fmt: skip
 
     def __init__(
         self,
@@ -179,6 +181,7 @@ class ClientTransaction:
         data: bytes | None = None,
         branch: str | None = None,
         sent_by: str | None = None,
+        reliable: bool = False,
     ) -> None:
         if branch and sent_by is not None:
             key: tuple[str, str] | None = (branch, request.method)
@@ -191,6 +194,7 @@ class ClientTransaction:
         assert key is not None
         self.request = request
         self.settings = settings
+        self.reliable = reliable
         self.state: ClientState = "trying"
         self._key = key
         self._sent_by = sent_by
@@ -210,6 +214,8 @@ class ClientTransaction:
     def start(self, now: float) -> list[TxEffect]:
         """Send the request the first time and arm Timers E and F."""
         self._deadline_f = now + self.settings.timer_f
+        if self.reliable:
+            return [Transmit(self._data), SetTimer("F", self._deadline_f)]
         return [
             Transmit(self._data),
             SetTimer("E", now + self._interval),
@@ -226,7 +232,7 @@ class ClientTransaction:
             self.state = "proceeding"
             return [PassUp(response)]
         self.state = "completed"
-        if self.settings.t4 == 0:  # reliable transport: Timer K = 0
+        if self.reliable or self.settings.t4 == 0:  # reliable transport: Timer K = 0
             self.state = "terminated"
             return [ClearTimer("E"), ClearTimer("F"), PassUp(response), Terminated()]
         return [

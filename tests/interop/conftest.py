@@ -13,9 +13,10 @@ import itertools
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,15 @@ from reference.udp import UdpRuntime
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 KAMAILIO_PORT = 5070
+# The issue-17 server (tests/interop/kamailio/kamailio-reg.cfg): udp and tcp, its own port.
+REG_PORT = 5075
+REG_CONFIG = Path(__file__).resolve().parent / "kamailio" / "kamailio-reg.cfg"
+# The resource-list trial (kamailio-rls.cfg): udp and tcp, beside the reg server.
+RLS_PORT = 5076
+RLS_CONFIG = Path(__file__).resolve().parent / "kamailio" / "kamailio-rls.cfg"
+RLS_SERVICES = 1 << 3  # Kamailio's xcap doc_type of an rls-services document
+KAMAILIO_BIN = "/usr/sbin/kamailio"
+KAMAILIO_SQL = Path("/usr/share/kamailio/db_sqlite")
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 INSTALL_HINT = (
     "install the lab packages: apt-get install -y --no-install-recommends kamailio "
@@ -145,6 +155,140 @@ def kamailio(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                        timeout=30, check=False)
 
 
+@dataclass
+class RegLab:
+    """The issue-17 Kamailio: registrar + pua_reginfo/presence_reginfo (`reg`) and
+    presence_xml (`presence`), udp and tcp on 127.0.0.1:5075."""
+
+    run_dir: Path
+    sipp: str
+    log: Path
+
+    async def register(self, user: str, expires: int, port: int | None = None) -> None:
+        """REGISTER sip:USER@lab.test (Contact at SIPp's address) with SIPp."""
+        process = await asyncio.create_subprocess_exec(
+            self.sipp, "-sf", str(SIPP_DIR / "register.xml"), f"127.0.0.1:{REG_PORT}",
+            "-i", "127.0.0.1", "-p", str(port or free_udp_port()), "-m", "1", "-s", user,
+            "-key", "expires", str(expires), "-nostdin", "-timeout", "10s", "-timeout_error",
+            cwd=self.run_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out = await finish(process, 15)
+        assert process.returncode == 0, f"sipp REGISTER failed: {out[-2000:]}"
+
+    async def publish(self, lab_dir: Path, user: str, basic: str) -> None:
+        """PUBLISH presence for sip:USER@lab.test with the lab's publish.xml (UDP)."""
+        process = await asyncio.create_subprocess_exec(
+            self.sipp, "-sf", str(lab_dir / "sipp" / "publish.xml"), f"127.0.0.1:{REG_PORT}",
+            "-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1", "-s", user,
+            "-key", "basic", basic, "-key", "expires", "3600", "-nostdin", "-timeout", "10s",
+            "-timeout_error", cwd=self.run_dir, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        out = await finish(process, 15)
+        assert process.returncode == 0, f"sipp PUBLISH failed: {out[-2000:]}"
+
+
+def start_kamailio(config: Path, run_dir: Path, port: int, sql: Sequence[str],
+                   defines: Sequence[str] = (),
+                   databases: Sequence[str] = ("presence.sqlite",)) -> subprocess.Popen[bytes]:
+    """Check and start Kamailio with `config` as our child (fresh sqlite DBs from the Debian
+    schema files `sql`); return it once it listens on udp `port`."""
+    schema = "".join((KAMAILIO_SQL / name).read_text() for name in sql)
+    for name in databases:
+        db = run_dir / name
+        subprocess.run(["sqlite3", str(db)], input=schema, text=True, check=True, timeout=30)
+        subprocess.run(["sqlite3", str(db), "PRAGMA journal_mode=WAL;"], capture_output=True,
+                       check=True, timeout=30)
+    base = [KAMAILIO_BIN, "-f", str(config), f"--subst=!RUNDIR!{run_dir}!g",
+            "-L", str(KAMAILIO_MODULES), *[arg for d in defines for arg in ("-A", d)]]
+    check = subprocess.run([*base, "-c"], capture_output=True, text=True, timeout=30)
+    if check.returncode != 0:
+        pytest.fail(f"kamailio -c {config.name} failed:\n{check.stdout}\n{check.stderr}")
+    log = (run_dir / "kamailio.log").open("wb")
+    process = subprocess.Popen([*base, "-DD", "-E", "-Y", str(run_dir), "-m", "64", "-M", "8"],
+                               stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
+    log.close()
+    for _ in range(100):
+        if udp_port_bound(port):
+            return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    stop_process(process)
+    pytest.fail(f"kamailio ({config.name}) did not listen on udp {port}:\n"
+                + (run_dir / "kamailio.log").read_text(errors="replace")[-3000:])
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM our child by its PID, SIGKILL it after 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@pytest.fixture(scope="session")
+def reg_lab(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegLab]:
+    """Kamailio with tests/interop/kamailio/kamailio-reg.cfg on udp+tcp 127.0.0.1:5075."""
+    if not Path(KAMAILIO_BIN).exists():
+        pytest.skip(f"kamailio not found; {INSTALL_HINT}")
+    for module in ("presence_reginfo.so", "pua_reginfo.so", "registrar.so"):
+        if not (KAMAILIO_MODULES / module).exists():
+            pytest.skip(f"kamailio module {module} not found; {INSTALL_HINT}")
+    if shutil.which("sqlite3") is None:
+        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
+    if udp_port_taken(REG_PORT):
+        pytest.fail(f"udp 127.0.0.1:{REG_PORT} is busy: another interop Kamailio runs")
+    run_dir = tmp_path_factory.mktemp("reg-lab")
+    process = start_kamailio(REG_CONFIG, run_dir, REG_PORT,
+                             ["standard-create.sql", "presence-create.sql"])
+    try:
+        yield RegLab(run_dir, sipp_bin, run_dir / "kamailio.log")
+    finally:
+        stop_process(process)
+
+
+@dataclass
+class RlsLab:
+    """Kamailio's rls (kamailio-rls.cfg) on udp+tcp 127.0.0.1:5076; lists live in the xcap
+    table of rls.sqlite (integrated XCAP server), keyed by the watcher's user and domain."""
+
+    run_dir: Path
+    log: Path
+
+    def add_list(self, watcher_user: str, service_uri: str, members: Sequence[str]) -> None:
+        entries = "".join(f'<rl:entry uri="{uri}"/>' for uri in members)
+        doc = ('<?xml version="1.0" encoding="UTF-8"?><rls-services '
+               'xmlns="urn:ietf:params:xml:ns:rls-services" '
+               'xmlns:rl="urn:ietf:params:xml:ns:resource-lists">'
+               f'<service uri="{service_uri}"><list>{entries}</list>'
+               '<packages><package>presence</package></packages></service></rls-services>')
+        with sqlite3.connect(self.run_dir / "rls.sqlite") as db:
+            db.execute("insert into xcap (username, domain, doc, doc_type, etag, source, "
+                       "doc_uri, port) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (watcher_user, "lab.test", doc.encode(), RLS_SERVICES, "e1", 1,
+                        f"/rls-services/users/{watcher_user}@lab.test/index", 0))
+
+
+@pytest.fixture(scope="session")
+def rls_lab(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RlsLab]:
+    if not Path(KAMAILIO_BIN).exists() or not (KAMAILIO_MODULES / "rls.so").exists():
+        pytest.skip(f"kamailio rls module not found; {INSTALL_HINT}")
+    if shutil.which("sqlite3") is None:
+        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
+    if udp_port_taken(RLS_PORT):
+        pytest.fail(f"udp 127.0.0.1:{RLS_PORT} is busy: another interop Kamailio runs")
+    run_dir = tmp_path_factory.mktemp("rls-lab")
+    process = start_kamailio(RLS_CONFIG, run_dir, RLS_PORT,
+                             ["standard-create.sql", "presence-create.sql", "rls-create.sql"],
+                             databases=("presence.sqlite", "rls.sqlite"))
+    try:
+        yield RlsLab(run_dir, run_dir / "kamailio.log")
+    finally:
+        stop_process(process)
+
+
 _SEEDS = itertools.count(int.from_bytes(os.urandom(3), "big"))
 
 
@@ -166,8 +310,9 @@ class AgentUnderTest:
         runtime.add_listener("test", agent.statuses.append)
         return agent
 
-    def subscribe(self, record: str, subscriber: str = "sip:bob@lab.test") -> int:
-        return self.runtime.subscribe(record, subscriber, "test")
+    def subscribe(self, record: str, subscriber: str = "sip:bob@lab.test",
+                  package: str = "presence") -> int:
+        return self.runtime.subscribe(record, subscriber, "test", package)
 
     def counter(self, name: str) -> int:
         return self.runtime.agent.counters.get(name, 0)

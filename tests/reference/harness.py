@@ -33,6 +33,7 @@ class Sent:
     data: bytes
     destination: tuple[str, int]
     message: Request | Response
+    transport: str = "udp"
 
 
 @dataclass
@@ -64,6 +65,10 @@ class Harness:
     def send(self, data: bytes, destination: Address, error_answer: bool) -> None:
         self.log.append(Send(data, destination, error_answer))
         self.sent.append(Sent(self.now, data, destination, parse_message(data)))
+
+    def send_stream(self, data: bytes, destination: Address, transport: str) -> None:
+        self.log.append(Send(data, destination, False, transport))
+        self.sent.append(Sent(self.now, data, destination, parse_message(data), transport))
 
     def deliver(self, destination: str, message: StatusMessage) -> None:
         assert destination == QUEUE
@@ -104,8 +109,9 @@ class Harness:
         self.advance(self.now + delta)
 
     # ------------------------------------------------------------------ QSA inputs
-    def subscribe(self, record: str = RECORD, subscriber: str = SUBSCRIBER) -> int:
-        handle = self.agent.subscribe(record, subscriber, QUEUE, now=self.now)
+    def subscribe(self, record: str = RECORD, subscriber: str = SUBSCRIBER,
+                  package: str = "presence") -> int:
+        handle = self.agent.subscribe(record, subscriber, QUEUE, package, now=self.now)
         self.absorb()
         return handle
 
@@ -164,8 +170,8 @@ class Harness:
         raise KeyError(handle)
 
     # ------------------------------------------------------------------ the peer
-    def feed(self, data: bytes, source: tuple[str, int] = PEER) -> None:
-        self.agent.datagram_received(data, source, now=self.now)
+    def feed(self, data: bytes, source: tuple[str, int] = PEER, transport: str = "udp") -> None:
+        self.agent.datagram_received(data, source, now=self.now, transport=transport)
         self.absorb()
 
     def respond(self, request: Request | None = None, status: int = 200, *,

@@ -36,6 +36,11 @@ def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
     (["--listen", "nowhere"], "--listen must be HOST:PORT"),
     (["--config", "/nonexistent/agent.yaml"], "cannot read"),
     (["--trace", "/nonexistent/dir/trace.jsonl"], "cannot write trace file"),
+    (["--transport", "tcp"], "transports must be 'udp' or 'udp,tcp'"),
+    (["--package", "dialog", "--subscribe", "sip:a@h", "sip:b@h"],
+     "package 'dialog' is not served (served: 'presence', 'reg', 'presence-list')"),
+    (["--profile", "ser", "--package", "reg", "--subscribe", "sip:a@h", "sip:b@h"],
+     "package 'reg' is not served by the ser profile"),
 ])
 def test_bad_arguments_exit_2_with_one_line(
         argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,6 +58,34 @@ def test_busy_udp_port_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["--listen", f"127.0.0.1:{port}", "--no-control", "--duration", "0"]) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on udp 127.0.0.1:{port}" in err
+
+
+def test_busy_tcp_port_exits_2_naming_udp_tcp(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--listen", f"127.0.0.1:{port}", "--transport", "udp,tcp",
+                     "--no-control", "--duration", "0"]) == 2
+    assert f"cannot listen on udp/tcp 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_tcp_section_of_the_config_file(tmp_path: object, capsys: pytest.CaptureFixture[str]) \
+        -> None:
+    from pathlib import Path
+
+    from reference.cli import UsageError, tcp_limits
+    path = Path(str(tmp_path)) / "agent.yaml"
+    path.write_text("agent:\n  transports: udp,tcp\ntcp:\n  max_connections: 8\n"
+                    "  idle_timeout: 30\n")
+    limits = tcp_limits(str(path))
+    assert limits is not None and (limits.max_connections, limits.idle_timeout) == (8, 30.0)
+    path.write_text("agent: {}\ntcp:\n  max_conections: 8\n")
+    with pytest.raises(UsageError, match="unknown tcp limit 'max_conections'"):
+        tcp_limits(str(path))
+    path.write_text("agent: {}\ntcp:\n  idle_timeout: 0\n")
+    with pytest.raises(UsageError, match="times must be > 0"):
+        tcp_limits(str(path))
 
 
 def test_busy_control_port_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

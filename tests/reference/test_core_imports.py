@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME_FILES = {"udp.py", "control.py", "cli.py", "loops.py", "__main__.py"}
+RUNTIME_FILES = {"udp.py", "tcp.py", "control.py", "cli.py", "loops.py", "__main__.py"}
 FORBIDDEN_MODULES = ("socket", "asyncio", "threading", "select", "selectors", "_thread")
 CLOCK_CALLS = {"time", "monotonic", "perf_counter", "time_ns", "monotonic_ns",
                "perf_counter_ns", "process_time", "now", "utcnow", "today"}

@@ -11,26 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from reference.pidf import (
-    _ONE_SHOT_MAX_BYTES,
-    DEFAULT_LIMITS,
-    PidfError,
-    PidfLimits,
-    _parse_incremental,
-    _parse_one_shot,
-    build_pidf,
-    parse_pidf,
-)
+from reference.pidf import DEFAULT_LIMITS, PidfError, PidfLimits, build_pidf, parse_pidf
+from reference.xmlsafe import ONE_SHOT_MAX_BYTES as _ONE_SHOT_MAX_BYTES
+from reference.xmlsafe import parse_incremental, parse_one_shot
 from tests.reference.test_pidf import PIDF, doc, one_tuple
 
 
 def outcome(body: bytes, limits: PidfLimits, *, one_shot: bool) -> str:
     """Serialised tree, or "error" for a body the path refuses."""
     if one_shot:
-        root = _parse_one_shot(body, limits)
+        root = parse_one_shot(body, limits)
         return "error" if root is None else etree.tostring(root).decode()
     try:
-        return etree.tostring(_parse_incremental(body, limits)).decode()
+        return etree.tostring(parse_incremental(body, limits, PidfError, "PIDF")).decode()
     except PidfError:
         return "error"
 
@@ -99,7 +92,7 @@ def test_doctype_found_after_a_one_shot_parse_is_still_rejected() -> None:
     # encodings are what the docinfo check is for. Either way the one-shot path refuses.
     body = (f'<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE presence>'
             f'<presence xmlns="{PIDF}" entity="x"/>').encode("utf-16")
-    assert _parse_one_shot(body, DEFAULT_LIMITS) is None
+    assert parse_one_shot(body, DEFAULT_LIMITS) is None
     with pytest.raises(PidfError, match="DOCTYPE"):
         parse_pidf(body)
 
