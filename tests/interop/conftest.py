@@ -88,6 +88,20 @@ def udp_port_taken(port: int) -> bool:
     return False
 
 
+def require_kamailio(modules: Sequence[str], port: int) -> None:
+    """Skip without Kamailio, one of `modules` or sqlite3 (every lab keeps its state in
+    sqlite); fail when another interop Kamailio holds `port`."""
+    if shutil.which("kamailio") is None and not Path(KAMAILIO_BIN).exists():
+        pytest.skip(f"kamailio not found; {INSTALL_HINT}")
+    for module in modules:
+        if not (KAMAILIO_MODULES / module).exists():
+            pytest.skip(f"kamailio module {module} not found; {INSTALL_HINT}")
+    if shutil.which("sqlite3") is None:
+        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
+    if udp_port_taken(port):
+        pytest.fail(f"udp 127.0.0.1:{port} is busy: another interop Kamailio runs")
+
+
 @pytest.fixture(scope="session")
 def sipp_bin() -> str:
     path = shutil.which("sipp")
@@ -133,14 +147,7 @@ def kamailio(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     if lab_dir is None:
         pytest.skip("lab scripts not found (expected ../shared/lab beside the repository "
                     "or $B2B_LAB_DIR)")
-    if shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists():
-        pytest.skip(f"kamailio not found; {INSTALL_HINT}")
-    if not (KAMAILIO_MODULES / "presence.so").exists():
-        pytest.skip(f"kamailio presence modules not found; {INSTALL_HINT}")
-    if shutil.which("sqlite3") is None:
-        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
-    if udp_port_taken(KAMAILIO_PORT):
-        pytest.fail(f"udp 127.0.0.1:{KAMAILIO_PORT} is busy: stop the other lab Kamailio first")
+    require_kamailio(["presence.so"], KAMAILIO_PORT)
     run_dir = tmp_path_factory.mktemp("lab")
     env = {**os.environ, "LAB_RUN_DIR": str(run_dir)}
     started = subprocess.run(
@@ -231,15 +238,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="session")
 def reg_lab(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegLab]:
     """Kamailio with tests/interop/kamailio/kamailio-reg.cfg on udp+tcp 127.0.0.1:5075."""
-    if not Path(KAMAILIO_BIN).exists():
-        pytest.skip(f"kamailio not found; {INSTALL_HINT}")
-    for module in ("presence_reginfo.so", "pua_reginfo.so", "registrar.so"):
-        if not (KAMAILIO_MODULES / module).exists():
-            pytest.skip(f"kamailio module {module} not found; {INSTALL_HINT}")
-    if shutil.which("sqlite3") is None:
-        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
-    if udp_port_taken(REG_PORT):
-        pytest.fail(f"udp 127.0.0.1:{REG_PORT} is busy: another interop Kamailio runs")
+    require_kamailio(["presence_reginfo.so", "pua_reginfo.so", "registrar.so"], REG_PORT)
     run_dir = tmp_path_factory.mktemp("reg-lab")
     process = start_kamailio(REG_CONFIG, run_dir, REG_PORT,
                              ["standard-create.sql", "presence-create.sql"])
@@ -273,12 +272,7 @@ class RlsLab:
 
 @pytest.fixture(scope="session")
 def rls_lab(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RlsLab]:
-    if not Path(KAMAILIO_BIN).exists() or not (KAMAILIO_MODULES / "rls.so").exists():
-        pytest.skip(f"kamailio rls module not found; {INSTALL_HINT}")
-    if shutil.which("sqlite3") is None:
-        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
-    if udp_port_taken(RLS_PORT):
-        pytest.fail(f"udp 127.0.0.1:{RLS_PORT} is busy: another interop Kamailio runs")
+    require_kamailio(["rls.so"], RLS_PORT)
     run_dir = tmp_path_factory.mktemp("rls-lab")
     process = start_kamailio(RLS_CONFIG, run_dir, RLS_PORT,
                              ["standard-create.sql", "presence-create.sql", "rls-create.sql"],
@@ -368,16 +362,8 @@ class KamailioAuth:
 @pytest.fixture(scope="session")
 def kamailio_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioAuth]:
     """Kamailio that challenges every SUBSCRIBE; subscriber bob@lab.test in a sqlite table."""
-    kamailio_bin = shutil.which("kamailio") or "/usr/sbin/kamailio"
-    if not Path(kamailio_bin).exists():
-        pytest.skip(f"kamailio not found; {INSTALL_HINT}")
-    for module in ("presence.so", "auth_db.so", "db_sqlite.so"):
-        if not (KAMAILIO_MODULES / module).exists():
-            pytest.skip(f"kamailio module {module} not found; {INSTALL_HINT}")
-    if shutil.which("sqlite3") is None:
-        pytest.skip(f"sqlite3 not found; {INSTALL_HINT}")
-    if udp_port_taken(KAMAILIO_AUTH_PORT):
-        pytest.fail(f"udp 127.0.0.1:{KAMAILIO_AUTH_PORT} is busy")
+    require_kamailio(["presence.so", "auth_db.so", "db_sqlite.so"], KAMAILIO_AUTH_PORT)
+    kamailio_bin = shutil.which("kamailio") or KAMAILIO_BIN
     run_dir = tmp_path_factory.mktemp("kam-auth")
     schema = "".join((SQL_DIR / name).read_text() for name in (
         "standard-create.sql", "presence-create.sql", "auth_db-create.sql"))
