@@ -25,16 +25,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from reference import actions, policy
+from reference import actions, policy, queries, shared_dialogs
 from reference.actions import ACTIONS
 from reference.classify import CLASSIFIERS, Classifier, Facts
 from reference.config import AgentConfig
 from reference.core import ActionTable, Core, Subscription, UaFactory
 from reference.credentials import CredentialStore
-from reference.effects import Address, Deliver, Effect
+from reference.effects import Address, Effect
 from reference.ids import IdSource, OsRandomIds
 from reference.packages import lookup
-from reference.sharing import MAX_MEMBERS, Member, SharingKey
+from reference.sharing import Member, SharingKey
 from reference.sip import Request, Response
 from reference.subscribe_input import check_subscribe_uris
 from reference.subscription import TABLES, Event, State, Table
@@ -79,13 +79,10 @@ class Agent:
         if not config.handle_presence_subscriptions:
             return handle  # SER: accepted and ignored
         pkg = lookup(package, config.profile)  # UnknownPackage (a ValueError)
-        record = self._check_uris(record, subscriber)
-        if self.internal_subscription_count >= config.max_subscriptions:
-            raise ValueError(f"max_subscriptions ({config.max_subscriptions}) reached")
-        if self.closing:
-            raise ValueError("agent is shutting down")
+        record = self._admit(record, subscriber)
         key: SharingKey = (record, subscriber, package)
-        if core.sharing_on and self._join(key, handle, destination, subscriber_data):
+        if core.sharing_on and shared_dialogs.join(core, key, handle, destination,
+                                                   subscriber_data):
             return handle
         sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
                            requested_expires=config.default_expiration, pkg=pkg,
@@ -113,11 +110,7 @@ class Agent:
             raise ValueError(f"fetch is not available in profile {self.config.profile}")
         if package != "presence":
             raise ValueError(f"package {package!r} is not served (only 'presence')")
-        record = self._check_uris(record, subscriber)
-        if self.internal_subscription_count >= self.config.max_subscriptions:
-            raise ValueError(f"max_subscriptions ({self.config.max_subscriptions}) reached")
-        if self.closing:
-            raise ValueError("agent is shutting down")
+        record = self._admit(record, subscriber)
         handle = self._next_handle
         self._next_handle += 1
         core.count("qsa.fetch")
@@ -128,65 +121,32 @@ class Agent:
         core.set_state(sub, State.FETCHING, "fetch")
         return handle
 
-    def _check_uris(self, record: str, subscriber: str) -> str:
+    def _admit(self, record: str, subscriber: str) -> str:
+        """The checks before a new internal subscription registers anything: usable URIs
+        (returns the record to use), room under `max_subscriptions`, not shutting down."""
         core = self.core
-        return check_subscribe_uris(
+        record = check_subscribe_uris(
             record, subscriber,
             routable_pres=core.rules.resolve_pres_uri or bool(core.preloaded_route)
             or core.outbound_proxy is not None)
-
-    def _join(self, key: SharingKey, handle: int, destination: str,
-              subscriber_data: Any) -> bool:
-        """share_subscriptions: join the live subscription serving `key`, if any; the joiner
-        gets the current state (the last status message) at once."""
-        core = self.core
-        serving = core.sharing.serving(key)
-        sub = core.subscriptions.get(serving) if serving is not None else None
-        if sub is None or sub.unsubscribed or \
-                (sub.members is not None and len(sub.members) >= MAX_MEMBERS):
-            return False
-        if sub.members is None:
-            sub.members = [Member(sub.handle, sub.destination, sub.subscriber_data)]
-        sub.members.append(Member(handle, destination, subscriber_data))
-        core.sharing.join(handle, sub.handle)
-        core.count("qsa.shared_join")
-        core.trace("share", sub, joined=handle, members=len(sub.members))
-        if sub.last_status is not None:
-            core.count("qsa.delivered")
-            core.effects.append(Deliver(destination, core.current_state(
-                sub, handle, subscriber_data)))
-        return True
-
-    def _subscription_of(self, handle: int) -> Subscription | None:
-        """The subscription an internal handle belongs to (its own or a shared one)."""
-        core = self.core
-        sub = core.subscriptions.get(handle)
-        if sub is not None and (sub.members is None
-                                or any(m.handle == handle for m in sub.members)):
-            return sub
-        owner = core.sharing.owner_of(handle)
-        return core.subscriptions.get(owner) if owner is not None else None
+        if self.internal_subscription_count >= self.config.max_subscriptions:
+            raise ValueError(f"max_subscriptions ({self.config.max_subscriptions}) reached")
+        if self.closing:
+            raise ValueError("agent is shutting down")
+        return record
 
     def unsubscribe(self, handle: int, *, now: float) -> None:
         """QSA unsubscribe. Unknown handles are ignored (counted), as in SER. A member of a
         shared dialog only leaves it, unless it is the last one."""
         core = self.core
         core.now = now
-        sub = self._subscription_of(handle)
+        sub = shared_dialogs.subscription_of(self.core, handle)
         core.count("qsa.unsubscribe")
         if sub is None:
             core.count("qsa.unsubscribe_unknown")
             return
-        if core.sharing_on:
-            if sub.members is not None:
-                core.sharing.leave(handle)
-                if len(sub.members) > 1:
-                    sub.members = [m for m in sub.members if m.handle != handle]
-                    core.count("qsa.shared_leave")
-                    core.trace("share", sub, left=handle, members=len(sub.members))
-                    return
-            # The last member leaves: the dialog ends and serves no new joiner.
-            core.sharing.withdraw((sub.record, sub.subscriber, sub.package), sub.handle)
+        if core.sharing_on and shared_dialogs.leave(core, sub, handle):
+            return
         sub.unsubscribed = True
         if core.rules.bounded_unsubscribe and sub.destroy_deadline is None:
             sub.destroy_deadline = (now + self.config.failover_timeout
@@ -359,22 +319,7 @@ class Agent:
 
     def dump(self) -> list[dict[str, Any]]:
         """Per subscription: what SER's `presence_b2b.trace` RPC should have printed."""
-        subscriptions = self.core.subscriptions
-        return [{
-            "handle": handle,
-            "record": sub.record,
-            "subscriber": sub.subscriber,
-            "state": sub.state.name.lower(),
-            "state_number": sub.state.value,
-            "call_id": sub.dialog.call_id if sub.dialog else None,
-            "timer": sub.timer_kind,
-            "timer_at": sub.timer_at,
-            "expires_at": sub.expires_at,
-            "failures": sub.failures,
-            "unsubscribed": sub.unsubscribed,
-            "fetch": sub.fetch,
-            "members": [m.handle for m in sub.members] if sub.members is not None else None,
-        } for handle, sub in sorted(subscriptions.items())]
+        return queries.dump(self.core)
 
     def live_timer_count(self) -> int:
         """Subscription timers plus Timer N timers currently armed (for leak checks)."""
@@ -394,7 +339,7 @@ class Agent:
     def has_subscription(self, handle: int) -> bool:
         """Whether the agent still holds this handle (a terminated one until it is freed; a
         member of a shared dialog until it leaves)."""
-        return self._subscription_of(handle) is not None
+        return shared_dialogs.subscription_of(self.core, handle) is not None
 
     @property
     def subscription_count(self) -> int:
@@ -407,21 +352,8 @@ class Agent:
         return len(self.core.subscriptions) + self.core.sharing.joined
 
     def stats(self) -> dict[str, Any]:
-        """The counters grouped for people (by method, by status) plus the raw ones; the
-        grouping of the dotted counter names lives here, next to the names."""
-        counters = dict(self.core.counters)
-        tx_responses = _counter_group(counters, "tx.response.")
-        return {
-            "subscriptions": len(self.core.subscriptions),
-            "rx_requests_by_method": _counter_group(counters, "rx.request."),
-            "rx_responses_by_status": _counter_group(counters, "rx.response."),
-            "tx_responses_by_status": tx_responses,
-            "tx_subscribe": counters.get("tx.SUBSCRIBE", 0),
-            "parse_errors": counters.get("rx.parse_errors", 0),
-            "sent_481": tx_responses.get("481", 0),
-            "live_timers": len(self.core.timers),
-            "counters": counters,
-        }
+        """The counters grouped for people (by method, by status) plus the raw ones."""
+        return queries.stats(self.core)
 
     @property
     def transaction_count(self) -> int:
@@ -431,7 +363,3 @@ class Agent:
     def dialog_count(self) -> int:
         return len(self.core.by_dialog)
 
-
-def _counter_group(counters: dict[str, int], prefix: str) -> dict[str, int]:
-    return {name[len(prefix):]: value for name, value in sorted(counters.items())
-            if name.startswith(prefix)}
