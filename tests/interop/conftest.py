@@ -38,6 +38,7 @@ RLS_CONFIG = Path(__file__).resolve().parent / "kamailio" / "kamailio-rls.cfg"
 RLS_SERVICES = 1 << 3  # Kamailio's xcap doc_type of an rls-services document
 KAMAILIO_BIN = "/usr/sbin/kamailio"
 KAMAILIO_SQL = Path("/usr/share/kamailio/db_sqlite")
+KAMAILIO_DBTEXT = Path("/usr/share/kamailio/dbtext/kamailio")
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 INSTALL_HINT = (
     "install the lab packages: apt-get install -y --no-install-recommends kamailio "
@@ -251,10 +252,24 @@ def reg_lab(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 @dataclass
 class RlsLab:
     """Kamailio's rls (kamailio-rls.cfg) on udp+tcp 127.0.0.1:5076; lists live in the xcap
-    table of rls.sqlite (integrated XCAP server), keyed by the watcher's user and domain."""
+    table of rls.sqlite (integrated XCAP server), keyed by the watcher's user and domain;
+    rls's own tables are db_text files in dbtext/ (docs/lab.md says why)."""
 
     run_dir: Path
     log: Path
+    sipp: str
+
+    async def publish(self, user: str, basic: str) -> None:
+        """PUBLISH presence (PIDF basic open/closed) for sip:USER@lab.test to the rls server,
+        with SIPp (tests/interop/sipp/publish.xml, UDP)."""
+        process = await asyncio.create_subprocess_exec(
+            self.sipp, "-sf", str(SIPP_DIR / "publish.xml"), f"127.0.0.1:{RLS_PORT}",
+            "-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1", "-s", user,
+            "-key", "basic", basic, "-key", "expires", "3600", "-nostdin", "-timeout", "10s",
+            "-timeout_error", cwd=self.run_dir, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        out = await finish(process, 15)
+        assert process.returncode == 0, f"sipp PUBLISH failed: {out[-2000:]}"
 
     def add_list(self, watcher_user: str, service_uri: str, members: Sequence[str]) -> None:
         entries = "".join(f'<rl:entry uri="{uri}"/>' for uri in members)
@@ -270,15 +285,28 @@ class RlsLab:
                         f"/rls-services/users/{watcher_user}@lab.test/index", 0))
 
 
+def dbtext_tables(directory: Path, tables: Sequence[str]) -> None:
+    """A db_text database in `directory` with Debian's empty `tables` and the version rows
+    that Kamailio checks for them."""
+    directory.mkdir()
+    header, *rows = (KAMAILIO_DBTEXT / "version").read_text().splitlines()
+    kept = [row for row in rows if row.split(":")[1] in tables]
+    (directory / "version").write_text("\n".join([header, *kept]) + "\n")
+    for table in tables:
+        shutil.copyfile(KAMAILIO_DBTEXT / table, directory / table)
+
+
 @pytest.fixture(scope="session")
 def rls_lab(sipp_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RlsLab]:
-    require_kamailio(["rls.so"], RLS_PORT)
+    """Kamailio with tests/interop/kamailio/kamailio-rls.cfg on udp+tcp 127.0.0.1:5076."""
+    require_kamailio(["rls.so", "db_text.so"], RLS_PORT)
     run_dir = tmp_path_factory.mktemp("rls-lab")
+    dbtext_tables(run_dir / "dbtext", ["rls_watchers", "rls_presentity"])
     process = start_kamailio(RLS_CONFIG, run_dir, RLS_PORT,
-                             ["standard-create.sql", "presence-create.sql", "rls-create.sql"],
+                             ["standard-create.sql", "presence-create.sql"],
                              databases=("presence.sqlite", "rls.sqlite"))
     try:
-        yield RlsLab(run_dir, run_dir / "kamailio.log")
+        yield RlsLab(run_dir, run_dir / "kamailio.log", sipp_bin)
     finally:
         stop_process(process)
 
