@@ -38,18 +38,20 @@ class TraceWriter:
     def datagram(self, datagram: Datagram) -> None:
         data = datagram.data
         end = data.find(b"\r\n")
-        self._write(
-            {
-                "t": round(datagram.time, 6),
-                "node": datagram.source_node,
-                "dir": "send",
-                "to": datagram.destination_node,
-                "fate": datagram.fate,
-                "first_line": data[: end if end >= 0 else 80].decode("utf-8", "replace"),
-                "call_id": _header(data, b"Call-ID"),
-                "cseq": _header(data, b"CSeq"),
-            }
-        )
+        record: dict[str, Any] = {
+            "t": round(datagram.time, 6),
+            "node": datagram.source_node,
+            "dir": "send",
+            "to": datagram.destination_node,
+            "fate": datagram.fate,
+            "first_line": data[: end if end >= 0 else 80].decode("utf-8", "replace"),
+            "call_id": _header(data, b"Call-ID"),
+            "cseq": _header(data, b"CSeq"),
+        }
+        if datagram.transport != "udp":  # (UDP records stay as they were)
+            record["transport"] = datagram.transport
+            record["connection"] = datagram.connection
+        self._write(record)
 
     def delivery(self, node: str, now: float, message: Any) -> None:
         self._write(
