@@ -13,10 +13,11 @@ Rules of this file:
   ``reference.reginfo.build_reginfo``, list bodies from ``reference.rlmi.build_list_body``
   (RLMI root + ``reference.multipart``), each member's PIDF from the base notifier's PIDF
   template (which tests hold equal to ``reference.pidf.build_pidf``).
-* Versions (RFC 3680 §5.2, RFC 4662 §5.2): each dialog counts its documents from 0. A
-  NOTIFY caused by a SUBSCRIBE (initial, refresh), an expiry or a terminate carries full
-  state; a NOTIFY caused by a change carries partial state naming only what changed
-  (the registration with the changed contact; the one list member whose presence changed).
+* Versions (RFC 3680 reginfo ``version``, RFC 4662 RLMI ``version``): each dialog counts
+  its documents from 0. A NOTIFY caused by a SUBSCRIBE (initial, refresh), an expiry or
+  a terminate carries full state; a NOTIFY caused by a change carries partial state naming
+  only what changed (the registration with the changed contact; the one list member whose
+  presence changed).
 * Transport (RFC 3261 §18.1.1, §18.2.2): a NOTIFY goes on the stream connection to the
   subscriber (``simulator.streams``) when the subscriber's Contact says ``transport=tcp`` or
   the message is larger than ``UDP_LIMIT`` bytes; its Via then says TCP and its transaction
@@ -398,7 +399,7 @@ class PackageNotifier(Notifier):
             contact = reg.refresh(aor, now, self._changes)
         elif kind == "expire":
             contact = reg.expire(aor, self._changes)
-            if contact is not None and self.spec is not None:
+            if contact is not None:
                 chosen = contact
 
                 def again() -> None:

@@ -54,19 +54,28 @@ class TraceWriter:
         self._write(record)
 
     def delivery(self, node: str, now: float, message: Any) -> None:
-        self._write(
-            {
-                "t": round(now, 6),
-                "node": node,
-                "dir": "deliver",
-                "handle": message.handle,
-                "record": message.record,
-                "subscriber": message.subscriber,
-                "status": message.status,
-                "reason": message.reason,
-                "retry_at": message.retry_at,
-            }
-        )
+        record: dict[str, Any] = {
+            "t": round(now, 6),
+            "node": node,
+            "dir": "deliver",
+            "handle": message.handle,
+            "record": message.record,
+            "subscriber": message.subscriber,
+            "status": message.status,
+            "reason": message.reason,
+            "retry_at": message.retry_at,
+        }
+        # Issue 17 (only when set, so presence records stay as they were): the resource of
+        # a list, the registration of a reg subscription.
+        if message.resource is not None:
+            record["list_uri"] = message.list_uri
+            record["resource"] = message.resource
+        if message.registration is not None:
+            record["aor"] = message.registration.aor
+            record["registration"] = message.registration.state
+            record["contacts"] = [f"{c.id} {c.state} {c.event}"
+                                  for c in message.registration.contacts]
+        self._write(record)
 
     def event(self, node: str, now: float, kind: str, fields: dict[str, object]) -> None:
         self._write({"t": round(now, 6), "node": node, "dir": "event", "kind": kind, **fields})

@@ -336,3 +336,17 @@ def test_b2b_sim_runs_the_list_workload_as_documented(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["package"] == "presence-list"
     assert summary["transport"]["tcp_messages"] > 0
+
+
+def test_list_subscription_without_eventlist_gets_421_and_reg_notifier_refuses_presence() -> None:
+    sim = build(_lists(watchers=1, contacts=1), 1)
+    host = sim.domains[0].agent
+    # A plain presence SUBSCRIBE (no Supported: eventlist) to a list URI.
+    sim.call_at(20.0, lambda: host.subscribe("sip:l0@lab.test", "sip:x@b2b.test", "x"))
+    sim.run(30.0)
+    assert sim.notifiers[0].counters["response_421"] == 1
+    reg = build(_reg(watchers=1, contacts=1), 1)
+    reg_host = reg.domains[0].agent
+    reg.call_at(20.0, lambda: reg_host.subscribe("sip:p0@lab.test", "sip:x@b2b.test", "x"))
+    reg.run(30.0)
+    assert reg.notifiers[0].counters["response_489"] == 1
