@@ -150,7 +150,8 @@ def merge_results(
                 "udp_messages": total - tcp,
                 "tcp_messages": tcp,
                 "tcp_share": tcp / total if total else 0.0,
-                **{k: v for k, v in transport.items() if k != "messages"},
+                "tcp_bytes": transport.get("bytes", 0),
+                **{k: v for k, v in transport.items() if k not in ("messages", "bytes")},
             }
         for section in sorted(extra):
             if section != "transport":

@@ -95,6 +95,7 @@ class StreamLayer:
         self._next_id = 0
         self.counters: dict[str, int] = {
             "messages": 0,
+            "bytes": 0,
             "delivered": 0,
             "connections_opened": 0,
             "connections_lost": 0,
@@ -145,6 +146,7 @@ class StreamLayer:
         arrival = max(arrival, connection.last_arrival[source_node])
         connection.last_arrival[source_node] = arrival
         self.counters["messages"] += 1
+        self.counters["bytes"] += len(data)
         label = classify(data)[1]
         self.by_type[label] = self.by_type.get(label, 0) + 1
         source_address = src.address

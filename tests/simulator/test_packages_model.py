@@ -189,6 +189,8 @@ def test_summary_reports_tcp_and_udp_messages_and_package_deliveries() -> None:
     tcp = sum(summary["tcp_messages_by_type"].values())
     assert transport["tcp_messages"] == tcp > 0
     assert transport["udp_messages"] + tcp == summary["messages"]["total"]
+    # Half of them are NOTIFYs over UDP_LIMIT bytes, the other half their 200s.
+    assert transport["tcp_bytes"] > UDP_LIMIT * tcp / 2
     assert summary["package"] == "presence-list"
     by_package = summary["status_deliveries_by_package"]
     assert by_package == {f"presence-list {k}": v for k, v in summary["status_deliveries"].items()}
