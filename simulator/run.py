@@ -53,8 +53,16 @@ from simulator.merge import RunResult as RunResult
 from simulator.metrics import Metrics
 from simulator.network import Datagram, Network, Partition
 from simulator.notifier import Notifier
+from simulator.packages_model import (
+    ListModel,
+    PackageNotifier,
+    RegModel,
+    package_figures,
+    schedule_package_changes,
+)
 from simulator.pcap import PcapWriter
 from simulator.rng import derive_seed, stream
+from simulator.streams import StreamLayer
 from simulator.trace import TraceWriter
 from simulator.workload import NotifierSpec, Workload
 
@@ -179,6 +187,10 @@ class Simulation:
     _live_index: dict[int, int] = field(default_factory=dict)
     _contacts: dict[tuple[str, int], set[int]] = field(default_factory=dict)
     planned_subscriptions: int = 0
+    # Issue 17: the stream (TCP) layer when the run models it (Workload.uses_streams), and
+    # for presence-list runs the presentities that are list members.
+    streams: StreamLayer | None = None
+    members: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.live = LiveSubscriptions(self.domains)
@@ -191,7 +203,9 @@ class Simulation:
         returns the id."""
         uri = domain.watchers[watcher]
         destination = uri if user == 0 else f"{uri}#u{user}"
-        handle = domain.agent.subscribe(domain.records[record], uri, destination)
+        handle = domain.agent.subscribe(
+            domain.records[record], uri, destination, self.workload.package
+        )
         sid = domain.agent.subscription_id(handle)
         self.metrics.subscription_started(sid, domain.records[record], self.env.now)
         self.live.add(sid, watcher, record)
@@ -274,11 +288,15 @@ def build(
         writer = pcap_writer
 
         def capture(d: Datagram) -> None:
-            writer.write(
-                d.time, (d.source_node, d.source), (d.destination_node, d.destination), d.data
-            )
+            source, destination = (d.source_node, d.source), (d.destination_node, d.destination)
+            if d.transport == "udp":
+                writer.write(d.time, source, destination, d.data)
+            else:
+                writer.write_tcp(d.time, source, destination, d.data, d.connection)
 
         network.add_tap(capture)
+
+    streams = StreamLayer(network) if workload.uses_streams else None
 
     def make_agent(name: str, ip: str, domain: str, index: int) -> AgentHost:
         config = _agent_config(workload, seed, f"{ip}:{SIP_PORT}", name)
@@ -293,11 +311,26 @@ def build(
             keep_queues=keep_queues,
             aliases=(domain,),
             index=index,
+            streams=streams,
         )
 
-    def make_notifier(name: str, ip: str, domain: str, spec: NotifierSpec) -> Notifier:
+    members: list[str] = []
+
+    def make_notifier(
+        name: str, ip: str, domain: str, spec: NotifierSpec, records: list[str] | None = None
+    ) -> Notifier:
         spec = replace(spec, domain=domain)
-        return Notifier(env, network, name, (ip, SIP_PORT), spec, seed, observer=metrics)
+        if streams is None:
+            return Notifier(env, network, name, (ip, SIP_PORT), spec, seed, observer=metrics)
+        reg = lists = None
+        if workload.package == "reg":
+            reg = RegModel(workload.reg, records or [], seed, name)
+        elif workload.package == "presence-list":
+            lists = ListModel(workload.lists, records or [], members, seed, name)
+        return PackageNotifier(
+            env, network, name, (ip, SIP_PORT), spec, seed, metrics,
+            package=workload.package, streams=streams, reg=reg, lists=lists,
+        )  # fmt: skip
 
     domains: list[Domain] = []
     notifiers: list[Notifier] = []
@@ -314,10 +347,14 @@ def build(
         plan = [(at, order, domain, w, r, 0) for at, order, w, r in population.plan]
     elif workload.topology == "single":
         ps_domain = workload.notifier.domain
-        notifier = make_notifier("ps", "10.2.0.1", ps_domain, workload.notifier)
+        records = [f"sip:p{i}@{ps_domain}" for i in range(workload.presentities)]
+        if workload.package == "presence-list":
+            # The subscriptions go to the lists; the presentities are their members.
+            members.extend(records)
+            records = [f"sip:l{i}@{ps_domain}" for i in range(workload.lists.count)]
+        notifier = make_notifier("ps", "10.2.0.1", ps_domain, workload.notifier, records)
         agent = make_agent("b2b", "10.1.0.1", WATCHER_DOMAIN, 0)
         watchers = [f"sip:w{i}@{WATCHER_DOMAIN}" for i in range(workload.watchers)]
-        records = [f"sip:p{i}@{ps_domain}" for i in range(workload.presentities)]
         domains.append(Domain("b2b", agent, notifier, watchers, records))
         notifiers.append(notifier)
     else:
@@ -331,15 +368,19 @@ def build(
             agent = make_agent(f"b2b-{d}", f"10.1.0.{index}", f"b2b.{d}.test", index - 1)
             domains.append(Domain(d, agent, notifiers[1 - (index - 1)], users[d], users[other]))
     sim = Simulation(
-        workload, seed, env, network, metrics, domains, notifiers, trace_writer, pcap_writer
-    )
+        workload, seed, env, network, metrics, domains, notifiers, trace_writer, pcap_writer,
+        streams=streams, members=members,
+    )  # fmt: skip
     _schedule_plan(sim, plan if plan is not None else _population_plan(sim))
     changes = (
         stream(seed, "changes")
         if shard is None
         else stream(run_seed, *changes_stream_labels(shard.node))
     )
-    _schedule_changes(sim, changes)
+    if workload.package == "presence":
+        _schedule_changes(sim, changes)
+    else:
+        schedule_package_changes(sim, changes)
     _schedule_churn(sim)
     _schedule_faults(sim, 0 if shard is None else shard.node)
     return sim
@@ -498,12 +539,23 @@ def _schedule_faults(sim: Simulation, node: int) -> None:
                     fault.start + fault.duration,
                 )
             )
+        elif fault.kind == "connection_loss":
+            assert sim.streams is not None  # Workload.uses_streams
+            for notifier in chosen:
+                sim.call_at(fault.start, _dropper(sim.streams, notifier.name))
         else:  # terminate
             for notifier in chosen:
                 sim.call_at(
                     fault.start,
                     lambda n=notifier, f=fault: n.terminate(f.reason, f.retry_after, f.fraction),  # type: ignore[misc]
                 )
+
+
+def _dropper(streams: StreamLayer, node: str) -> Callable[[], None]:
+    def drop() -> None:
+        streams.drop(node)
+
+    return drop
 
 
 def collect(
@@ -537,6 +589,7 @@ def collect(
         peak_memory_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         build=build_kind(),
+        extra=package_figures(sim),
     )
 
 
