@@ -225,6 +225,7 @@ class UdpSession(_RealTimeSession):
                     "retry_at": obj.get("retry_at"), "at": obj.get("at"),
                     "basic": document.get("basic") if isinstance(document, dict) else None,
                     "registration": obj.get("registration"),
+                    "list_uri": obj.get("list_uri"), "resource": obj.get("resource"),
                 }, self.now()))
             elif "ok" in obj:
                 self.replies.append(obj)
