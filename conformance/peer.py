@@ -92,6 +92,9 @@ class PeerDialog:
     # moved it falls under (SUB-028 active, SUB-029 pending).
     expiry_from: str = ""
     address: str = ""             # host:port NOTIFYs go to ("" = the target's address)
+    # How the SUBSCRIBE came: over "tcp" the peer's Contact asks for TCP too (RFC 3261
+    # §8.1.1.8), so the subscriber's in-dialog requests come over TCP.
+    transport: str = "udp"
 
 
 @dataclass
@@ -105,8 +108,8 @@ class SentNotify:
     to: str = ""                  # where it was sent ("" = the target's address)
     transport: str = "udp"        # how it was sent; "tcp": on connection `connection`
     connection: str = ""
-    # (transport, connection) each response came on, in the order of `responses`.
-    arrivals: list[tuple[str, str]] = field(default_factory=list)
+    # (transport, connection, Content-Length as written) of each response, in order.
+    arrivals: list[tuple[str, str, int | None]] = field(default_factory=list)
 
 
 def request_key(request: Request) -> tuple[str, str, str]:
@@ -284,7 +287,7 @@ class Peer:
         out.add("To", to_value)
         out.add("Call-ID", call_id or dialog.call_id)
         out.add("CSeq", f"{cseq} NOTIFY")
-        out.add("Contact", f"<sip:{self.hostport}>")
+        out.add("Contact", self.contact(dialog.transport))
         if event is not None:
             out.add("Event", event)
         out.add("Subscription-State", state)
@@ -296,6 +299,11 @@ class Peer:
             out.remove(name)
         request = Request("NOTIFY", dialog.remote_target, out, body)
         return request.to_bytes(), branch
+
+    def contact(self, transport: str = "udp") -> str:
+        """The peer's Contact: over TCP it asks for TCP."""
+        return f"<sip:{self.hostport};transport=tcp>" if transport == "tcp" \
+            else f"<sip:{self.hostport}>"
 
     def raw(self, text: str, dialog: PeerDialog | None) -> tuple[bytes, str]:
         """Raw bytes with `{call_id}`, `{peer_tag}`, `{subscriber_from}`, `{target}`,

@@ -355,7 +355,8 @@ class Run:
             if sent is not None:
                 sent.responses.append(message)
                 sent.destinations.append(item.destination)
-                sent.arrivals.append((item.transport, item.connection))
+                sent.arrivals.append((item.transport, item.connection,
+                                      _content_length(item.data)))
             else:
                 self.stray_responses.append(message)
             return True
@@ -527,6 +528,7 @@ class Run:
         captured.step_id = step.id
         if request.method == "SUBSCRIBE":
             dialog = self.peer.dialog_for(request, captured.source)
+            dialog.transport = captured.transport
             captured.peer_tag = dialog.peer_tag
             self.last_subscribe_dialog = dialog
         if step.id is not None:
@@ -599,6 +601,8 @@ class Run:
             "body_type": request.headers.get("Content-Type") if request.body else "none",
             # How it came: "udp", or "tcp" with the label of its connection.
             "transport": captured.transport, "connection": captured.connection,
+            # The Content-Length header as written (the parsed message drops it).
+            "content_length": _content_length(captured.data),
         }
         for name, read in (("from_tag", lambda: request.from_.tag),
                            ("to_tag", lambda: request.to.tag),
@@ -640,6 +644,7 @@ class Run:
             # came on the connection the NOTIFY was sent on, else that connection's label.
             "transport": sent.arrivals[-1][0] if sent.arrivals else None,
             "connection": _same_connection(sent),
+            "content_length": sent.arrivals[-1][2] if sent.arrivals else None,
         }
         try:
             fields["to_tag"] = response.to.tag
@@ -723,7 +728,7 @@ class Run:
                 headers.append((name, str(round(value))))
         contact = args.get("contact", "auto")
         if contact == "auto":
-            contact = f"<sip:{self.peer.hostport}>" if 200 <= status < 300 else None
+            contact = self.peer.contact(captured.transport) if 200 <= status < 300 else None
         if contact:
             headers.append(("Contact", self.subst(contact)))
         if "record_route" in args:
@@ -771,7 +776,8 @@ class Run:
                              else self.names["default_expiration"])
         seconds = str(round(expires))
         data = self.peer.reply(captured, int(args.get("status", 200)), None,
-                               [("Expires", seconds), ("Contact", f"<sip:{self.peer.hostport}>")])
+                               [("Expires", seconds),
+                                ("Contact", self.peer.contact(captured.transport))])
         self.send(data, "reply", captured.source, captured.transport, captured.connection)
         at = self.session.now()
         if captured.request.method == "SUBSCRIBE":
@@ -1054,10 +1060,20 @@ def _same_connection(sent: SentNotify) -> str | None:
     that connection's label ("" over UDP); None before any answer."""
     if not sent.arrivals:
         return None
-    transport, connection = sent.arrivals[-1]
+    transport, connection, _length = sent.arrivals[-1]
     if transport == sent.transport and connection == sent.connection and connection:
         return "same"
     return connection
+
+
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$",
+                             re.IGNORECASE | re.MULTILINE)
+
+
+def _content_length(data: bytes) -> int | None:
+    """The Content-Length (or `l`) header of a message's header block, as written."""
+    found = _CONTENT_LENGTH.search(data.split(b"\r\n\r\n", 1)[0])
+    return int(found.group(1)) if found else None
 
 
 def _top_branch(data: bytes) -> str | None:
