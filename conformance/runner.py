@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 from conformance import expr
 from conformance.peer import (
+    UDP_MAX_BYTES,
     Captured,
     Peer,
     PeerDialog,
-    UDP_MAX_BYTES,
     SentNotify,
     notify_body,
     request_key,
@@ -1182,10 +1182,6 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
     offered = capabilities_for(target, profile)
     result.capabilities = tuple(sorted(offered))
     missing = set(scenario.requires) - offered
-    if scenario.transport == "tcp" and "tcp" not in offered:
-        missing.add("tcp")
-    if any(s.action == "disconnect" for s in steps) and "tcp" not in offered:
-        missing.add("tcp")
     if any(s.action == "fault" for s in steps) and "faults" not in offered:
         missing.add("faults")
     if any(s.action == "unsubscribe" for s in steps) and "unsubscribe" not in offered:
@@ -1197,6 +1193,11 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
     if unserved:  # (e.g. reg judged with an agent in the ser profile, which has presence only)
         missing.add(f"package {', '.join(unserved)} (not served by the {agent_profile} "
                     "profile)")
+    needs_tcp = scenario.transport == "tcp" or any(s.action == "disconnect" for s in steps)
+    if needs_tcp and "tcp" not in offered:
+        missing.add("tcp")
+    elif needs_tcp and agent_profile == "ser":  # SER's presence_b2b ran over UDP only
+        missing.add("tcp (not in the ser profile: SER's presence_b2b ran over UDP only)")
     handles = {str((s.args or {}).get("handle", "main")) for s in steps
                if s.action == "subscribe" and isinstance(s.args, dict)} or {"main"}
     capacity = getattr(target, "max_subscriptions", None)

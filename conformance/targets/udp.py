@@ -283,8 +283,11 @@ class UdpSession(_RealTimeSession):
                  control_token: str | None = None, reference: bool = True) -> None:
         self.reference = reference
         params = dict(params)
-        # `transports` (a scenario with `transport: tcp`): our agent gets --transport.
-        transports = str(params.pop("transports", "udp")) if argv_template is None else "udp"
+        # `transports` (a scenario with `transport: tcp`): our agent gets --transport, another
+        # command line `--param transports=...` through {params}; the peer listens on TCP.
+        transports = str(params.get("transports", "udp"))
+        if argv_template is None:
+            params.pop("transports", None)
         sip_port = (free_port(socket.SOCK_DGRAM) if transports == "udp"
                     else free_udp_tcp_port())
         control_port = free_port(socket.SOCK_STREAM)
