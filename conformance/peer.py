@@ -300,6 +300,15 @@ class Peer:
         request = Request("NOTIFY", dialog.remote_target, out, body)
         return request.to_bytes(), branch
 
+    def via_transport(self, data: bytes, transport: str) -> bytes:
+        """A NOTIFY built by `notify` with its Via naming `transport` (RFC 3261 §18.1.1:
+        the transport is chosen once the message's size is known)."""
+        if transport == "udp":
+            return data
+        own = self.hostport.encode()
+        return data.replace(b"SIP/2.0/UDP " + own, b"SIP/2.0/" + transport.upper().encode()
+                            + b" " + own, 1)
+
     def contact(self, transport: str = "udp") -> str:
         """The peer's Contact: over TCP it asks for TCP."""
         return f"<sip:{self.hostport};transport=tcp>" if transport == "tcp" \

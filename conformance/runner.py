@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from conformance import expr
 from conformance.peer import (
@@ -84,6 +84,7 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class StreamSession(Session, Protocol):
     """A session whose target offers `tcp`: the peer also speaks SIP over TCP (RFC 3261
     §18), reliable and ordered, framed by Content-Length."""
@@ -292,10 +293,9 @@ class Run:
             self.rung("peer", data, what + (f" to {to}" if to else ""))
             self.session.send(data, to)
             return ""
-        send_stream = getattr(self.session, "send_stream", None)
-        if send_stream is None:
+        if not isinstance(self.session, StreamSession):
             raise StepFailure(f"the target has no {transport} transport")
-        label = str(send_stream(data, to, connection))
+        label = self.session.send_stream(data, to, connection)
         where = f" to {to}" if to else ""
         self.log(f"peer -> {what}: {first} ({transport} {label}{where})")
         self.rung("peer", data, f"{what}{where} over {transport} {label}",
@@ -459,8 +459,7 @@ class Run:
     def step_disconnect(self, step: Step, args: dict[str, Any]) -> float:
         """Close a stream connection: the one the request (or NOTIFY) of step `of` went
         over, else every open one. The subscriber sees its connection lost."""
-        disconnect = getattr(self.session, "disconnect", None)
-        if disconnect is None:
+        if not isinstance(self.session, StreamSession):
             raise StepFailure("the target has no stream connections to close")
         label = ""
         ref = args.get("of")
@@ -469,7 +468,7 @@ class Run:
             if item is None or not item.connection:
                 raise Inconclusive(f"disconnect: step {ref!r} used no connection")
             label = item.connection
-        closed = disconnect(label)
+        closed = self.session.disconnect(label)
         self.log(f"peer closes connection(s) {', '.join(closed) or '(none open)'}")
         return self.session.now()
 
@@ -829,9 +828,7 @@ class Run:
                 call_id=args.get("call_id"), from_tag=args.get("from_tag"),
                 to_tag=args.get("to_tag"))
         transport = self.notify_transport(dialog, data, args.get("transport"))
-        if transport != "udp":  # the Via names the transport the NOTIFY goes over
-            data = data.replace(b"SIP/2.0/UDP " + self.peer.hostport.encode(),
-                                b"SIP/2.0/TCP " + self.peer.hostport.encode(), 1)
+        data = self.peer.via_transport(data, transport)
         sent = SentNotify(step.id, branch, self.session.now(), data,
                           to=self.notify_address(dialog), transport=transport)
         self.notifies_by_branch[branch] = sent
@@ -1210,8 +1207,11 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
         result.failure = (f"target {target.name!r} lacks {', '.join(sorted(missing))}"
                           f"{in_profile}" if missing
                           else f"scenario does not apply to profile {profile}")
+        # As in a played run, only assertion steps test something (a stimulus step would
+        # otherwise lend the scenario's `covers` to the not-applicable tally).
         result.steps = [StepResult(s.index, s.action, s.id, NA,
-                                   tests=step_tests(scenario, s)) for s in steps]
+                                   tests=step_tests(scenario, s) if s.action in ASSERTIONS
+                                   else ()) for s in steps]
         return result
     started = time.perf_counter()
     session: Session | None = None
