@@ -5,6 +5,11 @@ datagrams become agent inputs, the agent's effects become datagrams, deliveries 
 records, and the core's timers cost one SimPy wake-up per host, armed for
 ``Agent.next_deadline()`` (no process and no SimPy event per timer).
 
+When the run models TCP (``simulator.streams``), an agent running ``transports: udp,tcp``
+accepts connections: messages from them reach the agent with ``transport="tcp"``, its
+``send_stream`` effects go on them, and a lost connection is ``Agent.transport_lost`` for
+every address the agent sent on it.
+
 A benchmark may set ``AgentHost.clock`` (e.g. ``time.perf_counter``): every call into the
 agent is then timed (``agent_seconds``, ``agent_calls``). Unset, no clock is read: a
 simulation stays free of wall time.

@@ -7,6 +7,11 @@ Topologies:
   ``watchers`` users are split evenly; each user watches ``contacts`` users of the other
   domain (``presentities`` is ignored: the users of the other domain are the presentities).
 
+Issue 17: a workload's ``package`` (``reg``, ``presence-list``; topology single only) makes
+the notifier a ``simulator.packages_model.PackageNotifier`` (for lists, the records are the
+lists and the presentities their members), and a run that models TCP
+(``Workload.uses_streams``) gets one ``simulator.streams.StreamLayer`` shared by its nodes.
+
 Scale comes from callbacks, not processes: subscription starts, presence changes and churn
 are each one chain of ``env.timeout`` callbacks.
 """

@@ -374,3 +374,18 @@ def test_list_subscription_without_eventlist_gets_421_and_reg_notifier_refuses_p
     reg.call_at(20.0, lambda: reg_host.subscribe("sip:p0@lab.test", "sip:x@b2b.test", "x"))
     reg.run(30.0)
     assert reg.notifiers[0].counters["response_489"] == 1
+
+
+def test_compare_adds_transport_rows_only_for_runs_that_model_tcp(tmp_path: Path) -> None:
+    from simulator.report import compare, write_outputs
+
+    lists = run_workload(_lists(size=6, duration=120), 1)
+    presence = run_workload(_workload(agent={"profile": "rfc6665"}, duration=120), 1)
+    for name, result in (("lists", lists), ("presence", presence)):
+        (tmp_path / name).mkdir()
+        write_outputs(result, tmp_path / name)
+    table = compare(tmp_path / "presence", tmp_path / "lists", tmp_path / "cmp")
+    tcp_row = next(line for line in table.splitlines() if line.startswith("TCP messages"))
+    assert tcp_row.split()[-2:] == ["-", str(lists.summary["transport"]["tcp_messages"])]
+    plain = compare(tmp_path / "presence", tmp_path / "presence", tmp_path / "cmp")
+    assert "TCP" not in plain
