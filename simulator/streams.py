@@ -17,7 +17,7 @@ Rules of this file:
 * ``drop(node)`` (the workload fault ``connection_loss``) ends every live connection of a
   node at once. Messages in flight on it never arrive (counted ``lost_in_flight``); both
   ends are told (``on_lost(peer, connection)``), so the agent fails the transactions sent on
-  it as a timeout does; the next message between the pair opens a new connection.
+  it as a 503 (RFC 3261 §8.1.3.1); the next message between the pair opens a new connection.
 * A node that registered no stream receiver (an agent running ``transports: udp``) refuses
   connections: ``send`` returns 0 and the sender decides (RFC 3261 §18.1.1: a request that
   went to TCP only for its size is sent over UDP instead).

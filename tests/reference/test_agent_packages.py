@@ -95,7 +95,10 @@ def test_reg_version_gap_refreshes_at_once_and_full_state_recovers() -> None:
     subscribes = len(h.subscribes())
     delivered = len(h.delivered)
     assert reg_notify(h, reginfo(2, "partial", contact("c5"))) == 200
-    assert len(h.delivered) == delivered  # the gap's document is not reported
+    # RFC 3680 §5.2: the gapped document is processed and reported (c1 and c5).
+    assert len(h.delivered) == delivered + 1
+    gapped = h.delivered[-1].registration
+    assert gapped is not None and [c.id for c in gapped.contacts] == ["c1", "c5"]
     h.advance_by(0.0)
     refresh = h.last_subscribe()
     assert len(h.subscribes()) == subscribes + 1

@@ -1,7 +1,8 @@
 """The runtime with `transports: udp,tcp` over real loopback sockets: a SUBSCRIBE to a
 `transport=tcp` next hop goes over TCP, the notifier answers and sends its NOTIFY on the same
 connection, the agent answers there; a connection lost under a SUBSCRIBE fails it at once
-(like a timeout, not 32 s later). The notifier is the project's own TcpTransport."""
+(as a 503, RFC 3261 §8.1.3.1, not at Timer F 32 s later). The notifier is the project's own
+TcpTransport."""
 
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ def test_connection_lost_under_a_subscribe_fails_it_at_once() -> None:
         runtime.subscribe(RECORD, "sip:bob@lab.test", "t")
         await until(lambda: bool(statuses), what="the failure")
         assert loop.time() - started < 5  # not Timer F's 32 s
-        assert (statuses[0].status, statuses[0].reason) == ("terminated", "timeout")
+        assert (statuses[0].status, statuses[0].reason) == ("terminated", "503")
         assert runtime.agent.counters["tx.transport_lost"] == 1
         runtime.close()
         notifier.transport.close()
