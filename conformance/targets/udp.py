@@ -44,12 +44,17 @@ DEFAULT_AGENT_COMMAND = (
     "b2b-agent --listen {listen} --control {control} --profile {profile} {params}")
 
 
-def free_port(kind: int) -> int:
-    """A port the OS says is free now (small race with other processes: acceptable)."""
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def free_port(kind: int, avoid: frozenset[int] | set[int] = frozenset(),
+              attempts: int = 20) -> int:
+    """A port the OS says is free now and not in `avoid` (small race with other processes:
+    acceptable)."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in avoid:
+            return port
+    raise RuntimeError(f"no free port outside {sorted(avoid)} in {attempts} attempts")
 
 
 def free_udp_tcp_port(attempts: int = 20) -> int:
@@ -288,11 +293,15 @@ class UdpSession(_RealTimeSession):
         transports = str(params.get("transports", "udp"))
         if argv_template is None:
             params.pop("transports", None)
+        # The peer binds first, so the agent's ports cannot be the peer's; the SIP port is
+        # chosen before the control port and both are distinct (a probe of one could
+        # otherwise hand out the other's number once it is closed).
+        super().__init__(None, tolerance, tolerance_ratio, tcp=transports != "udp")
+        peer_port = self.sock.getsockname()[1]  # its TCP listener may open there later
         sip_port = (free_port(socket.SOCK_DGRAM) if transports == "udp"
                     else free_udp_tcp_port())
-        control_port = free_port(socket.SOCK_STREAM)
-        super().__init__(("127.0.0.1", sip_port), tolerance, tolerance_ratio,
-                         tcp=transports != "udp")
+        control_port = free_port(socket.SOCK_STREAM, avoid={sip_port, peer_port})
+        self.agent_address = ("127.0.0.1", sip_port)
         # Kept open for the life of the process (closed in close()).
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         argv = agent_argv(argv_template, f"127.0.0.1:{sip_port}",
