@@ -142,14 +142,18 @@ class _RealTimeSession:
     def send(self, data: bytes, to: str = "") -> None:
         """To `to` (host:port), else the configured address, else where the subscriber
         last sent from."""
+        self.sock.sendto(data, self._destination(to))
+
+    def _destination(self, to: str) -> tuple[str, int]:
+        """`to` (host:port), else the configured agent address, else where the subscriber
+        last sent from."""
         if to:
             host, _, port = to.rpartition(":")
-            address: tuple[str, int] | None = (host, int(port))
-        else:
-            address = self.agent_address or self.last_source
+            return host, int(port)
+        address = self.agent_address or self.last_source
         if address is None:
             raise RuntimeError("nowhere to send: no agent address and nothing received yet")
-        self.sock.sendto(data, address)
+        return address
 
     def fault(self, spec: dict[str, Any]) -> None:
         raise RuntimeError("faults need the sim target")
@@ -181,13 +185,7 @@ class _RealTimeSession:
             if found is None or not found.open:
                 raise RuntimeError(f"connection {connection} is closed")
         else:
-            if to:
-                host, _, port = to.rpartition(":")
-                address: tuple[str, int] | None = (host, int(port))
-            else:
-                address = self.agent_address or self.last_source
-            if address is None:
-                raise RuntimeError("nowhere to send: no agent address")
+            address = self._destination(to)
             found = next((c for c in self.connections if c.open and c.remote == address),
                          None)
             if found is None:
