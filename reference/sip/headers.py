@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -579,8 +579,10 @@ def parse_content_type(value: str) -> ContentType:
     return _new(ContentType, (mtype, subtype, freeze_params(params)))
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_media_range(value: str) -> str:
-    """Validate one Accept element; return it with surrounding whitespace removed."""
+    """Validate one Accept element; return it with surrounding whitespace removed. Cached
+    (at most 1,024 values: a UA sends the same Accept every time)."""
     _, _, param_text = _split_media(value, "Accept", allow_star=True)
     try:
         parse_params(param_text, "Accept")
@@ -662,6 +664,11 @@ def lookup_key(name: str) -> str:
     return key
 
 
+# A header line as the parser splits it: (lookup key, name, value, (value,)); the 1-tuple is
+# the index entry of a name that appears once (built with the line and cached with it).
+ParsedField = tuple[str, str, str, tuple[str]]
+
+
 class Headers:
     """Ordered, case-insensitive multi-map of header fields with canonical names."""
 
@@ -672,14 +679,16 @@ class Headers:
         # values) is built on the first lookup and dropped on every mutation, like the
         # typed-value cache.
         self._fields: list[tuple[str, str, str]] | None = []
-        self._parsed_fields: list[tuple[str, str, str]] = []
-        self._index: dict[str, list[str]] | None = None
+        self._parsed_fields: list[ParsedField] = []
+        # Each lookup key's values in order: a list, or the parser's 1-tuple of a name that
+        # appears once (read-only either way: every reader copies before handing out).
+        self._index: dict[str, Sequence[str]] | None = None
         self._cache: dict[str, object] = {}  # typed values, see message._Accessors
         for name, value in items:
             self.add(name, value)
 
     @classmethod
-    def _parsed(cls, fields: list[tuple[str, str, str]], index: dict[str, list[str]]) -> Headers:
+    def _parsed(cls, fields: list[ParsedField], index: dict[str, Sequence[str]]) -> Headers:
         """The parser's constructor: the message's ``fields`` in order, Content-Length
         (framing data, not kept) included, and ``index`` built from them without it. The
         field list without Content-Length is made when first needed: a received message is
@@ -697,24 +706,26 @@ class Headers:
         fields = self._fields
         if fields is None:
             fields = self._fields = [
-                field for field in self._parsed_fields if field[0] != "content-length"]
+                (key, name, value) for key, name, value, _ in self._parsed_fields
+                if key != "content-length"]
         return fields
 
     def _changed(self) -> None:
         self._index = None
         self._cache.clear()
 
-    def _lookup(self) -> dict[str, list[str]]:
+    def _lookup(self) -> dict[str, Sequence[str]]:
         index = self._index
         if index is None:
             index = {}
+            lists: dict[str, list[str]] = {}
             for key, _, value in self._items:
-                values = index.get(key)
+                values = lists.get(key)
                 if values is None:
-                    index[key] = [value]
+                    lists[key] = [value]
                 else:
                     values.append(value)
-            self._index = index
+            self._index = index = dict(lists)
         return index
 
     def _append_trusted(self, name: str, value: str) -> None:

@@ -31,7 +31,7 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -45,6 +45,7 @@ from reference.sip.headers import (
     CSeq,
     EventHeader,
     Headers,
+    ParsedField,
     SubscriptionState,
     Via,
     parse_call_id,
@@ -484,7 +485,7 @@ def _request_uri_problem(uri: str) -> SipParseError | None:
     return None
 
 
-def _parse_content_length(values: list[str]) -> int:
+def _parse_content_length(values: Sequence[str]) -> int:
     lengths: set[int] = set()
     for value in values:
         if not value.isascii() or not value.isdigit() or len(value) > MAX_NUMBER_DIGITS:
@@ -495,7 +496,9 @@ def _parse_content_length(values: list[str]) -> int:
     return lengths.pop()
 
 
-def _duplicate_problem(index: dict[str, list[str]], lengths: list[str]) -> SipParseError | None:
+def _duplicate_problem(
+    index: dict[str, Sequence[str]], lengths: Sequence[str]
+) -> SipParseError | None:
     """A header that may appear once (RFC 3261 §7.3.1: not a comma list) appearing twice,
     compact forms included (RFC 4475 §3.3.8, §3.3.9); Content-Length values that differ
     are left to ``_parse_content_length``, which names them. ``index`` is the message's
@@ -542,7 +545,7 @@ def _unfold(lines: list[str], limits: ParseLimits) -> list[str]:
 # ``max_header_line`` characters of line text; when full it is emptied and refills with the
 # lines that recur. Only lines that split without error are kept (a cached split is the
 # split of the same text, so a hit changes nothing but the time).
-_FIELDS: dict[str, tuple[str, str, str]] = {}
+_FIELDS: dict[str, ParsedField] = {}
 _FIELDS_MAX = 4096
 
 
@@ -555,12 +558,14 @@ _SPELLINGS: dict[str, tuple[str, str]] = {}
 _SPELLINGS_MAX = 1024
 
 
-def _split_field(line: str) -> tuple[str, str, str]:
-    """(lookup key, canonical or written name, value) of one unfolded header line."""
+def _split_field(line: str) -> ParsedField:
+    """(lookup key, canonical or written name, value, (value,)) of one unfolded header
+    line."""
     written, colon, value = line.partition(":")
     spelling = _SPELLINGS.get(written)
     if spelling is not None and colon:
-        field = (spelling[0], spelling[1], value.strip(" \t"))
+        value = value.strip(" \t")
+        field = (spelling[0], spelling[1], value, (value,))
         if spelling[0] not in _UNIQUE_KEYS:
             if len(_FIELDS) >= _FIELDS_MAX:
                 _FIELDS.clear()
@@ -579,7 +584,8 @@ def _split_field(line: str) -> tuple[str, str, str]:
         key, full = known
     if len(_SPELLINGS) < _SPELLINGS_MAX:
         _SPELLINGS[written] = (key, full)
-    field = (key, full, value.strip(" \t"))
+    value = value.strip(" \t")
+    field = (key, full, value, (value,))
     if key not in _UNIQUE_KEYS:
         if len(_FIELDS) >= _FIELDS_MAX:
             _FIELDS.clear()
@@ -671,7 +677,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     cached_field = _FIELDS.get
     if max_line < 0:
         split = [cached_field(line) or _split_field(line) for line in fields]
-        index = {field[0]: [field[2]] for field in split}
+        index: dict[str, Sequence[str]] = {field[0]: field[3] for field in split}
         repeated = len(index) != len(split)  # some name twice: index every value below
     else:
         split = []
@@ -681,14 +687,15 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
             split.append(cached_field(line) or _split_field(line))
         repeated = True
     if repeated:
-        index = {}
-        for key, _, value in split:
-            values = index.get(key)
+        lists: dict[str, list[str]] = {}
+        for key, _, value, _ in split:
+            values = lists.get(key)
             if values is None:
-                index[key] = [value]
+                lists[key] = [value]
             else:
                 values.append(value)
-    lengths = index.pop("content-length", None) or []
+        index = dict(lists)
+    lengths: Sequence[str] = index.pop("content-length", ())
     headers = Headers._parsed(split, index)
 
     rest = data[body_start:]
