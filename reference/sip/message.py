@@ -30,7 +30,6 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -399,40 +398,26 @@ def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
     return -1, -1
 
 
-# Start lines recur (every NOTIFY to this agent carries the same request line), so the
-# verdict on a short one is cached; the error itself is built afresh for each message (its
-# ``message`` is set per message). Long lines are not cached: the cache stays small.
+# Start lines recur (every NOTIFY to this agent carries the same request line), so a short
+# one without a problem is kept as _start_line returns it: at most _GOOD_START_LINES_MAX lines
+# of at most _CACHED_START_LINE_CHARS characters, emptied when full. A line with a problem is
+# parsed again each time (its error is built afresh: ``message`` is set per message).
 _CACHED_START_LINE_CHARS = 256
 _StartLine = tuple[str, str, int, SipParseError | None]
+_GOOD_START_LINES: dict[str, _StartLine] = {}
+_GOOD_START_LINES_MAX = 1024
 
 
 def _start_line(line: str) -> _StartLine:
     good = _GOOD_START_LINES.get(line)
     if good is not None:
         return good
-    if len(line) > _CACHED_START_LINE_CHARS:
-        return _parse_start_line(line)
-    method, text, status, problem, problem_status = _start_line_verdict(line)
-    if problem is None:
+    parsed = _parse_start_line(line)
+    if parsed[3] is None and len(line) <= _CACHED_START_LINE_CHARS:
         if len(_GOOD_START_LINES) >= _GOOD_START_LINES_MAX:
             _GOOD_START_LINES.clear()
-        _GOOD_START_LINES[line] = good = (method, text, status, None)
-        return good
-    return method, text, status, SipParseError(problem, status=problem_status)
-
-
-# The start lines without a problem, as _start_line returns them (the first lookup: a
-# dict read is cheaper than the lru_cache call); emptied when full.
-_GOOD_START_LINES: dict[str, _StartLine] = {}
-_GOOD_START_LINES_MAX = 1024
-
-
-@functools.lru_cache(maxsize=1024)
-def _start_line_verdict(line: str) -> tuple[str, str, int, str | None, int]:
-    method, text, status, problem = _parse_start_line(line)
-    if problem is None:
-        return method, text, status, None, 0
-    return method, text, status, str(problem), problem.status
+        _GOOD_START_LINES[line] = parsed
+    return parsed
 
 
 def _parse_start_line(line: str) -> _StartLine:
