@@ -687,19 +687,6 @@ class Headers:
         for name, value in items:
             self.add(name, value)
 
-    @classmethod
-    def _parsed(cls, fields: list[ParsedField], index: dict[str, Sequence[str]]) -> Headers:
-        """The parser's constructor: the message's ``fields`` in order, Content-Length
-        (framing data, not kept) included, and ``index`` built from them without it. The
-        field list without Content-Length is made when first needed: a received message is
-        usually only looked up."""
-        headers = cls()
-        headers._fields = None
-        headers._parsed_fields = fields
-        headers._index = index
-        headers._cache = {}
-        return headers
-
     @property
     def _items(self) -> list[tuple[str, str, str]]:
         """Every field (lowercase key, canonical name, value) in order."""
@@ -814,3 +801,20 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self.items()!r})"
+
+
+class ParsedHeaders(Headers):
+    """The headers of a received message, as ``parse_message`` builds them: its ``fields``
+    in order, Content-Length (framing data, not kept) included, and ``index`` built from
+    them without it. The field list without Content-Length is made when first needed: a
+    received message is usually only looked up. Otherwise a ``Headers`` like any other."""
+
+    __slots__ = ()
+
+    def __init__(self, fields: list[ParsedField], index: dict[str, Sequence[str]]) -> None:
+        # (No call of Headers.__init__: these four are all it sets, and this runs for every
+        # message received.)
+        self._fields = None
+        self._parsed_fields = fields
+        self._index = index
+        self._cache = {}

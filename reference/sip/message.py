@@ -45,6 +45,7 @@ from reference.sip.headers import (
     EventHeader,
     Headers,
     ParsedField,
+    ParsedHeaders,
     SubscriptionState,
     Via,
     parse_call_id,
@@ -221,8 +222,11 @@ class _Accessors:
         values = (headers._index or headers._lookup()).get("call-id")
         if values is None:
             raise SipParseError("missing header: Call-ID", self)
+        value = values[0]
+        if value and value.isprintable() and " " not in value:
+            return value  # parse_call_id's check, inline: as cheap as a cache lookup
         try:
-            return parse_call_id(values[0])  # a check as cheap as a cache lookup
+            return parse_call_id(value)
         except SipParseError as exc:
             raise self._bad(exc) from None
 
@@ -641,30 +645,30 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     if start_problem is not None:
         deferred = start_problem  # it takes precedence: a 505 says more than any 400
 
-    header_lines = lines[1:]
-    if (
-        "\n " not in text
-        and ("\t" not in text or "\n\t" not in text)  # the first test is a fast memchr
-        and len(header_lines) <= limits.max_headers
-        and (len(text) <= limits.max_header_line
-             or max(map(len, header_lines), default=0) <= limits.max_header_line)
-    ):
-        # Fast path (the usual message): no folded lines and no limit hit, so every line
-        # is one field and the checks of the general loop below cannot fail.
-        fields = header_lines
-        max_line = -1  # every line is within the limit: no need to look again
-    else:
-        fields = _unfold(header_lines, limits)
-        max_line = limits.max_header_line  # an unfolded field may exceed it
-
+    header_lines = lines
+    del header_lines[0]  # (the start line; cheaper than a copy of the rest)
     # Each field line is split into (lookup key, canonical name, value) and indexed by key
     # (the index ``Headers._lookup`` would build, Content-Length apart).
     cached_field = _FIELDS.get
-    if max_line < 0:
-        split = [cached_field(line) or _split_field(line) for line in fields]
+    split: list[ParsedField] | None = None
+    if len(header_lines) <= limits.max_headers and (
+            len(text) <= limits.max_header_line
+            or max(map(len, header_lines), default=0) <= limits.max_header_line):
+        # Fast path (the usual message): no limit hit, and every line taken as one field.
+        # A folded line (starting with SP or HT) never splits (no header name starts with
+        # whitespace, and only lines that split are cached), so a folded section, or a bad
+        # line, falls to the general path below, which unfolds, checks and names the error
+        # in line order. (Cheaper than looking for CRLF SP in the text first.)
+        try:
+            split = [cached_field(line) or _split_field(line) for line in header_lines]
+        except SipParseError:
+            split = None
+    if split is not None:
         index: dict[str, Sequence[str]] = {field[0]: field[3] for field in split}
         repeated = len(index) != len(split)  # some name twice: index every value below
     else:
+        fields = _unfold(header_lines, limits)
+        max_line = limits.max_header_line  # an unfolded field may exceed it
         split = []
         for line in fields:  # the limit first, then the split, line by line
             if len(line) > max_line:
@@ -681,7 +685,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
                 values.append(value)
         index = dict(lists)
     lengths: Sequence[str] = index.pop("content-length", ())
-    headers = Headers._parsed(split, index)
+    headers = ParsedHeaders(split, index)
 
     rest = data[body_start:]
     message: Request | Response
