@@ -22,7 +22,10 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
 * A request line that frames but is wrong (extra whitespace, a Request-URI that is not
   a URI or a SIP URI that does not parse or carries headers, a version other than 2.0)
   raises with ``err.message`` set and ``err.status`` 400, or 505 for ``SIP/x.y``.
-* Typed accessors are lazy and cached in the ``Headers`` object (cleared on mutation).
+* Typed accessors are lazy and their values immutable. The values that recur in a dialog
+  (From, To, Contact, Event, Subscription-State, Content-Type, Accept) come from their
+  parsers' caches, keyed by the value's text; the others (Via list, CSeq, Expires...) are
+  kept in the ``Headers`` object (cleared on mutation).
   ``from_``, ``to``, ``call_id`` and ``cseq`` are mandatory: absent, they raise
   ``missing header: X``; the optional ones return None or []. Every accessor error carries
   the message in ``err.message``.
