@@ -15,8 +15,9 @@ microseconds per NOTIFY of each part:
 * ``transaction / UA``: server transactions and the user agent core (sip/transaction.py,
   ua.py);
 * ``dialog``: sip/dialog.py;
-* ``agent``: the subscription state machine, policy, effects, queues and timers;
-* ``PIDF``: reference/pidf.py and lxml;
+* ``agent``: the agent core (core.py, classify.py, actions.py, agent.py), the subscription
+  state machine, policy, effects, queues and timers;
+* ``PIDF``: reference/pidf.py, its XML hardening (xmlsafe.py) and lxml;
 * ``other``: anything else (the profiler's own hooks show up here).
 
 The profiler slows Python functions more than C ones, so the shares lean towards the Python
@@ -52,9 +53,14 @@ BUILD_FUNCTIONS = frozenset({
     "make_response", "to_bytes", "_header_block", "start_line", "reason_phrase", "add", "set",
     "_append_trusted", "_changed", "format_params", "__str__", "quote", "split_list",
 })
-AGENT_FILES = frozenset({"agent.py", "subscription.py", "policy.py", "effects.py", "qsa.py",
-                         "timers.py", "ids.py", "pump.py", "subscribe_input.py", "config.py",
-                         "control.py"})
+# The agent core: the facade and the core of the redesign (core, classify, actions) with what
+# they use per NOTIFY.
+AGENT_FILES = frozenset({"agent.py", "core.py", "classify.py", "actions.py", "sharing.py",
+                         "resend.py", "packages.py", "digest.py", "subscription.py",
+                         "policy.py", "effects.py", "qsa.py", "timers.py", "ids.py", "pump.py",
+                         "subscribe_input.py", "config.py", "control.py"})
+# The PIDF parser and the XML hardening it goes through.
+PIDF_FILES = frozenset({"pidf.py", "xmlsafe.py"})
 
 Function = tuple[str, int, str]
 
@@ -77,7 +83,7 @@ def part_of(function: Function) -> str | None:
             return "runtime (udp.py)"
         if base == "ua.py":
             return "transaction / UA"
-        if base == "pidf.py":
+        if base in PIDF_FILES:
             return "PIDF"
         if base == "loops.py":
             return "event loop + socket"
