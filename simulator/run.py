@@ -119,6 +119,12 @@ class Domain:
     watchers: list[str]
     records: list[str]  # the records they may watch
 
+    def __post_init__(self) -> None:
+        # Interned: the notifier interns the URIs it reads from SUBSCRIBEs (one copy per
+        # record for its dialogs and indexes); interning ours first makes that copy this one.
+        self.watchers = [sys.intern(uri) for uri in self.watchers]
+        self.records = [sys.intern(uri) for uri in self.records]
+
 
 # The start plan: (at, order, domain, watcher, record, internal user).
 Plan = list[tuple[float, int, Domain, int, int, int]]
