@@ -92,13 +92,18 @@ class CountingEnvironment(simpy.Environment):
 # Python's cyclic GC: a large run keeps millions of long-lived objects (agent and notifier
 # state) and makes next to no cyclic garbage (the young collections of the 100k bench,
 # sim_bench.py, free nothing), yet automatic collection keeps re-traversing the survivors
-# as they age through the generations. So automatic collection is paused while a run steps,
-# each of run()'s RUN_STEPS steps ends with an explicit young collection (its survivors
-# are traversed once and then left alone) and the full collection runs when run() returns:
-# cyclic garbage that outlives its step is freed at the end of the run, not earlier.
+# as they age through the generations. So automatic collection is paused while a run steps
+# and the full collection runs when run() returns. Between steps, a young collection runs
+# only when the collector's young count (tracked objects allocated minus freed since the
+# last collection) passes YOUNG_LIMIT: the count grows with state that is built up (the
+# ramp-up) and with cyclic garbage, which is then at most YOUNG_LIMIT objects; in a steady
+# state it stays near zero and no step pays for a collection that frees nothing (one per
+# step cost ~4 % of the 10k-subscription hour). Cyclic garbage that survives a young
+# collection is freed at the end of the run, not earlier.
 # Nested or concurrent runs (threads of one Dask worker) share the pause: the collector is
 # re-enabled when the last one ends.
 RUN_STEPS = 100
+YOUNG_LIMIT = 100_000
 _gc_lock = threading.Lock()
 _gc_pauses = 0
 _gc_was_enabled = True
@@ -131,6 +136,12 @@ class Domain:
     notifier: Notifier  # the notifier this domain's watchers subscribe to
     watchers: list[str]
     records: list[str]  # the records they may watch
+
+    def __post_init__(self) -> None:
+        # Interned: the notifier interns the URIs it reads from SUBSCRIBEs (one copy per
+        # record for its dialogs and indexes); interning ours first makes that copy this one.
+        self.watchers = [sys.intern(uri) for uri in self.watchers]
+        self.records = [sys.intern(uri) for uri in self.records]
 
 
 # The start plan: (at, order, domain, watcher, record, internal user).
@@ -249,7 +260,8 @@ class Simulation:
             for i in range(1, steps + 1):
                 target = start + (until - start) * i / steps
                 self.env.run(until=target)
-                gc.collect(0)
+                if gc.get_count()[0] > YOUNG_LIMIT:
+                    gc.collect(0)
                 if progress is not None:
                     progress(self.env.now)
 
@@ -258,11 +270,16 @@ class Simulation:
         self.env.timeout(delay).callbacks.append(lambda _e: action())
 
 
-def _agent_config(workload: Workload, seed: int, address: str, name: str) -> AgentConfig:
+def _agent_config(workload: Workload, seed: int, address: str, name: str,
+                  traced: bool) -> AgentConfig:  # fmt: skip
     params = dict(workload.parameters)
     params["profile"] = workload.profile
     params["seed"] = derive_seed(seed, "agent", name) % (2**31)
     params["local_address"] = address
+    if not traced:
+        # Without a trace writer the host drops every TraceEvent: the agent need not make
+        # them (a state change, a delivery and an answer each made one; ~5 % of a run).
+        params["trace"] = 0
     return AgentConfig.from_mapping(params)
 
 
@@ -304,7 +321,7 @@ def build(
     streams = StreamLayer(network) if workload.uses_streams else None
 
     def make_agent(name: str, ip: str, domain: str, index: int) -> AgentHost:
-        config = _agent_config(workload, seed, f"{ip}:{SIP_PORT}", name)
+        config = _agent_config(workload, seed, f"{ip}:{SIP_PORT}", name, trace_writer is not None)
         return AgentHost(
             env,
             network,
