@@ -78,6 +78,15 @@ def test_reg_full_then_partial_gives_a_status_per_registration() -> None:
     assert [(c.id, c.expires) for c in partial.registration.contacts] == [
         ("c1", 3600), ("c22", 60)]
     assert partial.to_json()["registration"]["contacts"][1]["event"] == "created"
+    # Per AOR its state, and every contact's state, event, expires, q and uri (issue 17 §2).
+    wire = partial.to_json()["registration"]
+    assert (wire["aor"], wire["state"]) == (AOR, "active")
+    assert [{k: c[k] for k in ("state", "event", "expires", "q", "uri")}
+            for c in wire["contacts"]] == [
+        {"state": "active", "event": "registered", "expires": 3600, "q": "1.0",
+         "uri": "sip:bob@10.0.0.2"},
+        {"state": "active", "event": "created", "expires": 60, "q": "1.0",
+         "uri": "sip:bob@10.0.0.3"}]
     assert h.agent.counters["reg.applied"] == 2
 
 
