@@ -93,7 +93,7 @@ def test_retransmissions_count_only_when_asked(tmp_path: Path) -> None:
 def test_tcp_is_not_applicable_in_ser_or_without_the_capability(tmp_path: Path) -> None:
     text = 'transport: tcp\nrecord: "sip:alice@{peer};transport=tcp"\n' + QUIET
     in_ser = _run(tmp_path, text, profile="ser")
-    assert in_ser.verdict == NA and "SER's presence_b2b ran over UDP only" in (
+    assert in_ser.verdict == NA and "judged in the rfc6665 profile only" in (
         in_ser.failure or "")
 
     class UdpOnly(SimTarget):
