@@ -220,7 +220,7 @@ def test_connection_loss_fails_the_notify_in_flight_and_the_next_opens_a_new_one
     assert notifier.dialog_count == 1
 
 
-def test_connection_loss_fails_the_agents_subscribe_in_flight_like_a_timeout() -> None:
+def test_connection_loss_fails_the_agents_subscribe_in_flight_as_a_503() -> None:
     # Presence over TCP: the notifier's Contact asks for TCP, so refreshes go over it.
     wl = _workload(watchers=1, contacts=1, presentities=1, ramp_up=0,
                    notifier={"max_expires": 120, "transport": "tcp"},
