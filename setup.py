@@ -46,6 +46,8 @@ COMPILED_MODULES = [
     "simulator/sipscan.py",
     "simulator/metrics.py",
     "simulator/notifier.py",
+    "simulator/streams.py",
+    "simulator/packages_model.py",
     "simulator/host.py",
 ]
 

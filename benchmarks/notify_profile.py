@@ -23,9 +23,10 @@ the whole NOTIFY costs ~110 us of CPU).
 * ``transaction / UA``: server transactions and the user agent core (sip/transaction.py,
   ua.py);
 * ``dialog``: sip/dialog.py;
-* ``agent``: the subscription state machine (core, actions, classify), policy, effects,
-  queues and timers;
-* ``PIDF``: reference/pidf.py, the hardened XML parser (xmlsafe.py) and lxml;
+* ``agent``: the agent core (core.py, classify.py, actions.py, agent.py), the subscription
+  state machine, policy, effects, queues and timers;
+* ``PIDF``: reference/pidf.py, its XML hardening (xmlsafe.py) and lxml (with the other
+  bodies' parsers: reginfo, RLMI, multipart);
 * ``other``: anything else (the profiler's own hooks show up here).
 
 The profiler slows Python functions more than C ones, so the shares lean towards the Python
@@ -61,12 +62,14 @@ BUILD_FUNCTIONS = frozenset({
     "make_response", "to_bytes", "_header_block", "start_line", "reason_phrase", "add", "set",
     "_append_trusted", "_changed", "format_params", "__str__", "quote", "split_list",
 })
-AGENT_FILES = frozenset({"agent.py", "subscription.py", "policy.py", "effects.py", "qsa.py",
-                         "timers.py", "ids.py", "pump.py", "subscribe_input.py", "config.py",
-                         "control.py", "core.py", "actions.py", "classify.py", "sharing.py",
+# The agent core: the facade and the core of the redesign (core, classify, actions) with what
+# they use per NOTIFY.
+AGENT_FILES = frozenset({"agent.py", "core.py", "classify.py", "actions.py", "sharing.py",
                          "shared_dialogs.py", "queries.py", "resend.py", "packages.py",
-                         "credentials.py", "digest.py"})
-# Bodies parsed with the hardened XML parser.
+                         "credentials.py", "digest.py", "subscription.py", "policy.py",
+                         "effects.py", "qsa.py", "timers.py", "ids.py", "pump.py",
+                         "subscribe_input.py", "config.py", "control.py"})
+# The PIDF parser and the XML hardening it goes through (and the other bodies' parsers).
 BODY_FILES = frozenset({"pidf.py", "xmlsafe.py", "reginfo.py", "rlmi.py", "multipart.py"})
 
 Function = tuple[str, int, str]

@@ -11,7 +11,12 @@ SUBSCRIBE, and a SUBSCRIBE (what a notifier receives), as written by a real UA. 
   that the parser makes before returning).
 * ``ours full``: ``parse_message`` plus every typed accessor a subscriber reads (Via list,
   From, To, Call-ID, CSeq, Contact, Max-Forwards, and Event, Subscription-State,
-  Content-Type or Expires): each of those header values fully parsed and checked.
+  Content-Type or Accept and Expires): each of those header values fully parsed and checked.
+  The values are immutable, and those that recur in a dialog (From, To, Contact, Event,
+  Subscription-State, Content-Type, Accept; a Via but for its branch) come from caches keyed
+  by their text: ``--dialogs 1`` measures that steady state, ``--dialogs 100000`` a parse
+  where no dialog's own values are cached any more (Event and the like still are: every
+  dialog has the same).
 * ``sippy lazy``: ``SipRequest(buf=...)`` / ``SipResponse(buf=...)``, which splits the
   headers and parses the start line, Content-Length and Content-Type; other header bodies
   are parsed only when asked for. The datagram is decoded to ``str`` in the timed call (sippy

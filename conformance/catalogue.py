@@ -35,8 +35,9 @@ SER_PATH = _DOCS / "ser-requirements.md"
 OBSERVABLES = frozenset({"S", "I", "S+I", "no"})
 TESTABLE_OBSERVABLES = frozenset({"S", "I", "S+I"})
 
-# SUB-nnn (RFC rows) and AUTH-nnn (digest authentication, issue 18) share the table shape.
-_SUB_ID = re.compile(r"(?:SUB|AUTH)-\d{3}")
+# SUB-nnn (RFC rows), AUTH-nnn (digest authentication, issue 18) and REG-nnn, RLS-nnn,
+# TCP-nnn (RFC 3680, RFC 4662, RFC 3261 §18; issue 17) share the table shape.
+_SUB_ID = re.compile(r"(?:SUB|AUTH|REG|RLS|TCP)-\d{3}")
 _SER_ID = re.compile(r"SER-\d{3}")
 # Cells are separated by "|" unless escaped as "\|" (markdown's own escape).
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")

@@ -138,7 +138,7 @@ def markdown(scenarios: Sequence[Scenario], results: Sequence[ScenarioResult], t
             tally[verdict] = tally.get(verdict, 0) + 1
     lines.append("Verdicts of the covered requirements: "
                  + ", ".join(f"{n} {v}" for v, n in sorted(tally.items())) + ".")
-    lines += ["", "## SUB requirements", "",
+    lines += ["", "## Catalogue requirements (SUB, AUTH, REG, RLS, TCP)", "",
               "| Requirement | Verdict | Observable | Asserted | Covered | Scenarios "
               "(profile: verdict) |", "|---|---|---|---|---|---|"]
     for rid, entry in entries.items():

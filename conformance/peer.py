@@ -16,6 +16,7 @@ from typing import Any
 
 from reference.pidf import build_pidf
 from reference.reginfo import RegContact, Registration, build_reginfo
+from reference.rlmi import Instance, Resource, build_list_body
 from reference.sip import (
     Headers,
     Request,
@@ -28,6 +29,8 @@ from reference.sip import (
 
 PIDF_TYPE = "application/pidf+xml"
 REGINFO_TYPE = "application/reginfo+xml"
+# RFC 3261 §18.1.1: a request larger than this goes over a congestion-controlled transport.
+UDP_MAX_BYTES = 1300
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Captured:
     peer_tag: str
     reply: bytes | None = None
     source: str = ""              # host:port it came from ("" on one-to-one targets)
+    transport: str = "udp"        # "tcp": it came on the peer's connection `connection`
+    connection: str = ""
 
 
 def registrar_reply(data: bytes, default_expires: int = 3600) -> bytes | None:
@@ -87,6 +92,9 @@ class PeerDialog:
     # moved it falls under (SUB-028 active, SUB-029 pending).
     expiry_from: str = ""
     address: str = ""             # host:port NOTIFYs go to ("" = the target's address)
+    # How the SUBSCRIBE came: over "tcp" the peer's Contact asks for TCP too (RFC 3261
+    # §8.1.1.8), so the subscriber's in-dialog requests come over TCP.
+    transport: str = "udp"
 
 
 @dataclass
@@ -98,6 +106,10 @@ class SentNotify:
     responses: list[Response] = field(default_factory=list)
     destinations: list[str] = field(default_factory=list)  # where each response went
     to: str = ""                  # where it was sent ("" = the target's address)
+    transport: str = "udp"        # how it was sent; "tcp": on connection `connection`
+    connection: str = ""
+    # (transport, connection, Content-Length as written) of each response, in order.
+    arrivals: list[tuple[str, str, int | None]] = field(default_factory=list)
 
 
 def request_key(request: Request) -> tuple[str, str, str]:
@@ -132,6 +144,16 @@ def contact_address(uri: str) -> str:
     return f"{parsed.host}:{parsed.port or 5060}"
 
 
+def notify_body(spec: Any, entity: str, base: Path) -> tuple[bytes, str]:
+    """A NOTIFY body and the Content-Type it goes with when the step names none: PIDF,
+    reginfo (`reginfo`) or a resource list's multipart/related (`list`)."""
+    if isinstance(spec, dict) and "reginfo" in spec:
+        return reginfo_bytes(spec["reginfo"], entity), REGINFO_TYPE
+    if isinstance(spec, dict) and "list" in spec:
+        return list_body(spec["list"], entity)
+    return body_bytes(spec, entity, base), PIDF_TYPE
+
+
 def body_bytes(spec: Any, entity: str, base: Path) -> bytes:
     """A NOTIFY body from a template name, a file (relative to the scenario) or text."""
     if spec is None:
@@ -144,6 +166,8 @@ def body_bytes(spec: Any, entity: str, base: Path) -> bytes:
         return str(spec["text"]).encode("utf-8")
     if "reginfo" in spec:
         return reginfo_bytes(spec["reginfo"], entity)
+    if "list" in spec:
+        return list_body(spec["list"], entity)[0]
     template = spec.get("template", "empty")
     if template == "empty":
         return b""
@@ -166,6 +190,32 @@ def reginfo_bytes(spec: dict[str, Any], entity: str) -> bytes:
         registrations.append(Registration(reg.get("aor", entity), reg.get("id", f"r{index}"),
                                           reg.get("state", "active"), contacts))
     return build_reginfo(int(spec["version"]), str(spec["state"]), registrations)
+
+
+def list_body(spec: dict[str, Any], entity: str) -> tuple[bytes, str]:
+    """An RFC 4662 list NOTIFY body from a scenario's `list` mapping, built with
+    `reference.rlmi.build_list_body` (multipart/related, RLMI root, one PIDF part per
+    resource that has a `body`), and its Content-Type. The list URI defaults to the record.
+    Each resource has one instance (`instance` id, default `i<n>`; `state` active; an
+    optional `reason`); its part is the PIDF template `body` (default `open` for an active
+    instance, none otherwise), named by `cid` (default `<n>@list`). A `cid` given with
+    `body: null` names a part the body does not have (the unresolved-cid case)."""
+    resources: list[Resource] = []
+    parts: dict[str, bytes] = {}
+    for n, item in enumerate(spec.get("resources") or []):
+        uri = str(item["uri"])
+        state = str(item.get("state", "active"))
+        part = item.get("body", "open" if state == "active" else None)
+        cid = item.get("cid")
+        if part is not None:
+            cid = str(cid or f"{n}@list")
+            parts[cid] = body_bytes(part, uri, Path("."))
+        name = item.get("name")
+        instance = Instance(str(item.get("instance", f"i{n}")), state, item.get("reason"),
+                            None if cid is None else str(cid))
+        resources.append(Resource(uri, (str(name),) if name else (), (instance,)))
+    return build_list_body(str(spec.get("uri", entity)), int(spec["version"]),
+                           bool(spec.get("full_state", True)), resources, parts)
 
 
 class Peer:
@@ -237,7 +287,7 @@ class Peer:
         out.add("To", to_value)
         out.add("Call-ID", call_id or dialog.call_id)
         out.add("CSeq", f"{cseq} NOTIFY")
-        out.add("Contact", f"<sip:{self.hostport}>")
+        out.add("Contact", self.contact(dialog.transport))
         if event is not None:
             out.add("Event", event)
         out.add("Subscription-State", state)
@@ -249,6 +299,20 @@ class Peer:
             out.remove(name)
         request = Request("NOTIFY", dialog.remote_target, out, body)
         return request.to_bytes(), branch
+
+    def via_transport(self, data: bytes, transport: str) -> bytes:
+        """A NOTIFY built by `notify` with its Via naming `transport` (RFC 3261 §18.1.1:
+        the transport is chosen once the message's size is known)."""
+        if transport == "udp":
+            return data
+        own = self.hostport.encode()
+        return data.replace(b"SIP/2.0/UDP " + own, b"SIP/2.0/" + transport.upper().encode()
+                            + b" " + own, 1)
+
+    def contact(self, transport: str = "udp") -> str:
+        """The peer's Contact: over TCP it asks for TCP."""
+        return f"<sip:{self.hostport};transport=tcp>" if transport == "tcp" \
+            else f"<sip:{self.hostport}>"
 
     def raw(self, text: str, dialog: PeerDialog | None) -> tuple[bytes, str]:
         """Raw bytes with `{call_id}`, `{peer_tag}`, `{subscriber_from}`, `{target}`,

@@ -26,12 +26,15 @@ PROFILES = ("ser", "rfc6665")
 ACTIONS = (
     "subscribe", "unsubscribe", "expect", "reply", "accept", "notify", "expect_response",
     "expect_no_response", "expect_status", "expect_no_status", "expect_nothing", "wait",
-    "fault",
+    "fault", "disconnect",
 )
 STEP_COMMON = ("id", "only", "covers", "tests", "note")
 # Steps that assert something about the subscriber: each must say what it `tests` (lint).
 ASSERTIONS = ("expect", "expect_response", "expect_no_response", "expect_status",
               "expect_no_status", "expect_nothing", "accept")
+# What an `expect_status` checks beside the status value (`match_tests` names their
+# requirements when the step tests several).
+STATUS_CHECKS = ("basic", "reason", "list_uri", "resource", "registration")
 # `tests: [reference]`: the step checks a choice of the reference profile, not an RFC rule.
 REFERENCE = "reference"
 # Fields of a step whose values are time expressions (checked by `lint`).
@@ -43,13 +46,16 @@ RUN_NAMES = ("remaining",)
 DEFAULT_RECORD = "sip:alice@{peer}"
 DEFAULT_SUBSCRIBER = "sip:bob@lab.test"
 SCHEMA_PATH = Path(__file__).with_name("scenario_schema.json")
-# Capabilities a target may offer. The first four are served by the built-in targets (`reg`:
-# QSA subscriptions to the RFC 3680 `reg` package, `subscribe: {package: reg}`, by `sim` and
-# `udp`, not by a SIP-only subscriber triggered for presence); the others name optional
+# Capabilities a target may offer. The first five are served by the built-in targets (`reg`:
+# QSA subscriptions to the RFC 3680 `reg` and RFC 4662 `presence-list` packages,
+# `subscribe: {package: ...}`, by `sim` and `udp`, not by a SIP-only subscriber triggered
+# for presence; `tcp`: the peer and the agent also speak SIP over TCP, RFC 3261 §18,
+# scenario `transport: tcp`, by `sim` as a stream model and `udp` over loopback sockets;
+# in profile rfc6665 only, as SER had neither); the others name optional
 # features of a subscriber (its "PICS"). The reference agent has all of them but `notify-auth`
 # in its rfc6665 profile and none in `ser` (SER's presence_b2b had none, issue 18): a built-in
 # target declares them per profile (`features_for`).
-TARGET_CAPABILITIES = ("status", "faults", "unsubscribe", "reg")
+TARGET_CAPABILITIES = ("status", "faults", "unsubscribe", "reg", "tcp")
 OPTIONAL_FEATURES = (
     "notify-auth",      # challenges NOTIFYs (SUB-026)
     "subscribe-auth",   # answers 401/407 with credentials (SUB-058, SUB-129)
@@ -123,6 +129,9 @@ class Scenario:
     xfail_profiles: tuple[str, ...] = ()
     all_covers: tuple[str, ...] = field(default=())
     agent_profile: str | None = None
+    # "tcp": the agent runs `transports: udp,tcp` and the peer speaks TCP too (RFC 3261
+    # §18; NOTIFYs over TCP when the Contact asks for it or they exceed 1300 bytes).
+    transport: str = "udp"
 
     def params_for(self, profile: str) -> dict[str, Any]:
         merged = dict(self.params)
@@ -137,6 +146,8 @@ class Scenario:
         merged = self.params_for(profile)
         if self.agent_profile is not None:
             merged["profile"] = self.agent_profile
+        if self.transport == "tcp":
+            merged["transports"] = "udp,tcp"
         return merged
 
     def agent_config_for(self, profile: str) -> AgentConfig:
@@ -210,7 +221,7 @@ def _parse_step(index: int, raw: Any, errors: list[str]) -> Step | None:
     action = actions[0]
     args = raw[action]
     if args is None and action in ("subscribe", "unsubscribe", "expect", "accept", "notify",
-                                   "expect_no_status", "expect_no_response"):
+                                   "expect_no_status", "expect_no_response", "disconnect"):
         args = {}
     if isinstance(args, dict):
         # `id`, `only`, `covers`, `note` may sit inside the action too (reads better).
@@ -268,7 +279,8 @@ def parse_scenario(data: Mapping[str, Any], path: Path) -> Scenario:
         record=data.get("record", DEFAULT_RECORD),
         subscriber=data.get("subscriber", DEFAULT_SUBSCRIBER), steps=tuple(steps),
         xfail_reason=xfail.get("reason"), xfail_profiles=tuple(xfail.get("profiles") or ()),
-        all_covers=tuple(dict.fromkeys(all_covers)))
+        all_covers=tuple(dict.fromkeys(all_covers)),
+        transport=str(data.get("transport", "udp")))
     problems = semantic_problems(scenario)
     if problems:
         raise ScenarioError("\n".join(f"{path}: scenario {name!r}: {p}" for p in problems))
@@ -330,11 +342,14 @@ def unattributed_checks(scenario: Scenario) -> list[str]:
             if stray:
                 problems.append(f"{where}: {key} names {', '.join(stray)}, which the step "
                                 "does not test (add it to `tests`)")
-        if step.action not in ("expect", "expect_response") or len(tested) < 2:
+        if step.action not in ("expect", "expect_response", "expect_status") \
+                or len(tested) < 2:
             continue
         checks = [f"match_tests.{k}" for k in (args.get("match") or {})]
         checks += ["uri_tests"] if "uri" in args else []
         checks += ["match_tests.body"] if "body" in args else []
+        if step.action == "expect_status":  # beside the status value, the step's own check
+            checks += [f"match_tests.{k}" for k in STATUS_CHECKS if k in args]
         missing = [c for c in checks if c not in named]
         if missing:
             problems.append(f"{where}: tests {', '.join(step.tests)}: say which one each "
@@ -381,7 +396,7 @@ def semantic_problems(scenario: Scenario) -> list[str]:
                         error = expr.check(part, names)
                         if error:
                             problems.append(f"{where}.{key}: {error}")
-            for key in ("to", "dialog", "after", "retransmit"):
+            for key in ("to", "dialog", "after", "retransmit", "of"):
                 ref = args.get(key)
                 if isinstance(ref, str) and ref not in seen:
                     problems.append(f"{where}.{key}: no earlier step with id {ref!r}")

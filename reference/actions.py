@@ -32,9 +32,10 @@ Rules of this file (every ordering rule the tables do not show, numbered):
    applied to the subscription's copy of the notifier's state once, before the row's
    actions (after the delay draw, which it does not touch); what that did is the facts'
    `applied` for every action of the row: DELIVER reports the changes (one status message
-   per registration / per resource; a stale or gap document reports nothing, a NOTIFY that
-   ends the subscription adds its own message), NOTIFY_SEEN brings the refresh forward on a
-   gap (RFC 3680 §5.2 / RFC 4662 §4.1: a refresh makes the notifier send full state).
+   per registration / per resource; a stale document reports nothing, one past a version
+   gap is reported like any other; a NOTIFY that ends the subscription adds its own
+   message), NOTIFY_SEEN brings the refresh forward on a gap (RFC 3680 §5.2 / RFC 4662
+   §5.6.2: a refresh makes the notifier send full state).
 """
 
 from __future__ import annotations
@@ -242,7 +243,7 @@ def deliver(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None)
                   else f"bad-{sub.pkg.name}: {facts.error}")
     applied = facts.applied
     if applied is not None:
-        if applied.outcome == "applied":  # (stale or a gap: nothing new to report)
+        if applied.outcome != "stale":  # (applied, or applied past a gap)
             _deliver_changes(core, sub, facts, applied, retry_at, reason)
         if status in ("active", "pending"):
             return  # else the subscription ends: its own status message follows

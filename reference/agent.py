@@ -180,7 +180,8 @@ class Agent:
 
     def transport_lost(self, peer: Address, *, now: float) -> None:
         """The runtime's stream connection to `peer` ended: every SUBSCRIBE transaction
-        sent on it fails like a timeout (408; the subscription's retry rules follow)."""
+        sent on it fails as a 503 (RFC 3261 §8.1.3.1; the subscription's retry rules
+        follow)."""
         self.core.now = now
         if self.core.ua.transport_lost(peer, now):
             self.core.count("transport.lost")

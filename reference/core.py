@@ -101,6 +101,13 @@ class Subscription:
     members: list[Member] | None = None
     last_status: str | None = None
     last_reason: str | None = None
+    # The key of the subscription timer, made once: every arm and cancel reuses it, so a
+    # re-armed timer's stale heap entries and its live entry share one object (a key is
+    # 80 bytes, and a subscription is re-armed a few times per SUBSCRIBE).
+    timer_key: TimerKey = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.timer_key = TimerKey(TimerKind.SUBSCRIPTION, self.handle)
 
 
 class Core:
@@ -301,13 +308,13 @@ class Core:
     def start_timer(self, sub: Subscription, kind: str, at: float) -> None:
         sub.timer_kind = kind
         sub.timer_at = at
-        self.timers.arm(TimerKey(TimerKind.SUBSCRIPTION, sub.handle), at)
+        self.timers.arm(sub.timer_key, at)
 
     def stop_timer(self, sub: Subscription) -> None:
         if sub.timer_kind is not None:
             sub.timer_kind = None
             sub.timer_at = None
-            self.timers.cancel(TimerKey(TimerKind.SUBSCRIPTION, sub.handle))
+            self.timers.cancel(sub.timer_key)
 
     def stop_timer_n(self, sub: Subscription) -> None:
         if sub.awaiting_notify:

@@ -19,8 +19,9 @@ Rules of this file:
   ``version="0"`` in every NOTIFY; a full document replaces everything, and the dialog's CSeq
   check already refuses an older NOTIFY, so nothing older can overwrite newer state; a partial
   document whose version skips a number, or any partial document before the first full one, is
-  ignored and asks for full state (``gap``: the agent refreshes the subscription, which makes
-  the notifier send full state, RFC 6665 §4.2.2); a full document replaces
+  still applied and its version taken (RFC 3680 §5.2), and asks for full state (``gap``: the
+  agent refreshes the subscription, which makes the notifier send full state, RFC 6665
+  §4.2.2); a full document replaces
   the whole state; a partial one replaces the registrations it names, contact by contact id (a
   full document that no longer names a registration reports it ``terminated`` without
   contacts). Terminated contacts are reported once in the document that terminates them and
@@ -247,8 +248,8 @@ class ApplyResult:
     """What :meth:`RegState.apply` did with a document.
 
     ``outcome``: ``applied`` (the state changed to the document's), ``stale`` (version not
-    above the last: ignored), ``gap`` (partial state that cannot be applied: ignored, full
-    state needed). ``changed``: the registrations the document touched, as they now are
+    above the last: ignored), ``gap`` (partial state after lost documents: applied as well,
+    full state needed). ``changed``: the registrations the document touched, as they now are
     (terminated contacts included once), for the status messages.
     """
 
@@ -283,8 +284,9 @@ class RegState:
         if last is not None and (document.version < last or (
                 document.version == last and document.state != "full")):
             return ApplyResult("stale", document.version)
-        if document.state == "partial" and (last is None or document.version != last + 1):
-            return ApplyResult("gap", document.version)
+        # RFC 3680 §5.2: a partial document past lost ones is still processed (and its
+        # version taken); the refresh the agent makes for `gap` brings full state.
+        gap = document.state == "partial" and (last is None or document.version != last + 1)
         self.version = document.version
         changed: list[Registration] = []
         if document.state == "full":
@@ -296,7 +298,7 @@ class RegState:
         for registration in document.registrations:
             merged = self._merge(registration, full=document.state == "full")
             changed.append(merged)
-        return ApplyResult("applied", document.version, tuple(changed),
+        return ApplyResult("gap" if gap else "applied", document.version, tuple(changed),
                            repeated=document.version == last)
 
     def _merge(self, registration: Registration, *, full: bool) -> Registration:

@@ -20,7 +20,8 @@ Rules of this file:
 * :class:`ListState` is the subscriber's copy of one list subscription, with RFC 4662 §4.1's
   version rules as ``reference.reginfo.RegState`` applies them: not above the last version →
   ``stale`` (ignored); partial (``fullState="false"``) that skips a version, or before any
-  full state → ``gap`` (ignored, the agent refreshes to get full state); full state replaces
+  full state → ``gap`` (still applied and its version taken, RFC 4662 §5.6.2; the agent
+  refreshes to get full state); full state replaces
   the list and reports the resources whose state differs (a resource it no longer names
   is reported ``terminated``, reason ``removed-from-list``); partial state replaces the
   resources it names. Every resource whose state changed is one :class:`ResourceChange`,
@@ -252,8 +253,9 @@ class ListState:
         last = self.version
         if last is not None and rlmi.version <= last:
             return ListApplyResult("stale", rlmi.version)
-        if not rlmi.full_state and (last is None or rlmi.version != last + 1):
-            return ListApplyResult("gap", rlmi.version)
+        # RFC 4662 §5.6.2: a partial notification past lost ones is still processed (and
+        # its version taken); the refresh the agent makes for `gap` brings full state.
+        gap = not rlmi.full_state and (last is None or rlmi.version != last + 1)
         self.version = rlmi.version
         changed: list[ResourceChange] = []
         before = self.resources
@@ -272,7 +274,7 @@ class ListState:
                 self.resources.pop(resource.uri, None)
             else:
                 self.resources[resource.uri] = change
-        return ListApplyResult("applied", rlmi.version, tuple(changed))
+        return ListApplyResult("gap" if gap else "applied", rlmi.version, tuple(changed))
 
 
 def _change(list_uri: str, resource: Resource, notification: ListNotification) -> ResourceChange:

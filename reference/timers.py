@@ -50,8 +50,9 @@ class DeadlineQueue:
     in arming order (and keys are never compared). The live map holds each key's current
     entry, the same tuple as in the heap (a live timer costs one tuple); an entry is stale
     (its key cancelled or re-armed) when its ``seq`` is no longer the live entry's. The
-    heap is compacted when stale entries outnumber live ones, so memory stays proportional
-    to live timers.
+    heap is compacted when stale entries pass a quarter of the live ones (and 64), so
+    memory stays within 1.25 entries per live timer; a compaction (C heapify) costs about
+    as much as the arms that made it due.
     """
 
     __slots__ = ("_heap", "_live", "_seq")
@@ -82,7 +83,7 @@ class DeadlineQueue:
         live[key] = entry
         heap = self._heap
         heapq.heappush(heap, entry)
-        if len(heap) > 64 and len(heap) > 2 * len(live):
+        if len(heap) > 64 + len(live) + (len(live) >> 2):
             self._compact()
 
     def cancel(self, key: TimerKey) -> None:

@@ -356,16 +356,18 @@ class UserAgent:
         return source[0], top.port if top.port is not None else 5060
 
     def transport_lost(self, peer: Address, now: float) -> int:
-        """A stream connection to `peer` ended: its client transactions fail as a timeout
-        does (RFC 3261 §18.4 / §17.1.4: a transport error is reported like one). Returns
-        how many failed."""
+        """A stream connection to `peer` ended: each client transaction on it gets a 503
+        generated here (RFC 3261 §8.1.3.1: a fatal transport error, such as a failed TCP
+        connection, MUST be treated as a 503), so the subscription's failure and retry
+        rules follow. Returns how many failed."""
         lost = [(branch, entry) for branch, entry in self.clients.items()
                 if entry.transport != "udp" and entry.destination == peer
                 and entry.tx.state in ("trying", "proceeding")]
         for branch, entry in lost:
             self.count("tx.transport_lost", 1)
             self.abandon_client(branch)
-            self.user.pass_up(entry.owner, branch, None, now)
+            self.user.pass_up(entry.owner, branch,
+                              make_response(entry.tx.request, 503, "Transport Error"), now)
         return len(lost)
 
     def _send(self, data: bytes, destination: Address, error_answer: bool = False,

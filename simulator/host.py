@@ -5,6 +5,11 @@ datagrams become agent inputs, the agent's effects become datagrams, deliveries 
 records, and the core's timers cost one SimPy wake-up per host, armed for
 ``Agent.next_deadline()`` (no process and no SimPy event per timer).
 
+When the run models TCP (``simulator.streams``), an agent running ``transports: udp,tcp``
+accepts connections: messages from them reach the agent with ``transport="tcp"``, its
+``send_stream`` effects go on them, and a lost connection is ``Agent.transport_lost`` for
+every address the agent sent on it.
+
 A benchmark may set ``AgentHost.clock`` (e.g. ``time.perf_counter``): every call into the
 agent is then timed (``agent_seconds``, ``agent_calls``). Unset, no clock is read: a
 simulation stays free of wall time.
@@ -18,6 +23,7 @@ from typing import Any, Protocol
 from reference import Agent, AgentConfig, EffectPump, MessageQueue, StatusMessage, TraceEvent
 from reference.ids import SeededIds
 from simulator.network import NORMAL_PRIORITY, Address, Network
+from simulator.streams import StreamLayer
 from simulator.timers import Wakeup
 from simulator.trace import TraceWriter
 
@@ -44,6 +50,7 @@ class AgentHost:
         keep_queues: bool = False,
         aliases: tuple[str, ...] = (),
         index: int = 0,
+        streams: StreamLayer | None = None,
     ) -> None:
         if not 0 <= index < MAX_AGENTS:
             raise ValueError(f"agent index must be in 0..{MAX_AGENTS - 1}")
@@ -68,13 +75,23 @@ class AgentHost:
         self.agent_seconds = 0.0
         self.agent_calls = 0
         network.add_node(name, address, self._datagram_received, aliases=aliases)
+        # Issue 17: the stream layer, when the run models TCP; the agent accepts connections
+        # only when it runs TCP (transports udp,tcp). Addresses it sent on each connection,
+        # for transport_lost; status messages of other packages than presence.
+        self.streams = streams
+        self._stream_destinations: dict[int, dict[Address, None]] = {}
+        self.package_deliveries: dict[str, int] = {}
+        if streams is not None and self.agent.tcp_enabled:
+            streams.listen(name, self._stream_received, self._connection_lost)
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def subscribe(self, record: str, subscriber: str, destination: str) -> int:
+    def subscribe(
+        self, record: str, subscriber: str, destination: str, package: str = "presence"
+    ) -> int:
         clock = self.clock
         started = 0.0 if clock is None else clock()
-        handle = self.agent.subscribe(record, subscriber, destination, now=self.env.now)
+        handle = self.agent.subscribe(record, subscriber, destination, package, now=self.env.now)
         if clock is not None:
             self._timed(clock() - started)
         self._pump.pump()
@@ -104,6 +121,20 @@ class AgentHost:
             started = clock()
             self.agent.datagram_received(data, source, now=self.env.now)
             self._timed(clock() - started)
+        self._pump.pump()
+
+    def _stream_received(self, data: bytes, source: Address) -> None:
+        """One message from a connection (simulator.streams)."""
+        self.agent.datagram_received(data, source, now=self.env.now, transport="tcp")
+        self._pump.pump()
+
+    def _connection_lost(self, peer: Address, connection: int) -> None:
+        """A connection ended: the transactions the agent sent on it fail (to every address
+        it used for that peer, and the peer's own)."""
+        addresses = self._stream_destinations.pop(connection, {})
+        addresses.setdefault(peer, None)
+        for address in addresses:
+            self.agent.transport_lost(address, now=self.env.now)
         self._pump.pump()
 
     def _woken(self, wakeup: Wakeup) -> None:
@@ -141,8 +172,15 @@ class AgentHost:
         self.network.send(self.name, destination, data)
 
     def send_stream(self, data: bytes, destination: Address, transport: str) -> None:
-        # The simulated network carries datagrams only; an agent here runs transports=udp.
-        raise ValueError(f"the simulator has no {transport} transport (transports=udp)")
+        streams = self.streams
+        if streams is None:
+            # A run without the stream layer (Workload.uses_streams) is datagrams only.
+            raise ValueError(f"this run models no {transport} transport (transports=udp)")
+        connection = streams.send(self.name, destination, data)
+        if connection:
+            self._stream_destinations.setdefault(connection, {})[destination] = None
+        # Refused (counted by the stream layer): the transaction ends by Timer F, which runs
+        # over TCP too. (Every notifier of a run with the stream layer accepts connections.)
 
     def trace(self, event: TraceEvent) -> None:
         if self.trace_writer is not None:
@@ -151,6 +189,9 @@ class AgentHost:
     def deliver(self, destination: str, message: StatusMessage) -> None:
         self.deliveries += 1
         now = self.env.now
+        if message.package != "presence":
+            key = f"{message.package} {message.status}"
+            self.package_deliveries[key] = self.package_deliveries.get(key, 0) + 1
         if self.sink is not None:
             sid = self.subscription_id(message.handle)
             self.sink.delivered(sid, message.record, message.status, now)

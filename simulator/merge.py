@@ -59,6 +59,9 @@ class ShardResult:
     build: str
     trace: Part = None
     pcap: Part = None
+    # Issue 17 (runs with the stream layer or another package): summary sections of
+    # counters, {section: {name: count}}, summed over shards; empty otherwise.
+    extra: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,6 +136,26 @@ def merge_results(
             "build": ", ".join(sorted({r.build for r in results})),
         }
     )
+    extra: dict[str, dict[str, int]] = {}
+    for r in results:
+        for section, counters in r.extra.items():
+            extra[section] = _sum_counters([extra.get(section, {}), counters])
+    if extra:
+        summary["package"] = workload.package
+        transport = extra.get("transport")
+        if transport is not None:
+            total = summary["messages"]["total"]
+            tcp = transport.get("messages", 0)
+            summary["transport"] = {
+                "udp_messages": total - tcp,
+                "tcp_messages": tcp,
+                "tcp_share": tcp / total if total else 0.0,
+                "tcp_bytes": transport.get("bytes", 0),
+                **{k: v for k, v in transport.items() if k not in ("messages", "bytes")},
+            }
+        for section in sorted(extra):
+            if section != "transport":
+                summary[section] = extra[section]
     if workload.is_farm:
         duration = workload.duration
         summary["farm"] = {

@@ -87,6 +87,8 @@ class Datagram(NamedTuple):
     destination: Address
     data: bytes
     fate: str  # "delivered" | "lost" | "partitioned" | "duplicated"
+    transport: str = "udp"  # "tcp": a message on a connection (simulator.streams)
+    connection: int = 0  # the connection's id for "tcp"
 
 
 Tap = Callable[[Datagram], None]
@@ -173,6 +175,22 @@ class Network:
 
     def add_tap(self, tap: Tap) -> None:
         self._taps.append(tap)
+
+    def tap(self, record: Datagram) -> None:
+        """Show one record to every tap (the stream layer's messages)."""
+        for tap in self._taps:
+            tap(record)
+
+    @property
+    def partitions(self) -> tuple[Partition, ...]:
+        return tuple(self._partitions)
+
+    def node_address(self, name: str) -> Address:
+        return self._nodes[name].address
+
+    def link_spec(self, source: str, destination: str) -> LinkSpec:
+        """The spec of the directed link (the default unless ``set_link`` gave one)."""
+        return self._link_specs.get((source, destination), self.default_link)
 
     def resolve(self, address: Address) -> str:
         """The node name for an address: exact (host, port) first, then the host name."""

@@ -156,6 +156,8 @@ class Notifier:
         self.observer = observer
         self.up = True
         self.settings = timer_settings or TimerSettings()
+        # Event packages served (simulator.packages_model serves reg; lists are presence).
+        self.events: tuple[str, ...] = ("presence",)
         self._ids = stream(seed, "notifier", name, "ids")
         self._reject_rng = stream(seed, "notifier", name, "reject")
         self._dialogs: dict[DialogKey, _Dialog] = {}
@@ -404,8 +406,8 @@ class Notifier:
             except SipParseError:
                 self._respond(incoming, source, 400)
                 return
-        if values.package != "presence":
-            self._respond(incoming, source, 489, extra=(("Allow-Events", "presence"),))
+        if values.package not in self.events:
+            self._respond(incoming, source, 489, extra=(("Allow-Events", ", ".join(self.events)),))
             return
         spec = self.spec
         expires = spec.max_expires if values.expires is None else values.expires

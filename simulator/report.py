@@ -114,6 +114,15 @@ COMPARE_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+# Runs that model TCP (issue 17) add these rows (shown when either run has them).
+TRANSPORT_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("package", ("package",)),
+    ("TCP messages", ("transport", "tcp_messages")),
+    ("TCP share", ("transport", "tcp_share")),
+    ("TCP connections lost", ("transport", "connections_lost")),
+)
+
+
 def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = data
     for part in path:
@@ -172,10 +181,13 @@ def compare(dir_a: Path, dir_b: Path, out: Path | None = None) -> str:
     faulted = sorted(set(_faulted_nodes(a)) | set(_faulted_nodes(b)))
     farm_a, farm_b = _farm_rows(a, faulted), _farm_rows(b, faulted)
     farm_labels = list(dict.fromkeys([*farm_a, *farm_b]))
-    width = max(len(label) for label in [*(label for label, _ in COMPARE_FIELDS), *farm_labels])
+    fields = COMPARE_FIELDS
+    if "transport" in a or "transport" in b:
+        fields = (*COMPARE_FIELDS, *TRANSPORT_FIELDS)
+    width = max(len(label) for label in [*(label for label, _ in fields), *farm_labels])
     col = max(len(name_a), len(name_b), 12)
     lines = [f"{'':{width}}  {name_a:>{col}}  {name_b:>{col}}"]
-    for label, path in COMPARE_FIELDS:
+    for label, path in fields:
         lines.append(f"{label:{width}}  {_fmt(_dig(a, path)):>{col}}  {_fmt(_dig(b, path)):>{col}}")
     for label in farm_labels:
         value_a, value_b = _fmt(farm_a.get(label)), _fmt(farm_b.get(label))

@@ -7,6 +7,11 @@ Topologies:
   ``watchers`` users are split evenly; each user watches ``contacts`` users of the other
   domain (``presentities`` is ignored: the users of the other domain are the presentities).
 
+Issue 17: a workload's ``package`` (``reg``, ``presence-list``; topology single only) makes
+the notifier a ``simulator.packages_model.PackageNotifier`` (for lists, the records are the
+lists and the presentities their members), and a run that models TCP
+(``Workload.uses_streams``) gets one ``simulator.streams.StreamLayer`` shared by its nodes.
+
 Scale comes from callbacks, not processes: subscription starts, presence changes and churn
 are each one chain of ``env.timeout`` callbacks.
 """
@@ -53,8 +58,16 @@ from simulator.merge import RunResult as RunResult
 from simulator.metrics import Metrics
 from simulator.network import Datagram, Network, Partition
 from simulator.notifier import Notifier
+from simulator.packages_model import (
+    ListModel,
+    PackageNotifier,
+    RegModel,
+    package_figures,
+    schedule_package_changes,
+)
 from simulator.pcap import PcapWriter
 from simulator.rng import derive_seed, stream
+from simulator.streams import StreamLayer
 from simulator.trace import TraceWriter
 from simulator.workload import NotifierSpec, Workload
 
@@ -79,13 +92,18 @@ class CountingEnvironment(simpy.Environment):
 # Python's cyclic GC: a large run keeps millions of long-lived objects (agent and notifier
 # state) and makes next to no cyclic garbage (the young collections of the 100k bench,
 # sim_bench.py, free nothing), yet automatic collection keeps re-traversing the survivors
-# as they age through the generations. So automatic collection is paused while a run steps,
-# each of run()'s RUN_STEPS steps ends with an explicit young collection (its survivors
-# are traversed once and then left alone) and the full collection runs when run() returns:
-# cyclic garbage that outlives its step is freed at the end of the run, not earlier.
+# as they age through the generations. So automatic collection is paused while a run steps
+# and the full collection runs when run() returns. Between steps, a young collection runs
+# only when the collector's young count (tracked objects allocated minus freed since the
+# last collection) passes YOUNG_LIMIT: the count grows with state that is built up (the
+# ramp-up) and with cyclic garbage, which is then at most YOUNG_LIMIT objects; in a steady
+# state it stays near zero and no step pays for a collection that frees nothing (one per
+# step cost ~4 % of the 10k-subscription hour). Cyclic garbage that survives a young
+# collection is freed at the end of the run, not earlier.
 # Nested or concurrent runs (threads of one Dask worker) share the pause: the collector is
 # re-enabled when the last one ends.
 RUN_STEPS = 100
+YOUNG_LIMIT = 100_000
 _gc_lock = threading.Lock()
 _gc_pauses = 0
 _gc_was_enabled = True
@@ -118,6 +136,12 @@ class Domain:
     notifier: Notifier  # the notifier this domain's watchers subscribe to
     watchers: list[str]
     records: list[str]  # the records they may watch
+
+    def __post_init__(self) -> None:
+        # Interned: the notifier interns the URIs it reads from SUBSCRIBEs (one copy per
+        # record for its dialogs and indexes); interning ours first makes that copy this one.
+        self.watchers = [sys.intern(uri) for uri in self.watchers]
+        self.records = [sys.intern(uri) for uri in self.records]
 
 
 # The start plan: (at, order, domain, watcher, record, internal user).
@@ -179,6 +203,10 @@ class Simulation:
     _live_index: dict[int, int] = field(default_factory=dict)
     _contacts: dict[tuple[str, int], set[int]] = field(default_factory=dict)
     planned_subscriptions: int = 0
+    # Issue 17: the stream (TCP) layer when the run models it (Workload.uses_streams), and
+    # for presence-list runs the presentities that are list members.
+    streams: StreamLayer | None = None
+    members: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.live = LiveSubscriptions(self.domains)
@@ -191,7 +219,9 @@ class Simulation:
         returns the id."""
         uri = domain.watchers[watcher]
         destination = uri if user == 0 else f"{uri}#u{user}"
-        handle = domain.agent.subscribe(domain.records[record], uri, destination)
+        handle = domain.agent.subscribe(
+            domain.records[record], uri, destination, self.workload.package
+        )
         sid = domain.agent.subscription_id(handle)
         self.metrics.subscription_started(sid, domain.records[record], self.env.now)
         self.live.add(sid, watcher, record)
@@ -230,7 +260,8 @@ class Simulation:
             for i in range(1, steps + 1):
                 target = start + (until - start) * i / steps
                 self.env.run(until=target)
-                gc.collect(0)
+                if gc.get_count()[0] > YOUNG_LIMIT:
+                    gc.collect(0)
                 if progress is not None:
                     progress(self.env.now)
 
@@ -239,11 +270,16 @@ class Simulation:
         self.env.timeout(delay).callbacks.append(lambda _e: action())
 
 
-def _agent_config(workload: Workload, seed: int, address: str, name: str) -> AgentConfig:
+def _agent_config(workload: Workload, seed: int, address: str, name: str,
+                  traced: bool) -> AgentConfig:  # fmt: skip
     params = dict(workload.parameters)
     params["profile"] = workload.profile
     params["seed"] = derive_seed(seed, "agent", name) % (2**31)
     params["local_address"] = address
+    if not traced:
+        # Without a trace writer the host drops every TraceEvent: the agent need not make
+        # them (a state change, a delivery and an answer each made one; ~5 % of a run).
+        params["trace"] = 0
     return AgentConfig.from_mapping(params)
 
 
@@ -274,14 +310,18 @@ def build(
         writer = pcap_writer
 
         def capture(d: Datagram) -> None:
-            writer.write(
-                d.time, (d.source_node, d.source), (d.destination_node, d.destination), d.data
-            )
+            source, destination = (d.source_node, d.source), (d.destination_node, d.destination)
+            if d.transport == "udp":
+                writer.write(d.time, source, destination, d.data)
+            else:
+                writer.write_tcp(d.time, source, destination, d.data, d.connection)
 
         network.add_tap(capture)
 
+    streams = StreamLayer(network) if workload.uses_streams else None
+
     def make_agent(name: str, ip: str, domain: str, index: int) -> AgentHost:
-        config = _agent_config(workload, seed, f"{ip}:{SIP_PORT}", name)
+        config = _agent_config(workload, seed, f"{ip}:{SIP_PORT}", name, trace_writer is not None)
         return AgentHost(
             env,
             network,
@@ -293,11 +333,26 @@ def build(
             keep_queues=keep_queues,
             aliases=(domain,),
             index=index,
+            streams=streams,
         )
 
-    def make_notifier(name: str, ip: str, domain: str, spec: NotifierSpec) -> Notifier:
+    members: list[str] = []
+
+    def make_notifier(
+        name: str, ip: str, domain: str, spec: NotifierSpec, records: list[str] | None = None
+    ) -> Notifier:
         spec = replace(spec, domain=domain)
-        return Notifier(env, network, name, (ip, SIP_PORT), spec, seed, observer=metrics)
+        if streams is None:
+            return Notifier(env, network, name, (ip, SIP_PORT), spec, seed, observer=metrics)
+        reg = lists = None
+        if workload.package == "reg":
+            reg = RegModel(workload.reg, records or [], seed, name)
+        elif workload.package == "presence-list":
+            lists = ListModel(workload.lists, records or [], members, seed, name)
+        return PackageNotifier(
+            env, network, name, (ip, SIP_PORT), spec, seed, metrics,
+            package=workload.package, streams=streams, reg=reg, lists=lists,
+        )  # fmt: skip
 
     domains: list[Domain] = []
     notifiers: list[Notifier] = []
@@ -314,10 +369,14 @@ def build(
         plan = [(at, order, domain, w, r, 0) for at, order, w, r in population.plan]
     elif workload.topology == "single":
         ps_domain = workload.notifier.domain
-        notifier = make_notifier("ps", "10.2.0.1", ps_domain, workload.notifier)
+        records = [f"sip:p{i}@{ps_domain}" for i in range(workload.presentities)]
+        if workload.package == "presence-list":
+            # The subscriptions go to the lists; the presentities are their members.
+            members.extend(records)
+            records = [f"sip:l{i}@{ps_domain}" for i in range(workload.lists.count)]
+        notifier = make_notifier("ps", "10.2.0.1", ps_domain, workload.notifier, records)
         agent = make_agent("b2b", "10.1.0.1", WATCHER_DOMAIN, 0)
         watchers = [f"sip:w{i}@{WATCHER_DOMAIN}" for i in range(workload.watchers)]
-        records = [f"sip:p{i}@{ps_domain}" for i in range(workload.presentities)]
         domains.append(Domain("b2b", agent, notifier, watchers, records))
         notifiers.append(notifier)
     else:
@@ -331,15 +390,19 @@ def build(
             agent = make_agent(f"b2b-{d}", f"10.1.0.{index}", f"b2b.{d}.test", index - 1)
             domains.append(Domain(d, agent, notifiers[1 - (index - 1)], users[d], users[other]))
     sim = Simulation(
-        workload, seed, env, network, metrics, domains, notifiers, trace_writer, pcap_writer
-    )
+        workload, seed, env, network, metrics, domains, notifiers, trace_writer, pcap_writer,
+        streams=streams, members=members,
+    )  # fmt: skip
     _schedule_plan(sim, plan if plan is not None else _population_plan(sim))
     changes = (
         stream(seed, "changes")
         if shard is None
         else stream(run_seed, *changes_stream_labels(shard.node))
     )
-    _schedule_changes(sim, changes)
+    if workload.package == "presence":
+        _schedule_changes(sim, changes)
+    else:
+        schedule_package_changes(sim, changes)
     _schedule_churn(sim)
     _schedule_faults(sim, 0 if shard is None else shard.node)
     return sim
@@ -498,12 +561,23 @@ def _schedule_faults(sim: Simulation, node: int) -> None:
                     fault.start + fault.duration,
                 )
             )
+        elif fault.kind == "connection_loss":
+            assert sim.streams is not None  # Workload.uses_streams
+            for notifier in chosen:
+                sim.call_at(fault.start, _dropper(sim.streams, notifier.name))
         else:  # terminate
             for notifier in chosen:
                 sim.call_at(
                     fault.start,
                     lambda n=notifier, f=fault: n.terminate(f.reason, f.retry_after, f.fraction),  # type: ignore[misc]
                 )
+
+
+def _dropper(streams: StreamLayer, node: str) -> Callable[[], None]:
+    def drop() -> None:
+        streams.drop(node)
+
+    return drop
 
 
 def collect(
@@ -537,6 +611,7 @@ def collect(
         peak_memory_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         build=build_kind(),
+        extra=package_figures(sim),
     )
 
 

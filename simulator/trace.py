@@ -38,33 +38,44 @@ class TraceWriter:
     def datagram(self, datagram: Datagram) -> None:
         data = datagram.data
         end = data.find(b"\r\n")
-        self._write(
-            {
-                "t": round(datagram.time, 6),
-                "node": datagram.source_node,
-                "dir": "send",
-                "to": datagram.destination_node,
-                "fate": datagram.fate,
-                "first_line": data[: end if end >= 0 else 80].decode("utf-8", "replace"),
-                "call_id": _header(data, b"Call-ID"),
-                "cseq": _header(data, b"CSeq"),
-            }
-        )
+        record: dict[str, Any] = {
+            "t": round(datagram.time, 6),
+            "node": datagram.source_node,
+            "dir": "send",
+            "to": datagram.destination_node,
+            "fate": datagram.fate,
+            "first_line": data[: end if end >= 0 else 80].decode("utf-8", "replace"),
+            "call_id": _header(data, b"Call-ID"),
+            "cseq": _header(data, b"CSeq"),
+        }
+        if datagram.transport != "udp":  # (UDP records stay as they were)
+            record["transport"] = datagram.transport
+            record["connection"] = datagram.connection
+        self._write(record)
 
     def delivery(self, node: str, now: float, message: Any) -> None:
-        self._write(
-            {
-                "t": round(now, 6),
-                "node": node,
-                "dir": "deliver",
-                "handle": message.handle,
-                "record": message.record,
-                "subscriber": message.subscriber,
-                "status": message.status,
-                "reason": message.reason,
-                "retry_at": message.retry_at,
-            }
-        )
+        record: dict[str, Any] = {
+            "t": round(now, 6),
+            "node": node,
+            "dir": "deliver",
+            "handle": message.handle,
+            "record": message.record,
+            "subscriber": message.subscriber,
+            "status": message.status,
+            "reason": message.reason,
+            "retry_at": message.retry_at,
+        }
+        # Issue 17 (only when set, so presence records stay as they were): the resource of
+        # a list, the registration of a reg subscription.
+        if message.resource is not None:
+            record["list_uri"] = message.list_uri
+            record["resource"] = message.resource
+        if message.registration is not None:
+            record["aor"] = message.registration.aor
+            record["registration"] = message.registration.state
+            record["contacts"] = [f"{c.id} {c.state} {c.event}"
+                                  for c in message.registration.contacts]
+        self._write(record)
 
     def event(self, node: str, now: float, kind: str, fields: dict[str, object]) -> None:
         self._write({"t": round(now, 6), "node": node, "dir": "event", "kind": kind, **fields})

@@ -7,6 +7,7 @@ Errors name the file and the field, e.g.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from importlib import resources
@@ -44,6 +45,9 @@ class NotifierSpec:
     queue_limit: int = 1000  # requests waiting before 503 + Retry-After
     overload_retry_after: int = 30
     reject: tuple[RejectRule, ...] = ()
+    # "tcp": the notifier's Contact says transport=tcp, so the agent (transports udp,tcp)
+    # sends its in-dialog requests over TCP and its Contact asks for TCP (issue 17).
+    transport: str = "udp"
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,56 @@ class ContactsSpec:
 
 
 @dataclass(frozen=True)
+class ListSizeSpec:
+    """Members per resource list: fixed, uniform [min, max], or lognormal (median, sigma)
+    rounded and clamped to [min, max]."""
+
+    distribution: str = "fixed"
+    value: int = 8
+    low: int = 1
+    high: int = 100
+    median: float = 8.0
+    sigma: float = 0.5
+
+    def draw(self, rng: random.Random) -> int:
+        if self.distribution == "fixed":
+            return self.value
+        if self.distribution == "uniform":
+            return rng.randint(self.low, self.high)
+        drawn = round(rng.lognormvariate(math.log(self.median), self.sigma))
+        return min(self.high, max(self.low, drawn))
+
+
+@dataclass(frozen=True)
+class ListsSpec:
+    """Package ``presence-list``: ``count`` lists sip:l<i>@<domain> whose members are drawn
+    among the presentities; members change at ``presence_changes_per_hour``."""
+
+    count: int = 100
+    size: ListSizeSpec = field(default_factory=ListSizeSpec)
+
+
+@dataclass(frozen=True)
+class RegSpec:
+    """Package ``reg``: every presentity is an AOR with ``contacts`` registered contacts at
+    the start; per AOR and hour, ``refreshes_per_hour`` re-REGISTERs of one of its active
+    contacts (event refreshed) and ``expiries_per_hour`` expiries of one (event expired),
+    an expired contact registering again (event registered) ``reregister_after`` seconds
+    later. ``register_expires`` is the registrations' Expires."""
+
+    contacts: ContactsSpec = field(default_factory=lambda: ContactsSpec(value=2))
+    refreshes_per_hour: float = 1.0
+    expiries_per_hour: float = 0.0
+    reregister_after: float = 60.0
+    register_expires: int = 3600
+
+
+PACKAGES = ("presence", "reg", "presence-list")
+
+
+@dataclass(frozen=True)
 class Fault:
-    kind: str  # outage | partition | terminate
+    kind: str  # outage | partition | terminate | connection_loss
     start: float
     duration: float = 0.0
     state_lost: bool = True
@@ -100,7 +152,23 @@ class Workload:
     faults: tuple[Fault, ...] = ()
     servers: int = 1  # farms: presence-server nodes (simulator.farm)
     agents: int = 1  # farms: agent instances
+    # Issue 17: the package every internal subscription asks for (presence, reg,
+    # presence-list) and its model (simulator.packages_model).
+    package: str = "presence"
+    reg: RegSpec = field(default_factory=RegSpec)
+    lists: ListsSpec = field(default_factory=ListsSpec)
     source: str = "<workload>"
+
+    @property
+    def uses_streams(self) -> bool:
+        """Whether the run models TCP (simulator.streams): another package than presence,
+        an agent running TCP, a notifier asking for it, or a connection_loss fault."""
+        return (
+            self.package != "presence"
+            or "tcp" in str(self.parameters.get("transports", "udp"))
+            or self.notifier.transport == "tcp"
+            or any(f.kind == "connection_loss" for f in self.faults)
+        )
 
     @property
     def is_farm(self) -> bool:
@@ -208,6 +276,7 @@ def workload_from_mapping(data: object, source: str = "<workload>") -> Workload:
             service_time=float(notifier.get("service_time", 0.0)),
             queue_limit=notifier.get("queue_limit", 1000),
             overload_retry_after=notifier.get("overload_retry_after", 30),
+            transport=str(notifier.get("transport", "udp")),
             reject=tuple(
                 RejectRule(
                     code=r["code"],
@@ -243,6 +312,9 @@ def workload_from_mapping(data: object, source: str = "<workload>") -> Workload:
         ),
         servers=int(data.get("servers", 1)),
         agents=int(data.get("agents", 1)),
+        package=str(data.get("package", "presence")),
+        reg=_reg(data.get("reg", {})),
+        lists=_lists(data.get("lists", {})),
         source=source,
     )
 
@@ -257,6 +329,33 @@ def _contacts(value: Any) -> ContactsSpec:
         high=value.get("max", 4),
         mean=float(value.get("mean", 4.0)),
     )
+
+
+def _reg(value: dict[str, Any]) -> RegSpec:
+    default = RegSpec()
+    return RegSpec(
+        contacts=_contacts(value["contacts"]) if "contacts" in value else default.contacts,
+        refreshes_per_hour=float(value.get("refreshes_per_hour", default.refreshes_per_hour)),
+        expiries_per_hour=float(value.get("expiries_per_hour", default.expiries_per_hour)),
+        reregister_after=float(value.get("reregister_after", default.reregister_after)),
+        register_expires=int(value.get("register_expires", default.register_expires)),
+    )
+
+
+def _lists(value: dict[str, Any]) -> ListsSpec:
+    size = value.get("size", 8)
+    if isinstance(size, int):
+        spec = ListSizeSpec(distribution="fixed", value=size)
+    else:
+        spec = ListSizeSpec(
+            distribution=size["distribution"],
+            value=size.get("value", 8),
+            low=size.get("min", 1),
+            high=size.get("max", 100),
+            median=float(size.get("median", 8.0)),
+            sigma=float(size.get("sigma", 0.5)),
+        )
+    return ListsSpec(count=int(value.get("count", 100)), size=spec)
 
 
 def _link(network: dict[str, Any]) -> LinkSpec:
@@ -304,6 +403,24 @@ def _check_semantics(data: dict[str, Any], source: str) -> None:
                             "topology single, no farm and churn_per_hour 0")
     if farm and data.get("topology", "single") != "single":
         raise WorkloadError(f"{source}: servers: a farm (servers/agents > 1) needs topology single")
+    package = data.get("package", "presence")
+    if package != "presence" and (farm or data.get("topology", "single") != "single"
+                                  or users > 1):
+        raise WorkloadError(f"{source}: package: {package} needs topology single, no farm and "
+                            "one internal user")
+    for name, wanted in (("reg", "reg"), ("lists", "presence-list")):
+        if name in data and package != wanted:
+            raise WorkloadError(f"{source}: {name}: only for package {wanted}")
+    size = data.get("lists", {}).get("size")
+    if isinstance(size, dict):
+        dist = size["distribution"]
+        needed = {"fixed": ["value"], "uniform": ["min", "max"],
+                  "lognormal": ["median", "min", "max"]}[dist]
+        for name in needed:
+            if name not in size:
+                raise WorkloadError(f"{source}: lists.size.{name}: required for {dist} sizes")
+        if dist != "fixed" and size["min"] > size["max"]:
+            raise WorkloadError(f"{source}: lists.size.min: greater than lists.size.max")
     for index, fault in enumerate(data.get("faults", [])):
         if fault["kind"] in ("outage", "partition") and "duration" not in fault:
             raise WorkloadError(f"{source}: faults[{index}].duration: required for {fault['kind']}")

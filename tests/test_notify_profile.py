@@ -22,8 +22,9 @@ def test_parts_by_file_and_function() -> None:
     assert part(("/x/reference/ua.py", 1, "f")) == "transaction / UA"
     assert part(("/x/reference/agent.py", 1, "f")) == "agent"
     assert part(("/x/reference/pidf.py", 1, "f")) == "PIDF"
-    assert part(("/x/reference/xmlsafe.py", 1, "f")) == "PIDF"
-    assert part(("/x/reference/classify.py", 1, "f")) == "agent"
+    assert part(("/x/reference/xmlsafe.py", 1, "parse_xml")) == "PIDF"
+    for core in ("core.py", "classify.py", "actions.py"):  # the agent core since its redesign
+        assert part((f"/x/reference/{core}", 1, "f")) == "agent"
     assert part(("<string>", 2, "__init__")) is None  # dataclass code: charged to callers
     assert part(("/x/reference/udp.py", 1, "f")) == "runtime (udp.py)"
     assert part(("/usr/lib/python3.11/asyncio/events.py", 1, "f")) == "event loop"

@@ -5,6 +5,16 @@ Faults act on the wire: `drop` (the next `count` datagrams, or all during `durat
 `delay` (add `delay` seconds during `duration`) and `partition` (drop both ways during
 `duration`), each optionally limited to one direction and one SIP method.
 
+Streams (capability `tcp`, a scenario with `transport: tcp`; the agent then runs
+`transports: udp,tcp`): a deterministic in-memory model of TCP connections. Each connection
+has a label (`c1`, `c2`, ... in the order opened) and an ephemeral port for the side that
+opened it (the agent's from 40001, the peer's from 50001), so each side knows it by the
+other's address, as the runtime's `reference.tcp` keys them. A message on a connection is
+delivered whole, in order, at once (TCP is reliable: datagram faults do not apply).
+Opening a connection to an address nobody listens on, or `disconnect` (the scenario's step),
+reports the loss to the agent (`Agent.transport_lost`) from a zero-delay SimPy event, so
+the verdict replays byte-identically from the seed.
+
 The session drives the agent through the shared ``EffectPump``: it adds its clock (the SimPy
 environment) and this wire, and arms one SimPy wake-up for the agent's next deadline.
 """
@@ -28,6 +38,9 @@ from reference.ids import IdSource, SeededIds
 AGENT_ADDRESS = ("127.0.0.1", 5060)
 PEER_ADDRESS = ("127.0.0.1", 5070)
 EPSILON = 1e-6
+# First ephemeral port of a connection each side opens (the stream model).
+AGENT_EPHEMERAL = 40001
+PEER_EPHEMERAL = 50001
 
 
 
@@ -62,6 +75,18 @@ class _Fault:
         return self.start <= now < self.end
 
 
+@dataclass
+class _Stream:
+    """One modelled TCP connection. `agent_key`: the address the agent knows it by (the
+    peer's end); `peer_key`: the address the peer knows it by (the agent's end)."""
+
+    label: str
+    opener: str               # "agent" or "peer"
+    agent_key: Address
+    peer_key: Address
+    open: bool = True
+
+
 def _method(data: bytes) -> str:
     """The request's method, or for a response the method in its CSeq."""
     first = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
@@ -74,7 +99,7 @@ def _method(data: bytes) -> str:
 
 
 class SimSession:
-    capabilities = frozenset({"status", "faults", "unsubscribe", "reg"})
+    capabilities = frozenset({"status", "faults", "unsubscribe", "reg", "tcp"})
 
     def __init__(self, config: AgentConfig, factory: AgentFactory,
                  reference: bool = True) -> None:
@@ -88,6 +113,7 @@ class SimSession:
         self.agent.credentials = LAB_CREDENTIALS
         self.inbox: list[Incoming] = []
         self.faults: list[_Fault] = []
+        self.streams: list[_Stream] = []
         # The one wake-up armed for the agent's next deadline: (generation, time). A
         # wake-up whose generation is not the current one was superseded.
         self.generation = 0
@@ -129,6 +155,51 @@ class SimSession:
                 return None
             self.env.step()
         return self.inbox.pop(0)
+
+    def send_stream(self, data: bytes, to: str = "", connection: str = "") -> str:
+        """The peer sends on connection `connection`, else on its open connection to the
+        agent's listening address, else on a new one (the agent listens on its address)."""
+        stream = self._stream(connection) if connection else next(
+            (s for s in self.streams if s.open and s.peer_key == AGENT_ADDRESS), None)
+        if stream is None or not stream.open:
+            if connection:
+                raise RuntimeError(f"connection {connection} is closed")
+            if to and to != f"{AGENT_ADDRESS[0]}:{AGENT_ADDRESS[1]}":
+                raise RuntimeError(f"nobody listens on tcp {to}")
+            stream = self._open("peer", ("127.0.0.1", PEER_EPHEMERAL + self._opened("peer")),
+                                AGENT_ADDRESS)
+        key = stream.agent_key
+        self.agent.datagram_received(data, key, now=self.now(), transport="tcp")
+        self.pump.pump()
+        return stream.label
+
+    def disconnect(self, connection: str = "") -> list[str]:
+        """Close `connection` (every open one when ""): the agent learns of the loss."""
+        closed = [s for s in self.streams if s.open and connection in ("", s.label)]
+        for stream in closed:
+            stream.open = False
+            self._lost(stream.agent_key)
+        return [s.label for s in closed]
+
+    def _stream(self, label: str) -> _Stream | None:
+        return next((s for s in self.streams if s.label == label), None)
+
+    def _opened(self, side: str) -> int:
+        """How many connections `side` opened so far (its next ephemeral port offset)."""
+        return sum(1 for s in self.streams if s.opener == side)
+
+    def _open(self, opener: str, agent_key: Address, peer_key: Address) -> _Stream:
+        stream = _Stream(f"c{len(self.streams) + 1}", opener, agent_key, peer_key)
+        self.streams.append(stream)
+        return stream
+
+    def _lost(self, agent_key: Address) -> None:
+        """The agent learns that its connection to `agent_key` ended, from a zero-delay
+        event (never from inside the pump that is moving its effects)."""
+        def lost(_event: object) -> None:
+            self.agent.transport_lost(agent_key, now=self.now())
+            self.pump.pump()
+        self.env.timeout(0).callbacks.append(lost)
 
     def fault(self, spec: dict[str, Any]) -> None:
         now = self.now()
@@ -196,8 +267,21 @@ class _Wire:
         self.session._wire("from_agent", data, self.session._arrival(data, hostport))
 
     def send_stream(self, data: bytes, destination: Address, transport: str) -> None:
-        # The sim target's wire is datagrams only: its agents run transports=udp.
-        raise ValueError(f"the sim target has no {transport} transport (transports=udp)")
+        """The agent sends on its open connection to `destination`, else opens one (only
+        the peer's address listens: elsewhere the connect fails, reported as a loss)."""
+        session = self.session
+        stream = next((s for s in session.streams if s.open and s.agent_key == destination),
+                      None)
+        if stream is None:
+            if destination != PEER_ADDRESS:
+                session._lost(destination)
+                return
+            port = AGENT_EPHEMERAL + session._opened("agent")
+            stream = session._open("agent", PEER_ADDRESS, ("127.0.0.1", port))
+        hostport = f"{PEER_ADDRESS[0]}:{PEER_ADDRESS[1]}"
+        source = f"{stream.peer_key[0]}:{stream.peer_key[1]}"
+        session.inbox.append(Datagram(data, session.now(), hostport, source, b"", transport,
+                                      stream.label))
 
     def deliver(self, destination: str, message: StatusMessage) -> None:
         document = message.document
@@ -207,6 +291,7 @@ class _Wire:
             "basic": document.basic if document is not None else None,
             "registration": (message.registration.to_json()
                              if message.registration is not None else None),
+            "list_uri": message.list_uri, "resource": message.resource,
         }, self.session.now()))
 
     def trace(self, event: TraceEvent) -> None:

@@ -5,6 +5,12 @@ The runner's `poll` blocks on the peer's UDP socket (and the control connection)
 `selectors`, bounded by the step's deadline; times are seconds since the session opened.
 Timing windows are widened by `tolerance + tolerance_ratio * window`.
 
+The peer also listens on TCP at its UDP address (`udp` target, capability `tcp`): accepted
+and opened connections are framed by Content-Length with the project's
+`reference.sip.stream.StreamFramer` (the agent's own parse limits) and labelled `c1`, `c2`,
+... in the order they appear; a scenario with `transport: tcp` starts the agent with
+`--transport udp,tcp` (it listens on TCP at its SIP port).
+
 The `udp` target authenticates on the control connection when it has a token: the
 `control_token` option, else `B2B_CONTROL_TOKEN` from the environment, else (default agent
 command only) a fresh random one per session, handed to the agent in that variable.
@@ -28,6 +34,8 @@ from typing import IO, Any
 from conformance.peer import registrar_reply
 from conformance.runner import Datagram, Incoming, Status
 from conformance.scenario import LAB_PASSWORD, LAB_USERNAME, REFERENCE_FEATURES, Scenario
+from reference.sip.errors import SipParseError
+from reference.sip.stream import StreamFramer
 
 STARTUP_TIMEOUT = 10.0
 TOKEN_ENV = "B2B_CONTROL_TOKEN"  # as reference/cli.py reads it
@@ -36,12 +44,41 @@ DEFAULT_AGENT_COMMAND = (
     "b2b-agent --listen {listen} --control {control} --profile {profile} {params}")
 
 
-def free_port(kind: int) -> int:
-    """A port the OS says is free now (small race with other processes: acceptable)."""
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def free_port(kind: int, avoid: frozenset[int] | set[int] = frozenset(),
+              attempts: int = 20) -> int:
+    """A port the OS says is free now and not in `avoid` (small race with other processes:
+    acceptable)."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in avoid:
+            return port
+    raise RuntimeError(f"no free port outside {sorted(avoid)} in {attempts} attempts")
+
+
+def free_udp_tcp_port(attempts: int = 20) -> int:
+    """A port free for both UDP and TCP now (the agent listens on both at its SIP port)."""
+    for _ in range(attempts):
+        port = free_port(socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no port free for both UDP and TCP in {attempts} attempts")
+
+
+class _Connection:
+    """One peer TCP connection: its socket, framer and label."""
+
+    def __init__(self, sock: socket.socket, label: str, remote: tuple[str, int]) -> None:
+        self.sock = sock
+        self.label = label
+        self.remote = remote
+        self.framer = StreamFramer()
+        self.open = True
 
 
 def agent_argv(template: str | None, listen: str, control: str, profile: str,
@@ -76,9 +113,10 @@ class _RealTimeSession:
     registrar = False
 
     def __init__(self, agent_address: tuple[str, int] | None, tolerance: float,
-                 tolerance_ratio: float) -> None:
+                 tolerance_ratio: float, tcp: bool = False) -> None:
+        """`tcp`: the peer listens on TCP at its UDP address too."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", free_udp_tcp_port() if tcp else 0))
         self.sock.setblocking(False)
         host, port = self.sock.getsockname()
         self.peer_hostport = f"{host}:{port}"
@@ -88,6 +126,10 @@ class _RealTimeSession:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.sock, selectors.EVENT_READ, "sip")
         self.inbox: list[Incoming] = []
+        self.listener: socket.socket | None = None
+        self.connections: list[_Connection] = []
+        if tcp:
+            self.listen_tcp()
         self.last_source: tuple[str, int] | None = None
         self.t0 = time.monotonic()
 
@@ -100,17 +142,93 @@ class _RealTimeSession:
     def send(self, data: bytes, to: str = "") -> None:
         """To `to` (host:port), else the configured address, else where the subscriber
         last sent from."""
+        self.sock.sendto(data, self._destination(to))
+
+    def _destination(self, to: str) -> tuple[str, int]:
+        """`to` (host:port), else the configured agent address, else where the subscriber
+        last sent from."""
         if to:
             host, _, port = to.rpartition(":")
-            address: tuple[str, int] | None = (host, int(port))
-        else:
-            address = self.agent_address or self.last_source
+            return host, int(port)
+        address = self.agent_address or self.last_source
         if address is None:
             raise RuntimeError("nowhere to send: no agent address and nothing received yet")
-        self.sock.sendto(data, address)
+        return address
 
     def fault(self, spec: dict[str, Any]) -> None:
         raise RuntimeError("faults need the sim target")
+
+    # -- TCP (capability `tcp`)
+    def listen_tcp(self) -> None:
+        """Listen on TCP at the peer's UDP address (its Contact and Via name one address)."""
+        host, _, port = self.peer_hostport.rpartition(":")
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, int(port)))
+        listener.listen(16)
+        listener.setblocking(False)
+        self.listener = listener
+        self.selector.register(listener, selectors.EVENT_READ, "accept")
+
+    def _adopt(self, sock: socket.socket, remote: tuple[str, int]) -> _Connection:
+        sock.setblocking(False)
+        connection = _Connection(sock, f"c{len(self.connections) + 1}", remote)
+        self.connections.append(connection)
+        self.selector.register(sock, selectors.EVENT_READ, connection)
+        return connection
+
+    def send_stream(self, data: bytes, to: str = "", connection: str = "") -> str:
+        """On `connection`, else on an open connection to `to` (or the agent's address)
+        that the peer opened, else on a new one."""
+        if connection:
+            found = next((c for c in self.connections if c.label == connection), None)
+            if found is None or not found.open:
+                raise RuntimeError(f"connection {connection} is closed")
+        else:
+            address = self._destination(to)
+            found = next((c for c in self.connections if c.open and c.remote == address),
+                         None)
+            if found is None:
+                sock = socket.create_connection(address, timeout=REPLY_TIMEOUT)
+                found = self._adopt(sock, address)
+        # A whole message at once: loopback takes it; blocking only for this write.
+        found.sock.setblocking(True)
+        try:
+            found.sock.sendall(data)
+        finally:
+            found.sock.setblocking(False)
+        return found.label
+
+    def disconnect(self, connection: str = "") -> list[str]:
+        closed = [c for c in self.connections if c.open and connection in ("", c.label)]
+        for item in closed:
+            self._close_connection(item)
+        return [c.label for c in closed]
+
+    def _close_connection(self, connection: _Connection) -> None:
+        connection.open = False
+        self.selector.unregister(connection.sock)
+        connection.sock.close()
+
+    def _stream_readable(self, connection: _Connection) -> None:
+        try:
+            chunk = connection.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._close_connection(connection)
+            return
+        try:
+            messages = connection.framer.feed(chunk)
+        except SipParseError:
+            self._close_connection(connection)  # unframeable: end the connection (§18.3)
+            return
+        source = f"{connection.remote[0]}:{connection.remote[1]}"
+        for data in messages:
+            self.inbox.append(Datagram(data, self.now(), self.peer_hostport, source, b"",
+                                       "tcp", connection.label))
 
     def poll(self, deadline: float) -> Incoming | None:
         while not self.inbox:
@@ -121,7 +239,17 @@ class _RealTimeSession:
                 self._readable(key.data)
         return self.inbox.pop(0)
 
-    def _readable(self, what: str) -> None:
+    def _readable(self, what: Any) -> None:
+        if isinstance(what, _Connection):
+            self._stream_readable(what)
+            return
+        if what == "accept" and self.listener is not None:
+            try:
+                sock, remote = self.listener.accept()
+            except BlockingIOError:
+                return
+            self._adopt(sock, (remote[0], remote[1]))
+            return
         if what == "sip":
             while True:
                 try:
@@ -141,20 +269,37 @@ class _RealTimeSession:
                                            f"{source[0]}:{source[1]}", answered or b""))
 
     def close(self) -> None:
+        for connection in self.connections:
+            if connection.open:
+                connection.sock.close()
+        if self.listener is not None:
+            self.listener.close()
         self.selector.close()
         self.sock.close()
 
 
 class UdpSession(_RealTimeSession):
-    capabilities = frozenset({"status", "unsubscribe", "reg"})
+    capabilities = frozenset({"status", "unsubscribe", "reg", "tcp"})
 
     def __init__(self, argv_template: str | None, profile: str, params: dict[str, Any],
                  tolerance: float, tolerance_ratio: float,
                  control_token: str | None = None, reference: bool = True) -> None:
         self.reference = reference
-        sip_port = free_port(socket.SOCK_DGRAM)
-        control_port = free_port(socket.SOCK_STREAM)
-        super().__init__(("127.0.0.1", sip_port), tolerance, tolerance_ratio)
+        params = dict(params)
+        # `transports` (a scenario with `transport: tcp`): our agent gets --transport, another
+        # command line `--param transports=...` through {params}; the peer listens on TCP.
+        transports = str(params.get("transports", "udp"))
+        if argv_template is None:
+            params.pop("transports", None)
+        # The peer binds first, so the agent's ports cannot be the peer's; the SIP port is
+        # chosen before the control port and both are distinct (a probe of one could
+        # otherwise hand out the other's number once it is closed).
+        super().__init__(None, tolerance, tolerance_ratio, tcp=transports != "udp")
+        peer_port = self.sock.getsockname()[1]  # its TCP listener may open there later
+        sip_port = (free_port(socket.SOCK_DGRAM) if transports == "udp"
+                    else free_udp_tcp_port())
+        control_port = free_port(socket.SOCK_STREAM, avoid={sip_port, peer_port})
+        self.agent_address = ("127.0.0.1", sip_port)
         # Kept open for the life of the process (closed in close()).
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
         argv = agent_argv(argv_template, f"127.0.0.1:{sip_port}",
@@ -175,6 +320,8 @@ class UdpSession(_RealTimeSession):
                 json.dump({"credentials": [{"username": LAB_USERNAME,
                                             "password": LAB_PASSWORD}]}, out)
             argv += ["--credentials", path]
+            if transports != "udp":
+                argv += ["--transport", transports]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=self.stderr, env=env)
         self.control = self._connect(control_port)
@@ -204,7 +351,7 @@ class UdpSession(_RealTimeSession):
         self.stderr.seek(0)
         return self.stderr.read()[-2000:].decode("utf-8", "replace")
 
-    def _readable(self, what: str) -> None:
+    def _readable(self, what: Any) -> None:
         if what != "control":
             super()._readable(what)
             return
@@ -225,6 +372,7 @@ class UdpSession(_RealTimeSession):
                     "retry_at": obj.get("retry_at"), "at": obj.get("at"),
                     "basic": document.get("basic") if isinstance(document, dict) else None,
                     "registration": obj.get("registration"),
+                    "list_uri": obj.get("list_uri"), "resource": obj.get("resource"),
                 }, self.now()))
             elif "ok" in obj:
                 self.replies.append(obj)

@@ -8,6 +8,9 @@ Every failure is a ``SipParseError`` whose text starts with ``bad <what>:``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from reference.sip.errors import SipParseError
 from reference.sip.limits import MAX_NUMBER_DIGITS
 
@@ -205,7 +208,28 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
     return params
 
 
-def format_params(params: dict[str, str | None]) -> str:
+# The parameters of a parsed header value: read-only, so one parsed value can be cached and
+# handed to every caller (a named tuple holding them is then immutable all the way down).
+Params = Mapping[str, str | None]
+EMPTY_PARAMS: Params = MappingProxyType({})
+
+
+def freeze_params(params: dict[str, str | None]) -> Params:
+    """A read-only view of ``params`` (the caller gives up the dict)."""
+    return MappingProxyType(params) if params else EMPTY_PARAMS
+
+
+def value_repr(value: tuple[object, ...], fields: tuple[str, ...]) -> str:
+    """``Name(field=value, ...)`` of a header value type, with read-only params shown as the
+    dict they hold (the repr the value types had as dataclasses; tests and logs read it)."""
+    shown = []
+    for name, item in zip(fields, value, strict=True):
+        plain = dict(item) if isinstance(item, MappingProxyType) else item
+        shown.append(f"{name}={plain!r}")
+    return f"{type(value).__name__}({', '.join(shown)})"
+
+
+def format_params(params: Params) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
 
 

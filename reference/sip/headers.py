@@ -2,31 +2,45 @@
 §8.2, RFC 3581) with their parsers.
 
 Each ``parse_*`` function takes one header value (one comma element for list headers) and
-returns a frozen dataclass or a plain value; it raises ``SipParseError`` whose text names the
-header and the value, e.g. ``bad CSeq: 'abc'``. No regular expressions are used.
+returns an immutable value (a named tuple whose ``params`` are read-only) or a plain value; it
+raises ``SipParseError`` whose text names the header and the value, e.g. ``bad CSeq: 'abc'``.
+No regular expressions are used.
+
+Why named tuples: a message's typed values are read on every NOTIFY, and a frozen dataclass
+costs several times a tuple to build; being immutable, the values of the headers that repeat
+in every message of a dialog (From, To, Contact, Event, Subscription-State, Content-Type) are
+cached by their text and the same object is handed to every caller. They are built with
+``tuple.__new__`` (no Python-level constructor call) and keep the dataclass repr.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Sequence
+from types import MappingProxyType
+from typing import NamedTuple
 
 from reference.sip.errors import SipParseError
 from reference.sip.grammar import (
+    EMPTY_PARAMS,
     PLAIN_PARAM_STRING,
     TOKEN_CHARS,
+    Params,
     format_params,
+    freeze_params,
     parse_delta_seconds,
     parse_host,
     parse_params,
     parse_plain_params,
     split_host_port,
     split_outside,
+    value_repr,
 )
 from reference.sip.limits import MAX_COMMENT_DEPTH, MAX_NUMBER_DIGITS
-from reference.sip.uri import NameAddr, parse_name_addr
+from reference.sip.uri import NameAddr, parse_name_addr_uncached
+
+_new = tuple.__new__  # builds a named tuple without its Python-level __new__
 
 
 def _bad(header: str, value: str, detail: str = "") -> SipParseError:
@@ -51,14 +65,13 @@ def _wrap(header: str, value: str, exc: SipParseError) -> SipParseError:
 # ---------------------------------------------------------------- Via (RFC 3261 §20.42)
 
 
-@dataclass(frozen=True, slots=True)
-class Via:
+class Via(NamedTuple):
     """One Via value. ``params`` holds every parameter in order (branch, rport, ...)."""
 
     transport: str  # upper-cased: "UDP", "TCP", "TLS", ...
     host: str
     port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Params = EMPTY_PARAMS
     protocol: str = "SIP/2.0"
 
     @property
@@ -98,11 +111,14 @@ class Via:
 
     def with_param(self, name: str, value: str | None) -> Via:
         """A copy with ``name`` set (added at the end, or replaced in place)."""
-        return replace(self, params={**self.params, name.lower(): value})
+        return self._replace(params=freeze_params({**self.params, name.lower(): value}))
 
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"
         return f"{self.protocol}/{self.transport} {self.host}{port}{format_params(self.params)}"
+
+    def __repr__(self) -> str:
+        return value_repr(self, self._fields)
 
 
 # The common Via written by every UA we meet: "SIP/2.0/UDP host[:port];name=value;...",
@@ -137,11 +153,50 @@ def _parse_via_simple(value: str) -> Via | None:
             return None
         params = plain
     _check_via_params(value, params)
-    return Via("UDP", host, port, params, "SIP/2.0")
+    return _new(Via, ("UDP", host, port, freeze_params(params), "SIP/2.0"))
+
+
+# Every message has a new branch, but the rest of a Via value (protocol, sent-by, rport...)
+# is what the same peer writes each time. So a value whose branch is plain (ASCII letters and
+# digits) is looked up without it: its "shape", the text with the branch value cut out. A hit
+# is the Via of an earlier value that differed only in that branch, with this branch put in
+# its place; the branch is a token, and a plain one changes nothing else of the parse. A shape
+# is kept only when the ";branch=" found is a parameter (no quote before it, and the Via it
+# came from has this branch), at most _VIA_SHAPES_MAX shapes of at most one header line each
+# (emptied when full, then refilled by the shapes that recur).
+_ViaShape = tuple[str, str, int | None, dict[str, str | None], str]
+_VIA_SHAPES: dict[str, _ViaShape] = {}
+_VIA_SHAPES_MAX = 1024
 
 
 def parse_via(value: str) -> Via:
     """Parse one Via value: ``SIP / 2.0 / UDP host[:port] *(;param)``."""
+    at = value.find(";branch=")
+    if at > 0:
+        start = at + 8
+        end = value.find(";", start)
+        if end < 0:
+            end = len(value)
+        branch = value[start:end]
+        if branch.isalnum() and branch.isascii():
+            shape = value[:start] + value[end:]
+            known = _VIA_SHAPES.get(shape)
+            if known is not None:
+                transport, host, port, known_params, protocol = known
+                params = known_params.copy()
+                params["branch"] = branch  # (in the place the branch had)
+                return _new(Via, (transport, host, port, MappingProxyType(params), protocol))
+            via = _parse_via(value)
+            if via.params.get("branch") == branch and '"' not in value[:at]:
+                if len(_VIA_SHAPES) >= _VIA_SHAPES_MAX:
+                    _VIA_SHAPES.clear()
+                _VIA_SHAPES[shape] = (via.transport, via.host, via.port, dict(via.params),
+                                      via.protocol)
+            return via
+    return _parse_via(value)
+
+
+def _parse_via(value: str) -> Via:
     if value.startswith(_SIMPLE_VIA_PREFIX):
         simple = _parse_via_simple(value)
         if simple is not None:
@@ -174,7 +229,7 @@ def parse_via(value: str) -> Via:
     except SipParseError as exc:
         raise _wrap("Via", value, exc) from None
     _check_via_params(value, params)
-    return Via(transport.upper(), host, port, params, f"{name}/{version}")
+    return _new(Via, (transport.upper(), host, port, freeze_params(params), f"{name}/{version}"))
 
 
 def _check_via_params(value: str, params: dict[str, str | None]) -> None:
@@ -204,25 +259,35 @@ def _check_via_params(value: str, params: dict[str, str | None]) -> None:
 # ---------------------------------------------------------------- CSeq, Call-ID, numbers
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
+class CSeq(NamedTuple):
     number: int
     method: str
 
     def __str__(self) -> str:
         return f"{self.number} {self.method}"
 
+    def __repr__(self) -> str:
+        return value_repr(self, self._fields)
+
 
 def parse_cseq(value: str) -> CSeq:
+    number, space, method = value.partition(" ")
+    if (space and number.isdigit() and number.isascii() and len(number) <= MAX_NUMBER_DIGITS
+            and method.isalpha() and method.isascii()):
+        # The usual "1 NOTIFY": a letters-only method is a token, and what split() gives.
+        sequence = int(number)
+        if sequence <= 2**32 - 1:
+            return _new(CSeq, (sequence, method))
     parts = value.split()
     if len(parts) != 2:
         raise _bad("CSeq", value)
     number, method = parts
     if not number.isascii() or not number.isdigit() or len(number) > MAX_NUMBER_DIGITS:
         raise _bad("CSeq", value)
-    if int(number) > 2**32 - 1 or not _is_token(method):
+    sequence = int(number)
+    if sequence > 2**32 - 1 or not _is_token(method):
         raise _bad("CSeq", value)
-    return CSeq(int(number), method)
+    return _new(CSeq, (sequence, method))
 
 
 def parse_call_id(value: str) -> str:
@@ -232,7 +297,14 @@ def parse_call_id(value: str) -> str:
     return value
 
 
+# The usual spellings of Max-Forwards values ("70"): a lookup instead of the checks below.
+MAX_FORWARDS_VALUES = {str(number): number for number in range(256)}
+
+
 def parse_max_forwards(value: str) -> int:
+    number = MAX_FORWARDS_VALUES.get(value)
+    if number is not None:
+        return number
     if not value.isascii() or not value.isdigit() or len(value) > 3 or int(value) > 255:
         raise _bad("Max-Forwards", value)
     return int(value)
@@ -289,8 +361,7 @@ def parse_retry_after(value: str) -> int:
 # ---------------------------------------------------------------- Contact, Route
 
 
-@dataclass(frozen=True, slots=True)
-class ContactValue:
+class ContactValue(NamedTuple):
     """One Contact value: a name-addr, or the wildcard ``*`` (``address is None``)."""
 
     address: NameAddr | None
@@ -304,8 +375,8 @@ class ContactValue:
         return None if self.address is None else self.address.uri
 
     @property
-    def params(self) -> dict[str, str | None]:
-        return {} if self.address is None else self.address.params
+    def params(self) -> Params:
+        return EMPTY_PARAMS if self.address is None else self.address.params
 
     @property
     def q(self) -> float | None:
@@ -319,6 +390,9 @@ class ContactValue:
 
     def __str__(self) -> str:
         return "*" if self.address is None else str(self.address)
+
+    def __repr__(self) -> str:
+        return value_repr(self, self._fields)
 
 
 def _parse_qvalue(text: str, header: str) -> float:
@@ -334,11 +408,13 @@ def _parse_qvalue(text: str, header: str) -> float:
     return float(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_contact(value: str) -> ContactValue:
+    """One Contact value; cached (at most 4,096 values: a dialog's Contact repeats)."""
     if value.strip(" \t") == "*":
-        return ContactValue(None)
+        return _new(ContactValue, (None,))
     try:
-        address = parse_name_addr(value, "Contact")
+        address = parse_name_addr_uncached(value, "Contact")
     except SipParseError as exc:
         raise _wrap("Contact", value, exc) from None
     # Validate q and expires now so that later property access cannot fail.
@@ -347,26 +423,38 @@ def parse_contact(value: str) -> ContactValue:
         _parse_qvalue(params["q"] or "", "Contact")
     if "expires" in params:
         parse_expires(params["expires"] or "", "Contact")
-    return ContactValue(address)
+    return _new(ContactValue, (address,))
 
 
 def parse_named(value: str, header: str) -> NameAddr:
-    """From, To, Route, Record-Route values."""
+    """From, To, Route, Record-Route values (``parse_from`` and ``parse_to`` are cached)."""
     try:
-        return parse_name_addr(value, header)
+        return parse_name_addr_uncached(value, header)
     except SipParseError as exc:
         raise _wrap(header, value, exc) from None
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_from(value: str) -> NameAddr:
+    """A From value; cached (at most 4,096 values: a dialog's From repeats in each of its
+    messages)."""
+    return parse_named(value, "From")
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_to(value: str) -> NameAddr:
+    """A To value; cached like ``parse_from``."""
+    return parse_named(value, "To")
 
 
 # ---------------------------------------------------------------- Event, Subscription-State
 
 
-@dataclass(frozen=True, slots=True)
-class EventHeader:
+class EventHeader(NamedTuple):
     """``Event: package[.template] *(;param)`` (RFC 6665 §8.2.1)."""
 
     package: str  # as written, e.g. "presence" or "presence.winfo"
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Params = EMPTY_PARAMS
 
     @property
     def id(self) -> str | None:
@@ -375,24 +463,16 @@ class EventHeader:
     def __str__(self) -> str:
         return self.package + format_params(self.params)
 
-
-def parse_event(value: str) -> EventHeader:
-    package, params = _event_parts(value)
-    return EventHeader(package, dict(params))
+    def __repr__(self) -> str:
+        return value_repr(self, self._fields)
 
 
-# The parsers below cache immutable parts by value text (values repeat in every message of
-# a dialog) and build a fresh object per call, so no caller can see another's params dict.
-_Params = tuple[tuple[str, str | None], ...]
+# The parsers below are cached by value text (values repeat in every message of a dialog,
+# and in every dialog); the values are immutable, so every caller may share one.
 
 
 @functools.lru_cache(maxsize=1024)
-def _event_parts(value: str) -> tuple[str, _Params]:
-    parsed = _parse_event_uncached(value)
-    return parsed.package, tuple(parsed.params.items())
-
-
-def _parse_event_uncached(value: str) -> EventHeader:
+def parse_event(value: str) -> EventHeader:
     package, semi, param_text = value.partition(";")
     package = package.strip(" \t")
     if not _is_token(package) or package.startswith(".") or package.endswith("."):
@@ -403,11 +483,10 @@ def _parse_event_uncached(value: str) -> EventHeader:
         raise _wrap("Event", value, exc) from None
     if "id" in params and not params["id"]:
         raise _bad("Event", value, "empty id")
-    return EventHeader(package, params)
+    return _new(EventHeader, (package, freeze_params(params)))
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionState:
+class SubscriptionState(NamedTuple):
     """``Subscription-State`` (RFC 6665 §8.2.3). ``value`` is the state token as received;
     ``state`` is it lowercased. ``params`` keeps only the parameters not given a field."""
 
@@ -415,7 +494,7 @@ class SubscriptionState:
     reason: str | None = None
     expires: int | None = None
     retry_after: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Params = EMPTY_PARAMS
 
     @property
     def state(self) -> str:
@@ -432,22 +511,12 @@ class SubscriptionState:
         out.append(format_params(self.params))
         return "".join(out)
 
-
-def parse_subscription_state(value: str) -> SubscriptionState:
-    state, reason, expires, retry_after, params = _subscription_state_parts(value)
-    return SubscriptionState(state, reason, expires, retry_after, dict(params))
+    def __repr__(self) -> str:
+        return value_repr(self, self._fields)
 
 
 @functools.lru_cache(maxsize=1024)
-def _subscription_state_parts(
-    value: str,
-) -> tuple[str, str | None, int | None, int | None, _Params]:
-    parsed = _parse_subscription_state_uncached(value)
-    return (parsed.value, parsed.reason, parsed.expires, parsed.retry_after,
-            tuple(parsed.params.items()))
-
-
-def _parse_subscription_state_uncached(value: str) -> SubscriptionState:
+def parse_subscription_state(value: str) -> SubscriptionState:
     state, semi, param_text = value.partition(";")
     state = state.strip(" \t")
     if not _is_token(state):
@@ -466,19 +535,17 @@ def _parse_subscription_state_uncached(value: str) -> SubscriptionState:
             if text is None:
                 raise _bad("Subscription-State", value, f"empty {name}")
             numbers[name] = parse_expires(text, "Subscription-State")
-    return SubscriptionState(
-        state, reason, numbers.get("expires"), numbers.get("retry-after"), params
-    )
+    return _new(SubscriptionState, (
+        state, reason, numbers.get("expires"), numbers.get("retry-after"), freeze_params(params)))
 
 
 # ---------------------------------------------------------------- Content-Type, Accept
 
 
-@dataclass(frozen=True, slots=True)
-class ContentType:
+class ContentType(NamedTuple):
     type: str
     subtype: str
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Params = EMPTY_PARAMS
 
     @property
     def mime(self) -> str:
@@ -486,6 +553,9 @@ class ContentType:
 
     def __str__(self) -> str:
         return f"{self.type}/{self.subtype}{format_params(self.params)}"
+
+    def __repr__(self) -> str:
+        return value_repr(self, self._fields)
 
 
 def _split_media(value: str, header: str, allow_star: bool) -> tuple[str, str, str]:
@@ -499,28 +569,20 @@ def _split_media(value: str, header: str, allow_star: bool) -> tuple[str, str, s
     return mtype, subtype, semi + param_text
 
 
-def parse_content_type(value: str) -> ContentType:
-    mtype, subtype, params = _content_type_parts(value)
-    return ContentType(mtype, subtype, dict(params))
-
-
 @functools.lru_cache(maxsize=1024)
-def _content_type_parts(value: str) -> tuple[str, str, _Params]:
-    parsed = _parse_content_type_uncached(value)
-    return parsed.type, parsed.subtype, tuple(parsed.params.items())
-
-
-def _parse_content_type_uncached(value: str) -> ContentType:
+def parse_content_type(value: str) -> ContentType:
     mtype, subtype, param_text = _split_media(value, "Content-Type", allow_star=False)
     try:
         params = parse_params(param_text, "Content-Type")
     except SipParseError as exc:
         raise _wrap("Content-Type", value, exc) from None
-    return ContentType(mtype, subtype, params)
+    return _new(ContentType, (mtype, subtype, freeze_params(params)))
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_media_range(value: str) -> str:
-    """Validate one Accept element; return it with surrounding whitespace removed."""
+    """Validate one Accept element; return it with surrounding whitespace removed. Cached
+    (at most 1,024 values: a UA sends the same Accept every time)."""
     _, _, param_text = _split_media(value, "Accept", allow_star=True)
     try:
         parse_params(param_text, "Accept")
@@ -602,44 +664,55 @@ def lookup_key(name: str) -> str:
     return key
 
 
+# A header line as the parser splits it: (lookup key, name, value, (value,)); the 1-tuple is
+# the index entry of a name that appears once (built with the line and cached with it).
+ParsedField = tuple[str, str, str, tuple[str]]
+
+
 class Headers:
     """Ordered, case-insensitive multi-map of header fields with canonical names."""
 
-    __slots__ = ("_cache", "_index", "_items")
+    __slots__ = ("_cache", "_fields", "_index", "_parsed_fields")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        # (lowercase key, canonical name, value) in order. `_index` (key -> values) is built
-        # on the first lookup and dropped on every mutation, like the typed-value cache.
-        self._items: list[tuple[str, str, str]] = []
-        self._index: dict[str, list[str]] | None = None
+        # (lowercase key, canonical name, value) in order, see ``_items``. `_index` (key ->
+        # values) is built on the first lookup and dropped on every mutation, like the
+        # typed-value cache.
+        self._fields: list[tuple[str, str, str]] | None = []
+        self._parsed_fields: list[ParsedField] = []
+        # Each lookup key's values in order: a list, or the parser's 1-tuple of a name that
+        # appears once (read-only either way: every reader copies before handing out).
+        self._index: dict[str, Sequence[str]] | None = None
         self._cache: dict[str, object] = {}  # typed values, see message._Accessors
         for name, value in items:
             self.add(name, value)
 
-    @classmethod
-    def _parsed(cls, items: list[tuple[str, str, str]], index: dict[str, list[str]]) -> Headers:
-        """The parser's constructor: ``items`` as ``_items`` and ``index`` built from them
-        (``parse_message`` builds both in its one pass over the lines)."""
-        headers = cls()
-        headers._items = items
-        headers._index = index
-        return headers
+    @property
+    def _items(self) -> list[tuple[str, str, str]]:
+        """Every field (lowercase key, canonical name, value) in order."""
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = [
+                (key, name, value) for key, name, value, _ in self._parsed_fields
+                if key != "content-length"]
+        return fields
 
     def _changed(self) -> None:
         self._index = None
         self._cache.clear()
 
-    def _lookup(self) -> dict[str, list[str]]:
+    def _lookup(self) -> dict[str, Sequence[str]]:
         index = self._index
         if index is None:
             index = {}
+            lists: dict[str, list[str]] = {}
             for key, _, value in self._items:
-                values = index.get(key)
+                values = lists.get(key)
                 if values is None:
-                    index[key] = [value]
+                    lists[key] = [value]
                 else:
                     values.append(value)
-            self._index = index
+            self._index = index = dict(lists)
         return index
 
     def _append_trusted(self, name: str, value: str) -> None:
@@ -663,13 +736,13 @@ class Headers:
         self.add(name, value)
         if positions:
             new = self._items.pop()
-            self._items = [item for item in self._items if item[0] != key]
-            self._items.insert(positions[0], new)
+            self._fields = [item for item in self._items if item[0] != key]
+            self._fields.insert(positions[0], new)
             self._changed()
 
     def remove(self, name: str) -> None:
         key = canonical_name(name).lower()
-        self._items = [item for item in self._items if item[0] != key]
+        self._fields = [item for item in self._items if item[0] != key]
         self._changed()
 
     def get(self, name: str) -> str | None:
@@ -728,3 +801,20 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({self.items()!r})"
+
+
+class ParsedHeaders(Headers):
+    """The headers of a received message, as ``parse_message`` builds them: its ``fields``
+    in order, Content-Length (framing data, not kept) included, and ``index`` built from
+    them without it. The field list without Content-Length is made when first needed: a
+    received message is usually only looked up. Otherwise a ``Headers`` like any other."""
+
+    __slots__ = ()
+
+    def __init__(self, fields: list[ParsedField], index: dict[str, Sequence[str]]) -> None:
+        # (No call of Headers.__init__: these four are all it sets, and this runs for every
+        # message received.)
+        self._fields = None
+        self._parsed_fields = fields
+        self._index = index
+        self._cache = {}

@@ -22,7 +22,10 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
 * A request line that frames but is wrong (extra whitespace, a Request-URI that is not
   a URI or a SIP URI that does not parse or carries headers, a version other than 2.0)
   raises with ``err.message`` set and ``err.status`` 400, or 505 for ``SIP/x.y``.
-* Typed accessors are lazy and cached in the ``Headers`` object (cleared on mutation).
+* Typed accessors are lazy and their values immutable. The values that recur in a dialog
+  (From, To, Contact, Event, Subscription-State, Content-Type, Accept) come from their
+  parsers' caches, keyed by the value's text; the others (Via list, CSeq, Expires...) are
+  kept in the ``Headers`` object (cleared on mutation).
   ``from_``, ``to``, ``call_id`` and ``cseq`` are mandatory: absent, they raise
   ``missing header: X``; the optional ones return None or []. Every accessor error carries
   the message in ``err.message``.
@@ -30,20 +33,22 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from reference.sip.errors import SipParseError
 from reference.sip.grammar import TOKEN_CHARS
 from reference.sip.headers import (
+    MAX_FORWARDS_VALUES,
     PARSER_NAMES,
     ContactValue,
     ContentType,
     CSeq,
     EventHeader,
     Headers,
+    ParsedField,
+    ParsedHeaders,
     SubscriptionState,
     Via,
     parse_call_id,
@@ -52,11 +57,13 @@ from reference.sip.headers import (
     parse_cseq,
     parse_event,
     parse_expires,
+    parse_from,
     parse_max_forwards,
     parse_media_range,
     parse_named,
     parse_retry_after,
     parse_subscription_state,
+    parse_to,
     parse_via,
     split_list,
 )
@@ -71,18 +78,6 @@ _SINGLE_VALUE_KEYS = tuple(
     (name, name.lower()) for name in ("Call-ID", "CSeq", "From", "To", "Max-Forwards"))
 # (name, lookup key) of the mandatory headers; requests also need the last one.
 _MANDATORY_KEYS = tuple((name, name.lower()) for name in (*_MANDATORY, "Max-Forwards"))
-
-
-def _parse_from(value: str) -> NameAddr:
-    return parse_named(value, "From")
-
-
-def _parse_to(value: str) -> NameAddr:
-    return parse_named(value, "To")
-
-
-def _parse_min_expires(value: str) -> int:
-    return parse_expires(value, "Min-Expires")
 
 
 def _parse_vias(values: list[str]) -> list[Via]:
@@ -105,93 +100,170 @@ def _parse_accept(values: list[str]) -> list[str]:
     return [parse_media_range(v) for v in values]
 
 
+def _parse_min_expires(value: str) -> int:
+    return parse_expires(value, "Min-Expires")
+
+
+# The lookup key of each list header read by an accessor.
+_LIST_KEYS = {name: name.lower() for name in ("Via", "Contact", "Route", "Record-Route",
+                                               "Accept")}
+
+
 class _Accessors:
     """Typed, cached header accessors shared by Request and Response.
 
     Each accessor parses its header on first use and keeps the typed value in the Headers'
     cache (cleared on mutation), under the header's lookup key (``vias``, ``contacts``...
     for the list accessors). A parse error is raised again on every access, with
-    ``err.message`` set to this message."""
+    ``err.message`` set to this message. The values are immutable (named tuples with
+    read-only params), the lists are copies: no caller can change what another reads.
+
+    The read path of each accessor is written out (a cache hit is one dict lookup); the
+    first read goes to ``_typed`` or ``_list``."""
 
     __slots__ = ()
     headers: Headers
 
-    def _parsed(self, key: str, parse: Callable[[str], T], raw: str) -> T:
-        """Parse one raw value and cache it under ``key``."""
+    def _typed(self, key: str, name: str, parse: Callable[[str], T], mandatory: bool) -> T | None:
+        """Parse the first value of header ``key`` and cache it; None when absent, or
+        ``missing header: Name`` when ``mandatory``."""
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get(key)
+        if values is None:
+            if mandatory:
+                raise SipParseError(f"missing header: {name}", self)
+            return None
         try:
-            value = parse(raw)
+            value = parse(values[0])
         except SipParseError as exc:
             raise SipParseError(str(exc), self) from None
-        self.headers._cache[key] = value
+        headers._cache[key] = value
         return value
 
     def _list(self, key: str, name: str, parse: Callable[[list[str]], list[T]]) -> list[T]:
-        """The cached typed list of every comma element of header ``name`` (callers must
-        not mutate it)."""
-        cache = self.headers._cache
+        """The cached typed list of every comma element of list header ``name`` (what
+        ``Headers.get_all`` gives; callers must not mutate it)."""
+        headers = self.headers
+        cache = headers._cache
         if key in cache:
             return cache[key]  # type: ignore[return-value]
+        values = (headers._index or headers._lookup()).get(_LIST_KEYS[name])
         try:
-            value = parse(self.headers.get_all(name))
+            if values is None:
+                elements = []
+            elif len(values) == 1 and "," not in values[0] and '"' not in values[0]:
+                element = values[0].strip(" \t")  # one element, as get_all gives it
+                elements = [element] if element else []
+            else:
+                elements = headers.get_all(name)
+            value = parse(elements)
         except SipParseError as exc:
             raise SipParseError(str(exc), self) from None
         cache[key] = value
         return value
 
-    def _mandatory(self, key: str, name: str, parse: Callable[[str], T]) -> T:
-        """A cached typed value of a mandatory header; ``missing header`` when absent."""
-        cached = self.headers._cache.get(key)
-        if cached is not None:
-            return cached  # type: ignore[return-value]
-        values = self.headers._lookup().get(key)
-        if values is None:
-            raise SipParseError(f"missing header: {name}", self)
-        return self._parsed(key, parse, values[0])
-
-    def _optional(self, key: str, parse: Callable[[str], T]) -> T | None:
-        """A cached typed value of an optional header (its first field); None when absent."""
+    def _vias(self) -> list[Via]:
+        """Parse and cache every Via value (the one-line, one-value case without get_all)."""
         headers = self.headers
-        cached = headers._cache.get(key)
-        if cached is not None:  # no parser returns None: an absent header is not cached
-            return cached  # type: ignore[return-value]
-        values = headers._lookup().get(key)
-        if values is None:
-            return None
-        return self._parsed(key, parse, values[0])
+        values = (headers._index or headers._lookup()).get("via")
+        if values is not None and len(values) == 1 and "," not in values[0] \
+                and '"' not in values[0]:
+            element = values[0].strip(" \t")  # one element, as get_all gives it
+            try:
+                vias = [parse_via(element)] if element else []
+            except SipParseError as exc:
+                raise self._bad(exc) from None
+            headers._cache["vias"] = vias
+            return vias
+        return self._list("vias", "Via", _parse_vias)
 
     @property
     def vias(self) -> list[Via]:
-        return list(self._list("vias", "Via", _parse_vias))
+        cached: list[Via] | None = self.headers._cache.get("vias")  # type: ignore[assignment]
+        return list(cached if cached is not None else self._vias())
 
     @property
     def top_via(self) -> Via | None:
         """The first Via value (None when there is none); same errors as ``vias``."""
-        vias = self._list("vias", "Via", _parse_vias)
+        vias: list[Via] | None = self.headers._cache.get("vias")  # type: ignore[assignment]
+        if vias is None:
+            vias = self._vias()
         return vias[0] if vias else None
+
+    def _bad(self, exc: SipParseError) -> SipParseError:
+        """``exc`` again, carrying this message."""
+        return SipParseError(str(exc), self)
+
+    # From, To, Contact, Event, Subscription-State and Content-Type values recur, and their
+    # parsers cache them by text: these accessors go to that cache every time.
 
     @property
     def from_(self) -> NameAddr:
-        cached = self.headers._cache.get("from")  # the hit path inline: read often
-        return cached or self._mandatory("from", "From", _parse_from)  # type: ignore[return-value]
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("from")
+        if values is None:
+            raise SipParseError("missing header: From", self)
+        try:
+            return parse_from(values[0])
+        except SipParseError as exc:
+            raise self._bad(exc) from None
 
     @property
     def to(self) -> NameAddr:
-        cached = self.headers._cache.get("to")
-        return cached or self._mandatory("to", "To", _parse_to)  # type: ignore[return-value]
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("to")
+        if values is None:
+            raise SipParseError("missing header: To", self)
+        try:
+            return parse_to(values[0])
+        except SipParseError as exc:
+            raise self._bad(exc) from None
 
     @property
     def call_id(self) -> str:
-        cached = self.headers._cache.get("call-id")
-        return cached or self._mandatory(  # type: ignore[return-value]
-            "call-id", "Call-ID", parse_call_id)
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("call-id")
+        if values is None:
+            raise SipParseError("missing header: Call-ID", self)
+        value = values[0]
+        if value and value.isprintable() and " " not in value:
+            return value  # parse_call_id's check, inline: as cheap as a cache lookup
+        try:
+            return parse_call_id(value)
+        except SipParseError as exc:
+            raise self._bad(exc) from None
 
     @property
     def cseq(self) -> CSeq:
-        cached = self.headers._cache.get("cseq")
-        return cached or self._mandatory("cseq", "CSeq", parse_cseq)  # type: ignore[return-value]
+        headers = self.headers
+        cached = headers._cache.get("cseq")
+        if cached is not None:
+            return cached  # type: ignore[return-value]
+        values = (headers._index or headers._lookup()).get("cseq")
+        if values is None:
+            raise SipParseError("missing header: CSeq", self)
+        try:
+            cseq = parse_cseq(values[0])
+        except SipParseError as exc:
+            raise self._bad(exc) from None
+        headers._cache["cseq"] = cseq
+        return cseq
 
     @property
     def contacts(self) -> list[ContactValue]:
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("contact")
+        if values is None:
+            return []
+        value = values[0]
+        if len(values) == 1 and "," not in value and '"' not in value:
+            element = value.strip(" \t")  # one element, as get_all gives it
+            if not element:
+                return []
+            try:
+                return [parse_contact(element)]
+            except SipParseError as exc:
+                raise self._bad(exc) from None
         return list(self._list("contacts", "Contact", _parse_contacts))
 
     @property
@@ -202,33 +274,73 @@ class _Accessors:
     def record_routes(self) -> list[NameAddr]:
         return list(self._list("record-routes", "Record-Route", _parse_record_routes))
 
+    # The optional ones: no parser returns None, so None in the cache means "not read yet"
+    # (an absent header is looked up again: one dict lookup).
+
     @property
     def expires(self) -> int | None:
-        return self._optional("expires", parse_expires)
+        cached = self.headers._cache.get("expires")
+        return cached if cached is not None else self._typed(  # type: ignore[return-value]
+            "expires", "Expires", parse_expires, False)
 
     @property
     def min_expires(self) -> int | None:
-        return self._optional("min-expires", _parse_min_expires)
+        cached = self.headers._cache.get("min-expires")
+        return cached if cached is not None else self._typed(  # type: ignore[return-value]
+            "min-expires", "Min-Expires", _parse_min_expires, False)
 
     @property
     def retry_after(self) -> int | None:
-        return self._optional("retry-after", parse_retry_after)
+        cached = self.headers._cache.get("retry-after")
+        return cached if cached is not None else self._typed(  # type: ignore[return-value]
+            "retry-after", "Retry-After", parse_retry_after, False)
 
     @property
     def event(self) -> EventHeader | None:
-        return self._optional("event", parse_event)
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("event")
+        if values is None:
+            return None
+        try:
+            return parse_event(values[0])
+        except SipParseError as exc:
+            raise self._bad(exc) from None
 
     @property
     def subscription_state(self) -> SubscriptionState | None:
-        return self._optional("subscription-state", parse_subscription_state)
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("subscription-state")
+        if values is None:
+            return None
+        try:
+            return parse_subscription_state(values[0])
+        except SipParseError as exc:
+            raise self._bad(exc) from None
 
     @property
     def content_type(self) -> ContentType | None:
-        return self._optional("content-type", parse_content_type)
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("content-type")
+        if values is None:
+            return None
+        try:
+            return parse_content_type(values[0])
+        except SipParseError as exc:
+            raise self._bad(exc) from None
 
     @property
     def max_forwards(self) -> int | None:
-        return self._optional("max-forwards", parse_max_forwards)
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("max-forwards")
+        if values is None:
+            return None
+        number = MAX_FORWARDS_VALUES.get(values[0])  # the usual "70"
+        if number is not None:
+            return number
+        try:
+            return parse_max_forwards(values[0])
+        except SipParseError as exc:
+            raise self._bad(exc) from None
 
     @property
     def accept(self) -> list[str]:
@@ -278,6 +390,9 @@ Message = Request | Response
 # ---------------------------------------------------------------- parsing
 
 
+_CR_LF = b"\r\n"
+
+
 def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
     """(end of header section, start of body); -1s when there is no empty line."""
     crlf = data.find(b"\n\r\n", start)
@@ -290,28 +405,26 @@ def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
     return -1, -1
 
 
-# Start lines recur (every NOTIFY to this agent carries the same request line), so the
-# verdict on a short one is cached; the error itself is built afresh for each message (its
-# ``message`` is set per message). Long lines are not cached: the cache stays small.
+# Start lines recur (every NOTIFY to this agent carries the same request line), so a short
+# one without a problem is kept as _start_line returns it: at most _GOOD_START_LINES_MAX lines
+# of at most _CACHED_START_LINE_CHARS characters, emptied when full. A line with a problem is
+# parsed again each time (its error is built afresh: ``message`` is set per message).
 _CACHED_START_LINE_CHARS = 256
 _StartLine = tuple[str, str, int, SipParseError | None]
+_GOOD_START_LINES: dict[str, _StartLine] = {}
+_GOOD_START_LINES_MAX = 1024
 
 
 def _start_line(line: str) -> _StartLine:
-    if len(line) > _CACHED_START_LINE_CHARS:
-        return _parse_start_line(line)
-    method, text, status, problem, problem_status = _start_line_verdict(line)
-    if problem is None:
-        return method, text, status, None
-    return method, text, status, SipParseError(problem, status=problem_status)
-
-
-@functools.lru_cache(maxsize=1024)
-def _start_line_verdict(line: str) -> tuple[str, str, int, str | None, int]:
-    method, text, status, problem = _parse_start_line(line)
-    if problem is None:
-        return method, text, status, None, 0
-    return method, text, status, str(problem), problem.status
+    good = _GOOD_START_LINES.get(line)
+    if good is not None:
+        return good
+    parsed = _parse_start_line(line)
+    if parsed[3] is None and len(line) <= _CACHED_START_LINE_CHARS:
+        if len(_GOOD_START_LINES) >= _GOOD_START_LINES_MAX:
+            _GOOD_START_LINES.clear()
+        _GOOD_START_LINES[line] = parsed
+    return parsed
 
 
 def _parse_start_line(line: str) -> _StartLine:
@@ -364,7 +477,7 @@ def _request_uri_problem(uri: str) -> SipParseError | None:
     return None
 
 
-def _parse_content_length(values: list[str]) -> int:
+def _parse_content_length(values: Sequence[str]) -> int:
     lengths: set[int] = set()
     for value in values:
         if not value.isascii() or not value.isdigit() or len(value) > MAX_NUMBER_DIGITS:
@@ -375,13 +488,13 @@ def _parse_content_length(values: list[str]) -> int:
     return lengths.pop()
 
 
-def _duplicate_problem(headers: Headers, lengths: list[str]) -> SipParseError | None:
+def _duplicate_problem(
+    index: dict[str, Sequence[str]], lengths: Sequence[str]
+) -> SipParseError | None:
     """A header that may appear once (RFC 3261 §7.3.1: not a comma list) appearing twice,
     compact forms included (RFC 4475 §3.3.8, §3.3.9); Content-Length values that differ
-    are left to ``_parse_content_length``, which names them."""
-    index = headers._lookup()
-    if len(index) == len(headers._items) and len(lengths) < 2:
-        return None  # no header name appears twice
+    are left to ``_parse_content_length``, which names them. ``index`` is the message's
+    header index, ``lengths`` its Content-Length values."""
     for name, key in _SINGLE_VALUE_KEYS:
         values = index.get(key)
         if values is not None and len(values) > 1:
@@ -424,14 +537,33 @@ def _unfold(lines: list[str], limits: ParseLimits) -> list[str]:
 # ``max_header_line`` characters of line text; when full it is emptied and refills with the
 # lines that recur. Only lines that split without error are kept (a cached split is the
 # split of the same text, so a hit changes nothing but the time).
-_FIELDS: dict[str, tuple[str, str, str]] = {}
+_FIELDS: dict[str, ParsedField] = {}
 _FIELDS_MAX = 4096
 
 
-def _split_field(line: str) -> tuple[str, str, str]:
-    """(lookup key, canonical or written name, value) of one unfolded header line."""
-    name, colon, value = line.partition(":")
-    name = name.rstrip(" \t")
+# Lines of these headers never recur (a new branch and CSeq number per message): caching them
+# would only push out the lines that do.
+_UNIQUE_KEYS = frozenset(("via", "cseq"))
+# (lookup key, name) of each header name as written before its colon (``Via``, ``CSeq ``...)
+# that split without error: at most _SPELLINGS_MAX names of at most one header line each.
+_SPELLINGS: dict[str, tuple[str, str]] = {}
+_SPELLINGS_MAX = 1024
+
+
+def _split_field(line: str) -> ParsedField:
+    """(lookup key, canonical or written name, value, (value,)) of one unfolded header
+    line."""
+    written, colon, value = line.partition(":")
+    spelling = _SPELLINGS.get(written)
+    if spelling is not None and colon:
+        value = value.strip(" \t")
+        field = (spelling[0], spelling[1], value, (value,))
+        if spelling[0] not in _UNIQUE_KEYS:
+            if len(_FIELDS) >= _FIELDS_MAX:
+                _FIELDS.clear()
+            _FIELDS[line] = field
+        return field
+    name = written.rstrip(" \t")
     lower = name.lower()
     known = PARSER_NAMES.get(lower)
     if known is None:
@@ -442,10 +574,14 @@ def _split_field(line: str) -> tuple[str, str, str]:
         raise SipParseError(f"bad header line: {line[:80]!r}")
     else:
         key, full = known
-    field = (key, full, value.strip(" \t"))
-    if len(_FIELDS) >= _FIELDS_MAX:
-        _FIELDS.clear()
-    _FIELDS[line] = field
+    if len(_SPELLINGS) < _SPELLINGS_MAX:
+        _SPELLINGS[written] = (key, full)
+    value = value.strip(" \t")
+    field = (key, full, value, (value,))
+    if key not in _UNIQUE_KEYS:
+        if len(_FIELDS) >= _FIELDS_MAX:
+            _FIELDS.clear()
+        _FIELDS[line] = field
     return field
 
 
@@ -456,80 +592,103 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
             f"message too large: {len(data)} bytes (limit {limits.max_message_bytes})"
         )
     data = bytes(data)
-    start = len(data) - len(data.lstrip(b"\r\n"))
-    if start == len(data):
-        raise SipParseError("empty message")
-    head_end, body_start = _find_head_end(data, start)
-    if head_end < 0:
-        raise SipParseError("incomplete message: no empty line after the header section")
-    head = data[start:head_end]
-    if head.endswith(b"\r"):
-        head = head[:-1]
-    deferred: SipParseError | None = None
+    start = 0
+    if not data or data[0] in _CR_LF:
+        start = len(data) - len(data.lstrip(b"\r\n"))
+        if start == len(data):
+            raise SipParseError("empty message")
+    # The usual message: the first CRLF CRLF ends the header section, the section is UTF-8
+    # and every line end in it is a CRLF. Then no bare-LF end can come first, and the
+    # general framing below (one more scan) would frame it the same way.
+    head_end = data.find(b"\r\n\r\n", start)
+    crlf_only = False
+    if head_end >= 0:
+        try:
+            text = data[start:head_end].decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # framed and reported below
+        else:
+            lines = text.split("\r\n")
+            crlf_only = text.count("\r") == text.count("\n") == len(lines) - 1
     non_utf8: SipParseError | None = None
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        where = _non_utf8_error(head, exc)
-        if where == "start line":
-            raise SipParseError("non-UTF-8 start line") from None
-        text = head.decode("utf-8", "replace")
-        non_utf8 = SipParseError(f"non-UTF-8 {where}")
-    if "\r" not in text:
-        lines = text.split("\n")
+    if crlf_only:
+        body_start = head_end + 4
     else:
-        lines = text.split("\r\n")
-        if not text.count("\r") == text.count("\n") == len(lines) - 1:
-            # Not CRLF line ends only (then every CR and LF is a split point): a bare LF
-            # is tolerated, a bare CR is not.
-            text = text.replace("\r\n", "\n")
-            if "\r" in text:
-                raise SipParseError("bad header section: bare CR")
+        head_end, body_start = _find_head_end(data, start)
+        if head_end < 0:
+            raise SipParseError("incomplete message: no empty line after the header section")
+        head = data[start:head_end]
+        if head.endswith(b"\r"):
+            head = head[:-1]
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            where = _non_utf8_error(head, exc)
+            if where == "start line":
+                raise SipParseError("non-UTF-8 start line") from None
+            text = head.decode("utf-8", "replace")
+            non_utf8 = SipParseError(f"non-UTF-8 {where}")
+        if "\r" not in text:
             lines = text.split("\n")
+        else:
+            lines = text.split("\r\n")
+            if not text.count("\r") == text.count("\n") == len(lines) - 1:
+                # Not CRLF line ends only (then every CR and LF is a split point): a bare
+                # LF is tolerated, a bare CR is not.
+                text = text.replace("\r\n", "\n")
+                if "\r" in text:
+                    raise SipParseError("bad header section: bare CR")
+                lines = text.split("\n")
+    deferred: SipParseError | None = None
     start_line = lines[0]
     if len(start_line) > limits.max_start_line:
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
-    method, uri_or_reason, status, start_problem = _start_line(start_line)
+    method, uri_or_reason, status, start_problem = (
+        _GOOD_START_LINES.get(start_line) or _start_line(start_line))
     if start_problem is not None:
         deferred = start_problem  # it takes precedence: a 505 says more than any 400
 
-    header_lines = lines[1:]
-    if (
-        "\n " not in text
-        and ("\t" not in text or "\n\t" not in text)  # the first test is a fast memchr
-        and len(header_lines) <= limits.max_headers
-        and (len(text) <= limits.max_header_line
-             or max(map(len, header_lines), default=0) <= limits.max_header_line)
-    ):
-        # Fast path (the usual message): no folded lines and no limit hit, so every line
-        # is one field and the checks of the general loop below cannot fail.
-        fields = header_lines
-        max_line = -1  # every line is within the limit: no need to look again
+    header_lines = lines
+    del header_lines[0]  # (the start line; cheaper than a copy of the rest)
+    # Each field line is split into (lookup key, canonical name, value) and indexed by key
+    # (the index ``Headers._lookup`` would build, Content-Length apart).
+    cached_field = _FIELDS.get
+    split: list[ParsedField] | None = None
+    if len(header_lines) <= limits.max_headers and (
+            len(text) <= limits.max_header_line
+            or max(map(len, header_lines), default=0) <= limits.max_header_line):
+        # Fast path (the usual message): no limit hit, and every line taken as one field.
+        # A folded line (starting with SP or HT) never splits (no header name starts with
+        # whitespace, and only lines that split are cached), so a folded section, or a bad
+        # line, falls to the general path below, which unfolds, checks and names the error
+        # in line order. (Cheaper than looking for CRLF SP in the text first.)
+        try:
+            split = [cached_field(line) or _split_field(line) for line in header_lines]
+        except SipParseError:
+            split = None
+    if split is not None:
+        index: dict[str, Sequence[str]] = {field[0]: field[3] for field in split}
+        repeated = len(index) != len(split)  # some name twice: index every value below
     else:
         fields = _unfold(header_lines, limits)
         max_line = limits.max_header_line  # an unfolded field may exceed it
-
-    # One pass: each field line is split into (lookup key, canonical name, value), appended
-    # in order and indexed by key (the index ``Headers._lookup`` would build).
-    items: list[tuple[str, str, str]] = []
-    index: dict[str, list[str]] = {}
-    lengths: list[str] = []
-    cached_field = _FIELDS.get
-    for line in fields:
-        if max_line >= 0 and len(line) > max_line:
-            raise SipParseError(f"header line too long: limit {max_line}")
-        field = cached_field(line) or _split_field(line)
-        key = field[0]
-        if key == "content-length":
-            lengths.append(field[2])
-            continue
-        items.append(field)
-        values = index.get(key)
-        if values is None:
-            index[key] = [field[2]]
-        else:
-            values.append(field[2])
-    headers = Headers._parsed(items, index)
+        split = []
+        for line in fields:  # the limit first, then the split, line by line
+            if len(line) > max_line:
+                raise SipParseError(f"header line too long: limit {max_line}")
+            split.append(cached_field(line) or _split_field(line))
+        repeated = True
+    if repeated:
+        lists: dict[str, list[str]] = {}
+        for key, _, value, _ in split:
+            values = lists.get(key)
+            if values is None:
+                lists[key] = [value]
+            else:
+                values.append(value)
+        index = dict(lists)
+    lengths: Sequence[str] = index.pop("content-length", ())
+    headers = ParsedHeaders(split, index)
 
     rest = data[body_start:]
     message: Request | Response
@@ -537,17 +696,22 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         message = Request(method, uri_or_reason, headers, rest)
     else:
         message = Response(status, uri_or_reason, headers, rest)
-    if deferred is None:
-        deferred = non_utf8 or _duplicate_problem(headers, lengths)
+    if deferred is None and (non_utf8 is not None or repeated):
+        deferred = non_utf8 or _duplicate_problem(index, lengths)
     if deferred is not None:
         deferred.message = message
         raise deferred
     if lengths:
-        try:
-            length = _parse_content_length(lengths)
-        except SipParseError as exc:
-            exc.message = message
-            raise
+        written = lengths[0]
+        if len(lengths) == 1 and written.isdigit() and written.isascii() \
+                and len(written) <= MAX_NUMBER_DIGITS:
+            length = int(written)  # the usual one value (what _parse_content_length gives)
+        else:
+            try:
+                length = _parse_content_length(lengths)
+            except SipParseError as exc:
+                exc.message = message
+                raise
         if length > len(rest):
             raise SipParseError(
                 f"bad Content-Length: {length} exceeds the {len(rest)} body bytes received",

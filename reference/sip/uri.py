@@ -17,19 +17,27 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
 from reference.sip.errors import SipParseError
 from reference.sip.grammar import (
     ALNUM,
+    EMPTY_PARAMS,
+    PLAIN_PARAM_STRING,
     UNRESERVED,
+    Params,
     check_chars,
     end_of_quoted,
     format_params,
+    freeze_params,
     parse_params,
+    parse_plain_params,
     quote,
     split_host_port,
     unquote,
+    value_repr,
 )
 
 # Characters allowed in each URI component; "%" is allowed and checked as an escape after.
@@ -223,17 +231,17 @@ def _sip_uri_problem(text: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class NameAddr:
+class NameAddr(NamedTuple):
     """``[display-name] <uri> *(;param)`` as used by From, To, Contact, Route...
 
     ``uri`` is the URI text as written (any absolute URI: sip, sips, tel, pres...).
-    ``display_name`` is None when absent; quotes and escapes are removed.
+    ``display_name`` is None when absent; quotes and escapes are removed. Immutable (a named
+    tuple with read-only ``params``), so one parsed value serves every caller.
     """
 
     display_name: str | None
     uri: str
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Params = EMPTY_PARAMS
 
     @property
     def tag(self) -> str | None:
@@ -244,27 +252,44 @@ class NameAddr:
         return parse_uri(self.uri)
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
-        return NameAddr(self.display_name, self.uri, {**self.params, name.lower(): value})
+        return NameAddr(self.display_name, self.uri,
+                        freeze_params({**self.params, name.lower(): value}))
 
     def __str__(self) -> str:
         display = "" if self.display_name is None else quote(self.display_name) + " "
         return f"{display}<{self.uri}>{format_params(self.params)}"
 
-
-def parse_name_addr(text: str, what: str = "name-addr") -> NameAddr:
-    """Parse the name-addr form (``"Bob" <sip:b@x;p=1>;tag=9``) or the addr-spec form
-    (``sip:b@x;tag=9``, where everything after the first ';' is a header parameter)."""
-    display, uri, params = _name_addr_parts(text, what)
-    return NameAddr(display, uri, dict(params))
+    def __repr__(self) -> str:
+        return value_repr(self, self._fields)
 
 
-_NameAddrParts = tuple[str | None, str, tuple[tuple[str, str | None], ...]]
+_new = tuple.__new__  # builds a named tuple without its Python-level __new__
 
 
 @functools.lru_cache(maxsize=4096)
-def _name_addr_parts(text: str, what: str) -> _NameAddrParts:
-    """The parsed parts of a name-addr, cached: From, To and Contact values repeat in every
-    message of a dialog. Immutable parts are cached, so each caller gets fresh params."""
+def parse_name_addr(text: str, what: str = "name-addr") -> NameAddr:
+    """Parse the name-addr form (``"Bob" <sip:b@x;p=1>;tag=9``) or the addr-spec form
+    (``sip:b@x;tag=9``, where everything after the first ';' is a header parameter).
+
+    Cached (at most 4,096 values): From, To and Contact values repeat in every message of a
+    dialog, and the value is immutable, so a hit is the parse of the same text."""
+    return parse_name_addr_uncached(text, what)
+
+
+def parse_name_addr_uncached(text: str, what: str) -> NameAddr:
+    """``parse_name_addr`` without its cache (for callers that cache the result)."""
+    if text.startswith("<sip:"):
+        # The usual ``<sip:user@host[:port]>[;plain params]``: what the general path below
+        # gives for it, in fewer steps (nothing to strip, no display name, a plain URI).
+        gt = text.find(">")
+        rest = text[gt + 1 :]
+        if gt > 0 and _is_plain_sip_uri(text[1:gt]):
+            if not rest:
+                return _new(NameAddr, (None, text[1:gt], EMPTY_PARAMS))
+            if rest[0] == ";" and not rest.strip(PLAIN_PARAM_STRING):
+                plain = parse_plain_params(rest[1:])
+                if plain is not None:
+                    return _new(NameAddr, (None, text[1:gt], MappingProxyType(plain)))
     s = text.strip(" \t")
     if not s:
         raise SipParseError(f"bad {what}: empty value")
@@ -280,7 +305,7 @@ def _name_addr_parts(text: str, what: str) -> _NameAddrParts:
         if lt < 0:
             uri, semi, param_text = s.partition(";")
             check_absolute_uri(uri, what)
-            return None, uri, tuple(parse_params(semi + param_text, what).items())
+            return _new(NameAddr, (None, uri, _name_addr_params(semi + param_text, what)))
         if lt:
             words = s[:lt].split()
             if words:
@@ -294,4 +319,8 @@ def _name_addr_parts(text: str, what: str) -> _NameAddrParts:
         raise SipParseError(f"bad {what}: missing '>' in {s[:80]!r}")
     uri = rest[1:gt].strip(" \t")
     check_absolute_uri(uri, what)
-    return display, uri, tuple(parse_params(rest[gt + 1 :], what).items())
+    return _new(NameAddr, (display, uri, _name_addr_params(rest[gt + 1 :], what)))
+
+
+def _name_addr_params(text: str, what: str) -> Params:
+    return freeze_params(parse_params(text, what)) if text else EMPTY_PARAMS

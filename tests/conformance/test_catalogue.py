@@ -65,9 +65,9 @@ COUNTS = _counts_tables()
 
 def test_catalogue_has_the_documented_number_of_rows() -> None:
     total = _number(COUNTS["Group"]["Total"][0])
-    assert total == 142
+    assert total == 169
     assert len(CATALOGUE) == total
-    assert all(re.fullmatch(r"(SUB|AUTH)-\d{3}", rid) for rid in CATALOGUE)
+    assert all(re.fullmatch(r"(SUB|AUTH|REG|RLS|TCP)-\d{3}", rid) for rid in CATALOGUE)
 
 
 def test_group_counts_match_their_id_ranges() -> None:
@@ -75,7 +75,7 @@ def test_group_counts_match_their_id_ranges() -> None:
     for name, cells in COUNTS["Group"].items():
         if name == "Total":
             continue
-        (prefix, first), (_, last) = re.findall(r"(SUB|AUTH)-(\d{3})", cells[1])
+        (prefix, first), (_, last) = re.findall(r"(SUB|AUTH|REG|RLS|TCP)-(\d{3})", cells[1])
         in_range = {rid for rid in CATALOGUE if rid.startswith(prefix + "-")
                     and int(first) <= int(rid[-3:]) <= int(last)}
         assert len(in_range) == _number(cells[0]), name

@@ -119,15 +119,21 @@ class KamailioLab:
 
     async def publish(self, user: str, basic: str, expires: int = 3600) -> None:
         """PUBLISH a PIDF (basic open/closed) for sip:USER@lab.test with the lab's SIPp UAC."""
-        port = free_udp_port()
-        process = await asyncio.create_subprocess_exec(
-            self.sipp, "-sf", str(self.lab_dir / "sipp" / "publish.xml"),
-            f"127.0.0.1:{KAMAILIO_PORT}", "-i", "127.0.0.1", "-p", str(port), "-m", "1",
-            "-s", user, "-key", "basic", basic, "-key", "expires", str(expires),
-            "-nostdin", "-timeout", "10s", "-timeout_error",
-            cwd=self.run_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out = await finish(process, 15)
-        assert process.returncode == 0, f"sipp PUBLISH failed: {out[-2000:]}"
+        await sipp_publish(self.sipp, self.lab_dir / "sipp" / "publish.xml", KAMAILIO_PORT,
+                           self.run_dir, user, basic, expires)
+
+
+async def sipp_publish(sipp: str, scenario: Path, port: int, run_dir: Path, user: str,
+                       basic: str, expires: int = 3600) -> None:
+    """One PUBLISH of a PIDF (basic open/closed) for sip:USER@lab.test to 127.0.0.1:PORT,
+    sent over UDP by SIPp with `scenario` (the lab's publish.xml or tests/interop/sipp's)."""
+    process = await asyncio.create_subprocess_exec(
+        sipp, "-sf", str(scenario), f"127.0.0.1:{port}", "-i", "127.0.0.1",
+        "-p", str(free_udp_port()), "-m", "1", "-s", user, "-key", "basic", basic,
+        "-key", "expires", str(expires), "-nostdin", "-timeout", "10s", "-timeout_error",
+        cwd=run_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out = await finish(process, 15)
+    assert process.returncode == 0, f"sipp PUBLISH failed: {out[-2000:]}"
 
 
 async def finish(process: asyncio.subprocess.Process, timeout: float) -> str:
@@ -184,14 +190,8 @@ class RegLab:
 
     async def publish(self, lab_dir: Path, user: str, basic: str) -> None:
         """PUBLISH presence for sip:USER@lab.test with the lab's publish.xml (UDP)."""
-        process = await asyncio.create_subprocess_exec(
-            self.sipp, "-sf", str(lab_dir / "sipp" / "publish.xml"), f"127.0.0.1:{REG_PORT}",
-            "-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1", "-s", user,
-            "-key", "basic", basic, "-key", "expires", "3600", "-nostdin", "-timeout", "10s",
-            "-timeout_error", cwd=self.run_dir, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
-        out = await finish(process, 15)
-        assert process.returncode == 0, f"sipp PUBLISH failed: {out[-2000:]}"
+        await sipp_publish(self.sipp, lab_dir / "sipp" / "publish.xml", REG_PORT,
+                           self.run_dir, user, basic)
 
 
 def start_kamailio(config: Path, run_dir: Path, port: int, sql: Sequence[str],
@@ -262,14 +262,8 @@ class RlsLab:
     async def publish(self, user: str, basic: str) -> None:
         """PUBLISH presence (PIDF basic open/closed) for sip:USER@lab.test to the rls server,
         with SIPp (tests/interop/sipp/publish.xml, UDP)."""
-        process = await asyncio.create_subprocess_exec(
-            self.sipp, "-sf", str(SIPP_DIR / "publish.xml"), f"127.0.0.1:{RLS_PORT}",
-            "-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1", "-s", user,
-            "-key", "basic", basic, "-key", "expires", "3600", "-nostdin", "-timeout", "10s",
-            "-timeout_error", cwd=self.run_dir, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
-        out = await finish(process, 15)
-        assert process.returncode == 0, f"sipp PUBLISH failed: {out[-2000:]}"
+        await sipp_publish(self.sipp, SIPP_DIR / "publish.xml", RLS_PORT, self.run_dir,
+                           user, basic)
 
     def add_list(self, watcher_user: str, service_uri: str, members: Sequence[str]) -> None:
         entries = "".join(f'<rl:entry uri="{uri}"/>' for uri in members)

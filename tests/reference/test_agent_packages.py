@@ -78,6 +78,15 @@ def test_reg_full_then_partial_gives_a_status_per_registration() -> None:
     assert [(c.id, c.expires) for c in partial.registration.contacts] == [
         ("c1", 3600), ("c22", 60)]
     assert partial.to_json()["registration"]["contacts"][1]["event"] == "created"
+    # Per AOR its state, and every contact's state, event, expires, q and uri (issue 17 §2).
+    wire = partial.to_json()["registration"]
+    assert (wire["aor"], wire["state"]) == (AOR, "active")
+    assert [{k: c[k] for k in ("state", "event", "expires", "q", "uri")}
+            for c in wire["contacts"]] == [
+        {"state": "active", "event": "registered", "expires": 3600, "q": "1.0",
+         "uri": "sip:bob@10.0.0.2"},
+        {"state": "active", "event": "created", "expires": 60, "q": "1.0",
+         "uri": "sip:bob@10.0.0.3"}]
     assert h.agent.counters["reg.applied"] == 2
 
 
@@ -95,7 +104,10 @@ def test_reg_version_gap_refreshes_at_once_and_full_state_recovers() -> None:
     subscribes = len(h.subscribes())
     delivered = len(h.delivered)
     assert reg_notify(h, reginfo(2, "partial", contact("c5"))) == 200
-    assert len(h.delivered) == delivered  # the gap's document is not reported
+    # RFC 3680 §5.2: the gapped document is processed and reported (c1 and c5).
+    assert len(h.delivered) == delivered + 1
+    gapped = h.delivered[-1].registration
+    assert gapped is not None and [c.id for c in gapped.contacts] == ["c1", "c5"]
     h.advance_by(0.0)
     refresh = h.last_subscribe()
     assert len(h.subscribes()) == subscribes + 1

@@ -1,6 +1,7 @@
 """RFC 3261 §18 in the core: which transport a SUBSCRIBE takes (next hop transport=tcp, or
 larger than udp_max_bytes), Via and Contact, no retransmission and Timer K = 0 over TCP,
-answers on the connection a NOTIFY came on, and a lost connection failing like a timeout."""
+answers on the connection a NOTIFY came on, and a lost connection failing as a locally
+generated 503."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def test_notify_over_tcp_is_answered_on_its_connection_without_timer_j() -> None
     assert not h.agent.ua.servers  # reliable: the server transaction ended with its answer
 
 
-def test_lost_connection_fails_the_transaction_like_a_timeout_and_retries() -> None:
+def test_lost_connection_fails_the_transaction_as_a_503_and_retries() -> None:
     h = tcp_harness()
     h.subscribe(TCP_RECORD)
     destination = h.sent[-1].destination
@@ -89,7 +90,8 @@ def test_lost_connection_fails_the_transaction_like_a_timeout_and_retries() -> N
     h.agent.transport_lost(destination, now=h.now)
     h.absorb()
     failure = h.delivered[-1]
-    assert (failure.status, failure.reason) == ("terminated", "timeout")
+    # RFC 3261 §8.1.3.1 (TCP-007): a transport error is treated as a 503.
+    assert (failure.status, failure.reason) == ("terminated", "503")
     assert failure.retry_at is not None and h.agent.counters["tx.transport_lost"] == 1
     h.advance(failure.retry_at)
     assert len(h.subscribes()) == 2 and h.sent[-1].transport == "tcp"

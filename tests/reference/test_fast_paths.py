@@ -1,14 +1,19 @@
 """The speed-ups of the agent core keep behaviour: lookup index and caches follow mutation,
-cached parsers hand out independent objects, and the new helper parameters do what they say."""
+cached parsers hand out immutable values, and the new helper parameters do what they say."""
 
 from __future__ import annotations
 
-from reference.sip import Headers, Request, make_response, parse_message
+import pytest
+
+from reference.sip import Headers, Request, SipParseError, make_response, parse_message
 from reference.sip.headers import (
+    _parse_via,
     lookup_key,
+    parse_contact,
     parse_content_type,
     parse_event,
     parse_subscription_state,
+    parse_via,
 )
 from reference.sip.transaction import ServerTransaction, TimerSettings, server_key
 from reference.sip.uri import parse_name_addr
@@ -56,19 +61,43 @@ def test_top_via_is_first_via_and_vias_is_a_copy() -> None:
     assert len(message.vias) == 2
 
 
-def test_cached_parsers_give_independent_params() -> None:
-    first = parse_name_addr("<sip:b@x>;tag=1")
-    first.params["tag"] = "changed"
-    assert parse_name_addr("<sip:b@x>;tag=1").tag == "1"
-    for parse, text in ((parse_event, "presence;id=1"),
-                        (parse_content_type, "application/pidf+xml;charset=utf-8")):
-        value = parse(text)
-        value.params.clear()
-        assert parse(text).params
-    state = parse_subscription_state("terminated;reason=timeout;retry-after=5;x=1")
-    state.params.clear()
+def test_cached_parsers_give_immutable_values() -> None:
+    """A cached value is shared by every caller, so nothing of it can be changed."""
+    values = [
+        parse_name_addr("<sip:b@x>;tag=1"), parse_event("presence;id=1"),
+        parse_content_type("application/pidf+xml;charset=utf-8"),
+        parse_subscription_state("terminated;reason=timeout;retry-after=5;x=1"),
+        parse_contact("<sip:b@x>;expires=5"),
+        parse_via("SIP/2.0/UDP h:5060;branch=z9hG4bK1;rport"),
+    ]
+    for value in values:
+        with pytest.raises(TypeError):
+            value.params["tag"] = "changed"  # type: ignore[index]
+        with pytest.raises(AttributeError):
+            value.params.clear()  # type: ignore[attr-defined]
+        with pytest.raises(AttributeError):
+            value.params = {}  # type: ignore[misc]
+    assert parse_name_addr("<sip:b@x>;tag=1") is values[0]  # the cache hands out one value
     again = parse_subscription_state("terminated;reason=timeout;retry-after=5;x=1")
-    assert (again.reason, again.retry_after, again.params) == ("timeout", 5, {"x": "1"})
+    assert (again.reason, again.retry_after, dict(again.params)) == ("timeout", 5, {"x": "1"})
+
+
+def test_a_via_of_a_known_shape_is_the_via_of_its_full_parse() -> None:
+    """parse_via reuses the rest of a Via whose branch alone changed: the result is the one
+    the full parse gives (branch in place, other parameters as written)."""
+    first = parse_via("SIP/2.0/UDP 10.0.0.9:5070;rport;branch=z9hG4bKa1;x=y")
+    second = parse_via("SIP/2.0/UDP 10.0.0.9:5070;rport;branch=z9hG4bKb2;x=y")
+    assert first.branch == "z9hG4bKa1" and second.branch == "z9hG4bKb2"
+    assert list(second.params.items()) == [("rport", None), ("branch", "z9hG4bKb2"),
+                                           ("x", "y")]
+    assert second == _parse_via("SIP/2.0/UDP 10.0.0.9:5070;rport;branch=z9hG4bKb2;x=y")
+    assert first.params["branch"] == "z9hG4bKa1"  # the earlier value did not change
+    # A branch that is not plain, or a quote before ";branch=", takes the full parse.
+    with pytest.raises(SipParseError):
+        parse_via("SIP/2.0/UDP 10.0.0.9:5070;rport;branch=a=b;x=y")
+    quoted = 'SIP/2.0/UDP h;x=";branch=q";branch=z9hG4bK1'
+    assert parse_via(quoted).branch == "z9hG4bK1"
+    assert parse_via(quoted.replace("z9hG4bK1", "z9hG4bK2")).params["x"] == '";branch=q"'
 
 
 def test_make_response_top_via_replaces_only_first_via_line() -> None:

@@ -146,19 +146,24 @@ def test_full_state_repeating_the_version_is_applied_as_kamailio_sends_it() -> N
     assert [c.id for c in state.registrations[AOR].contacts] == ["c2"]
 
 
-def test_a_gap_asks_for_full_state_and_full_state_recovers() -> None:
+def test_a_gap_is_applied_asks_for_full_state_and_full_state_recovers() -> None:
     state = RegState()
     apply(state, doc(1, "full", registration(contact("c1"))))
     result = state.apply(parse_reginfo(doc(3, "partial", registration(contact("c2")))))
-    assert result.needs_full_state and state.version == 1
-    assert [c.id for c in state.registrations[AOR].contacts] == ["c1"]
+    # RFC 3680 §5.2 (REG-008): processed, the version jumps; and full state is wanted.
+    assert result.needs_full_state and state.version == 3
+    assert [c.id for c in state.registrations[AOR].contacts] == ["c1", "c2"]
+    assert [[c.id for c in r.contacts] for r in result.changed] == [["c1", "c2"]]
+    assert apply(state, doc(4, "partial", registration(contact("c4")))) == "applied"
     # A full document may skip versions: it carries everything.
     assert apply(state, doc(7, "full", registration(contact("c3")))) == "applied"
     assert [c.id for c in state.registrations[AOR].contacts] == ["c3"]
 
 
-def test_partial_before_any_full_state_is_a_gap() -> None:
-    assert apply(RegState(), doc(0, "partial", registration(contact()))) == "gap"
+def test_partial_before_any_full_state_is_a_gap_and_applied() -> None:
+    state = RegState()
+    assert apply(state, doc(0, "partial", registration(contact()))) == "gap"
+    assert state.version == 0 and AOR in state.registrations
 
 
 def test_full_state_reports_registrations_it_dropped_as_terminated() -> None:

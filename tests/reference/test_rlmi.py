@@ -90,10 +90,11 @@ def test_versions_stale_and_gap() -> None:
     state = ListState()
     apply(state, 5, True, {"bob": "active"})
     assert apply(state, 5, False, {"bob": "pending"})[0] == "stale"
-    assert apply(state, 7, False, {"bob": "pending"})[0] == "gap"
-    assert state.version == 5
-    assert apply(state, 9, True, {"bob": "pending"}) == ("applied", [("bob", "pending")])
-    assert apply(ListState(), 0, False, {"bob": "active"})[0] == "gap"
+    # RFC 4662 §5.6.2 (RLS-010): a gap is processed, the version jumps, full state wanted.
+    assert apply(state, 7, False, {"bob": "pending"}) == ("gap", [("bob", "pending")])
+    assert state.version == 7
+    assert apply(state, 9, True, {"bob": "active"}) == ("applied", [("bob", "active")])
+    assert apply(ListState(), 0, False, {"bob": "active"}) == ("gap", [("bob", "active")])
 
 
 def test_an_unresolved_cid_refuses_the_whole_body() -> None:

@@ -1,7 +1,10 @@
 """The runtime with `transports: udp,tcp` over real loopback sockets: a SUBSCRIBE to a
-`transport=tcp` next hop goes over TCP, the notifier answers and sends its NOTIFY on the same
-connection, the agent answers there; a connection lost under a SUBSCRIBE fails it at once
-(like a timeout, not 32 s later). The notifier is the project's own TcpTransport."""
+`transport=tcp` next hop, or one over 1,300 bytes, goes over TCP, the notifier answers and
+sends its NOTIFY on the same connection, the agent answers there (and on a connection the
+notifier opens to its listener); subscriptions to one destination share a connection; a
+connection lost under a SUBSCRIBE fails it at once (as a 503, RFC 3261 §8.1.3.1, not at
+Timer F 32 s later) and the subscription subscribes again. The notifier is the project's own
+TcpTransport."""
 
 from __future__ import annotations
 
@@ -106,8 +109,121 @@ def test_connection_lost_under_a_subscribe_fails_it_at_once() -> None:
         runtime.subscribe(RECORD, "sip:bob@lab.test", "t")
         await until(lambda: bool(statuses), what="the failure")
         assert loop.time() - started < 5  # not Timer F's 32 s
-        assert (statuses[0].status, statuses[0].reason) == ("terminated", "timeout")
+        assert (statuses[0].status, statuses[0].reason) == ("terminated", "503")
         assert runtime.agent.counters["tx.transport_lost"] == 1
+        runtime.close()
+        notifier.transport.close()
+    run(scenario())
+
+
+# --- issue 17 audit: the runtime's half of RFC 3261 §18 on real sockets -------------------
+
+
+class UdpTrap(asyncio.DatagramProtocol):
+    """A UDP socket on the notifier's port that only records what arrives there."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        self.datagrams.append(data)
+
+
+def test_an_oversize_subscribe_to_a_udp_next_hop_goes_over_tcp_to_its_port() -> None:
+    """RFC 3261 §18.1.1: the route names no transport, the SUBSCRIBE is over 1,300 bytes:
+    it goes over TCP to the same host and port, nothing reaches the UDP socket there."""
+    async def scenario() -> None:
+        notifier = TcpNotifier()
+        host, port = await notifier.transport.listen()
+        loop = asyncio.get_running_loop()
+        udp, trap = await loop.create_datagram_endpoint(UdpTrap, local_addr=(host, port))
+        config = AgentConfig(profile="rfc6665", transports="udp,tcp",
+                             presence_route=f"<sip:{host}:{port};lr>",
+                             additional_presence_headers="X-Pad: " + "p" * 1400)
+        runtime = await UdpRuntime.open(config, "127.0.0.1", 0)
+        statuses: list[StatusMessage] = []
+        runtime.add_listener("t", statuses.append)
+        runtime.subscribe(RECORD, "sip:bob@lab.test", "t")
+        await until(lambda: bool(statuses and notifier.responses), what="status and 200")
+        [(subscribe, _peer)] = notifier.requests
+        assert len(subscribe.to_bytes()) > 1300
+        assert subscribe.vias[0].transport == "TCP"
+        assert (subscribe.headers.get("Contact") or "").endswith(";transport=tcp>")
+        assert statuses[0].status == "active" and trap.datagrams == []
+        assert runtime.agent.counters["tx.oversize_to_tcp"] == 1
+        runtime.close()
+        notifier.transport.close()
+        udp.close()
+    run(scenario())
+
+
+def test_a_notify_on_a_connection_the_notifier_opens_is_answered_on_it() -> None:
+    """RFC 3261 §18 / §18.2.2: the agent listens on TCP at its Contact address; a NOTIFY the
+    notifier sends on a new connection (the first one closed) is answered on that one."""
+    async def scenario() -> None:
+        runtime, notifier, statuses = await start()
+        runtime.subscribe(RECORD, "sip:bob@lab.test", "t")
+        await until(lambda: bool(statuses and notifier.responses), what="status and 200")
+        [(subscribe, peer)] = notifier.requests
+        notifier.transport.connections[peer].close()
+        await until(lambda: not notifier.transport.connections, what="the close")
+        agent_tcp = runtime.tcp
+        assert agent_tcp is not None
+        await until(lambda: not agent_tcp.connections, what="the agent's side of the close")
+        body = build_pidf(RECORD, basic="closed")
+        notify = (
+            f"NOTIFY sip:agent@{runtime.local_address[0]} SIP/2.0\r\n"
+            "Via: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKn2\r\nMax-Forwards: 70\r\n"
+            f"From: <{RECORD}>;tag=n1\r\nTo: {subscribe.headers.get('From')}\r\n"
+            f"Call-ID: {subscribe.call_id}\r\nCSeq: 2 NOTIFY\r\n"
+            "Contact: <sip:127.0.0.1:1;transport=tcp>\r\nEvent: presence\r\n"
+            "Subscription-State: active;expires=600\r\nContent-Type: application/pidf+xml\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        notifier.transport.send(notify, runtime.local_address)
+        await until(lambda: len(notifier.responses) == 2, what="the 200 on the new connection")
+        assert notifier.responses[1].status == 200
+        assert runtime.stats()["tcp"]["accepted"] == 1
+        assert statuses[-1].document is not None and statuses[-1].document.basic == "closed"
+        runtime.close()
+        notifier.transport.close()
+    run(scenario())
+
+
+def test_a_subscription_whose_connection_is_lost_subscribes_again() -> None:
+    """Connection loss under a SUBSCRIBE fails it like a timeout; the retry rules then send a
+    new SUBSCRIBE, over a new connection (real sockets, not the core harness)."""
+    async def scenario() -> None:
+        notifier = TcpNotifier(drop=True)
+        address = await notifier.transport.listen()
+        config = AgentConfig(profile="rfc6665", transports="udp,tcp", on_error_retry_time=1,
+                             presence_route=f"<sip:127.0.0.1:{address[1]};lr;transport=tcp>")
+        runtime = await UdpRuntime.open(config, "127.0.0.1", 0)
+        statuses: list[StatusMessage] = []
+        runtime.add_listener("t", statuses.append)
+        runtime.subscribe(RECORD, "sip:bob@lab.test", "t")
+        await until(lambda: bool(statuses), what="the failure")
+        assert statuses[0].retry_at is not None
+        notifier.drop = False
+        await until(lambda: len(notifier.requests) == 2, timeout=10, what="the new SUBSCRIBE")
+        await until(lambda: statuses[-1].status == "active", what="the retried subscription")
+        assert notifier.transport.counters.accepted == 2
+        runtime.close()
+        notifier.transport.close()
+    run(scenario())
+
+
+def test_subscriptions_to_one_destination_share_one_connection() -> None:
+    """RFC 3261 §18: connections are kept per destination and reused by later requests."""
+    async def scenario() -> None:
+        runtime, notifier, statuses = await start()
+        runtime.subscribe(RECORD, "sip:bob@lab.test", "t")
+        await until(lambda: len(statuses) == 1, what="the first subscription")
+        runtime.subscribe("sip:carol@lab.test", "sip:bob@lab.test", "t")
+        await until(lambda: len(statuses) == 2, what="the second subscription")
+        assert len(notifier.requests) == 2
+        assert notifier.requests[0][1] == notifier.requests[1][1]  # the same source port
+        assert runtime.stats()["tcp"]["connected"] == 1
+        assert notifier.transport.counters.accepted == 1
         runtime.close()
         notifier.transport.close()
     run(scenario())

@@ -7,8 +7,11 @@ is seeded from the corpus and realistic presence messages, then mutated (charact
 grammar inserted, spans deleted or duplicated, lines swapped, names case-flipped or made
 compact...); both parsers parse it and every typed accessor is read; the outcomes must be
 equal: the message (start line, header items, body, ``to_bytes``) and each accessor's value
-(its repr), or the error (text, status, whether it carries the message, and that message's
-start line and headers). Runs without git history of that commit are skipped.
+(its repr, which shows every field, and its text as written back into a header), or the error
+(text, status, whether it carries the message, and that message's start line and headers).
+Since then the values are named tuples with read-only params (the dataclass repr kept); the
+comparison also writes the top Via back with a ``received`` parameter (what a UAS does).
+Runs without git history of that commit are skipped.
 
 The test runs MESSAGES mutated messages; the recorded run (docs/lab.md) used more:
 
@@ -138,6 +141,13 @@ def _attempt(read: Callable[[], Any]) -> Any:
         return _error(exc)
 
 
+def _written(value: Any) -> Any:
+    """The text a value is written back as (``str``), element by element for a list."""
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return None if value is None else str(value)
+
+
 def outcome(parse: Callable[[bytes], Any], check: Callable[[Any], None],
             data: bytes) -> tuple[Any, ...]:
     try:
@@ -147,7 +157,10 @@ def outcome(parse: Callable[[bytes], Any], check: Callable[[Any], None],
     parts: list[Any] = [type(message).__name__, message.start_line(), message.headers.items(),
                         message.body, _attempt(message.to_bytes)]
     parts += [_attempt(lambda name=name: getattr(message, name)) for name in ACCESSORS]
+    parts += [_attempt(lambda name=name: _written(getattr(message, name))) for name in ACCESSORS]
     parts += [_attempt(lambda: check(message))]
+    parts += [_attempt(lambda: str(message.top_via.with_param("received", "192.0.2.1"))
+                       if message.top_via is not None else None)]
     try:
         contacts = message.contacts
     except Exception:
