@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import os
 import select
 import socket
 import statistics
@@ -233,6 +234,7 @@ async def agent_main(args: argparse.Namespace) -> dict[str, Any]:
             return json.loads(line) if line else {"error": "notifier died"}
         profiler = cProfile.Profile() if args.cprofile else None
         cpu_before = time.process_time()
+        times_before = os.times()
         wall_before = time.monotonic()
         if profiler is not None:
             profiler.enable()
@@ -241,6 +243,9 @@ async def agent_main(args: argparse.Namespace) -> dict[str, Any]:
             profiler.disable()
             profiler.dump_stats(args.cprofile)
         cpu = time.process_time() - cpu_before
+        times_after = os.times()
+        user = times_after.user - times_before.user
+        system = times_after.system - times_before.system
         wall = time.monotonic() - wall_before
         result: dict[str, Any] = json.loads(line) if line else {"error": "notifier died"}
         answered = int(result.get("answered", 0))
@@ -249,6 +254,10 @@ async def agent_main(args: argparse.Namespace) -> dict[str, Any]:
             "profile": args.profile, "statuses_delivered": delivered,
             "agent_cpu_share": cpu / wall if wall else 0.0,
             "agent_cpu_us_per_notify": cpu / answered * 1e6 if answered else 0.0,
+            # The split: user space (Python, the loop) and the kernel (the socket calls;
+            # on loopback a sendto also runs the receiving side's network stack).
+            "agent_user_us_per_notify": user / answered * 1e6 if answered else 0.0,
+            "agent_system_us_per_notify": system / answered * 1e6 if answered else 0.0,
             "agent_notify_received": runtime.agent.counters.get("rx.request.NOTIFY", 0),
             "agent_parse_errors": runtime.agent.counters.get("rx.parse_errors", 0),
             "loop": loops.describe(asyncio.get_running_loop()),
@@ -313,7 +322,9 @@ def print_run(result: dict[str, Any]) -> None:
     print(f"  sent {result['sent']}, answered {result['answered']}, lost {result['lost']}, "
           f"unexpected {result['other']}")
     print(f"  agent CPU         : {result['agent_cpu_share']:.0%} of one core, "
-          f"{result['agent_cpu_us_per_notify']:.1f} us per NOTIFY; "
+          f"{result['agent_cpu_us_per_notify']:.1f} us per NOTIFY "
+          f"(user {result['agent_user_us_per_notify']:.1f}, "
+          f"kernel {result['agent_system_us_per_notify']:.1f}); "
           f"notifier CPU {result['notifier_cpu_share']:.0%}")
     print(f"  statuses delivered {result['statuses_delivered']}")
 

@@ -174,6 +174,11 @@ class UdpRuntime:
         self._closing = False
         self._idle = asyncio.Event()
         self._closed = asyncio.Event()
+        # The same fact as `_closed`, as a plain flag for the per-datagram paths (an Event's
+        # is_set is a Python call).
+        self._is_closed = False
+        # AF_INET gives (host, port) already; AF_INET6 adds flow info and scope id.
+        self._two_part_addresses = sock.family == socket.AF_INET
         sockname = sock.getsockname()
         self.local_address: Address = (str(sockname[0]), int(sockname[1]))
         # The TCP side (transports: udp,tcp), started by `open` on the same port.
@@ -323,8 +328,7 @@ class UdpRuntime:
         """Immediate: cancel timers and lookups, close the socket and the trace file."""
         if self._outbox:  # closed from inside a read batch: its answers still go out first
             outbox, self._outbox = self._outbox, None
-            for data, address in outbox:
-                self._sendto(data, address)
+            self._send_batch(outbox)
             outbox.clear()
         if self._wakeup is not None:
             self._wakeup.cancel()
@@ -333,7 +337,7 @@ class UdpRuntime:
             task.cancel()
         if self.tcp is not None:
             self.tcp.close()
-        if not self._closed.is_set():
+        if not self._is_closed:
             self.loop.remove_reader(self.sock.fileno())
             if self._backlog:
                 self.loop.remove_writer(self.sock.fileno())
@@ -342,11 +346,12 @@ class UdpRuntime:
         if self._trace is not None:
             self._trace.close()
             self._trace = None
+        self._is_closed = True
         self._closed.set()
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._is_closed
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -372,7 +377,7 @@ class UdpRuntime:
         # awake (measured ~13 us more here), so one wakeup serves several answers. The delay
         # is bounded by SEND_BATCH datagrams' work (under a millisecond), far below any SIP
         # timer; the order is kept.
-        if self._closed.is_set():
+        if self._is_closed:
             return
         outbox: list[tuple[bytes, Address]] = []
         self._outbox = outbox
@@ -380,18 +385,23 @@ class UdpRuntime:
             self._read_batch(outbox)
         finally:
             self._outbox = None
-            for data, address in outbox:
-                self._sendto(data, address)
+            if outbox:
+                self._send_batch(outbox)
 
     def _flush_outbox(self, outbox: list[tuple[bytes, Address]]) -> None:
         self._outbox = None
-        for data, address in outbox:
-            self._sendto(data, address)
+        self._send_batch(outbox)
         outbox.clear()
         self._outbox = outbox
 
     def _read_batch(self, outbox: list[tuple[bytes, Address]]) -> None:
+        # This runs once per datagram: the calls it makes are bound once per batch.
         recvfrom = self.sock.recvfrom
+        datagram_received = self.agent.datagram_received
+        pump = self._pump.pump
+        clock = self.loop.time
+        counters = self.counters
+        two_part = self._two_part_addresses
         for count in range(1, MAX_READ_BATCH + 1):
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)
@@ -400,14 +410,15 @@ class UdpRuntime:
             except OSError as exc:
                 # ICMP errors (port unreachable) surface here on Linux: the transaction
                 # layer retransmits or times out, so this is only counted.
-                self.counters.socket_errors += 1
+                counters.socket_errors += 1
                 log.debug("socket error: %s", exc)
                 return
-            self.counters.datagrams_received += 1
-            # (AF_INET gives (str, int) already; AF_INET6 adds flow info and scope id.)
-            self.agent.datagram_received(data, (addr[0], addr[1]), now=self.loop.time())
-            self._apply()
-            if self._closed.is_set():  # a listener closed the runtime
+            counters.datagrams_received += 1
+            datagram_received(data, addr if two_part else (addr[0], addr[1]), now=clock())
+            pump()  # `_apply`, inlined
+            if self._touched or self._closing:
+                self._after_effects()
+            if self._is_closed:  # a listener closed the runtime
                 return
             if count % SEND_BATCH == 0 and outbox:
                 self._flush_outbox(outbox)
@@ -415,7 +426,7 @@ class UdpRuntime:
     def _on_wakeup(self) -> None:
         # The earliest deadline came up: the core fires what is due (at most
         # MAX_TIMER_BATCH; the rest re-arms the wake-up at once) and the pump re-arms.
-        if self._closed.is_set():
+        if self._is_closed:
             self._wakeup, self._wakeup_at = None, math.inf
             return
         now = self.loop.time()
@@ -432,7 +443,7 @@ class UdpRuntime:
 
     def _arm(self, at: float | None) -> None:
         # An armed wake-up at or before `at` is kept: waking early fires nothing.
-        if at is None or at >= self._wakeup_at or self._closed.is_set():
+        if at is None or at >= self._wakeup_at or self._is_closed:
             return
         if self._wakeup is not None:
             self._wakeup.cancel()
@@ -442,7 +453,8 @@ class UdpRuntime:
     # ------------------------------------------------------------------ effects
     def _apply(self) -> None:
         self._pump.pump()
-        self._after_effects()
+        if self._touched or self._closing:
+            self._after_effects()
 
     def _after_effects(self) -> None:
         touched = self._touched
@@ -470,13 +482,22 @@ class UdpRuntime:
         if error_answer and not self._answer_bucket.take(self.loop.time()):
             self.counters.answers_rate_limited += 1
             return
+        outbox = self._outbox
+        if outbox is not None and not self._is_closed:
+            # Inside a read batch (an answer, the common case): an IP literal goes
+            # straight into the outbox, as `_send` -> `_transmit` -> `_sendto` would put it.
+            literal = _ip_literal(destination[0])
+            if literal is not None:
+                outbox.append((data, (literal, destination[1])))
+                return
         self._send(data, destination)
 
     def _deliver_effect(self, destination: str, message: StatusMessage) -> None:
         if destination in self._discarded:
             self.counters.statuses_discarded += 1
             return
-        self.queue(destination).put(message)
+        queue = self.queues.get(destination)
+        (self.queue(destination) if queue is None else queue).put(message)
         self.counters.statuses_delivered += 1
         if destination not in self._touched:
             self._touched.append(destination)
@@ -566,7 +587,7 @@ class UdpRuntime:
         if self._outbox is not None:
             self._outbox.append((data, address))
             return
-        if self._closed.is_set():
+        if self._is_closed:
             return
         if self._backlog:  # keep the order behind what is already waiting
             self._queue_send(data, address)
@@ -580,6 +601,30 @@ class UdpRuntime:
         except OSError as exc:
             self.counters.send_errors += 1
             log.warning("sendto %s:%d failed: %s", address[0], address[1], exc)
+
+    def _send_batch(self, outbox: list[tuple[bytes, Address]]) -> None:
+        # `_sendto` for each datagram of a read batch (`_outbox` is None here), with its
+        # common case (no backlog, the kernel takes it) in one loop.
+        if self._backlog or self._is_closed:
+            for data, address in outbox:
+                self._sendto(data, address)
+            return
+        sendto = self.sock.sendto
+        counters = self.counters
+        for index, (data, address) in enumerate(outbox):
+            try:
+                sendto(data, address)
+            except (BlockingIOError, InterruptedError):
+                # The kernel buffer is full: this one and the rest wait, in order.
+                for waiting in outbox[index:]:
+                    self._queue_send(*waiting)
+                self.loop.add_writer(self.sock.fileno(), self._write_ready)
+                return
+            except OSError as exc:
+                counters.send_errors += 1
+                log.warning("sendto %s:%d failed: %s", address[0], address[1], exc)
+            else:
+                counters.datagrams_sent += 1
 
     def _queue_send(self, data: bytes, address: Address) -> None:
         if len(self._backlog) >= MAX_SEND_BACKLOG:

@@ -25,9 +25,14 @@ def test_parts_by_file_and_function() -> None:
     assert part(("/x/reference/xmlsafe.py", 1, "parse_xml")) == "PIDF"
     for core in ("core.py", "classify.py", "actions.py"):  # the agent core since its redesign
         assert part((f"/x/reference/{core}", 1, "f")) == "agent"
+    assert part(("<string>", 2, "__init__")) is None  # dataclass code: charged to callers
     assert part(("/x/reference/udp.py", 1, "f")) == "runtime (udp.py)"
-    assert part(("/usr/lib/python3.11/asyncio/events.py", 1, "f")) == "event loop + socket"
+    assert part(("/usr/lib/python3.11/asyncio/events.py", 1, "f")) == "event loop"
     assert part(("~", 0, "<method 'sendto' of '_socket.socket' objects>")) is None
+    # Socket and polling calls are timed by the wall clock: left out of the shares.
+    assert notify_profile.is_kernel_call(("~", 0, "<method 'sendto' of '_socket.socket' objects>"))
+    assert notify_profile.is_kernel_call(("~", 0, "<method 'poll' of 'select.epoll' objects>"))
+    assert not notify_profile.is_kernel_call(("~", 0, "<built-in method builtins.len>"))
 
 
 def test_shares_of_a_real_profile(tmp_path: Path) -> None:
@@ -49,3 +54,4 @@ def test_shares_of_a_real_profile(tmp_path: Path) -> None:
     assert set(shares) == set(notify_profile.PARTS)
     assert abs(sum(shares.values()) - 1) < 1e-9
     assert shares["SIP parse"] > 0.2 and shares["response build"] > 0.05
+    assert shares["kernel (socket calls)"] == 0  # from the plain run's system time

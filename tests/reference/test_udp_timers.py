@@ -91,6 +91,50 @@ def test_sends_of_a_read_batch_leave_in_order_and_close_flushes_them() -> None:
     run(scenario())
 
 
+class _RefusingSocket(socket.socket):
+    """A UDP socket whose kernel buffer is 'full' for its first `refusals` sends."""
+
+    refusals = 0
+
+    def sendto(self, data: bytes, address: object) -> int:  # type: ignore[override]
+        if self.refusals:
+            self.refusals -= 1
+            raise BlockingIOError
+        return super().sendto(data, address)  # type: ignore[call-overload,no-any-return]
+
+
+@pytest.mark.usefixtures("loop_name")
+def test_a_read_batch_the_kernel_refuses_waits_for_the_socket_in_order() -> None:
+    async def scenario() -> None:
+        from reference import Agent
+        from reference.ids import OsRandomIds
+
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(2.0)
+        sock = _RefusingSocket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(("127.0.0.1", 0))
+        runtime = UdpRuntime(Agent(AgentConfig(), ids=OsRandomIds()), sock)
+        try:
+            address = ("127.0.0.1", peer.getsockname()[1])
+            # The first send of the batch and the first retry when the socket turns
+            # writable are refused: all three wait, then leave in their order.
+            sock.refusals = 2
+            runtime._send_batch([(b"answer %d" % number, address) for number in range(3)])
+            assert runtime.counters.datagrams_sent == 0 and len(runtime._backlog) == 3
+            runtime._sendto(b"answer 3", address)  # behind the backlog, not before it
+            await until(lambda: runtime.counters.datagrams_sent == 4, timeout=2.0)
+            assert [peer.recv(100) for _ in range(4)] == [
+                b"answer 0", b"answer 1", b"answer 2", b"answer 3"]
+            assert not runtime._backlog and runtime.counters.send_errors == 0
+        finally:
+            runtime.close()
+            peer.close()
+
+    run(scenario())
+
+
 @pytest.mark.usefixtures("loop_name")
 def test_answers_to_a_burst_all_arrive() -> None:
     """Many datagrams in one read batch: every one is answered (a 481 each), in order."""
