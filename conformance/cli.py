@@ -1,7 +1,9 @@
 """`b2b-conform`: run, list and lint conformance scenarios.
 
 Exit codes: 0 = nothing failed; 1 = a scenario failed or errored; 2 = invalid scenario files
-or bad usage.
+or bad usage; 130 = interrupted (Ctrl-C); 143 = terminated (SIGTERM). Interrupted or
+terminated, the runs in progress still close their sessions, so no launched subscriber or
+agent process is left behind.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from typing import Any
 from tqdm import tqdm
 
 from conformance import coverage, reports, verdict_page
-from conformance.runner import ScenarioResult, run_scenario
+from conformance.runner import ScenarioResult, map_runs, run_scenario
 from conformance.scenario import (
     PROFILES,
     Scenario,
@@ -123,10 +126,7 @@ def run_all(scenarios: Sequence[Scenario], target_name: str,
             progress(result)
         return result
 
-    if jobs == 1:
-        return [one(run) for run in runs]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(one, runs))
+    return map_runs(one, runs, jobs)
 
 
 @contextmanager
@@ -169,10 +169,18 @@ def render_report(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Every error is one line on stderr (never a traceback), exit status as documented."""
+    # SIGTERM's default action would end the process at once, orphaning the subscribers that
+    # target files launch in their own sessions; as an exception it unwinds like Ctrl-C.
+    # (Only the main thread may set a handler: an embedding program keeps its own.)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         code = _main(argv)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return code
+    except _Terminated:
+        print("b2b-conform: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         # The reader went away (`b2b-conform list | head`): stop quietly, like a shell tool.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -185,6 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {exc.filename}" if exc.filename else ""
         print(f"b2b-conform: cannot access{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def _output(path: Path | None) -> Path | None:
@@ -272,3 +287,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no `except
+    Exception` turns it into a scenario's `error` verdict."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from conformance import expr
 from conformance.peer import (
@@ -1314,6 +1315,24 @@ def run_scenario(scenario: Scenario, profile: str, target: Target, *,
         if result.verdict == FAIL:
             result.verdict = XFAIL
     return result
+
+
+RunT = TypeVar("RunT")
+
+
+def map_runs(one: Callable[[RunT], ScenarioResult], runs: Sequence[RunT],
+             jobs: int) -> list[ScenarioResult]:
+    """`one` over `runs` in input order, on `jobs` threads (real-time runs are independent).
+    An interrupt (Ctrl-C, or SIGTERM turned into an exception by the CLI) cancels the runs
+    not yet started and waits for the running ones: each closes its session, which stops
+    the process it launched, so nothing is left behind."""
+    if jobs == 1:
+        return [one(run) for run in runs]
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        return list(pool.map(one, runs))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Broken(Exception):

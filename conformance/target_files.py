@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import IO, Any
 
 import yaml
 
-from conformance.runner import ScenarioResult, Target, run_scenario
+from conformance.runner import ScenarioResult, Target, map_runs, run_scenario
 from conformance.scenario import OPTIONAL_FEATURES, PROFILES, Scenario
 from conformance.targets.udp import SipOnlySession, free_port, with_b2b_agent
 
@@ -406,10 +405,7 @@ def run_target_file(path: str | Path, scenarios: Sequence[Scenario],
                 progress(result)
             return result
 
-        if jobs == 1:
-            return target.name, [one(run) for run in runs], describe(spec)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            return target.name, list(pool.map(one, runs)), describe(spec)
+        return target.name, map_runs(one, runs, jobs), describe(spec)
 
 
 def describe(spec: TargetFile) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conformance.runner import FAIL, NA, PASS, ScenarioResult, run_scenario
 from conformance.scenario import load_file
 from conformance.targets.sim import SimTarget
@@ -103,3 +105,26 @@ def test_fault_delay_shifts_arrival(tmp_path: Path) -> None:
                            " duration: 100, method: SUBSCRIBE}\n"
                            "  - expect: {method: SUBSCRIBE, after: s1, within: [7.5, 7.5]}\n")
     assert result.verdict == PASS, result.failure
+
+
+def test_an_interrupt_cancels_the_runs_not_started() -> None:
+    import signal
+    import threading
+    import time
+
+    from conformance.runner import map_runs
+
+    finished: list[int] = []
+
+    def one(run: int) -> ScenarioResult:
+        time.sleep(0.3)  # a run in progress, which is let finish (it closes its session)
+        finished.append(run)
+        return ScenarioResult(str(run), "", "rfc6665", "sim", PASS, ())
+
+    # A real SIGINT to the main thread, waiting for the first result, as Ctrl-C would be.
+    main = threading.main_thread().ident
+    assert main is not None
+    threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        map_runs(one, list(range(10)), jobs=2)
+    assert sorted(finished) == [0, 1]

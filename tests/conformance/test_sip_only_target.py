@@ -139,3 +139,51 @@ def test_trigger_stderr_and_status_reach_the_report(tmp_path: Path) -> None:
     result = run_scenario(scenario, "rfc6665", SipOnlyTarget(failing, None, None))
     assert result.verdict == "error"
     assert "exit status 3" in (result.failure or "") and "boom" in (result.failure or "")
+
+
+# A launched subscriber that never subscribes: it records its pid and waits.
+IDLE = '''
+import os, sys, time
+with open(os.environ["B2B_TEST_PIDFILE"], "w") as out:
+    out.write(str(os.getpid()))
+time.sleep(120)
+'''
+
+
+def test_sigterm_stops_the_launched_subscriber(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    (tmp_path / "idle.py").write_text(IDLE, encoding="utf-8")
+    pidfile = tmp_path / "subscriber.pid"
+    target_file = tmp_path / "t.yaml"
+    target_file.write_text(TARGET.replace("sub.py {peer} {record}", "idle.py")
+                           .replace("trigger_timeout: 5", "trigger_timeout: 60")
+                           .replace("reaches}", f"reaches, B2B_TEST_PIDFILE: '{pidfile}'}}"),
+                           encoding="utf-8")
+    (tmp_path / "s.yaml").write_text(ACCEPTED, encoding="utf-8")
+    conform = subprocess.Popen([sys.executable, "-m", "conformance", "run",
+                                str(tmp_path / "s.yaml"), "--target-file", str(target_file),
+                                "-j", "1", "--no-colour"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() or not pidfile.read_text():
+            assert conform.poll() is None and time.monotonic() < deadline, "never launched"
+            time.sleep(0.05)  # polling a real process's start-up
+        subscriber = int(pidfile.read_text())
+        conform.send_signal(signal.SIGTERM)
+        _out, err = conform.communicate(timeout=20)
+    finally:
+        conform.kill()
+    assert conform.returncode == 143, err
+    assert err.decode().strip().endswith("b2b-conform: terminated")
+    # The launched subscriber (its own session, so SIGTERM did not reach it) is gone.
+    try:
+        os.kill(subscriber, 0)
+    except ProcessLookupError:
+        return
+    os.kill(subscriber, signal.SIGKILL)
+    raise AssertionError("the launched subscriber outlived b2b-conform")
