@@ -2,20 +2,36 @@
 
 By default the package is pure Python. With ``B2B_COMPILE=1`` the modules below are compiled
 with mypyc (part of mypy: the same source, type-checked, turned into C extension modules),
-which makes large simulations about 1.35x faster; behaviour and traces are identical (the test
-``tests/test_compiled_build.py`` builds a copy and checks both). It needs a C compiler, the
-Python headers, and mypy with the stubs in the installing environment (the ``compile``
-extra), so the package is installed plain first, then rebuilt compiled over itself::
+which makes large simulations about 1.35x faster and the agent cheaper per NOTIFY; behaviour
+and traces are identical (``tests/test_compiled_build.py`` builds a copy and checks both). It
+needs a C compiler, the Python headers, and mypy with the stubs in the installing environment
+(the ``compile`` extra), so the package is installed plain first, then rebuilt compiled over
+itself. ``scripts/compiled_venv.py [DIR]`` does both and checks the result (the recommended
+install for labs, README "Faster runs"); by hand::
 
     python3 -m venv .venv-fast && .venv-fast/bin/pip install -q '.[compile]'
     B2B_COMPILE=1 .venv-fast/bin/pip install -q --no-build-isolation --no-deps --force-reinstall .
 
-Only modules that nothing subclasses or patches at run time are compiled: the SIP and PIDF
-parsers, the agent core (the facade ``reference.agent``, ``classify``, ``core``, ``actions``;
-the conformance suite's broken variants are built from injected collaborators, and tools
-watch the agent through public hooks) and the simulator's hot paths. ``reference.ua`` stays
-interpreted: one broken variant (a 200 to a NOTIFY of an unknown dialog) passes its own
-subclass of ``UserAgent``, which a native class would refuse.
+Only modules that nothing subclasses or patches at run time are compiled (a native class
+refuses an interpreted subclass, and compiled code calls functions directly, past a patched
+module attribute):
+
+* the SIP and PIDF parsers (``reference.sip``, ``xmlsafe``, ``pidf``): every datagram;
+* the agent (the facade ``reference.agent``, ``classify``, ``core``, ``actions``, the UA
+  layer ``ua``, the profile rules and delay arithmetic ``policy``, ``effects``, ``qsa``,
+  ``sharing``, ``packages``, ``resend``, ``ids``) with its timers and effect pump
+  (``timers``, ``pump``): every input. The conformance suite's broken variants are built
+  from injected collaborators (a classifier, an action table, a transition table, a
+  ``policy.Timing``, an identifier source), never from subclasses, and tools watch the agent
+  through public hooks;
+* the UDP runtime (``reference.udp``): every datagram of ``b2b-agent``;
+* the simulator's hot paths (network, timers, sipscan, metrics, the notifier and its
+  package subclass, streams, host).
+
+The rest stays interpreted: configuration, command line and control (run once or rarely),
+the TCP transport and the bodies of the other packages (``reginfo``, ``rlmi``,
+``multipart``), which are off the NOTIFY path of the lab benchmarks and not tried yet, and
+the conformance suite, whose tests build variants from the reference's collaborators.
 """
 
 from __future__ import annotations
@@ -41,6 +57,15 @@ COMPILED_MODULES = [
     "reference/core.py",
     "reference/actions.py",
     "reference/agent.py",
+    "reference/ua.py",
+    "reference/policy.py",
+    "reference/effects.py",
+    "reference/qsa.py",
+    "reference/sharing.py",
+    "reference/packages.py",
+    "reference/resend.py",
+    "reference/ids.py",
+    "reference/udp.py",
     "simulator/timers.py",
     "simulator/network.py",
     "simulator/sipscan.py",

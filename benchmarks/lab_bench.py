@@ -13,7 +13,7 @@ Rows:
   a new one for every 200 (``-l window``), never retransmitted in the run's few seconds.
   Kamailio does not track these dialogs: it answers the shape, not the dialog.
 * `b2b-agent` interpreted on the asyncio loop, interpreted on uvloop, and compiled on uvloop
-  when ``--fast-venv`` names a venv with the compiled build (setup.py, ``B2B_COMPILE=1``).
+  when ``--fast-venv`` names a venv with the compiled build (``scripts/compiled_venv.py DIR``).
   benchmarks/udp_bench.py drives it with real dialogs: the agent subscribes, the notifier
   accepts, then keeps `window` in-dialog NOTIFYs outstanding; the agent checks each fully
   (dialog, CSeq, Subscription-State) and parses its PIDF before the 200.
@@ -361,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
                               expect_compiled=True))
     else:
         rows.append(Row("b2b-agent compiled, uvloop",
-                        skipped=f"no compiled build: {fast_python} not found" if args.fast_venv
-                        else "no compiled build given (--fast-venv DIR; setup.py says how)"))
+                        skipped=f"no compiled build: {fast_python} not found (make one: "
+                        f"python3 scripts/compiled_venv.py {args.fast_venv})" if args.fast_venv
+                        else "no compiled build given (--fast-venv DIR; make one: "
+                        "python3 scripts/compiled_venv.py DIR)"))
     print_table(rows)
     return 0
 

@@ -29,7 +29,7 @@ from reference import actions, policy, queries, shared_dialogs
 from reference.actions import ACTIONS
 from reference.classify import CLASSIFIERS, Classifier, Facts
 from reference.config import AgentConfig
-from reference.core import ActionTable, Core, Subscription, UaFactory
+from reference.core import ActionTable, Core, Subscription
 from reference.credentials import CredentialStore
 from reference.effects import Address, Effect
 from reference.ids import IdSource, OsRandomIds
@@ -50,7 +50,6 @@ class Agent:
     def __init__(self, config: AgentConfig, *, ids: IdSource | None = None,
                  table: Table | None = None, actions: ActionTable | None = None,
                  timing: policy.Timing | None = None, classifier: Classifier | None = None,
-                 ua_class: UaFactory = UserAgent,
                  credentials: CredentialStore | None = None) -> None:
         self.config = config
         self.core = Core(
@@ -58,7 +57,7 @@ class Agent:
             table=TABLES[config.profile] if table is None else table,
             actions=ACTIONS if actions is None else actions,
             classifier=CLASSIFIERS[config.profile] if classifier is None else classifier,
-            timing=policy.DEFAULT_TIMING if timing is None else timing, ua_factory=ua_class,
+            timing=policy.DEFAULT_TIMING if timing is None else timing,
             credentials=credentials)
         self.closing = False
         self._next_handle = 1

@@ -45,7 +45,6 @@ from reference.timers import DeadlineQueue, TimerKey, TimerKind
 from reference.ua import UaUser, UserAgent
 
 P_HINT = "trying new subscription after 3xx"
-UaFactory = Callable[..., UserAgent]
 
 
 @dataclass(slots=True)
@@ -115,7 +114,7 @@ class Core:
 
     def __init__(self, config: AgentConfig, user: UaUser, *, ids: IdSource, table: Table,
                  actions: ActionTable, classifier: Classifier, timing: policy.Timing,
-                 ua_factory: UaFactory, credentials: CredentialStore | None = None) -> None:
+                 credentials: CredentialStore | None = None) -> None:
         self.config = config
         # Digest credentials per subscriber and realm (reference.credentials); never traced.
         self.credentials = credentials if credentials is not None else CredentialStore()
@@ -155,8 +154,8 @@ class Core:
         self.now = 0.0
         settings = TimerSettings(t1=config.t1, t2=config.t2, t4=config.t4,
                                  timeout=config.effective_transaction_timeout)
-        self.ua = ua_factory(user, settings, self.timers, self.effects, self.count,
-                             self.ua_trace, self.tracing)
+        self.ua = UserAgent(user, settings, self.timers, self.effects, self.count,
+                            self.ua_trace, self.tracing)
         # Call-ID -> handle. Our Call-IDs carry 128 random bits, so the Call-ID alone names
         # the dialog here; the tags are checked by Dialog.matches_notify.
         self.by_dialog: dict[str, int] = {}

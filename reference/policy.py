@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from reference.config import AgentConfig
@@ -281,7 +281,8 @@ _SER_RULES = Rules(
     resolve_pres_uri=False, share_subscriptions=False)
 RULES: dict[str, Rules] = {
     "ser": _SER_RULES,
-    "rfc6665": Rules(**{name: not value for name, value in vars(_SER_RULES).items()}),
+    # asdict, not vars(): a compiled (mypyc) Rules has no instance __dict__.
+    "rfc6665": Rules(**{name: not value for name, value in asdict(_SER_RULES).items()}),
 }
 
 

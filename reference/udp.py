@@ -27,7 +27,7 @@ import signal
 import socket
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -101,7 +101,8 @@ class RuntimeCounters:
     answers_rate_limited: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        # asdict, not __dict__: a compiled (mypyc) instance has none.
+        return asdict(self)
 
 
 class TokenBucket:

@@ -4,8 +4,7 @@ one deliberate defect, and at least one scenario must fail against it (sim targe
 Every variant is built from the agent's injected collaborators, none subclasses `Agent`: a
 different action in the action table, a different row in the transition table, a different
 rule in the delay arithmetic (`policy.Timing`), a different classifier
-(`reference.classify`), a different UA layer class (`reference.ua.UserAgent`) or a different
-identifier source (`reference.ids`)."""
+(`reference.classify`) or a different identifier source (`reference.ids`)."""
 
 from __future__ import annotations
 
@@ -21,11 +20,11 @@ from conformance.scenario import Scenario, load
 from conformance.targets.sim import AgentFactory, SimTarget
 from reference import Agent, AgentConfig, policy
 from reference.actions import ACTIONS
-from reference.classify import CLASSIFIERS, check_cseq_order
+from reference.classify import CLASSIFIERS, Refusal, check_cseq_order, unknown_dialog
 from reference.ids import CALL_ID_BYTES, TAG_BYTES, IdSource, SeededIds
+from reference.policy import Profile
 from reference.sip import Request
 from reference.subscription import TABLES, Action, Event, Row, State, Table
-from reference.ua import UserAgent
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "conformance"
 
@@ -44,19 +43,16 @@ def caught_by(library: list[Scenario], factory: AgentFactory) -> list[str]:
 
 
 # ------------------------------------------------------------------ the broken variants
-class _AnswersUnknownDialogsUA(UserAgent):
-    def respond(self, request: Request, destination: Any, status: int, now: float, *,
-                reason: str | None = None, headers: Any = None,
-                stateless: bool = False) -> None:
-        if status == 481 and request.method == "NOTIFY":
-            status, reason = 200, "OK"
-        super().respond(request, destination, status, now, reason=reason, headers=headers,
-                        stateless=stateless)
+def _answer_unknown_dialog_200(profile: Profile, notify: Request) -> Refusal:
+    return unknown_dialog(profile, notify)._replace(status=200, reason="OK")
 
 
 def answers_unknown_dialogs(config: AgentConfig, *, ids: IdSource | None = None) -> Agent:
-    """Answers 200 where 481 is due (NOTIFY for no subscription): its UA layer's class."""
-    return Agent(config, ids=ids, ua_class=_AnswersUnknownDialogsUA)
+    """Answers 200 where 481 is due (NOTIFY for no subscription): its classifier's answer to
+    an unknown dialog."""
+    classifier = CLASSIFIERS[config.profile]
+    return Agent(config, ids=ids, classifier=dataclasses.replace(
+        classifier, unknown_dialog=_answer_unknown_dialog_200))
 
 
 def _resend_same_expires(core: Any, sub: Any, facts: Any, delay: float | None) -> None:
