@@ -315,12 +315,12 @@ def _export(ref: str, into: Path) -> str:
     return commit
 
 
-def _measure(tree: Path, what: str, subscriptions: int, slope: tuple[int, int] = (0, 0),
+def _measure(tree: Path, what: str, subscriptions: int, slope: tuple[int, int] | None = None,
              ) -> dict[str, float]:  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(tree))
+    sizes = ["--slope", f"{slope[0]},{slope[1]}"] if slope else []
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", what,
-                          "--subscriptions", str(subscriptions),
-                          "--slope", f"{slope[0]},{slope[1]}"],
+                          "--subscriptions", str(subscriptions), *sizes],
                          cwd=tree, env=env, check=True, capture_output=True, text=True)  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     if Path(result.pop("tree")).resolve() != tree.resolve():
@@ -353,14 +353,13 @@ def compare(ref: str, repeat: int, subscriptions: int, memory_sample: int, feder
                 if round_ % 2:
                     order.reverse()
                 for label, tree in order:
-                    result = _measure(tree, what, size, slope or (0, 0))
+                    result = _measure(tree, what, size, slope)
                     for key, value in result.items():
                         samples[label].setdefault(key, []).append(float(value))
                     shown = ", ".join(f"{k} {v:,.1f}" for k, v in result.items())
                     print(f"  round {round_ + 1} {what:10s} {label}: {shown}", flush=True)
     print(f"medians of {repeat} (load average after: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}):")  # fmt: skip
-    print(f"  {'measurement':42s} {'baseline':>12s} {'now':>12s} {'now/base':>9s}")
     names = {
         "cpu": f"CPU s, {subscriptions:,} subscriptions x 1 h",
         "wall": "  wall s (shared machine: indicative)",
@@ -373,12 +372,14 @@ def compare(ref: str, repeat: int, subscriptions: int, memory_sample: int, feder
                                           f"({slope[0]:,} -> {slope[1]:,})" if slope else ""),
         "federation_cpu": "CPU s, federation-20k",
     }
+    width = max(len(name) for key, name in names.items() if key in samples["now"])
+    print(f"  {'measurement':{width}s} {'baseline':>12s} {'now':>12s} {'now/base':>9s}")
     for key, name in names.items():
         if key not in samples["now"]:
             continue
         base = statistics.median(samples["base"][key])
         now = statistics.median(samples["now"][key])
-        print(f"  {name:42s} {base:12,.1f} {now:12,.1f} {now / base:8.3f}x")
+        print(f"  {name:{width}s} {base:12,.1f} {now:12,.1f} {now / base:8.3f}x")
 
 
 def _sizes(text: str) -> tuple[int, int]:
