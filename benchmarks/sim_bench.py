@@ -27,9 +27,13 @@ tree alternating, ``--repeat N`` times each; it prints the medians and their rat
 CPU seconds of the N x 1 h run (build included; CPU, not wall, because the machine is
 shared), subscriber-hours per CPU second, peak RSS, Python heap per live subscription
 half-way through and at the end of a ``--memory-sample`` run (tracemalloc, after a full
-collection) and, with ``--federation``, the CPU seconds of federation-20k.
+collection), with ``--slope LOW,HIGH`` the heap per further live subscription half-way
+(the heap difference between a LOW and a HIGH run over the difference in live
+subscriptions: fixed costs cancel out) and, with ``--federation``, the CPU seconds of
+federation-20k. ``--subscriptions 0`` skips the N x 1 h run.
 
     .venv/bin/python benchmarks/sim_bench.py --baseline main --repeat 3
+    .venv/bin/python benchmarks/sim_bench.py --baseline main --subscriptions 0 --slope 4000,16000
     .venv/bin/python benchmarks/sim_bench.py --baseline main --subscriptions 10000 --federation
 """
 
@@ -252,6 +256,29 @@ def _child_memory(subscriptions: int) -> dict[str, float]:
     }
 
 
+def _heap_half_way(subscriptions: int) -> tuple[int, int]:
+    """(live subscriptions, traced heap bytes) half-way through the hour, after a full
+    collection. ``get_traced_memory`` counts the run's own blocks only: tracemalloc's
+    bookkeeping (its traces table, ``get_tracemalloc_memory``) is not in it."""
+    workload = _bench_workload(subscriptions)
+    tracemalloc.start()
+    sim = build(workload, 1)
+    sim.run(workload.duration / 2)
+    gc.collect()
+    current = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return len(sim.live), current
+
+
+def _child_slope(low: int, high: int) -> dict[str, float]:
+    """Heap per further live subscription half-way: the difference between a ``high`` and
+    a ``low`` run over the difference in live subscriptions, so fixed costs (bounded parser
+    caches, interpreter-level tables) cancel out."""
+    low_live, low_heap = _heap_half_way(low)
+    high_live, high_heap = _heap_half_way(high)
+    return {"heap_per_further_subscription": (high_heap - low_heap) / (high_live - low_live)}
+
+
 def _child_federation() -> dict[str, float]:
     workload = load_workload(ROOT / "scenarios" / "load" / "federation-20k.yaml")
     cpu = time.process_time()
@@ -260,13 +287,15 @@ def _child_federation() -> dict[str, float]:
     return {"federation_cpu": time.process_time() - cpu}
 
 
-def _child(what: str, subscriptions: int) -> None:
+def _child(what: str, subscriptions: int, slope: tuple[int, int]) -> None:
     import simulator
 
     if what == "run":
         result = _child_run(subscriptions)
     elif what == "memory":
         result = _child_memory(subscriptions)
+    elif what == "slope":
+        result = _child_slope(*slope)
     else:
         result = _child_federation()
     print(json.dumps({"tree": str(Path(simulator.__file__).parents[1]), **result}))
@@ -286,10 +315,12 @@ def _export(ref: str, into: Path) -> str:
     return commit
 
 
-def _measure(tree: Path, what: str, subscriptions: int) -> dict[str, float]:
+def _measure(tree: Path, what: str, subscriptions: int, slope: tuple[int, int] | None = None,
+             ) -> dict[str, float]:  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(tree))
+    sizes = ["--slope", f"{slope[0]},{slope[1]}"] if slope else []
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", what,
-                          "--subscriptions", str(subscriptions)],
+                          "--subscriptions", str(subscriptions), *sizes],
                          cwd=tree, env=env, check=True, capture_output=True, text=True)  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     if Path(result.pop("tree")).resolve() != tree.resolve():
@@ -298,10 +329,12 @@ def _measure(tree: Path, what: str, subscriptions: int) -> dict[str, float]:
 
 
 def compare(ref: str, repeat: int, subscriptions: int, memory_sample: int, federation: bool,
-            ) -> None:  # fmt: skip
-    plan = [("run", subscriptions)]
+            slope: tuple[int, int] | None = None) -> None:  # fmt: skip
+    plan = [("run", subscriptions)] if subscriptions else []
     if memory_sample:
         plan.append(("memory", memory_sample))
+    if slope:
+        plan.append(("slope", 0))
     if federation:
         plan.append(("federation", 0))
     with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
@@ -320,14 +353,13 @@ def compare(ref: str, repeat: int, subscriptions: int, memory_sample: int, feder
                 if round_ % 2:
                     order.reverse()
                 for label, tree in order:
-                    result = _measure(tree, what, size)
+                    result = _measure(tree, what, size, slope)
                     for key, value in result.items():
                         samples[label].setdefault(key, []).append(float(value))
                     shown = ", ".join(f"{k} {v:,.1f}" for k, v in result.items())
                     print(f"  round {round_ + 1} {what:10s} {label}: {shown}", flush=True)
     print(f"medians of {repeat} (load average after: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}):")  # fmt: skip
-    print(f"  {'measurement':42s} {'baseline':>12s} {'now':>12s} {'now/base':>9s}")
     names = {
         "cpu": f"CPU s, {subscriptions:,} subscriptions x 1 h",
         "wall": "  wall s (shared machine: indicative)",
@@ -336,14 +368,29 @@ def compare(ref: str, repeat: int, subscriptions: int, memory_sample: int, feder
         "heap_per_live_half_way": f"heap B per live subscription ({memory_sample:,}), 30 min",
         "heap_per_live_subscription": "  ... at the end (1 h, in the refresh wave)",
         "peak_heap_per_live": "  peak heap B per live subscription",
+        "heap_per_further_subscription": (f"heap B per further subscription, 30 min "
+                                          f"({slope[0]:,} -> {slope[1]:,})" if slope else ""),
         "federation_cpu": "CPU s, federation-20k",
     }
+    width = max(len(name) for key, name in names.items() if key in samples["now"])
+    print(f"  {'measurement':{width}s} {'baseline':>12s} {'now':>12s} {'now/base':>9s}")
     for key, name in names.items():
         if key not in samples["now"]:
             continue
         base = statistics.median(samples["base"][key])
         now = statistics.median(samples["now"][key])
-        print(f"  {name:42s} {base:12,.1f} {now:12,.1f} {now / base:8.3f}x")
+        print(f"  {name:{width}s} {base:12,.1f} {now:12,.1f} {now / base:8.3f}x")
+
+
+def _sizes(text: str) -> tuple[int, int]:
+    """``LOW,HIGH`` (subscriptions), LOW < HIGH."""
+    try:
+        low, high = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}") from None
+    if not 1 <= low < high:
+        raise argparse.ArgumentTypeError(f"expected 1 <= LOW < HIGH, got {text!r}")
+    return low, high
 
 
 def main() -> None:
@@ -360,17 +407,20 @@ def main() -> None:
                         help="compare with this git ref (e.g. main) in the same run")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1,
                         help="with --baseline: measurements per tree (medians)")  # fmt: skip
-    parser.add_argument("--child", choices=("run", "memory", "federation"),
+    parser.add_argument("--slope", metavar="LOW,HIGH", type=_sizes,
+                        help="with --baseline: also the heap per further subscription "
+                             "half-way, between runs of LOW and HIGH subscriptions")  # fmt: skip
+    parser.add_argument("--child", choices=("run", "memory", "slope", "federation"),
                         help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.subscriptions)
+        _child(args.child, args.subscriptions, args.slope or (0, 0))
         return
     if args.baseline:
         if args.repeat < 1:
             parser.error("--repeat must be at least 1")
         compare(args.baseline, args.repeat, args.subscriptions, args.memory_sample,
-                args.federation)  # fmt: skip
+                args.federation, args.slope)  # fmt: skip
         return
     # The compiled build (setup.py, B2B_COMPILE=1) is about 1.35x faster: say which one ran.
     print(f"build: {build_kind()}")

@@ -127,9 +127,9 @@ def deep_size(root: object) -> int:
 
 
 def notifier_call_ids(notifier: Notifier) -> set[str]:
-    # Gap: the Notifier has no public "dialogs" view; its dialog keys are (Call-ID, tag).
-    dialogs: dict[tuple[str, str], Any] = notifier._dialogs
-    return {key[0] for key in dialogs}
+    # Gap: the Notifier has no public "dialogs" view; its dialogs are keyed by its tag.
+    dialogs: dict[str, Any] = notifier._dialogs
+    return {dialog.call_id for dialog in dialogs.values()}
 
 
 def make_workload(subscriptions: int, hours: float, profile: str) -> Workload:

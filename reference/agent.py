@@ -38,7 +38,7 @@ from reference.sharing import Member, SharingKey
 from reference.sip import Request, Response
 from reference.subscribe_input import check_subscribe_uris
 from reference.subscription import TABLES, Event, State, Table
-from reference.timers import TimerKey, TimerKind
+from reference.timers import Key, TimerKey
 from reference.ua import UserAgent
 
 __all__ = ["ACTIONS", "Agent"]
@@ -84,8 +84,8 @@ class Agent:
                                                    subscriber_data):
             return handle
         sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
-                           requested_expires=config.default_expiration, pkg=pkg,
-                           option_tags=config.option_tags)
+                           requested_expires=config.default_expiration, pkg=pkg)
+        sub.option_tags = config.option_tags
         core.subscriptions[handle] = sub
         if core.sharing_on:
             core.sharing.register(key, handle)
@@ -114,7 +114,8 @@ class Agent:
         self._next_handle += 1
         core.count("qsa.fetch")
         sub = Subscription(handle, record, subscriber, destination, package, subscriber_data,
-                           requested_expires=0, fetch=True, option_tags=self.config.option_tags)
+                           requested_expires=0)
+        sub.fetch, sub.option_tags = True, self.config.option_tags
         core.subscriptions[handle] = sub
         core.send_initial(sub, now)
         core.set_state(sub, State.FETCHING, "fetch")
@@ -203,27 +204,26 @@ class Agent:
             self._timer_fired(key, now)
         return fired
 
-    def _timer_fired(self, key: TimerKey, now: float) -> None:
+    def _timer_fired(self, key: Key, now: float) -> None:
         core = self.core
-        kind = key.kind
-        if kind is TimerKind.SUBSCRIPTION:
-            sub = core.subscriptions.get(key.handle)
+        if not isinstance(key, int):
+            core.ua.timer_fired(key, now)
+        elif key >= 0:  # the subscription timer, keyed by the handle (reference.timers)
+            sub = core.subscriptions.get(key)
             if sub is None or sub.timer_kind is None:
                 return
             sub.timer_kind = None
             sub.timer_at = None
             event, facts = core.classifier.tick(core.profile, sub.state, sub, now)
             actions.run(core, sub, event, facts)
-        elif kind is TimerKind.TIMER_N:
-            sub = core.subscriptions.get(key.handle)
+        else:  # Timer N, keyed by timer_n_key(handle)
+            sub = core.subscriptions.get(~key)
             if sub is not None and sub.awaiting_notify:
                 sub.awaiting_notify = False
                 classified = core.classifier.timer_n(core.profile, sub.state, sub, now)
                 if classified is not None:
                     core.count("timer_n.fired")
                     actions.run(core, sub, classified[0], classified[1])
-        else:
-            core.ua.timer_fired(key, now)
 
     def drain_effects(self) -> list[Effect]:
         # The list object stays (the UA layer appends to it too): copy, then clear.

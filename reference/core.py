@@ -41,15 +41,40 @@ from reference.sip import Headers, Request, SipParseError, parse_name_addr, pars
 from reference.sip.dialog import Dialog
 from reference.sip.transaction import TimerSettings
 from reference.subscription import Action, Event, Row, State, Table
-from reference.timers import DeadlineQueue, TimerKey, TimerKind
+from reference.timers import DeadlineQueue, timer_n_key
 from reference.ua import UaUser, UserAgent
 
 P_HINT = "trying new subscription after 3xx"
 
 
 @dataclass(slots=True)
+class Extras:
+    """The fields of a `Subscription` that almost every subscription leaves at their
+    defaults: made on the first write of another value (`Subscription.extras`), so the
+    common subscription does without 15 slots (a subscription is 200 bytes, not 320)."""
+
+    failures: int = 0
+    quick_restarts: int = 0
+    redirects_seen: tuple[str, ...] = ()
+    min_expires_retried: bool = False
+    unsubscribed: bool = False
+    destroy_deadline: float | None = None
+    body_state: RegState | ListState | None = None
+    fetch: bool = False
+    auth: DigestSession | None = None
+    option_tags: tuple[str, ...] = ()
+    tags_dropped: bool = False
+    etag: str | None = None
+    members: list[Member] | None = None
+    last_status: str | None = None
+    last_reason: str | None = None
+
+
+@dataclass(slots=True)
 class Subscription:
-    """Everything the agent keeps about one internal subscription."""
+    """Everything the agent keeps about one internal subscription. The rarely set fields
+    live in `extras` (made on the first write of a value other than the default; a write
+    of the default before that is a no-op), read and written through properties."""
 
     handle: int
     record: str
@@ -64,49 +89,176 @@ class Subscription:
     timer_at: float | None = None
     expires_at: float | None = None   # granted expiry of the current dialog
     requested_expires: int = 3600
-    failures: int = 0                 # consecutive failures (back-off exponent)
-    # rfc6665: when the current dialog's initial SUBSCRIBE went out, and how many
-    # subscriptions in a row the notifier ended before stable_subscription_time (the
-    # re-subscribe storm guard, policy.restart_delay).
+    # rfc6665: when the current dialog's initial SUBSCRIBE went out (with quick_restarts,
+    # the re-subscribe storm guard, policy.restart_delay).
     started_at: float = 0.0
-    quick_restarts: int = 0
-    # Tuples, not lists: almost every subscription never follows a redirect, and an empty
-    # tuple is a shared constant where an empty list costs 56 bytes each (x 100,000).
-    redirects_seen: tuple[str, ...] = ()
-    min_expires_retried: bool = False
     awaiting_notify: bool = False     # rfc6665 Timer N running
     got_2xx: bool = False
     # The body of the last NOTIFY whose PIDF parsed (rfc6665), re-parsed for an empty
     # NOTIFY (SUB-077): the bytes cost a third of the parsed document, kept per subscription.
     last_pidf: bytes | None = None
-    unsubscribed: bool = False        # no status messages any more
-    destroy_deadline: float | None = None
-    # The package's row (reference.packages) and, for `reg` / `presence-list`, the
-    # subscriber's copy of the notifier's versioned state (reset with every new dialog).
+    # The package's row (reference.packages).
     pkg: Package = PACKAGES["presence"]
-    body_state: RegState | ListState | None = None
-    # Issue 18 (rfc6665 rules; None/empty in ser). The SUBSCRIBE in flight, for a resend:
+    # Issue 18 (rfc6665 rules). The SUBSCRIBE in flight, for a resend:
     tx_expires: int = 0
     tx_out_of_dialog: bool = False
-    fetch: bool = False               # a one-shot fetch (state FETCHING)
-    auth: DigestSession | None = None  # challenges answered, cached per realm
-    option_tags: tuple[str, ...] = ()  # sent in Require; a 420 may drop some, once
-    tags_dropped: bool = False
-    etag: str | None = None           # SIP-ETag of the last NOTIFY (RFC 5839)
+    extras: Extras | None = None
+
+    def _extras(self) -> Extras:
+        extras = self.extras
+        if extras is None:
+            extras = self.extras = Extras()
+        return extras
+
+    # Consecutive failures (the back-off exponent).
+    @property
+    def failures(self) -> int:
+        return 0 if self.extras is None else self.extras.failures
+
+    @failures.setter
+    def failures(self, value: int) -> None:
+        if value or self.extras is not None:
+            self._extras().failures = value
+
+    # rfc6665: how many subscriptions in a row the notifier ended before
+    # stable_subscription_time (policy.restart_delay).
+    @property
+    def quick_restarts(self) -> int:
+        return 0 if self.extras is None else self.extras.quick_restarts
+
+    @quick_restarts.setter
+    def quick_restarts(self, value: int) -> None:
+        if value or self.extras is not None:
+            self._extras().quick_restarts = value
+
+    # The redirect targets tried for the current initial SUBSCRIBE.
+    @property
+    def redirects_seen(self) -> tuple[str, ...]:
+        return () if self.extras is None else self.extras.redirects_seen
+
+    @redirects_seen.setter
+    def redirects_seen(self, value: tuple[str, ...]) -> None:
+        if value or self.extras is not None:
+            self._extras().redirects_seen = value
+
+    @property
+    def min_expires_retried(self) -> bool:
+        return False if self.extras is None else self.extras.min_expires_retried
+
+    @min_expires_retried.setter
+    def min_expires_retried(self, value: bool) -> None:
+        if value or self.extras is not None:
+            self._extras().min_expires_retried = value
+
+    # No status messages any more (the internal subscriber left).
+    @property
+    def unsubscribed(self) -> bool:
+        return False if self.extras is None else self.extras.unsubscribed
+
+    @unsubscribed.setter
+    def unsubscribed(self, value: bool) -> None:
+        if value or self.extras is not None:
+            self._extras().unsubscribed = value
+
+    @property
+    def destroy_deadline(self) -> float | None:
+        return None if self.extras is None else self.extras.destroy_deadline
+
+    @destroy_deadline.setter
+    def destroy_deadline(self, value: float | None) -> None:
+        if value is not None or self.extras is not None:
+            self._extras().destroy_deadline = value
+
+    # For `reg` / `presence-list`: the subscriber's copy of the notifier's versioned state
+    # (reset with every new dialog).
+    @property
+    def body_state(self) -> RegState | ListState | None:
+        return None if self.extras is None else self.extras.body_state
+
+    @body_state.setter
+    def body_state(self, value: RegState | ListState | None) -> None:
+        if value is not None or self.extras is not None:
+            self._extras().body_state = value
+
+    # A one-shot fetch (state FETCHING).
+    @property
+    def fetch(self) -> bool:
+        return False if self.extras is None else self.extras.fetch
+
+    @fetch.setter
+    def fetch(self, value: bool) -> None:
+        if value or self.extras is not None:
+            self._extras().fetch = value
+
+    # Challenges answered, cached per realm.
+    @property
+    def auth(self) -> DigestSession | None:
+        return None if self.extras is None else self.extras.auth
+
+    @auth.setter
+    def auth(self, value: DigestSession | None) -> None:
+        if value is not None or self.extras is not None:
+            self._extras().auth = value
+
+    # Sent in Require; a 420 may drop some, once (tags_dropped).
+    @property
+    def option_tags(self) -> tuple[str, ...]:
+        return () if self.extras is None else self.extras.option_tags
+
+    @option_tags.setter
+    def option_tags(self, value: tuple[str, ...]) -> None:
+        if value or self.extras is not None:
+            self._extras().option_tags = value
+
+    @property
+    def tags_dropped(self) -> bool:
+        return False if self.extras is None else self.extras.tags_dropped
+
+    @tags_dropped.setter
+    def tags_dropped(self, value: bool) -> None:
+        if value or self.extras is not None:
+            self._extras().tags_dropped = value
+
+    # SIP-ETag of the last NOTIFY (RFC 5839).
+    @property
+    def etag(self) -> str | None:
+        return None if self.extras is None else self.extras.etag
+
+    @etag.setter
+    def etag(self, value: str | None) -> None:
+        if value is not None or self.extras is not None:
+            self._extras().etag = value
+
     # share_subscriptions: every internal subscription served by this dialog, made when a
     # second one joins (None: only its own); the last status and reason delivered, for a
     # member that joins later (the document comes back from last_pidf). Two references,
     # not the last StatusMessage: a kept message and its document cost ~800 bytes each.
-    members: list[Member] | None = None
-    last_status: str | None = None
-    last_reason: str | None = None
-    # The key of the subscription timer, made once: every arm and cancel reuses it, so a
-    # re-armed timer's stale heap entries and its live entry share one object (a key is
-    # 80 bytes, and a subscription is re-armed a few times per SUBSCRIBE).
-    timer_key: TimerKey = dataclasses.field(init=False, repr=False, compare=False)
+    @property
+    def members(self) -> list[Member] | None:
+        return None if self.extras is None else self.extras.members
 
-    def __post_init__(self) -> None:
-        self.timer_key = TimerKey(TimerKind.SUBSCRIPTION, self.handle)
+    @members.setter
+    def members(self, value: list[Member] | None) -> None:
+        if value is not None or self.extras is not None:
+            self._extras().members = value
+
+    @property
+    def last_status(self) -> str | None:
+        return None if self.extras is None else self.extras.last_status
+
+    @last_status.setter
+    def last_status(self, value: str | None) -> None:
+        if value is not None or self.extras is not None:
+            self._extras().last_status = value
+
+    @property
+    def last_reason(self) -> str | None:
+        return None if self.extras is None else self.extras.last_reason
+
+    @last_reason.setter
+    def last_reason(self, value: str | None) -> None:
+        if value is not None or self.extras is not None:
+            self._extras().last_reason = value
 
 
 class Core:
@@ -213,7 +365,7 @@ class Core:
         sub.dialog = Dialog.new_uac(call_id=call_id, local_uri=local_uri, local_tag=local_tag,
                                     remote_uri=remote_uri, remote_target=target,
                                     preloaded_route=self.preloaded_route)
-        self.by_dialog[call_id] = sub.handle
+        self.by_dialog[sub.dialog.call_id] = sub.handle  # the dialog's (interned) copy
         extra = [("P-Hint", P_HINT)] if redirected and verbatim else []
         self.send_subscribe(sub, sub.requested_expires, now, extra, out_of_dialog=True)
         self.count("subscribe.initial")
@@ -278,7 +430,7 @@ class Core:
         if self.rules.timer_n and expires > 0:
             sub.got_2xx = False
             sub.awaiting_notify = True
-            self.timers.arm(TimerKey(TimerKind.TIMER_N, sub.handle), now + 64 * self.config.t1)
+            self.timers.arm(timer_n_key(sub.handle), now + 64 * self.config.t1)
 
     def transport_for(self, dialog: Dialog) -> str:
         """RFC 3261 §18.1.1 / §18.2.1: the next hop URI's `transport` parameter decides
@@ -307,18 +459,18 @@ class Core:
     def start_timer(self, sub: Subscription, kind: str, at: float) -> None:
         sub.timer_kind = kind
         sub.timer_at = at
-        self.timers.arm(sub.timer_key, at)
+        self.timers.arm(sub.handle, at)  # the timer's key (reference.timers.Key)
 
     def stop_timer(self, sub: Subscription) -> None:
         if sub.timer_kind is not None:
             sub.timer_kind = None
             sub.timer_at = None
-            self.timers.cancel(sub.timer_key)
+            self.timers.cancel(sub.handle)
 
     def stop_timer_n(self, sub: Subscription) -> None:
         if sub.awaiting_notify:
             sub.awaiting_notify = False
-            self.timers.cancel(TimerKey(TimerKind.TIMER_N, sub.handle))
+            self.timers.cancel(timer_n_key(sub.handle))
 
     def drop_dialog(self, sub: Subscription) -> None:
         if sub.dialog is not None:

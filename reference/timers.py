@@ -4,8 +4,11 @@ Rules of this file:
 * The core owns every timer it needs in one ``DeadlineQueue``; it never asks a runtime to
   arm one. A driver reads ``Agent.next_deadline()`` after every call, arms ONE wake-up for
   it, and calls ``Agent.handle_timers(now)`` when it comes.
-* A timer is named by a typed ``TimerKey``; arming a key that is live replaces its deadline,
-  cancelling a key that is not live does nothing.
+* A timer is named by a typed ``TimerKey``, or, for a subscription's two timers, by an int
+  (``Key``: the handle itself, or ``timer_n_key(handle)``), so that a subscription needs no
+  key object of its own (a ``TimerKey`` is 80 bytes); ``deadlines()`` shows every key as a
+  ``TimerKey``. Arming a key that is live replaces its deadline, cancelling a key that is
+  not live does nothing.
 * Order of equal deadlines, the one order every driver gets: timers fire by deadline, and
   timers with the same deadline fire in the order they were (last) armed. A timer armed
   while ``handle_timers(now)`` runs, with a deadline at or before ``now``, fires in the same
@@ -43,6 +46,26 @@ class TimerKey(NamedTuple):
     name: str = ""
 
 
+# A subscription's state-machine timer is keyed by its handle (>= 0, the very int object
+# the subscription holds), its Timer N by the handle's complement (< 0); every other timer
+# by its TimerKey.
+Key = int | TimerKey
+
+
+def timer_n_key(handle: int) -> int:
+    """The key of a subscription's Timer N."""
+    return ~handle
+
+
+def public_key(key: Key) -> TimerKey:
+    """``key`` as a TimerKey (an int key is a subscription's timer or its Timer N)."""
+    if isinstance(key, int):
+        if key >= 0:
+            return TimerKey(TimerKind.SUBSCRIPTION, key)
+        return TimerKey(TimerKind.TIMER_N, ~key)
+    return key
+
+
 class DeadlineQueue:
     """Keyed one-shot deadlines in one heap with lazy deletion.
 
@@ -58,8 +81,8 @@ class DeadlineQueue:
     __slots__ = ("_heap", "_live", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, TimerKey]] = []
-        self._live: dict[TimerKey, tuple[float, int, TimerKey]] = {}
+        self._heap: list[tuple[float, int, Key]] = []
+        self._live: dict[Key, tuple[float, int, Key]] = {}
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -68,16 +91,16 @@ class DeadlineQueue:
     def __contains__(self, key: object) -> bool:
         return key in self._live
 
-    def at(self, key: TimerKey) -> float | None:
+    def at(self, key: Key) -> float | None:
         """The live deadline of ``key``, or None."""
         entry = self._live.get(key)
         return None if entry is None else entry[0]
 
     def deadlines(self) -> dict[TimerKey, float]:
         """Every live timer with its deadline (for queries and tests, not hot paths)."""
-        return {key: entry[0] for key, entry in self._live.items()}
+        return {public_key(key): entry[0] for key, entry in self._live.items()}
 
-    def arm(self, key: TimerKey, at: float) -> None:
+    def arm(self, key: Key, at: float) -> None:
         entry = (at, next(self._seq), key)
         live = self._live
         live[key] = entry
@@ -86,7 +109,7 @@ class DeadlineQueue:
         if len(heap) > 64 + len(live) + (len(live) >> 2):
             self._compact()
 
-    def cancel(self, key: TimerKey) -> None:
+    def cancel(self, key: Key) -> None:
         self._live.pop(key, None)
 
     def next_deadline(self) -> float | None:
@@ -100,7 +123,7 @@ class DeadlineQueue:
             heapq.heappop(heap)
         return None
 
-    def pop_due(self, now: float) -> TimerKey | None:
+    def pop_due(self, now: float) -> Key | None:
         """Disarm and return the first timer due at ``now`` (see the order above), or None."""
         heap, live = self._heap, self._live
         while heap:

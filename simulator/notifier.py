@@ -74,18 +74,21 @@ class NotifierObserver(Protocol):
     def presence_changed(self, record: str, now: float) -> None: ...
 
 
-DialogKey = tuple[str, str]  # (Call-ID, our tag)
+# Our To tag: drawn unique among this notifier's live dialogs, it names one alone (no
+# (Call-ID, tag) tuple per dialog); an in-dialog request must also carry the Call-ID.
+DialogKey = str
 
 
 class _Dialog:
     """One subscription dialog (our side). Strings shared by many dialogs are interned."""
 
-    __slots__ = ("expires_at", "from_value", "key", "local_cseq", "record", "remote_cseq",
-                 "subscriber", "target", "to_value")  # fmt: skip
+    __slots__ = ("call_id", "expires_at", "from_value", "key", "local_cseq", "record",
+                 "remote_cseq", "subscriber", "target", "to_value")  # fmt: skip
 
     def __init__(
         self,
         key: DialogKey,
+        call_id: str,
         record: str,
         subscriber: str,
         to_value: str,
@@ -94,7 +97,8 @@ class _Dialog:
         expires_at: float,
         remote_cseq: int,
     ) -> None:
-        self.key = key  # (Call-ID, our To tag), the key of Notifier._dialogs
+        self.key = key  # our To tag (interned), the key of Notifier._dialogs
+        self.call_id = call_id  # interned: the agent's Dialog holds the same string
         self.record = record  # To URI (interned)
         self.subscriber = subscriber  # From URI (interned)
         self.to_value = to_value  # their To value (interned) -> NOTIFY From, with our tag
@@ -163,7 +167,6 @@ class Notifier:
         self._dialogs: dict[DialogKey, _Dialog] = {}
         # record -> its dialog, or its dialogs in creation order when more than one
         self._by_record: dict[str, _Dialog | list[_Dialog]] = {}
-        self._pairs: dict[tuple[str, str], int] = {}  # (subscriber, record) -> live dialogs
         self._versions: dict[str, int] = {}  # record -> changes so far (odd: closed)
         self._expiries = DeadlineQueue(env, self._expired, self._expiry_due)
         self._txs: dict[str, _NotifyTx] = {}  # by branch, while Trying/Proceeding
@@ -206,16 +209,21 @@ class Notifier:
         else:
             self.env.timeout(delay).callbacks.append(lambda _e: action())
 
-    def _pair_delta(self, subscriber: str, record: str, delta: int) -> None:
-        pair = (subscriber, record)
-        before = self._pairs.get(pair, 0)
-        after = before + delta
-        if after:
-            self._pairs[pair] = after
-        else:
-            self._pairs.pop(pair, None)
-        if self.observer is not None and (before == 0) != (after == 0):
-            self.observer.dialog_live(self.name, 1 if after else -1, self.env.now)
+    def _pair_changed(self, dialog: _Dialog, delta: int) -> None:
+        """Tell the observer when ``dialog``, just added to (``delta`` 1) or removed from
+        (-1) its record's watchers, is the only live dialog of its (subscriber, record)
+        pair: the record's few watchers are scanned, no count is kept per pair."""
+        if self.observer is None:
+            return
+        watchers = self._by_record.get(dialog.record)
+        if isinstance(watchers, list):
+            subscriber = dialog.subscriber
+            if any(w.subscriber == subscriber and w is not dialog for w in watchers):
+                return
+        elif watchers is not None and watchers is not dialog \
+                and watchers.subscriber == dialog.subscriber:  # fmt: skip
+            return
+        self.observer.dialog_live(self.name, delta, self.env.now)
 
     @property
     def dialog_count(self) -> int:
@@ -434,10 +442,13 @@ class Notifier:
             self._respond(incoming, source, 400)
             return
         tag = self._token()
-        while (values.call_id, tag) in self._dialogs:  # a collision: practically never
+        while tag in self._dialogs:  # a collision: practically never
             tag = self._token()
         dialog = _Dialog(
-            key=(values.call_id, tag),
+            # Interned: the agent interns its copies (reference.sip.dialog), so both sides
+            # of the dialog share the Call-ID and the tag.
+            key=sys.intern(tag),
+            call_id=sys.intern(values.call_id),
             record=record,
             subscriber=sys.intern(values.from_uri),
             to_value=sys.intern(values.to_value),
@@ -473,8 +484,8 @@ class Notifier:
         tag: str,
         granted: int,
     ) -> None:
-        dialog = self._dialogs.get((values.call_id, tag))
-        if dialog is None:
+        dialog = self._dialogs.get(tag)
+        if dialog is None or dialog.call_id != values.call_id:
             self._respond(incoming, source, 481)
             return
         if values.cseq <= dialog.remote_cseq:
@@ -511,7 +522,7 @@ class Notifier:
             watchers.append(dialog)
         else:
             self._by_record[dialog.record] = [watchers, dialog]
-        self._pair_delta(dialog.subscriber, dialog.record, +1)
+        self._pair_changed(dialog, 1)
         self._expiries.push(dialog.expires_at, dialog.key)
 
     def _remove_dialog(self, dialog: _Dialog) -> None:
@@ -525,7 +536,7 @@ class Notifier:
             watchers.remove(dialog)
             if len(watchers) == 1:
                 self._by_record[dialog.record] = watchers[0]
-        self._pair_delta(dialog.subscriber, dialog.record, -1)
+        self._pair_changed(dialog, -1)
         # Its expiry entry stays queued; _expiry_due drops it.
 
     def _watchers(self, record: str) -> list[_Dialog]:
@@ -581,8 +592,8 @@ class Notifier:
         data = (
             f"NOTIFY {dialog.target} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {self._sent_by};branch={branch}\r\nMax-Forwards: 70\r\n"
-            f"From: {dialog.to_value};tag={dialog.key[1]}\r\nTo: {dialog.from_value}\r\n"
-            f"Call-ID: {dialog.key[0]}\r\nCSeq: {dialog.local_cseq} NOTIFY\r\n"
+            f"From: {dialog.to_value};tag={dialog.key}\r\nTo: {dialog.from_value}\r\n"
+            f"Call-ID: {dialog.call_id}\r\nCSeq: {dialog.local_cseq} NOTIFY\r\n"
             f"Contact: {self._contact}\r\nEvent: presence\r\n"
             f"Subscription-State: {subscription_state}\r\nContent-Type: {PIDF_TYPE}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"

@@ -79,7 +79,9 @@ class Dialog:
         if not 0 <= first_cseq < _CSEQ_LIMIT:
             raise DialogError(f"bad first CSeq: {first_cseq}")
         return cls(
-            call_id=call_id,
+            # Interned, as the remote tag: the simulator's notifier interns its copies of
+            # both (simulator.notifier), so the two sides of a dialog share one string each.
+            call_id=sys.intern(call_id),
             local_tag=local_tag,
             local_uri=local_uri,
             remote_uri=remote_uri,
@@ -172,7 +174,7 @@ class Dialog:
             if tag != self.remote_tag:
                 raise DialogError(f"2xx from another fork (To tag {tag!r})")
             return
-        self.remote_tag = tag
+        self.remote_tag = sys.intern(tag)
         self._take_contact(response)
         if keep_preloaded_route:
             self.route_set = tuple(reversed(self.route_set))
@@ -191,7 +193,7 @@ class Dialog:
         tag = notify.from_.tag
         if not tag:
             raise DialogError("NOTIFY without From tag cannot form a dialog")
-        self.remote_tag = tag
+        self.remote_tag = sys.intern(tag)
         self._take_contact(notify)
         self.route_set = route_set_of(notify.record_routes)
         self.remote_cseq = notify.cseq.number

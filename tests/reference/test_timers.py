@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference.timers import DeadlineQueue, TimerKey, TimerKind
+from reference.timers import DeadlineQueue, TimerKey, TimerKind, public_key, timer_n_key
 
 
 def K(name: str | int) -> TimerKey:
@@ -24,6 +24,17 @@ def drain(queue: DeadlineQueue, now: float) -> list[Any]:
     while (key := queue.pop_due(now)) is not None:
         fired.append(key.handle if key.kind is TimerKind.SUBSCRIPTION else key.name)
     return fired
+
+
+def test_a_subscriptions_int_keys_show_as_timer_keys() -> None:
+    queue = DeadlineQueue()
+    queue.arm(0, 1.0)  # handle 0's subscription timer
+    queue.arm(timer_n_key(0), 2.0)
+    queue.arm(K("E"), 3.0)
+    assert queue.deadlines() == {TimerKey(TimerKind.SUBSCRIPTION, 0): 1.0,
+                                 TimerKey(TimerKind.TIMER_N, 0): 2.0, K("E"): 3.0}
+    assert [public_key(key) for key in (queue.pop_due(5.0), queue.pop_due(5.0))] == [
+        TimerKey(TimerKind.SUBSCRIPTION, 0), TimerKey(TimerKind.TIMER_N, 0)]
 
 
 def test_rearmed_later_fires_once_at_the_new_time() -> None:

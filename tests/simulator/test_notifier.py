@@ -106,6 +106,21 @@ def test_refresh_then_unsubscribe_gets_terminated_timeout() -> None:
     assert peer.notifier.dialog_count == 0
 
 
+def test_a_refresh_with_our_tag_but_another_call_id_gets_481() -> None:
+    # Dialogs are keyed by the notifier's own To tag; the Call-ID must match it as well.
+    peer = Peer(NotifierSpec())
+    peer.subscribe(3600)
+    peer.run(10)
+    tag = peer.responses()[0].to.tag
+    peer.subscribe(3600, to_tag=tag, cseq=2, call_id="other")
+    peer.run(20)
+    assert [r.status for r in peer.responses()] == [200, 481]
+    assert peer.notifier.dialog_count == 1
+    peer.subscribe(3600, to_tag=tag, cseq=2)
+    peer.run(30)
+    assert [r.status for r in peer.responses()] == [200, 481, 200]
+
+
 def test_expiry_sends_terminated_timeout() -> None:
     peer = Peer(NotifierSpec(max_expires=120))
     peer.subscribe(120)
