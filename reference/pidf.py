@@ -47,6 +47,7 @@ RPID: ``<dm:person>`` (urn:ietf:params:xml:ns:pidf:data-model) with
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable
@@ -200,8 +201,28 @@ def parse_pidf(
     if not isinstance(data, bytes | bytearray | memoryview):
         raise PidfError(f"PIDF body must be bytes, got {type(data).__name__}")
     body = bytes(data)
+    if limits is DEFAULT_LIMITS and len(body) <= CACHED_BODY_BYTES:
+        return _parse_cached(body, lenient)
+    return _parse(body, lenient, limits)
+
+
+# Parses with the default limits of bodies up to CACHED_BODY_BYTES are remembered (the last
+# CACHED_BODIES, least recently used out; failures are not kept): the same document recurs
+# (a presentity's state sent to each of its watchers, and again on each refresh), and a
+# result is a frozen tree of immutable values, so a hit hands out what the parse would give.
+# Bounded in memory: at most CACHED_BODIES x CACHED_BODY_BYTES of keys plus their results.
+CACHED_BODIES = 256
+CACHED_BODY_BYTES = 4096
+
+
+def _parse(body: bytes, lenient: bool, limits: PidfLimits) -> PresenceDocument:
     root = parse_xml(body, limits, PidfError, "PIDF")
     return _Reader(lenient).document(root)
+
+
+@functools.lru_cache(maxsize=CACHED_BODIES)
+def _parse_cached(body: bytes, lenient: bool) -> PresenceDocument:
+    return _parse(body, lenient, DEFAULT_LIMITS)
 
 
 def _local(tag: str) -> str:

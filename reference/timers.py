@@ -28,7 +28,7 @@ class TimerKind(Enum):
     SUBSCRIPTION = "sub"  # the one state-machine timer of a subscription (DELAY, REFRESH...)
     TIMER_N = "n"  # rfc6665 Timer N of a subscription (RFC 6665 §4.1.2.4)
     CLIENT_TX = "tx"  # a timer (E, F, K) of a SUBSCRIBE client transaction
-    SERVER_TX = "stx"  # the one shared Timer J of all completed server transactions
+    SERVER_TX = "stx"  # the one housekeeping timer: Timers J and K of every transaction
 
     # Members are singletons compared by identity: hash them by identity in C instead of
     # Enum's Python-level hash of the name (every TimerKey lookup hashes its kind). Neither

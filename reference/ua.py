@@ -2,9 +2,15 @@
 
 Rules of this file:
 * It owns the transaction maps: client transactions by branch (the requests its TU sent),
-  completed server transactions by key (their answers, absorbed retransmissions), and one
-  shared Timer J for all of them (a deadline heap; `SERVER_TIMER` is armed for the
-  earliest). Its timers live in the core's one `DeadlineQueue`, with typed keys.
+  completed server transactions by key (their answers, absorbed retransmissions). Its
+  timers live in the core's one `DeadlineQueue`, with typed keys: a client transaction's
+  Timers E and F each, but Timer J (completed server transactions) and Timer K (completed
+  client transactions) only as deadline heaps under one `HOUSEKEEPING_TIMER`, armed
+  `HOUSEKEEPING_SLACK` after the earliest of them, which ends every transaction due by then
+  in one batch: one wake-up per second of answered traffic instead of one per transaction.
+  The cost: a completed transaction may live up to `HOUSEKEEPING_SLACK` longer than its
+  timer says, absorbing a late retransmission (or answer) it would otherwise have passed
+  on as new; Timers J and K only bound how long retransmissions are waited for.
 * It parses every datagram; a request that frames but carries a bad header gets 400 naming
   the problem; responses are matched to a client transaction or counted as unmatched.
 * Where a response goes is RFC 3261 §18.2.2 with RFC 3581 (`received`, `rport`); a request
@@ -62,8 +68,11 @@ KNOWN_METHODS = frozenset({
     "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
 })
-# The one timer key of all completed server transactions (see UserAgent.expire_servers).
-SERVER_TIMER = TimerKey(TimerKind.SERVER_TX)
+# The one timer key of Timers J and K of every transaction (see UserAgent._housekeeping).
+HOUSEKEEPING_TIMER = TimerKey(TimerKind.SERVER_TX)
+# How long after the earliest Timer J/K deadline the housekeeping timer fires: the deadlines
+# that fall due within this span are collected by one wake-up.
+HOUSEKEEPING_SLACK = 1.0
 # Answers a flood of bad or unknown-dialog requests causes (see Send.error_answer).
 ERROR_ANSWERS = frozenset({400, 416, 481, 505})
 
@@ -98,7 +107,7 @@ class ServerEntry:
 
 
 class UserAgent:
-    """Transactions, Timer J, response routing and stateless answers for one agent."""
+    """Transactions, Timers J and K, response routing and stateless answers for one agent."""
 
     def __init__(self, user: UaUser, settings: TimerSettings, timers: DeadlineQueue,
                  effects: list[Effect], count: Callable[[str, int], None],
@@ -112,10 +121,13 @@ class UserAgent:
         self.tracing = tracing  # hot-path traces are skipped outright when off
         self.clients: dict[str, ClientEntry] = {}  # branch -> transaction
         self.servers: dict[tuple[str, ...], ServerEntry] = {}
-        # Completed server transactions by Timer J deadline: one shared timer for the
-        # earliest, instead of one timer per answered NOTIFY (at 10,000 NOTIFY/s, 320,000
-        # would be pending through the 32 s of Timer J).
+        # Completed server transactions by Timer J deadline and completed client
+        # transactions by Timer K deadline, under the one housekeeping timer, instead of one
+        # timer per answered NOTIFY (at 10,000 NOTIFY/s, 320,000 would be pending through
+        # the 32 s of Timer J) and one per answered SUBSCRIBE.
         self.server_deadlines: list[tuple[float, tuple[str, ...]]] = []
+        self.client_deadlines: list[tuple[float, str]] = []
+        self.housekeeping_at: float | None = None  # when HOUSEKEEPING_TIMER is armed
         self._last_server_key: tuple[Request, tuple[str, ...]] | None = None
         # The transport of the message being handled (answers go back on it).
         self._transport = "udp"
@@ -155,7 +167,7 @@ class UserAgent:
                 self._client_effects(entry, key.branch, entry.tx.timer_fired(key.name, now),
                                      now)
         else:
-            self._expire_servers(now)
+            self._housekeeping(now)
 
     # ------------------------------------------------------------------ client side
     def start_client(self, request: Request, branch: str, owner: int, destination: Address,
@@ -194,6 +206,10 @@ class UserAgent:
                 self.count("tx.retransmissions", 1)
                 self._send(effect.data, entry.destination, transport=entry.transport)
             elif isinstance(effect, SetTimer):
+                if effect.name == "K":  # the transaction is completed: housekeeping ends it
+                    heapq.heappush(self.client_deadlines, (effect.at, branch))
+                    self._arm_housekeeping(effect.at)
+                    continue
                 entry.timers.add(effect.name)
                 self.timers.arm(TimerKey(TimerKind.CLIENT_TX, branch=branch,
                                          name=effect.name), effect.at)
@@ -291,10 +307,8 @@ class UserAgent:
                 self._send(effect.data, destination, error_answer, transport)
             elif isinstance(effect, SetTimer):  # Timer J, the only server timer on UDP
                 self.servers[key] = entry
-                deadlines = self.server_deadlines
-                if not deadlines or effect.at < deadlines[0][0]:
-                    self.timers.arm(SERVER_TIMER, effect.at)
-                heapq.heappush(deadlines, (effect.at, key))
+                heapq.heappush(self.server_deadlines, (effect.at, key))
+                self._arm_housekeeping(effect.at)
 
     def reply_malformed(self, request: Request, source: Address, error: str,
                         status: int = 400) -> None:
@@ -320,9 +334,18 @@ class UserAgent:
         self.count(f"tx.response.{status}", 1)
         self._send(response.to_bytes(), destination, True, self._transport)
 
-    def _expire_servers(self, now: float) -> None:
-        """The shared Timer J fired: end every server transaction whose deadline passed,
-        then re-arm for the next one."""
+    def _arm_housekeeping(self, deadline: float) -> None:
+        """A Timer J or K deadline was added: the housekeeping timer fires by its slack
+        after it (kept when already armed earlier, as it mostly is: deadlines grow)."""
+        at = deadline + HOUSEKEEPING_SLACK
+        if self.housekeeping_at is None or at < self.housekeeping_at:
+            self.housekeeping_at = at
+            self.timers.arm(HOUSEKEEPING_TIMER, at)
+
+    def _housekeeping(self, now: float) -> None:
+        """The housekeeping timer fired: end every transaction whose Timer J or K deadline
+        passed, then re-arm for the earliest one left."""
+        self.housekeeping_at = None
         deadlines = self.server_deadlines
         while deadlines and deadlines[0][0] <= now:
             _, key = heapq.heappop(deadlines)
@@ -330,8 +353,16 @@ class UserAgent:
             if server is not None and any(isinstance(effect, Terminated)
                                           for effect in server.tx.timer_fired("J", now)):
                 del self.servers[key]
+        completed = self.client_deadlines
+        while completed and completed[0][0] <= now:
+            _, branch = heapq.heappop(completed)
+            entry = self.clients.get(branch)
+            if entry is not None:  # an abandoned transaction is gone already
+                self._client_effects(entry, branch, entry.tx.timer_fired("K", now), now)
         if deadlines:
-            self.timers.arm(SERVER_TIMER, deadlines[0][0])
+            self._arm_housekeeping(deadlines[0][0])
+        if completed:
+            self._arm_housekeeping(completed[0][0])
 
     def _server_key(self, request: Request) -> tuple[str, ...]:
         """server_key of the request being handled, computed once per request."""

@@ -168,6 +168,7 @@ class Notifier:
         # record -> its dialog, or its dialogs in creation order when more than one
         self._by_record: dict[str, _Dialog | list[_Dialog]] = {}
         self._versions: dict[str, int] = {}  # record -> changes so far (odd: closed)
+        self._last_body: tuple[str, int, bytes] = ("", -1, b"")  # (record, version, body)
         self._expiries = DeadlineQueue(env, self._expired, self._expiry_due)
         self._txs: dict[str, _NotifyTx] = {}  # by branch, while Trying/Proceeding
         self._tx_timers = DeadlineQueue(env, self._tx_timer, self._tx_due)
@@ -560,11 +561,16 @@ class Notifier:
 
     def _body(self, record: str) -> bytes:
         version = self._versions.get(record, 0)
+        last = self._last_body
+        if last[0] == record and last[1] == version:
+            return last[2]  # the NOTIFYs of one change go out together: built once
         basic = "closed" if version % 2 else "open"
         if _XML_SPECIAL.isdisjoint(record) and record.isascii():
-            text = _PIDF_TEMPLATE.format(record=record, basic=basic, version=version)
-            return text.encode()
-        return build_pidf(record, basic=basic, note=f"version {version}")
+            body = _PIDF_TEMPLATE.format(record=record, basic=basic, version=version).encode()
+        else:
+            body = build_pidf(record, basic=basic, note=f"version {version}")
+        self._last_body = (record, version, body)
+        return body
 
     def _notify_state(self, dialog: _Dialog) -> None:
         if self._dialogs.get(dialog.key) is not dialog:

@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from reference.sip import Request
 from reference.subscription import State
 from reference.timers import TimerKey, TimerKind
+from reference.ua import HOUSEKEEPING_SLACK
 
 from .harness import Harness, sub_timer
 
@@ -161,7 +162,13 @@ class AgentMachine(RuleBasedStateMachine):
             elif key.kind is TimerKind.CLIENT_TX:
                 assert key.branch in agent.ua.clients, f"orphan transaction timer {key}"
             else:
-                assert agent.ua.servers, "server timer without server transactions"
+                assert agent.ua.server_deadlines or agent.ua.client_deadlines, \
+                    "housekeeping timer without Timer J or K deadlines"
+        # Every completed client transaction waits for its Timer K under housekeeping.
+        waiting = {branch for _, branch in agent.ua.client_deadlines}
+        for branch, entry in agent.ua.clients.items():
+            if entry.tx.state == "completed":
+                assert branch in waiting and self.h.timers, branch
         for handle, sub in agent.subscriptions.items():
             assert (sub.timer_kind is not None) == (sub_timer(handle) in self.h.timers), \
                 (handle, sub.state, sub.timer_kind)
@@ -195,14 +202,16 @@ class AgentMachine(RuleBasedStateMachine):
                 sub = agent.subscriptions.get(entry.owner)
                 assert sub is not None and sub.tx_branch == branch, (branch, entry.owner)
         assert all(n == 1 for n in live.values())
-        # Every completed server transaction is waiting for its Timer J: the shared server
-        # timer is armed for the earliest deadline, which no transaction has passed.
+        # Every completed server transaction is waiting for its Timer J: the housekeeping
+        # timer is armed at most its slack after the earliest deadline, and no transaction
+        # has outlived its deadline by more than that slack.
         deadlines = dict((key, at) for at, key in agent.ua.server_deadlines)
         assert set(agent.ua.servers) <= set(deadlines)
         if agent.ua.servers:
             armed_at = self.h.timers[TimerKey(TimerKind.SERVER_TX)]
-            assert armed_at <= min(deadlines.values()) + EPS
-            assert all(at > self.h.now - EPS for at in deadlines.values())
+            assert armed_at <= min(deadlines.values()) + HOUSEKEEPING_SLACK + EPS
+            assert all(at > self.h.now - HOUSEKEEPING_SLACK - EPS
+                       for at in deadlines.values())
 
     @invariant()
     def unsubscribed_handles_go_away(self) -> None:
