@@ -678,7 +678,15 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         try:
             for _ in range(found.count(None)):  # (the Via and CSeq lines at least)
                 at = found.index(None, at + 1)
-                found[at] = _split_field(lines[at])
+                line = lines[at]
+                written, colon, value = line.partition(":")
+                spelling = FIELD_SPELLINGS.get(written)
+                if spelling is not None and colon and spelling[0] in _UNIQUE_KEYS:
+                    # A Via or CSeq line (what _split_field gives, inline: one in each
+                    # message, not cached)
+                    found[at] = (spelling[0], (value.strip(" \t"),))
+                else:
+                    found[at] = _split_field(line)
         except SipParseError:
             pass
         else:
