@@ -160,14 +160,14 @@ def _parse_via_simple(value: str) -> Via | None:
 # is what the same peer writes each time. So a value whose branch is plain (ASCII letters and
 # digits) is looked up by its "shape": the text before ";branch=" (the key) and the text
 # after the branch value (kept in the entry, with whether a ";" ends the branch, and
-# compared). A hit is the Via of an earlier
-# value that differed only in that branch, with this branch put in its place: the branch is a
-# token, and a plain one changes nothing else of the parse. A shape is kept only when the
-# ";branch=" found is a parameter (the Via it came from has this branch) and the value is one
-# element as the header's list splits it (no comma, no quote, no surrounding whitespace: then
-# neither has a value of the same shape, and ``known_via`` may read a whole header value). At
-# most _VIA_SHAPES_MAX shapes of at most one header line each, one per key (the last seen);
-# emptied when full, then refilled by the shapes that recur.
+# compared). A hit is the Via of an earlier value that differed only in that branch, with
+# this branch put in its place: the branch is a token, and a plain one changes nothing else
+# of the parse. A shape is kept only when the ";branch=" found is a parameter (the Via it
+# came from has this branch) and the value is one element as the header's list splits it
+# (no comma, no quote, no surrounding whitespace: then neither has a value of the same shape,
+# and ``known_via`` may read a whole header value). At most _VIA_SHAPES_MAX shapes of at most
+# one header line each, one per key (the last seen); emptied when full, then refilled by the
+# shapes that recur.
 _ViaShape = tuple[str, str, str, str, int | None, dict[str, str | None], str]
 _VIA_SHAPES: dict[str, _ViaShape] = {}
 _VIA_SHAPES_MAX = 1024
