@@ -158,19 +158,45 @@ def _parse_via_simple(value: str) -> Via | None:
 
 # Every message has a new branch, but the rest of a Via value (protocol, sent-by, rport...)
 # is what the same peer writes each time. So a value whose branch is plain (ASCII letters and
-# digits) is looked up without it: its "shape", the text with the branch value cut out. A hit
-# is the Via of an earlier value that differed only in that branch, with this branch put in
-# its place; the branch is a token, and a plain one changes nothing else of the parse. A shape
-# is kept only when the ";branch=" found is a parameter (no quote before it, and the Via it
-# came from has this branch), at most _VIA_SHAPES_MAX shapes of at most one header line each
-# (emptied when full, then refilled by the shapes that recur).
-_ViaShape = tuple[str, str, int | None, dict[str, str | None], str]
+# digits) is looked up by its "shape": the text before ";branch=" (the key) and the text
+# after the branch value (kept in the entry, with whether a ";" ends the branch, and
+# compared). A hit is the Via of an earlier value that differed only in that branch, with
+# this branch put in its place: the branch is a token, and a plain one changes nothing else
+# of the parse. A shape is kept only when the ";branch=" found is a parameter (the Via it
+# came from has this branch) and the value is one element as the header's list splits it
+# (no comma, no quote, no surrounding whitespace: then neither has a value of the same shape,
+# and ``known_via`` may read a whole header value). At most _VIA_SHAPES_MAX shapes of at most
+# one header line each, one per key (the last seen); emptied when full, then refilled by the
+# shapes that recur.
+_ViaShape = tuple[str, str, str, str, int | None, dict[str, str | None], str]
 _VIA_SHAPES: dict[str, _ViaShape] = {}
 _VIA_SHAPES_MAX = 1024
 
 
+def known_via(value: str) -> Via | None:
+    """The Via that ``parse_via(value)`` gives, rebuilt from a known shape with this value's
+    branch; None when the shape is not known (then parse it). A Via header value of a known
+    shape is one element: ``[known_via(value)]`` is its Via list."""
+    prefix, _, tail = value.partition(";branch=")
+    known = _VIA_SHAPES.get(prefix)  # (no ";branch=": the tail and so the branch is empty)
+    if known is None:
+        return None
+    shape_semi, shape_after, transport, host, port, shape_params, protocol = known
+    branch, semi, after = tail.partition(";")
+    if after != shape_after or semi != shape_semi or not branch.isalnum() \
+            or not branch.isascii():
+        return None
+    params = shape_params.copy()
+    params["branch"] = branch  # (in the place the branch had)
+    return _new(Via, (transport, host, port, MappingProxyType(params), protocol))
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value: ``SIP / 2.0 / UDP host[:port] *(;param)``."""
+    via = known_via(value)
+    if via is not None:
+        return via
+    via = _parse_via(value)
     at = value.find(";branch=")
     if at > 0:
         start = at + 8
@@ -178,22 +204,13 @@ def parse_via(value: str) -> Via:
         if end < 0:
             end = len(value)
         branch = value[start:end]
-        if branch.isalnum() and branch.isascii():
-            shape = value[:start] + value[end:]
-            known = _VIA_SHAPES.get(shape)
-            if known is not None:
-                transport, host, port, known_params, protocol = known
-                params = known_params.copy()
-                params["branch"] = branch  # (in the place the branch had)
-                return _new(Via, (transport, host, port, MappingProxyType(params), protocol))
-            via = _parse_via(value)
-            if via.params.get("branch") == branch and '"' not in value[:at]:
-                if len(_VIA_SHAPES) >= _VIA_SHAPES_MAX:
-                    _VIA_SHAPES.clear()
-                _VIA_SHAPES[shape] = (via.transport, via.host, via.port, dict(via.params),
-                                      via.protocol)
-            return via
-    return _parse_via(value)
+        if (branch.isalnum() and branch.isascii() and via.params.get("branch") == branch
+                and "," not in value and '"' not in value and value == value.strip(" \t")):
+            if len(_VIA_SHAPES) >= _VIA_SHAPES_MAX:
+                _VIA_SHAPES.clear()
+            _VIA_SHAPES[value[:at]] = (value[end : end + 1], value[end + 1 :], via.transport,
+                                       via.host, via.port, dict(via.params), via.protocol)
+    return via
 
 
 def _parse_via(value: str) -> Via:
@@ -270,11 +287,22 @@ class CSeq(NamedTuple):
         return value_repr(self, self._fields)
 
 
+# The methods of RFC 3261 and its extensions, for the usual CSeq ("1 NOTIFY"): tokens.
+_METHODS = {method: method for method in (
+    "ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS", "PRACK",
+    "PUBLISH", "REFER", "REGISTER", "SUBSCRIBE", "UPDATE")}
+
+
 def parse_cseq(value: str) -> CSeq:
-    number, space, method = value.partition(" ")
-    if (space and number.isdigit() and number.isascii() and len(number) <= MAX_NUMBER_DIGITS
-            and method.isalpha() and method.isascii()):
-        # The usual "1 NOTIFY": a letters-only method is a token, and what split() gives.
+    number, _, method = value.partition(" ")
+    known = _METHODS.get(method)
+    if known is not None and len(number) < MAX_NUMBER_DIGITS and number.isdigit() \
+            and number.isascii():
+        # The usual "1 NOTIFY" (what split() gives): fewer digits than 2**32 - 1 has.
+        return _new(CSeq, (int(number), known))
+    if method.isalpha() and method.isascii() and number.isdigit() and number.isascii() \
+            and len(number) <= MAX_NUMBER_DIGITS:
+        # Another letters-only method is a token too.
         sequence = int(number)
         if sequence <= 2**32 - 1:
             return _new(CSeq, (sequence, method))
@@ -310,12 +338,27 @@ def parse_max_forwards(value: str) -> int:
     return int(value)
 
 
+# The values of delta-seconds seen ("3600", "600"...): a lookup instead of the checks. At
+# most _EXPIRES_MAX values of at most MAX_NUMBER_DIGITS characters, only valid ones (the
+# header name only shows in an error); emptied when full.
+EXPIRES_VALUES: dict[str, int] = {}
+_EXPIRES_MAX = 1024
+
+
 def parse_expires(value: str, header: str = "Expires") -> int:
     """delta-seconds (Expires, Min-Expires); huge values clamp to 2**32-1."""
+    number = EXPIRES_VALUES.get(value)
+    if number is not None:
+        return number
     try:
-        return parse_delta_seconds(value, header)
+        number = parse_delta_seconds(value, header)
     except SipParseError:
         raise _bad(header, value) from None
+    if len(value) <= MAX_NUMBER_DIGITS:
+        if len(EXPIRES_VALUES) >= _EXPIRES_MAX:
+            EXPIRES_VALUES.clear()
+        EXPIRES_VALUES[value] = number
+    return number
 
 
 def _skip_comment(text: str, header: str, value: str) -> str:
@@ -664,22 +707,48 @@ def lookup_key(name: str) -> str:
     return key
 
 
-# A header line as the parser splits it: (lookup key, name, value, (value,)); the 1-tuple is
-# the index entry of a name that appears once (built with the line and cached with it).
-ParsedField = tuple[str, str, str, tuple[str]]
+# (lookup key, canonical or written name) of each header name as written before its colon
+# (``Via``, ``CSeq ``...) that is a valid name: at most _SPELLINGS_MAX names of at most one
+# header line each, filled up and then left as they are.
+FIELD_SPELLINGS: dict[str, tuple[str, str]] = {}
+_SPELLINGS_MAX = 1024
+
+
+def field_spelling(written: str) -> tuple[str, str] | None:
+    """(lookup key, name) of a header name as written before the colon (trailing whitespace
+    allowed): the canonical name of a known header, else the name as written; None when it
+    is not a token."""
+    spelling = FIELD_SPELLINGS.get(written)
+    if spelling is not None:
+        return spelling
+    name = written.rstrip(" \t")
+    lower = name.lower()
+    spelling = PARSER_NAMES.get(lower)
+    if spelling is None:
+        if not name or not set(name) <= TOKEN_CHARS:
+            return None
+        spelling = (lower, name)
+    if len(FIELD_SPELLINGS) < _SPELLINGS_MAX:
+        FIELD_SPELLINGS[written] = spelling
+    return spelling
+
+
+# A header line as the parser splits it, its index entry: (lookup key, (value,)), the
+# 1-tuple being the index entry of a name that appears once (built with the line and cached
+# with it). The name as written stays in the line until it is needed.
+FieldEntry = tuple[str, tuple[str]]
 
 
 class Headers:
     """Ordered, case-insensitive multi-map of header fields with canonical names."""
 
-    __slots__ = ("_cache", "_fields", "_index", "_parsed_fields")
+    __slots__ = ("_cache", "_fields", "_index")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         # (lowercase key, canonical name, value) in order, see ``_items``. `_index` (key ->
         # values) is built on the first lookup and dropped on every mutation, like the
         # typed-value cache.
-        self._fields: list[tuple[str, str, str]] | None = []
-        self._parsed_fields: list[ParsedField] = []
+        self._fields: list[tuple[str, str, str]] | None = []  # None: ParsedHeaders
         # Each lookup key's values in order: a list, or the parser's 1-tuple of a name that
         # appears once (read-only either way: every reader copies before handing out).
         self._index: dict[str, Sequence[str]] | None = None
@@ -692,10 +761,12 @@ class Headers:
         """Every field (lowercase key, canonical name, value) in order."""
         fields = self._fields
         if fields is None:
-            fields = self._fields = [
-                (key, name, value) for key, name, value, _ in self._parsed_fields
-                if key != "content-length"]
+            fields = self._fields = self._received_fields()
         return fields
+
+    def _received_fields(self) -> list[tuple[str, str, str]]:
+        """The fields of a received message (see ``ParsedHeaders``)."""
+        return []
 
     def _changed(self) -> None:
         self._index = None
@@ -804,17 +875,29 @@ class Headers:
 
 
 class ParsedHeaders(Headers):
-    """The headers of a received message, as ``parse_message`` builds them: its ``fields``
-    in order, Content-Length (framing data, not kept) included, and ``index`` built from
-    them without it. The field list without Content-Length is made when first needed: a
+    """The headers of a received message, as ``parse_message`` builds them: its header
+    ``lines`` (unfolded) in order, Content-Length (framing data, not kept) included, each
+    line's ``entries`` (``FieldEntry``), and ``index`` built from them without Content-Length.
+    The field list (names resolved, without Content-Length) is made when first needed: a
     received message is usually only looked up. Otherwise a ``Headers`` like any other."""
 
-    __slots__ = ()
+    __slots__ = ("_entries", "_lines")
 
-    def __init__(self, fields: list[ParsedField], index: dict[str, Sequence[str]]) -> None:
-        # (No call of Headers.__init__: these four are all it sets, and this runs for every
+    def __init__(self, lines: list[str], entries: list[FieldEntry],
+                 index: dict[str, Sequence[str]]) -> None:
+        # (No call of Headers.__init__: these five are all it needs, and this runs for every
         # message received.)
         self._fields = None
-        self._parsed_fields = fields
+        self._lines = lines
+        self._entries = entries
         self._index = index
         self._cache = {}
+
+    def _received_fields(self) -> list[tuple[str, str, str]]:
+        fields = []
+        for line, (key, values) in zip(self._lines, self._entries, strict=True):
+            if key != "content-length":
+                spelling = field_spelling(line.partition(":")[0])
+                assert spelling is not None  # (the line was split with it)
+                fields.append((key, spelling[1], values[0]))
+        return fields

@@ -23,9 +23,10 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
   a URI or a SIP URI that does not parse or carries headers, a version other than 2.0)
   raises with ``err.message`` set and ``err.status`` 400, or 505 for ``SIP/x.y``.
 * Typed accessors are lazy and their values immutable. The values that recur in a dialog
-  (From, To, Contact, Event, Subscription-State, Content-Type, Accept) come from their
-  parsers' caches, keyed by the value's text; the others (Via list, CSeq, Expires...) are
-  kept in the ``Headers`` object (cleared on mutation).
+  (From, To, Contact, Event, Subscription-State, Content-Type, Accept, Expires) come from
+  their parsers' caches, keyed by the value's text, and a Via from its shape's (all but the
+  branch); the others (the Via list, CSeq...) are kept in the ``Headers`` object (cleared
+  on mutation).
   ``from_``, ``to``, ``call_id`` and ``cseq`` are mandatory: absent, they raise
   ``missing header: X``; the optional ones return None or []. Every accessor error carries
   the message in ``err.message``.
@@ -40,17 +41,20 @@ from typing import TypeVar
 from reference.sip.errors import SipParseError
 from reference.sip.grammar import TOKEN_CHARS
 from reference.sip.headers import (
+    EXPIRES_VALUES,
+    FIELD_SPELLINGS,
     MAX_FORWARDS_VALUES,
-    PARSER_NAMES,
     ContactValue,
     ContentType,
     CSeq,
     EventHeader,
+    FieldEntry,
     Headers,
-    ParsedField,
     ParsedHeaders,
     SubscriptionState,
     Via,
+    field_spelling,
+    known_via,
     parse_call_id,
     parse_contact,
     parse_content_type,
@@ -166,6 +170,12 @@ class _Accessors:
         """Parse and cache every Via value (the one-line, one-value case without get_all)."""
         headers = self.headers
         values = (headers._index or headers._lookup()).get("via")
+        if values is not None and len(values) == 1:
+            via = known_via(values[0])  # a value of a known shape is one element
+            if via is not None:
+                vias = [via]
+                headers._cache["vias"] = vias
+                return vias
         if values is not None and len(values) == 1 and "," not in values[0] \
                 and '"' not in values[0]:
             element = values[0].strip(" \t")  # one element, as get_all gives it
@@ -279,9 +289,17 @@ class _Accessors:
 
     @property
     def expires(self) -> int | None:
-        cached = self.headers._cache.get("expires")
-        return cached if cached is not None else self._typed(  # type: ignore[return-value]
-            "expires", "Expires", parse_expires, False)
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("expires")
+        if values is None:
+            return None
+        number = EXPIRES_VALUES.get(values[0])  # the usual "3600": parse_expires' cache
+        if number is not None:
+            return number
+        try:
+            return parse_expires(values[0])
+        except SipParseError as exc:
+            raise self._bad(exc) from None
 
     @property
     def min_expires(self) -> int | None:
@@ -344,6 +362,19 @@ class _Accessors:
 
     @property
     def accept(self) -> list[str]:
+        headers = self.headers
+        values = (headers._index or headers._lookup()).get("accept")
+        if values is None:
+            return []
+        value = values[0]
+        if len(values) == 1 and "," not in value and '"' not in value:
+            element = value.strip(" \t")  # one element, as get_all gives it
+            if not element:
+                return []
+            try:
+                return [parse_media_range(element)]  # (cached by text)
+            except SipParseError as exc:
+                raise self._bad(exc) from None
         return list(self._list("accept", "Accept", _parse_accept))
 
 
@@ -533,56 +564,70 @@ def _unfold(lines: list[str], limits: ParseLimits) -> list[str]:
 
 
 # Field lines recur (``Max-Forwards: 70``, ``Event: presence``, a dialog's From, To and
-# Call-ID), so a valid line's split is kept: at most _FIELDS_MAX entries, each at most
+# Call-ID), so a valid line's index entry is kept: at most _FIELDS_MAX entries, each at most
 # ``max_header_line`` characters of line text; when full it is emptied and refills with the
 # lines that recur. Only lines that split without error are kept (a cached split is the
 # split of the same text, so a hit changes nothing but the time).
-_FIELDS: dict[str, ParsedField] = {}
+_FIELDS: dict[str, FieldEntry] = {}
 _FIELDS_MAX = 4096
 
 
 # Lines of these headers never recur (a new branch and CSeq number per message): caching them
 # would only push out the lines that do.
 _UNIQUE_KEYS = frozenset(("via", "cseq"))
-# (lookup key, name) of each header name as written before its colon (``Via``, ``CSeq ``...)
-# that split without error: at most _SPELLINGS_MAX names of at most one header line each.
-_SPELLINGS: dict[str, tuple[str, str]] = {}
-_SPELLINGS_MAX = 1024
 
 
-def _split_field(line: str) -> ParsedField:
-    """(lookup key, canonical or written name, value, (value,)) of one unfolded header
-    line."""
+def _split_field(line: str) -> FieldEntry:
+    """The index entry (lookup key, (value,)) of one unfolded header line."""
     written, colon, value = line.partition(":")
-    spelling = _SPELLINGS.get(written)
-    if spelling is not None and colon:
-        value = value.strip(" \t")
-        field = (spelling[0], spelling[1], value, (value,))
-        if spelling[0] not in _UNIQUE_KEYS:
-            if len(_FIELDS) >= _FIELDS_MAX:
-                _FIELDS.clear()
-            _FIELDS[line] = field
-        return field
-    name = written.rstrip(" \t")
-    lower = name.lower()
-    known = PARSER_NAMES.get(lower)
-    if known is None:
-        if not colon or not name or not set(name) <= TOKEN_CHARS:
-            raise SipParseError(f"bad header line: {line[:80]!r}")
-        key, full = lower, name
-    elif not colon:
+    spelling = (FIELD_SPELLINGS.get(written) or field_spelling(written)) if colon else None
+    if spelling is None:
         raise SipParseError(f"bad header line: {line[:80]!r}")
-    else:
-        key, full = known
-    if len(_SPELLINGS) < _SPELLINGS_MAX:
-        _SPELLINGS[written] = (key, full)
-    value = value.strip(" \t")
-    field = (key, full, value, (value,))
+    key = spelling[0]
+    entry = (key, (value.strip(" \t"),))
     if key not in _UNIQUE_KEYS:
         if len(_FIELDS) >= _FIELDS_MAX:
             _FIELDS.clear()
-        _FIELDS[line] = field
-    return field
+        _FIELDS[line] = entry
+    return entry
+
+
+def _general_head(data: bytes) -> tuple[str, list[str], bytes, SipParseError | None]:
+    """(header section text, its lines with the start line first, body bytes, the non-UTF-8
+    problem to raise once framed) of any datagram: CRLFs before the start line skipped, a
+    bare-LF line end tolerated. Raises what cannot be framed or answered."""
+    start = 0
+    if not data or data[0] in _CR_LF:
+        start = len(data) - len(data.lstrip(b"\r\n"))
+        if start == len(data):
+            raise SipParseError("empty message")
+    head_end, body_start = _find_head_end(data, start)
+    if head_end < 0:
+        raise SipParseError("incomplete message: no empty line after the header section")
+    head = data[start:head_end]
+    if head.endswith(b"\r"):
+        head = head[:-1]
+    non_utf8: SipParseError | None = None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = _non_utf8_error(head, exc)
+        if where == "start line":
+            raise SipParseError("non-UTF-8 start line") from None
+        text = head.decode("utf-8", "replace")
+        non_utf8 = SipParseError(f"non-UTF-8 {where}")
+    if "\r" not in text:
+        lines = text.split("\n")
+    else:
+        lines = text.split("\r\n")
+        if not text.count("\r") == text.count("\n") == len(lines) - 1:
+            # Not CRLF line ends only (then every CR and LF is a split point): a bare LF is
+            # tolerated, a bare CR is not.
+            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                raise SipParseError("bad header section: bare CR")
+            lines = text.split("\n")
+    return text, lines, data[body_start:], non_utf8
 
 
 def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request | Response:
@@ -592,95 +637,75 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
             f"message too large: {len(data)} bytes (limit {limits.max_message_bytes})"
         )
     data = bytes(data)
-    start = 0
-    if not data or data[0] in _CR_LF:
-        start = len(data) - len(data.lstrip(b"\r\n"))
-        if start == len(data):
-            raise SipParseError("empty message")
-    # The usual message: the first CRLF CRLF ends the header section, the section is UTF-8
-    # and every line end in it is a CRLF. Then no bare-LF end can come first, and the
-    # general framing below (one more scan) would frame it the same way.
-    head_end = data.find(b"\r\n\r\n", start)
-    crlf_only = False
-    if head_end >= 0:
-        try:
-            text = data[start:head_end].decode("utf-8")
-        except UnicodeDecodeError:
-            pass  # framed and reported below
-        else:
-            lines = text.split("\r\n")
-            crlf_only = text.count("\r") == text.count("\n") == len(lines) - 1
-    non_utf8: SipParseError | None = None
-    if crlf_only:
-        body_start = head_end + 4
-    else:
-        head_end, body_start = _find_head_end(data, start)
-        if head_end < 0:
-            raise SipParseError("incomplete message: no empty line after the header section")
-        head = data[start:head_end]
-        if head.endswith(b"\r"):
-            head = head[:-1]
+    # The usual message: the start line first, the first CRLF CRLF ends the header section,
+    # the section is UTF-8 and every line end in it is a CRLF. Then no bare-LF end can come
+    # first, and _general_head (one more scan) would frame it the same way.
+    head, blank, rest = data.partition(b"\r\n\r\n")
+    lines: list[str] | None = None
+    if blank and head and head[0] not in _CR_LF:
         try:
             text = head.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            where = _non_utf8_error(head, exc)
-            if where == "start line":
-                raise SipParseError("non-UTF-8 start line") from None
-            text = head.decode("utf-8", "replace")
-            non_utf8 = SipParseError(f"non-UTF-8 {where}")
-        if "\r" not in text:
-            lines = text.split("\n")
+        except UnicodeDecodeError:
+            pass  # framed and reported by _general_head
         else:
             lines = text.split("\r\n")
             if not text.count("\r") == text.count("\n") == len(lines) - 1:
-                # Not CRLF line ends only (then every CR and LF is a split point): a bare
-                # LF is tolerated, a bare CR is not.
-                text = text.replace("\r\n", "\n")
-                if "\r" in text:
-                    raise SipParseError("bad header section: bare CR")
-                lines = text.split("\n")
-    deferred: SipParseError | None = None
+                lines = None
+    non_utf8: SipParseError | None = None
+    if lines is None:
+        text, lines, rest, non_utf8 = _general_head(data)
     start_line = lines[0]
     if len(start_line) > limits.max_start_line:
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
-    method, uri_or_reason, status, start_problem = (
+    method, uri_or_reason, status, deferred = (
         _GOOD_START_LINES.get(start_line) or _start_line(start_line))
-    if start_problem is not None:
-        deferred = start_problem  # it takes precedence: a 505 says more than any 400
+    # (A start line problem takes precedence: a 505 says more than any 400.)
 
-    header_lines = lines
-    del header_lines[0]  # (the start line; cheaper than a copy of the rest)
-    # Each field line is split into (lookup key, canonical name, value) and indexed by key
-    # (the index ``Headers._lookup`` would build, Content-Length apart).
-    cached_field = _FIELDS.get
-    split: list[ParsedField] | None = None
-    if len(header_lines) <= limits.max_headers and (
+    del lines[0]  # the header lines now (cheaper than a copy of the rest)
+    # Each line's index entry (lookup key, (value,)); the index is what ``Headers._lookup``
+    # would build, Content-Length apart.
+    entries: list[FieldEntry] | None = None
+    if len(lines) <= limits.max_headers and (
             len(text) <= limits.max_header_line
-            or max(map(len, header_lines), default=0) <= limits.max_header_line):
+            or max(map(len, lines), default=0) <= limits.max_header_line):
         # Fast path (the usual message): no limit hit, and every line taken as one field.
         # A folded line (starting with SP or HT) never splits (no header name starts with
         # whitespace, and only lines that split are cached), so a folded section, or a bad
         # line, falls to the general path below, which unfolds, checks and names the error
         # in line order. (Cheaper than looking for CRLF SP in the text first.)
+        found: list[FieldEntry | None] = list(map(_FIELDS.get, lines))
+        at = -1
         try:
-            split = [cached_field(line) or _split_field(line) for line in header_lines]
+            for _ in range(found.count(None)):  # (the Via and CSeq lines at least)
+                at = found.index(None, at + 1)
+                line = lines[at]
+                written, colon, value = line.partition(":")
+                spelling = FIELD_SPELLINGS.get(written)
+                if spelling is not None and colon and spelling[0] in _UNIQUE_KEYS:
+                    # A Via or CSeq line (what _split_field gives, inline: one in each
+                    # message, not cached)
+                    found[at] = (spelling[0], (value.strip(" \t"),))
+                else:
+                    found[at] = _split_field(line)
         except SipParseError:
-            split = None
-    if split is not None:
-        index: dict[str, Sequence[str]] = {field[0]: field[3] for field in split}
-        repeated = len(index) != len(split)  # some name twice: index every value below
+            pass
+        else:
+            entries = found  # type: ignore[assignment]  # (no None left)
+    if entries is not None:
+        index: dict[str, Sequence[str]] = dict(entries)
+        repeated = len(index) != len(entries)  # some name twice: index every value below
     else:
-        fields = _unfold(header_lines, limits)
+        lines = _unfold(lines, limits)
         max_line = limits.max_header_line  # an unfolded field may exceed it
-        split = []
-        for line in fields:  # the limit first, then the split, line by line
+        entries = []
+        for line in lines:  # the limit first, then the split, line by line
             if len(line) > max_line:
                 raise SipParseError(f"header line too long: limit {max_line}")
-            split.append(cached_field(line) or _split_field(line))
+            entries.append(_FIELDS.get(line) or _split_field(line))
         repeated = True
     if repeated:
         lists: dict[str, list[str]] = {}
-        for key, _, value, _ in split:
+        for key, (value,) in entries:
             values = lists.get(key)
             if values is None:
                 lists[key] = [value]
@@ -688,9 +713,8 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
                 values.append(value)
         index = dict(lists)
     lengths: Sequence[str] = index.pop("content-length", ())
-    headers = ParsedHeaders(split, index)
+    headers = ParsedHeaders(lines, entries, index)
 
-    rest = data[body_start:]
     message: Request | Response
     if method:
         message = Request(method, uri_or_reason, headers, rest)
