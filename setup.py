@@ -37,8 +37,11 @@ the conformance suite, whose tests build variants from the reference's collabora
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 COMPILED_MODULES = [
     "reference/sip/errors.py",
@@ -82,4 +85,19 @@ if os.environ.get("B2B_COMPILE") == "1":
 
     ext_modules = mypycify(COMPILED_MODULES, opt_level="3")
 
-setup(ext_modules=ext_modules)
+# The requirement catalogue is written once, in docs/ (conformance/catalogue.py reads it there
+# in a checkout); a built package (a wheel, the compiled venv) carries a copy of it inside
+# ``conformance``, which the catalogue falls back to when there is no checkout around it.
+CATALOGUE_FILES = ("requirements.md", "ser-requirements.md")
+
+
+class BuildPyWithCatalogue(build_py):
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / "conformance" / "catalogue_docs"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in CATALOGUE_FILES:
+            shutil.copyfile(Path(__file__).resolve().parent / "docs" / name, target / name)
+
+
+setup(ext_modules=ext_modules, cmdclass={"build_py": BuildPyWithCatalogue})

@@ -27,7 +27,14 @@ __all__ = [
     "testable_ids",
 ]
 
-_DOCS = Path(__file__).resolve().parents[1] / "docs"
+# A checkout reads the repository's docs/; an installed package (no docs/ beside it) reads
+# the copy setup.py put into it at build time.
+_CHECKOUT_DOCS = Path(__file__).resolve().parents[1] / "docs"
+_DOCS = (
+    _CHECKOUT_DOCS
+    if (_CHECKOUT_DOCS / "requirements.md").is_file()
+    else Path(__file__).resolve().parent / "catalogue_docs"
+)
 DEFAULT_PATH = _DOCS / "requirements.md"
 SER_PATH = _DOCS / "ser-requirements.md"
 

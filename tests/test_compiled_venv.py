@@ -68,5 +68,17 @@ def test_script_builds_a_checked_compiled_venv(tmp_path: Path) -> None:
     assert agent.stdout.strip().endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
     assert agent.stdout.startswith(str(venv))
     assert (venv / "bin" / "b2b-agent").exists()
+    # The installed suite finds its requirement catalogue without a checkout around it (the
+    # copy setup.py packs), and it is the same text as docs/.
+    listed = subprocess.run([str(venv / "bin" / "b2b-conform"), "list", str(ROOT / "scenarios")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "SUB-123" in listed.stdout
+    where = subprocess.run([str(python), "-c", "import conformance.catalogue as c; "
+                            "print(c.DEFAULT_PATH)"], capture_output=True, text=True,
+                           timeout=60, check=True, cwd=tmp_path)
+    packed = Path(where.stdout.strip())
+    assert packed.is_relative_to(venv)
+    assert packed.read_bytes() == (ROOT / "docs" / "requirements.md").read_bytes()
     # Nothing was built into the source tree (the build runs in a copy).
     assert _built_in_tree() == built_before
