@@ -188,6 +188,10 @@ class PresenceDocument:
 # --------------------------------------------------------------------------- parsing
 
 
+# (A tuple built once: `bytes | bytearray | memoryview` would build a union on every call.)
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+
+
 def parse_pidf(
     data: object, *, lenient: bool = False, limits: PidfLimits = DEFAULT_LIMITS
 ) -> PresenceDocument:
@@ -198,7 +202,7 @@ def parse_pidf(
     module docstring and docs for the differences). (``data`` is typed ``object`` so that
     the compiled build reaches the check below too instead of raising TypeError first.)
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if not isinstance(data, _BYTES_TYPES):
         raise PidfError(f"PIDF body must be bytes, got {type(data).__name__}")
     body = bytes(data)
     if limits is DEFAULT_LIMITS and len(body) <= CACHED_BODY_BYTES:
@@ -339,28 +343,21 @@ class _Reader:
                 raise PidfError("tuple has no id attribute")
             tuple_id = ""
         names = self._names
-        # One pass to classify; the checks below run before any child is read, as before.
-        children = [(names.get(c.tag), c) for c in element.iterchildren(etree.Element)]
-        statuses = 0
-        contacts = 0
-        first_status: etree._Element | None = None
-        first_contact: etree._Element | None = None
-        for kind, child in children:
-            if kind == "status":
-                statuses += 1
-                if first_status is None:
-                    first_status = child
-            elif kind == "contact":
-                contacts += 1
-                if first_contact is None:
-                    first_contact = child
-        if first_status is None:
+        # Classified once (the counting and finding in C, list methods); the checks below
+        # run before any child is read, as before.
+        children = list(element.iterchildren(etree.Element))
+        kinds = [names.get(c.tag) for c in children]
+        statuses = kinds.count("status")
+        contacts = kinds.count("contact")
+        if not statuses:
             # Both profiles: SER fails the whole document too.
             raise PidfError(f"tuple {tuple_id!r} has no status element")
         if statuses > 1 and not self.lenient:
             raise PidfError(f"tuple {tuple_id!r} has {statuses} status elements")
         if contacts > 1 and not self.lenient:
             raise PidfError(f"tuple {tuple_id!r} has {contacts} contact elements")
+        first_status = children[kinds.index("status")]
+        first_contact = children[kinds.index("contact")] if contacts else None
 
         basic: str | None = None
         contact: str | None = None
@@ -368,7 +365,7 @@ class _Reader:
         notes: list[Note] = []
         timestamp: str | None = None
         extensions: list[str] = []
-        for kind, child in children:
+        for kind, child in zip(kinds, children, strict=True):
             if kind == "status":
                 if child is first_status:
                     basic = self._status(child, tuple_id, extensions)
