@@ -343,21 +343,28 @@ class _Reader:
                 raise PidfError("tuple has no id attribute")
             tuple_id = ""
         names = self._names
-        # Classified once (the counting and finding in C, list methods); the checks below
-        # run before any child is read, as before.
-        children = list(element.iterchildren(etree.Element))
-        kinds = [names.get(c.tag) for c in children]
-        statuses = kinds.count("status")
-        contacts = kinds.count("contact")
-        if not statuses:
+        # One pass to classify; the checks below run before any child is read, as before.
+        children = [(names.get(c.tag), c) for c in element.iterchildren(etree.Element)]
+        statuses = 0
+        contacts = 0
+        first_status: etree._Element | None = None
+        first_contact: etree._Element | None = None
+        for kind, child in children:
+            if kind == "status":
+                statuses += 1
+                if first_status is None:
+                    first_status = child
+            elif kind == "contact":
+                contacts += 1
+                if first_contact is None:
+                    first_contact = child
+        if first_status is None:
             # Both profiles: SER fails the whole document too.
             raise PidfError(f"tuple {tuple_id!r} has no status element")
         if statuses > 1 and not self.lenient:
             raise PidfError(f"tuple {tuple_id!r} has {statuses} status elements")
         if contacts > 1 and not self.lenient:
             raise PidfError(f"tuple {tuple_id!r} has {contacts} contact elements")
-        first_status = children[kinds.index("status")]
-        first_contact = children[kinds.index("contact")] if contacts else None
 
         basic: str | None = None
         contact: str | None = None
@@ -365,7 +372,7 @@ class _Reader:
         notes: list[Note] = []
         timestamp: str | None = None
         extensions: list[str] = []
-        for kind, child in zip(kinds, children, strict=True):
+        for kind, child in children:
             if kind == "status":
                 if child is first_status:
                     basic = self._status(child, tuple_id, extensions)
