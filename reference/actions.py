@@ -64,7 +64,9 @@ def run(core: Core, sub: Subscription, event: Event, facts: AnyFacts) -> None:
     if row is None:  # pragma: no cover - the tables are total (tested)
         raise AssertionError(f"no row for {sub.state} / {event}")
     functions, needs_retry_delay = _bind(core, row)
-    delay = _draw_delay(core, sub, facts, needs_retry_delay)
+    # (Most inputs, a NOTIFY among them, draw nothing (rule 2c): no call for them.)
+    delay = _draw_delay(core, sub, facts, needs_retry_delay) \
+        if needs_retry_delay or facts.restart is not None else None
     if isinstance(facts, NotifyFacts) and facts.versioned is not None:
         facts = _apply_versioned(core, sub, facts)  # rule 8
     before = sub.state

@@ -188,6 +188,10 @@ class PresenceDocument:
 # --------------------------------------------------------------------------- parsing
 
 
+# (A tuple built once: `bytes | bytearray | memoryview` would build a union on every call.)
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+
+
 def parse_pidf(
     data: object, *, lenient: bool = False, limits: PidfLimits = DEFAULT_LIMITS
 ) -> PresenceDocument:
@@ -198,7 +202,7 @@ def parse_pidf(
     module docstring and docs for the differences). (``data`` is typed ``object`` so that
     the compiled build reaches the check below too instead of raising TypeError first.)
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
+    if not isinstance(data, _BYTES_TYPES):
         raise PidfError(f"PIDF body must be bytes, got {type(data).__name__}")
     body = bytes(data)
     if limits is DEFAULT_LIMITS and len(body) <= CACHED_BODY_BYTES:

@@ -33,6 +33,11 @@ class State(Enum):
     TERMINATED = 9  # rfc6665 only
     FETCHING = 10  # rfc6665 only: a fetch (Expires 0) waits for its one NOTIFY (SUB-052)
 
+    # Every input hashes its (state, event) row key and tests the state against
+    # AWAITING_RESPONSE: members are singletons compared by identity, so hash them by
+    # identity in C instead of Enum's Python-level hash of the name (as TimerKind does).
+    __hash__ = object.__hash__
+
 
 # States in which the subscription waits for the answer to a SUBSCRIBE it sent.
 AWAITING_RESPONSE = frozenset({
@@ -68,6 +73,8 @@ class Event(Enum):
     TIMER_N = "timer_n"                    # rfc6665: 2xx but no NOTIFY within 64*T1
     EXPIRED = "expired"                    # rfc6665: the granted duration ran out
 
+    __hash__ = object.__hash__  # (see State)
+
 
 class Action(Enum):
     STOP = "stop the subscription timer"
@@ -98,6 +105,8 @@ class Action(Enum):
     FREE = "forget the subscription"
     LOG_STALE = "log a stale response"
     LOG_NO_TERM_NOTIFY = "log: no terminating NOTIFY"
+
+    __hash__ = object.__hash__  # (see State)
 
 
 @dataclass(frozen=True)
