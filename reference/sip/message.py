@@ -638,10 +638,16 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         )
     data = bytes(data)
     # The usual message: the start line first, the first CRLF CRLF ends the header section,
-    # the section is UTF-8 and every line end in it is a CRLF. Then no bare-LF end can come
-    # first, and _general_head (one more scan) would frame it the same way.
+    # the section is UTF-8 and every line end in it is a CRLF (no line holds a bare CR or
+    # LF). Then no bare-LF end can come first, and _general_head would frame it the same way.
+    # Its header lines are indexed here; anything else (a folded or bad line, a limit
+    # reached) takes the general path below, which frames, unfolds, checks and names the
+    # error in order.
     head, blank, rest = data.partition(b"\r\n\r\n")
-    lines: list[str] | None = None
+    # Each header line's index entry (lookup key, (value,)); the index is what
+    # ``Headers._lookup`` would build, Content-Length apart.
+    entries: list[FieldEntry] | None = None
+    good: _StartLine | None = None
     if blank and head and head[0] not in _CR_LF:
         try:
             text = head.decode("utf-8")
@@ -649,48 +655,52 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
             pass  # framed and reported by _general_head
         else:
             lines = text.split("\r\n")
-            if not text.count("\r") == text.count("\n") == len(lines) - 1:
-                lines = None
+            start_line = lines[0]
+            del lines[0]  # the header lines now (cheaper than a copy of the rest)
+            # A line found in a cache (a good start line, a header line in _FIELDS) holds
+            # no CR or LF: only the others are looked at, each below (cheaper than counting
+            # every CR and LF of the section).
+            good = _GOOD_START_LINES.get(start_line)
+            if len(lines) <= limits.max_headers and (
+                    len(text) <= limits.max_header_line
+                    or max(map(len, lines), default=0) <= limits.max_header_line) and (
+                    good is not None
+                    or text.count("\r") == text.count("\n") == len(lines)):
+                # Every line taken as one field: a folded line (starting with SP or HT)
+                # never splits (no header name starts with whitespace, and only lines that
+                # split are cached), so a folded section falls to the general path.
+                # (Cheaper than looking for CRLF SP in the text first.)
+                found: list[FieldEntry | None] = list(map(_FIELDS.get, lines))
+                at = -1
+                try:
+                    for _ in range(found.count(None)):  # (the Via and CSeq lines at least)
+                        at = found.index(None, at + 1)
+                        line = lines[at]
+                        if "\r" in line or "\n" in line:
+                            break  # a bare CR or LF: the general path
+                        written, colon, value = line.partition(":")
+                        spelling = FIELD_SPELLINGS.get(written)
+                        if spelling is not None and colon and spelling[0] in _UNIQUE_KEYS:
+                            # A Via or CSeq line (what _split_field gives, inline: one in
+                            # each message, not cached)
+                            found[at] = (spelling[0], (value.strip(" \t"),))
+                        else:
+                            found[at] = _split_field(line)
+                    else:
+                        entries = found  # type: ignore[assignment]  # (no None left)
+                except SipParseError:
+                    pass
     non_utf8: SipParseError | None = None
-    if lines is None:
+    if entries is None:
         text, lines, rest, non_utf8 = _general_head(data)
-    start_line = lines[0]
+        start_line = lines[0]
+        del lines[0]
+        good = None
     if len(start_line) > limits.max_start_line:
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
-    method, uri_or_reason, status, deferred = (
-        _GOOD_START_LINES.get(start_line) or _start_line(start_line))
+    method, uri_or_reason, status, deferred = good or _start_line(start_line)
     # (A start line problem takes precedence: a 505 says more than any 400.)
 
-    del lines[0]  # the header lines now (cheaper than a copy of the rest)
-    # Each line's index entry (lookup key, (value,)); the index is what ``Headers._lookup``
-    # would build, Content-Length apart.
-    entries: list[FieldEntry] | None = None
-    if len(lines) <= limits.max_headers and (
-            len(text) <= limits.max_header_line
-            or max(map(len, lines), default=0) <= limits.max_header_line):
-        # Fast path (the usual message): no limit hit, and every line taken as one field.
-        # A folded line (starting with SP or HT) never splits (no header name starts with
-        # whitespace, and only lines that split are cached), so a folded section, or a bad
-        # line, falls to the general path below, which unfolds, checks and names the error
-        # in line order. (Cheaper than looking for CRLF SP in the text first.)
-        found: list[FieldEntry | None] = list(map(_FIELDS.get, lines))
-        at = -1
-        try:
-            for _ in range(found.count(None)):  # (the Via and CSeq lines at least)
-                at = found.index(None, at + 1)
-                line = lines[at]
-                written, colon, value = line.partition(":")
-                spelling = FIELD_SPELLINGS.get(written)
-                if spelling is not None and colon and spelling[0] in _UNIQUE_KEYS:
-                    # A Via or CSeq line (what _split_field gives, inline: one in each
-                    # message, not cached)
-                    found[at] = (spelling[0], (value.strip(" \t"),))
-                else:
-                    found[at] = _split_field(line)
-        except SipParseError:
-            pass
-        else:
-            entries = found  # type: ignore[assignment]  # (no None left)
     if entries is not None:
         index: dict[str, Sequence[str]] = dict(entries)
         repeated = len(index) != len(entries)  # some name twice: index every value below
