@@ -26,7 +26,9 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
   (From, To, Contact, Event, Subscription-State, Content-Type, Accept, Expires) come from
   their parsers' caches, keyed by the value's text, and a Via from its shape's (all but the
   branch); the others (the Via list, CSeq...) are kept in the ``Headers`` object (cleared
-  on mutation).
+  on mutation). One Via line of a known shape and one CSeq line of the usual form ("1
+  NOTIFY") are parsed with the header section already (every reader reads them, and their
+  lines are at hand there); a value that is not of those forms waits for its accessor.
   ``from_``, ``to``, ``call_id`` and ``cseq`` are mandatory: absent, they raise
   ``missing header: X``; the optional ones return None or []. Every accessor error carries
   the message in ``err.message``.
@@ -70,6 +72,7 @@ from reference.sip.headers import (
     parse_to,
     parse_via,
     split_list,
+    usual_cseq,
 )
 from reference.sip.limits import DEFAULT_LIMITS, MAX_NUMBER_DIGITS, ParseLimits
 from reference.sip.uri import NameAddr, check_absolute_uri
@@ -648,6 +651,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     # ``Headers._lookup`` would build, Content-Length apart.
     entries: list[FieldEntry] | None = None
     good: _StartLine | None = None
+    typed: dict[str, object] = {}
     if blank and head and head[0] not in _CR_LF:
         try:
             text = head.decode("utf-8")
@@ -682,8 +686,19 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
                         spelling = FIELD_SPELLINGS.get(written)
                         if spelling is not None and colon and spelling[0] in _UNIQUE_KEYS:
                             # A Via or CSeq line (what _split_field gives, inline: one in
-                            # each message, not cached)
-                            found[at] = (spelling[0], (value.strip(" \t"),))
+                            # each message, not cached), and its typed value when it is of
+                            # the usual shape: every reader reads both.
+                            key = spelling[0]
+                            value = value.strip(" \t")
+                            found[at] = (key, (value,))
+                            if key == "via":
+                                via = known_via(value)
+                                if via is not None:
+                                    typed["vias"] = [via]
+                            else:
+                                cseq = usual_cseq(value)
+                                if cseq is not None:
+                                    typed["cseq"] = cseq
                         else:
                             found[at] = _split_field(line)
                     else:
@@ -696,6 +711,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         start_line = lines[0]
         del lines[0]
         good = None
+        typed = {}  # (what the usual path above parsed is not this framing's)
     if len(start_line) > limits.max_start_line:
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
     method, uri_or_reason, status, deferred = good or _start_line(start_line)
@@ -704,6 +720,8 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
     if entries is not None:
         index: dict[str, Sequence[str]] = dict(entries)
         repeated = len(index) != len(entries)  # some name twice: index every value below
+        if repeated:
+            typed = {}
     else:
         lines = _unfold(lines, limits)
         max_line = limits.max_header_line  # an unfolded field may exceed it
@@ -723,7 +741,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
                 values.append(value)
         index = dict(lists)
     lengths: Sequence[str] = index.pop("content-length", ())
-    headers = ParsedHeaders(lines, entries, index)
+    headers = ParsedHeaders(lines, entries, index, typed)
 
     message: Request | Response
     if method:
