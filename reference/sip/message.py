@@ -702,14 +702,14 @@ def _usual_section(text: str, limits: ParseLimits,
 # every line end of this section is where it was in the kept one, and so is every line; the
 # cuts fall in the same places, each being the first match after the last.) Kept: sections
 # parsed on the usual path to a message with no name twice, when their key was seen before
-# (the hash of the last _SECTIONS_MAX keys is kept: a busy agent whose dialogs' sections do
-# not recur soon pays no copies); at most _SECTIONS_MAX of at most _SECTION_CHARS characters
-# each, with their lines and entries (so a few times that in memory); emptied when full,
-# then refilled by the sections that recur.
+# (the hashes of at most _SECTIONS_MAX keys seen are kept, emptied when full: a busy agent
+# whose dialogs' sections do not recur soon pays no copies); at most _SECTIONS_MAX of at
+# most _SECTION_CHARS characters each, with their lines and entries (so a few times that in
+# memory); emptied when full, then refilled by the sections that recur.
 _SECTIONS: dict[str, _Section] = {}
 _SECTIONS_SEEN: set[int] = set()
 _SECTIONS_MAX = 512
-_SECTION_CHARS = 4096
+_SECTION_CHARS = 2048
 
 
 def _section_cut(text: str) -> tuple[str, int, int, int, int] | None:
