@@ -293,13 +293,22 @@ _METHODS = {method: method for method in (
     "PUBLISH", "REFER", "REGISTER", "SUBSCRIBE", "UPDATE")}
 
 
-def parse_cseq(value: str) -> CSeq:
+def usual_cseq(value: str) -> CSeq | None:
+    """What ``parse_cseq`` gives for the usual "1 NOTIFY" (what split() gives): a known
+    method and fewer digits than 2**32 - 1 has; None for any other value."""
     number, _, method = value.partition(" ")
     known = _METHODS.get(method)
     if known is not None and len(number) < MAX_NUMBER_DIGITS and number.isdigit() \
             and number.isascii():
-        # The usual "1 NOTIFY" (what split() gives): fewer digits than 2**32 - 1 has.
         return _new(CSeq, (int(number), known))
+    return None
+
+
+def parse_cseq(value: str) -> CSeq:
+    cseq = usual_cseq(value)
+    if cseq is not None:
+        return cseq
+    number, _, method = value.partition(" ")
     if method.isalpha() and method.isascii() and number.isdigit() and number.isascii() \
             and len(number) <= MAX_NUMBER_DIGITS:
         # Another letters-only method is a token too.
@@ -884,14 +893,14 @@ class ParsedHeaders(Headers):
     __slots__ = ("_entries", "_lines")
 
     def __init__(self, lines: list[str], entries: list[FieldEntry],
-                 index: dict[str, Sequence[str]]) -> None:
+                 index: dict[str, Sequence[str]], cache: dict[str, object]) -> None:
         # (No call of Headers.__init__: these five are all it needs, and this runs for every
         # message received.)
         self._fields = None
         self._lines = lines
         self._entries = entries
         self._index = index
-        self._cache = {}
+        self._cache = cache
 
     def _received_fields(self) -> list[tuple[str, str, str]]:
         fields = []

@@ -26,7 +26,9 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
   (From, To, Contact, Event, Subscription-State, Content-Type, Accept, Expires) come from
   their parsers' caches, keyed by the value's text, and a Via from its shape's (all but the
   branch); the others (the Via list, CSeq...) are kept in the ``Headers`` object (cleared
-  on mutation).
+  on mutation). One Via line of a known shape and one CSeq line of the usual form ("1
+  NOTIFY") are parsed with the header section already (every reader reads them, and their
+  lines are at hand there); a value that is not of those forms waits for its accessor.
   ``from_``, ``to``, ``call_id`` and ``cseq`` are mandatory: absent, they raise
   ``missing header: X``; the optional ones return None or []. Every accessor error carries
   the message in ``err.message``.
@@ -70,6 +72,7 @@ from reference.sip.headers import (
     parse_to,
     parse_via,
     split_list,
+    usual_cseq,
 )
 from reference.sip.limits import DEFAULT_LIMITS, MAX_NUMBER_DIGITS, ParseLimits
 from reference.sip.uri import NameAddr, check_absolute_uri
@@ -443,6 +446,14 @@ def _find_head_end(data: bytes, start: int) -> tuple[int, int]:
 _CACHED_START_LINE_CHARS = 256
 _StartLine = tuple[str, str, int, SipParseError | None]
 _GOOD_START_LINES: dict[str, _StartLine] = {}
+# What the usual path gives (parse_message): the start line, its cached parse or None, the
+# header lines, their index entries, and the index when it was made with them.
+_Usual = tuple[str, _StartLine | None, list[str], list[FieldEntry],
+               dict[str, Sequence[str]] | None]
+# A kept section (_SECTIONS): start line, its parse, header lines, entries, index (Content-
+# Length included), and where the Via and CSeq lines are among the lines.
+_Section = tuple[str, _StartLine, list[str], list[FieldEntry], dict[str, Sequence[str]],
+                 int, int]
 _GOOD_START_LINES_MAX = 1024
 
 
@@ -630,6 +641,150 @@ def _general_head(data: bytes) -> tuple[str, list[str], bytes, SipParseError | N
     return text, lines, data[body_start:], non_utf8
 
 
+def _usual_section(text: str, limits: ParseLimits,
+                   typed: dict[str, object]) -> _Usual | None:
+    """(start line, its cached parse or None, header lines, their index entries, None) of
+    the usual section (see parse_message), with the typed values of its Via and CSeq lines
+    put in ``typed``; None for anything else (a folded or bad line, a bare CR or LF, a limit
+    reached), which the general path frames, unfolds, checks and names the error of."""
+    lines = text.split("\r\n")
+    start_line = lines[0]
+    del lines[0]  # the header lines now (cheaper than a copy of the rest)
+    # A line found in a cache (a good start line, a header line in _FIELDS) holds no CR or
+    # LF: only the others are looked at, each below (cheaper than counting every CR and LF
+    # of the section).
+    good = _GOOD_START_LINES.get(start_line)
+    if len(lines) > limits.max_headers or (
+            len(text) > limits.max_header_line
+            and max(map(len, lines), default=0) > limits.max_header_line) or (
+            good is None and not text.count("\r") == text.count("\n") == len(lines)):
+        return None
+    # Every line taken as one field: a folded line (starting with SP or HT) never splits (no
+    # header name starts with whitespace, and only lines that split are cached), so a folded
+    # section takes the general path. (Cheaper than looking for CRLF SP in the text first.)
+    found: list[FieldEntry | None] = list(map(_FIELDS.get, lines))
+    at = -1
+    try:
+        for _ in range(found.count(None)):  # (the Via and CSeq lines at least)
+            at = found.index(None, at + 1)
+            line = lines[at]
+            if "\r" in line or "\n" in line:
+                return None  # a bare CR or LF
+            written, colon, value = line.partition(":")
+            spelling = FIELD_SPELLINGS.get(written)
+            if spelling is not None and colon and spelling[0] in _UNIQUE_KEYS:
+                # A Via or CSeq line (what _split_field gives, inline: one in each message,
+                # not cached), and its typed value when it is of the usual shape: every
+                # reader reads both.
+                key = spelling[0]
+                value = value.strip(" \t")
+                found[at] = (key, (value,))
+                if key == "via":
+                    via = known_via(value)
+                    if via is not None:
+                        typed["vias"] = [via]
+                else:
+                    cseq = usual_cseq(value)
+                    if cseq is not None:
+                        typed["cseq"] = cseq
+            else:
+                found[at] = _split_field(line)
+    except SipParseError:
+        return None
+    return start_line, good, lines, found, None  # type: ignore[return-value]  # (no None left)
+
+
+# A dialog's messages differ in their header section only in the Via value (a new branch)
+# and the CSeq value (a new number), written on lines "Via: ..." and then "CSeq: ...". So the
+# section with those two values cut out (the key) is looked up: a hit is a section that the
+# usual path parsed to a message before, and this one's lines and index entries are its own
+# with the two values put in. (The values cut out are checked for a CR or LF: with none,
+# every line end of this section is where it was in the kept one, and so is every line; the
+# cuts fall in the same places, each being the first match after the last.) Kept: sections
+# parsed on the usual path to a message with no name twice, when their key was seen before
+# (the hashes of at most _SECTIONS_MAX keys seen are kept, emptied when full: a busy agent
+# whose dialogs' sections do not recur soon pays no copies); at most _SECTIONS_MAX of at
+# most _SECTION_CHARS characters each, with their lines and entries (so a few times that in
+# memory); emptied when full, then refilled by the sections that recur.
+_SECTIONS: dict[str, _Section] = {}
+_SECTIONS_SEEN: set[int] = set()
+_SECTIONS_MAX = 512
+_SECTION_CHARS = 2048
+
+
+def _section_cut(text: str) -> tuple[str, int, int, int, int] | None:
+    """(key, a, b, c, d) of a header section: ``text[a:b]`` is what follows the first
+    "CRLF Via: " to the end of its line, ``text[c:d]`` what follows the first "CRLF CSeq: "
+    after that, and the key is the text without both; None for another section."""
+    if len(text) > _SECTION_CHARS:
+        return None
+    a = text.find("\r\nVia: ")
+    if a < 0:
+        return None
+    a += 7
+    b = text.find("\r\n", a)
+    if b < 0:
+        return None
+    c = text.find("\r\nCSeq: ", b)
+    if c < 0:
+        return None
+    c += 8
+    d = text.find("\r\n", c)
+    if d < 0:
+        d = len(text)
+    return text[:a] + text[b:c] + text[d:], a, b, c, d
+
+
+def _kept_section(text: str, cut: tuple[str, int, int, int, int], section: _Section,
+                  limits: ParseLimits, typed: dict[str, object]) -> _Usual | None:
+    """What ``_usual_section`` gives for ``text``, from the kept ``section`` of its ``cut``
+    (with the index, Content-Length included); None when the values cut out hold a CR or LF
+    or a limit is reached (then the usual path decides)."""
+    _, a, b, c, d = cut
+    via_value = text[a:b]
+    cseq_value = text[c:d]
+    start_line, good, lines, entries, index, at_via, at_cseq = section
+    if "\r" in via_value or "\n" in via_value or "\r" in cseq_value or "\n" in cseq_value \
+            or len(lines) > limits.max_headers or len(text) > limits.max_header_line:
+        return None
+    lines = lines.copy()
+    lines[at_via] = text[a - 5 : b]
+    lines[at_cseq] = text[c - 6 : d]
+    via_value = via_value.strip(" \t")
+    cseq_value = cseq_value.strip(" \t")
+    entries = entries.copy()
+    entries[at_via] = ("via", (via_value,))
+    entries[at_cseq] = ("cseq", (cseq_value,))
+    index = index.copy()
+    index["via"] = (via_value,)
+    index["cseq"] = (cseq_value,)
+    via = known_via(via_value)
+    if via is not None:
+        typed["vias"] = [via]
+    cseq = usual_cseq(cseq_value)
+    if cseq is not None:
+        typed["cseq"] = cseq
+    return start_line, good, lines, entries, index
+
+
+def _keep_section(text: str, cut: tuple[str, int, int, int, int], start_line: str,
+                  parsed: _StartLine, lines: list[str], entries: list[FieldEntry]) -> None:
+    """Keep the section ``text`` that the usual path parsed to a message with no name twice
+    (``parsed``: its start line's parse, ``lines`` and ``entries``: its header lines'), if
+    its key was seen before."""
+    key, a, b, c, d = cut
+    seen = hash(key)  # (computed already: the key was looked up)
+    if seen not in _SECTIONS_SEEN:
+        if len(_SECTIONS_SEEN) >= _SECTIONS_MAX:
+            _SECTIONS_SEEN.clear()
+        _SECTIONS_SEEN.add(seen)
+        return
+    if len(_SECTIONS) >= _SECTIONS_MAX:
+        _SECTIONS.clear()
+    _SECTIONS[key] = (start_line, parsed, lines.copy(), entries.copy(), dict(entries),
+                      lines.index(text[a - 5 : b]), lines.index(text[c - 6 : d]))
+
+
 def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request | Response:
     """Frame and parse one SIP message (a whole UDP datagram)."""
     if len(data) > limits.max_message_bytes:
@@ -638,61 +793,48 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         )
     data = bytes(data)
     # The usual message: the start line first, the first CRLF CRLF ends the header section,
-    # the section is UTF-8 and every line end in it is a CRLF. Then no bare-LF end can come
-    # first, and _general_head (one more scan) would frame it the same way.
+    # the section is UTF-8 and every line end in it is a CRLF (no line holds a bare CR or
+    # LF). Then no bare-LF end can come first, and _general_head would frame it the same way.
+    # Its header lines are indexed by _kept_section or _usual_section (each line's index
+    # entry (lookup key, (value,)); the index is what ``Headers._lookup`` would build,
+    # Content-Length apart); anything else takes the general path.
     head, blank, rest = data.partition(b"\r\n\r\n")
-    lines: list[str] | None = None
+    usual: _Usual | None = None
+    cut: tuple[str, int, int, int, int] | None = None
+    section: _Section | None = None
+    typed: dict[str, object] = {}  # the typed values parsed with the section
     if blank and head and head[0] not in _CR_LF:
         try:
             text = head.decode("utf-8")
         except UnicodeDecodeError:
             pass  # framed and reported by _general_head
         else:
-            lines = text.split("\r\n")
-            if not text.count("\r") == text.count("\n") == len(lines) - 1:
-                lines = None
+            cut = _section_cut(text)
+            if cut is not None:
+                section = _SECTIONS.get(cut[0])
+                if section is not None:
+                    usual = _kept_section(text, cut, section, limits, typed)
+            if usual is None:
+                usual = _usual_section(text, limits, typed)
     non_utf8: SipParseError | None = None
-    if lines is None:
+    index: dict[str, Sequence[str]] | None
+    if usual is not None:
+        start_line, good, lines, entries, index = usual
+    else:
+        typed.clear()  # (what the usual path parsed is not this framing's)
         text, lines, rest, non_utf8 = _general_head(data)
-    start_line = lines[0]
+        start_line = lines[0]
+        del lines[0]
+        good = None
     if len(start_line) > limits.max_start_line:
         raise SipParseError(f"start line too long: limit {limits.max_start_line}")
-    method, uri_or_reason, status, deferred = (
-        _GOOD_START_LINES.get(start_line) or _start_line(start_line))
+    parsed = good or _start_line(start_line)
+    method, uri_or_reason, status, deferred = parsed
     # (A start line problem takes precedence: a 505 says more than any 400.)
 
-    del lines[0]  # the header lines now (cheaper than a copy of the rest)
-    # Each line's index entry (lookup key, (value,)); the index is what ``Headers._lookup``
-    # would build, Content-Length apart.
-    entries: list[FieldEntry] | None = None
-    if len(lines) <= limits.max_headers and (
-            len(text) <= limits.max_header_line
-            or max(map(len, lines), default=0) <= limits.max_header_line):
-        # Fast path (the usual message): no limit hit, and every line taken as one field.
-        # A folded line (starting with SP or HT) never splits (no header name starts with
-        # whitespace, and only lines that split are cached), so a folded section, or a bad
-        # line, falls to the general path below, which unfolds, checks and names the error
-        # in line order. (Cheaper than looking for CRLF SP in the text first.)
-        found: list[FieldEntry | None] = list(map(_FIELDS.get, lines))
-        at = -1
-        try:
-            for _ in range(found.count(None)):  # (the Via and CSeq lines at least)
-                at = found.index(None, at + 1)
-                line = lines[at]
-                written, colon, value = line.partition(":")
-                spelling = FIELD_SPELLINGS.get(written)
-                if spelling is not None and colon and spelling[0] in _UNIQUE_KEYS:
-                    # A Via or CSeq line (what _split_field gives, inline: one in each
-                    # message, not cached)
-                    found[at] = (spelling[0], (value.strip(" \t"),))
-                else:
-                    found[at] = _split_field(line)
-        except SipParseError:
-            pass
-        else:
-            entries = found  # type: ignore[assignment]  # (no None left)
-    if entries is not None:
-        index: dict[str, Sequence[str]] = dict(entries)
+    if usual is not None:
+        if index is None:
+            index = dict(entries)
         repeated = len(index) != len(entries)  # some name twice: index every value below
     else:
         lines = _unfold(lines, limits)
@@ -704,6 +846,7 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
             entries.append(_FIELDS.get(line) or _split_field(line))
         repeated = True
     if repeated:
+        typed.clear()
         lists: dict[str, list[str]] = {}
         for key, (value,) in entries:
             values = lists.get(key)
@@ -712,8 +855,9 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
             else:
                 values.append(value)
         index = dict(lists)
+    assert index is not None
     lengths: Sequence[str] = index.pop("content-length", ())
-    headers = ParsedHeaders(lines, entries, index)
+    headers = ParsedHeaders(lines, entries, index, typed)
 
     message: Request | Response
     if method:
@@ -742,6 +886,8 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
                 message,
             )
         message.body = rest[:length]
+    if cut is not None and section is None and usual is not None and not repeated:
+        _keep_section(text, cut, start_line, parsed, lines, entries)
     return message
 
 

@@ -281,15 +281,14 @@ def parse_name_addr_uncached(text: str, what: str) -> NameAddr:
     if text.startswith("<sip:"):
         # The usual ``<sip:user@host[:port]>[;plain params]``: what the general path below
         # gives for it, in fewer steps (nothing to strip, no display name, a plain URI).
-        gt = text.find(">")
-        rest = text[gt + 1 :]
-        if gt > 0 and _is_plain_sip_uri(text[1:gt]):
+        uri, closed, rest = text[1:].partition(">")
+        if closed and _is_plain_sip_uri(uri):
             if not rest:
-                return _new(NameAddr, (None, text[1:gt], EMPTY_PARAMS))
+                return _new(NameAddr, (None, uri, EMPTY_PARAMS))
             if rest[0] == ";" and not rest.strip(PLAIN_PARAM_STRING):
                 plain = parse_plain_params(rest[1:])
                 if plain is not None:
-                    return _new(NameAddr, (None, text[1:gt], MappingProxyType(plain)))
+                    return _new(NameAddr, (None, uri, MappingProxyType(plain)))
     s = text.strip(" \t")
     if not s:
         raise SipParseError(f"bad {what}: empty value")
