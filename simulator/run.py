@@ -300,7 +300,7 @@ def build(
     env = CountingEnvironment()
     network = Network(env, seed, default_link=workload.network)
     metrics = Metrics(workload.duration)
-    network.add_tap(metrics.on_datagram)
+    network.set_meter(metrics.count)
     trace_writer = None
     if trace is not None:
         trace_writer = TraceWriter(trace, shard=shard.name if shard is not None else None)
