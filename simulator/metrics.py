@@ -1,10 +1,10 @@
 """Run metrics: message counts, rates, availability, status propagation delay, retries.
 
-Fed by three sources: the network tap (every datagram sent, classified from its first line
-without a full parse, to keep the tap cheap), the notifier model (presence changes and which
+Fed by three sources: the network's meter (every datagram sent, classified from its first
+line without a full parse, to keep it cheap), the notifier model (presence changes and which
 internal subscriptions have a live dialog), and the agent hosts (status deliveries).
 
-The tap runs for every datagram, so it only bumps two counters: a total per simulated
+The meter runs for every datagram, so it only bumps two counters: a total per simulated
 second and a count per (10-second bin, label bytes, fate), where the label is the request
 method or the response code and CSeq method as written. Every message figure of the summary
 and the time series is derived from those when asked for.
@@ -13,13 +13,13 @@ and the time series is derived from those when asked for.
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from simulator.figures import MetricsState
-from simulator.network import Datagram
 
 BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
 FINE_BIN_SECONDS = 10  # plot granularity, fine enough to show synchronized retry waves
@@ -53,15 +53,14 @@ def _header_line(data: bytes, name: bytes) -> bytes:
     return data[start + 2 : stop]
 
 
+# The branch value: from the first "branch=" to the next ";", "," or space (one regular
+# expression search instead of a Python loop over the value's bytes).
+_BRANCH = re.compile(rb"branch=([^;, ]*)")
+
+
 def _branch(data: bytes) -> bytes:
-    via = _header_line(data, b"Via:")
-    at = via.find(b"branch=")
-    if at < 0:
-        return b""
-    end = at + 7
-    while end < len(via) and via[end : end + 1] not in (b";", b",", b" "):
-        end += 1
-    return via[at + 7 : end]
+    match = _BRANCH.search(_header_line(data, b"Via:"))
+    return b"" if match is None else match.group(1)
 
 
 def percentile(values: list[float] | array[float], q: float) -> float | None:
@@ -161,9 +160,8 @@ class Metrics:
 
     # -- events -----------------------------------------------------------------------------
 
-    def on_datagram(self, datagram: Datagram) -> None:
-        data = datagram.data
-        now = datagram.time
+    def count(self, now: float, data: bytes, fate: str) -> None:
+        """One datagram sent (the network's meter, ``Network.set_meter``)."""
         second = int(now)
         if second >= self._branch_epoch_end:
             self._age_branches(now)
@@ -174,7 +172,7 @@ class Metrics:
         if second >= len(per_second):
             per_second.extend([0] * (second + 1 - len(per_second)))
         per_second[second] += 1
-        key = (second // FINE_BIN_SECONDS, is_response, label, datagram.fate)
+        key = (second // FINE_BIN_SECONDS, is_response, label, fate)
         traffic = self._traffic
         traffic[key] = traffic.get(key, 0) + 1
 
@@ -273,8 +271,13 @@ class Metrics:
         self._last_change[record] = now
 
     def delivered(self, sid: int, record: str, status: str, now: float) -> None:
-        self.deliveries[status] += 1
-        self._bin(int(now // BIN_SECONDS)).deliveries += 1
+        deliveries = self.deliveries
+        deliveries[status] = deliveries.get(status, 0) + 1
+        index = int(now // BIN_SECONDS)
+        b = self.bins.get(index)
+        if b is None:
+            b = self.bins[index] = _Bin()
+        b.deliveries += 1
         if status not in ("active", "pending"):
             return
         change = self._last_change.get(record)

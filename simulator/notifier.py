@@ -46,7 +46,7 @@ from reference.sip.transaction import TimerSettings, normalize_sent_by
 from simulator.network import Address, Network
 from simulator.rng import stream
 from simulator.sipscan import ScannedResponse, ScannedSubscribe, scan_response, scan_subscribe
-from simulator.timers import DeadlineQueue
+from simulator.timers import DeadlineQueue, call_later
 from simulator.workload import NotifierSpec, RejectRule
 
 PIDF_TYPE = "application/pidf+xml"
@@ -208,7 +208,7 @@ class Notifier:
         if delay <= 0:
             action()
         else:
-            self.env.timeout(delay).callbacks.append(lambda _e: action())
+            call_later(self.env, delay, action)
 
     def _pair_changed(self, dialog: _Dialog, delta: int) -> None:
         """Tell the observer when ``dialog``, just added to (``delta`` 1) or removed from
@@ -607,8 +607,9 @@ class Notifier:
         now = self.env.now
         tx = _NotifyTx(dialog, data, address, now, self.settings)
         self._txs[branch] = tx
-        self._count("notify_sent")
-        self._send(data, address)
+        counters = self.counters
+        counters["notify_sent"] = counters.get("notify_sent", 0) + 1  # _count, inlined
+        self.network.send(self.name, address, data)  # _send: we are up
         self._tx_timers.push(tx.next_at, branch)
 
     def _tx_due(self, branch: str) -> float | None:
@@ -689,8 +690,12 @@ class Notifier:
         if not self.up:
             return 0
         watchers = self._watchers(record)
+        delay = self.spec.notify_delay
         for dialog in watchers:
-            self._later(self.spec.notify_delay, lambda d=dialog: self._notify_state(d))  # type: ignore[misc]
+            if delay <= 0:
+                self._notify_state(dialog)  # what _later does at once, without a closure
+            else:
+                self._later(delay, lambda d=dialog: self._notify_state(d))  # type: ignore[misc]
         return len(watchers)
 
     def terminate(self, reason: str, retry_after: int | None = None, fraction: float = 1.0) -> int:

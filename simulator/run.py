@@ -13,7 +13,8 @@ lists and the presentities their members), and a run that models TCP
 (``Workload.uses_streams``) gets one ``simulator.streams.StreamLayer`` shared by its nodes.
 
 Scale comes from callbacks, not processes: subscription starts, presence changes and churn
-are each one chain of ``env.timeout`` callbacks.
+are each one chain of delayed calls (``simulator.timers.call_later``: where an
+``env.timeout`` callback would run, without the Timeout).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ from simulator.packages_model import (
 from simulator.pcap import PcapWriter
 from simulator.rng import derive_seed, stream
 from simulator.streams import StreamLayer
+from simulator.timers import call_later
 from simulator.trace import TraceWriter
 from simulator.workload import NotifierSpec, Workload
 
@@ -266,8 +268,7 @@ class Simulation:
                     progress(self.env.now)
 
     def call_at(self, at: float, action: Callable[[], None]) -> None:
-        delay = max(0.0, at - self.env.now)
-        self.env.timeout(delay).callbacks.append(lambda _e: action())
+        call_later(self.env, max(0.0, at - self.env.now), action)
 
 
 def _agent_config(workload: Workload, seed: int, address: str, name: str,
@@ -300,7 +301,7 @@ def build(
     env = CountingEnvironment()
     network = Network(env, seed, default_link=workload.network)
     metrics = Metrics(workload.duration)
-    network.add_tap(metrics.on_datagram)
+    network.set_meter(metrics.count)
     trace_writer = None
     if trace is not None:
         trace_writer = TraceWriter(trace, shard=shard.name if shard is not None else None)

@@ -2,7 +2,8 @@
 
 ``Wakeup`` is a bare SimPy-schedulable event: an owner schedules one for its earliest
 deadline and ignores it when it fired after being superseded. The agent hosts arm one for
-``Agent.next_deadline()`` (the core owns its timers, ``reference.timers``).
+``Agent.next_deadline()`` (the core owns its timers, ``reference.timers``). ``Call`` is one
+that runs an action (``call_later``: the workload's and the notifier model's delays).
 
 ``DeadlineQueue`` is the notifier model's timer store (its NOTIFY transactions and dialog
 expiries), for owners that can tell a stale deadline from their own state: no cancel, no
@@ -29,6 +30,32 @@ class Wakeup:
 
     def __init__(self, callback: Callable[[Any], None]) -> None:
         self.callbacks: tuple[Callable[[Any], None], ...] | None = (callback,)
+
+
+class Call:
+    """A bare SimPy-schedulable event that runs ``action()`` when processed."""
+
+    __slots__ = ("action", "callbacks")
+    _ok = True
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+        self.callbacks: tuple[Callable[[Call], None], ...] | None = _RUN_ACTION
+
+
+def _run_action(call: Call) -> None:
+    call.action()
+
+
+_RUN_ACTION = (_run_action,)  # shared: SimPy takes an event's callbacks, never changes them
+
+
+def call_later(env: Any, delay: float, action: Callable[[], None]) -> None:
+    """Run ``action()`` in ``delay`` (>= 0) seconds. ``env.schedule`` with the priority of
+    ``env.timeout`` puts it where a timeout callback would run (SimPy orders by time,
+    priority, then scheduling order), without the Timeout, its callback list and a closure
+    per call."""
+    env.schedule(Call(action), NORMAL_PRIORITY, delay)
 
 
 class DeadlineQueue:

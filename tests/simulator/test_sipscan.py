@@ -16,7 +16,12 @@ from reference.sip import Request, Response, make_response, parse_message
 from reference.sip.transaction import normalize_sent_by
 from simulator.network import Latency, LinkSpec, Network
 from simulator.notifier import Notifier
-from simulator.sipscan import scan_response, scan_subscribe
+from simulator.sipscan import (
+    ScannedSubscribe,
+    _scan_subscribe_general,
+    scan_response,
+    scan_subscribe,
+)
 from simulator.workload import NotifierSpec
 
 AGENT_SUBSCRIBE = (
@@ -43,6 +48,8 @@ def test_the_agents_messages_take_the_fast_path() -> None:
     assert (scanned.cseq, scanned.expires, scanned.package) == (1, 3600, "presence")
     assert scanned.contact_uri == "sip:10.1.0.1:5060"
     assert scanned.branch == "z9hG4bKff8a866284a06eaf" and scanned.sent_by == "10.1.0.1:5060"
+    # The one-regex layout and the general line loop (taken with one more header) agree.
+    assert scan_subscribe(AGENT_SUBSCRIBE.replace(b"\r\nTo", b"\r\nX-A: 1\r\nTo")) == scanned
     answer = scan_response(AGENT_ANSWER)
     assert answer is not None
     assert (answer.status, answer.method, answer.sent_by) == (200, "NOTIFY", "10.2.0.1:5060")
@@ -116,12 +123,45 @@ def _subscribe(draw: st.DrawFn) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
+@st.composite
+def _agent_layout(draw: st.DrawFn) -> bytes:
+    """The agent's SUBSCRIBE layout (the one-regex path) with generated values."""
+    via = "SIP/2.0/UDP " + _pick(draw, ["10.1.0.1", "h.test"], ["-h"]) + _pick(
+        draw, ["", ":5060"], [":99999", ":65536"]) + _pick(
+        draw, [";branch=z9hG4bK1", ";branch=z9hG4bK1;rport"],
+        ["", ";branch=", ";branch=a;branch=b", ";rport;rport;branch=1"])  # fmt: skip
+    cseq = _pick(draw, ["1", "4294967295"], ["4294967296", "x", "12345678901"])
+    expires = _pick(draw, ["3600", "0"], ["", "1234567890", "-1"])
+    event = _pick(draw, ["presence", "a.b"], ["presence;id=1", "", ".a"])
+    call_id = _pick(draw, ["c1@h"], ["c 1", "", "a\x01b"])
+    return (
+        f"SUBSCRIBE {draw(_uri())} SIP/2.0\r\nVia: {via}\r\n"
+        f"Max-Forwards: {_pick(draw, ['70'], ['7000', ''])}\r\n"
+        f"To: {draw(_name_addr())}\r\nFrom: {draw(_name_addr())}\r\n"
+        f"Call-ID: {call_id}\r\n"
+        f"CSeq: {cseq} SUBSCRIBE\r\nContact: {draw(_name_addr())}\r\nEvent: {event}\r\n"
+        f"Accept: application/pidf+xml\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(_agent_layout())
+def test_the_one_regex_path_reads_what_the_general_path_reads(data: bytes) -> None:
+    general = _scan_subscribe_general(data)
+    assert scan_subscribe(data) == general
+    if general is not None:
+        _same_as_the_parser(data, general)
+
+
 @settings(max_examples=400, deadline=None)
 @given(_subscribe())
 def test_an_accepted_subscribe_parses_to_the_same_values(data: bytes) -> None:
     scanned = scan_subscribe(data)
-    if scanned is None:
-        return
+    if scanned is not None:
+        _same_as_the_parser(data, scanned)
+
+
+def _same_as_the_parser(data: bytes, scanned: ScannedSubscribe) -> None:
     request = parse_message(data)
     assert isinstance(request, Request) and request.method == "SUBSCRIBE"
     top = request.top_via
