@@ -82,8 +82,8 @@ DialogKey = str
 class _Dialog:
     """One subscription dialog (our side). Strings shared by many dialogs are interned."""
 
-    __slots__ = ("call_id", "expires_at", "from_value", "key", "local_cseq", "record",
-                 "remote_cseq", "subscriber", "target", "to_value")  # fmt: skip
+    __slots__ = ("call_id", "expires_at", "from_head", "from_tag", "key", "local_cseq",
+                 "record", "remote_cseq", "subscriber", "target", "to_value")  # fmt: skip
 
     def __init__(
         self,
@@ -102,11 +102,23 @@ class _Dialog:
         self.record = record  # To URI (interned)
         self.subscriber = subscriber  # From URI (interned)
         self.to_value = to_value  # their To value (interned) -> NOTIFY From, with our tag
-        self.from_value = from_value  # their From value -> NOTIFY To
+        # Their From value (-> NOTIFY To), kept split at its last ";tag=" (losslessly:
+        # `from_value` joins the two again), both parts interned: the head is the agent's
+        # local URI and the tag its local tag (reference.sip.dialog interns both), so the
+        # dialog holds no ~90-byte copy of its own.
+        head, sep, tail = from_value.rpartition(";tag=")
+        self.from_head = sys.intern(head) if sep else from_value
+        self.from_tag = sys.intern(tail) if sep else None
         self.target = target  # their Contact URI (interned)
         self.expires_at = expires_at
         self.local_cseq = 0
         self.remote_cseq = remote_cseq
+
+    @property
+    def from_value(self) -> str:
+        """Their From value, as it came."""
+        tag = self.from_tag
+        return self.from_head if tag is None else f"{self.from_head};tag={tag}"
 
 
 class _NotifyTx:

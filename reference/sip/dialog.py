@@ -80,9 +80,10 @@ class Dialog:
             raise DialogError(f"bad first CSeq: {first_cseq}")
         return cls(
             # Interned, as the remote tag: the simulator's notifier interns its copies of
-            # both (simulator.notifier), so the two sides of a dialog share one string each.
+            # all three (simulator.notifier), so the two sides of a dialog share one string
+            # each.
             call_id=sys.intern(call_id),
-            local_tag=local_tag,
+            local_tag=sys.intern(local_tag),
             local_uri=local_uri,
             remote_uri=remote_uri,
             remote_target=remote_target,
