@@ -173,6 +173,7 @@ class UdpRuntime:
         self._trace: IO[str] | None = (
             open(trace_path, "a", encoding="utf-8") if trace_path else None)  # noqa: SIM115
         self._closing = False
+        self._signals: list[int] = []  # installed by install_signal_handlers, removed by close
         self._idle = asyncio.Event()
         self._closed = asyncio.Event()
         # The same fact as `_closed`, as a plain flag for the per-datagram paths (an Event's
@@ -334,6 +335,11 @@ class UdpRuntime:
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
+        # Give SIGINT/SIGTERM back (SIGINT raises KeyboardInterrupt again): a runtime closed
+        # inside a longer-lived process must not leave its handlers on the loop.
+        for signum in self._signals:
+            self.loop.remove_signal_handler(signum)
+        self._signals.clear()
         for task in list(self._tasks):
             task.cancel()
         if self.tcp is not None:
@@ -361,6 +367,7 @@ class UdpRuntime:
         """SIGINT/SIGTERM start a graceful shutdown (a second signal closes at once)."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(signum, self._on_signal, signum)
+            self._signals.append(signum)
 
     def _on_signal(self, signum: int) -> None:
         if self._closing:

@@ -184,3 +184,20 @@ def test_ip_literal_cache_is_bounded() -> None:
     for number in range(LITERAL_CACHE_SIZE + 10):
         _ip_literal(f"host{number}.lab.test")
     assert _ip_literal.cache_info().currsize <= LITERAL_CACHE_SIZE
+
+
+@pytest.mark.usefixtures("loop_name")
+def test_close_gives_the_signals_back() -> None:
+    """A runtime closed inside a longer-lived process leaves SIGINT as it found it (Ctrl-C
+    raises KeyboardInterrupt again); before, a closed runtime's handler stayed installed."""
+    import signal
+
+    async def scenario() -> None:
+        runtime = await UdpRuntime.open(AgentConfig.from_mapping({}), "127.0.0.1", 0)
+        runtime.install_signal_handlers()
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        runtime.close()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+    run(scenario())
