@@ -46,6 +46,7 @@ from reference.sip import (
     parse_message,
     reason_phrase,
 )
+from reference.sip.headers import KNOWN_METHODS
 from reference.sip.transaction import (
     ClearTimer,
     ClientTransaction,
@@ -64,10 +65,6 @@ from reference.timers import DeadlineQueue, TimerKey, TimerKind
 
 ACCEPTED_METHOD = "NOTIFY"
 ALLOWED = "NOTIFY, OPTIONS, CANCEL, ACK"
-KNOWN_METHODS = frozenset({
-    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
-    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
-})
 # The one timer key of Timers J and K of every transaction (see UserAgent._housekeeping).
 HOUSEKEEPING_TIMER = TimerKey(TimerKind.SERVER_TX)
 # How long after the earliest Timer J/K deadline the housekeeping timer fires: the deadlines

@@ -287,10 +287,13 @@ class CSeq(NamedTuple):
         return value_repr(self, self._fields)
 
 
-# The methods of RFC 3261 and its extensions, for the usual CSeq ("1 NOTIFY"): tokens.
-_METHODS = {method: method for method in (
-    "ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS", "PRACK",
-    "PUBLISH", "REFER", "REGISTER", "SUBSCRIBE", "UPDATE")}
+# The methods of RFC 3261 and its extensions (tokens): a UA answers the others 501, and the
+# usual CSeq ("1 NOTIFY") names one of them.
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE",
+})
+_METHODS = {method: method for method in KNOWN_METHODS}  # (one string object per method)
 
 
 def usual_cseq(value: str) -> CSeq | None:
