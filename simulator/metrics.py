@@ -271,13 +271,8 @@ class Metrics:
         self._last_change[record] = now
 
     def delivered(self, sid: int, record: str, status: str, now: float) -> None:
-        deliveries = self.deliveries
-        deliveries[status] = deliveries.get(status, 0) + 1
-        index = int(now // BIN_SECONDS)
-        b = self.bins.get(index)
-        if b is None:
-            b = self.bins[index] = _Bin()
-        b.deliveries += 1
+        self.deliveries[status] += 1
+        self._bin(int(now // BIN_SECONDS)).deliveries += 1
         if status not in ("active", "pending"):
             return
         change = self._last_change.get(record)

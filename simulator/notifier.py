@@ -619,9 +619,8 @@ class Notifier:
         now = self.env.now
         tx = _NotifyTx(dialog, data, address, now, self.settings)
         self._txs[branch] = tx
-        counters = self.counters
-        counters["notify_sent"] = counters.get("notify_sent", 0) + 1  # _count, inlined
-        self.network.send(self.name, address, data)  # _send: we are up
+        self._count("notify_sent")
+        self._send(data, address)
         self._tx_timers.push(tx.next_at, branch)
 
     def _tx_due(self, branch: str) -> float | None:
