@@ -271,3 +271,64 @@ def test_make_response_top_via_keeps_other_values_on_the_same_line() -> None:
     vias = response.headers.get_all("Via")
     assert vias == ["SIP/2.0/UDP p1:5060;branch=z9hG4bK1;received=10.0.0.1",
                     "SIP/2.0/UDP p2:5060;branch=z9hG4bK2", "SIP/2.0/UDP p3;branch=z9hG4bK3"]
+
+
+def _dialog_notify(branch: str, cseq: str) -> bytes:
+    return (
+        "NOTIFY sip:w@192.0.2.10 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.20;branch={branch}\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:bob@example.com>;tag=f1\r\n"
+        "To: <sip:w@example.com>;tag=t1\r\n"
+        "Call-ID: kept-section@x\r\n"
+        f"CSeq: {cseq}\r\n"
+        "Event: presence\r\n"
+        "Content-Length: 5\r\n\r\nhello"
+    ).encode()
+
+
+def _outcome(data: bytes) -> object:
+    """The parse's error, or each accessor's value or error, and the message written back."""
+    try:
+        message = parse_message(data)
+    except SipParseError as exc:
+        return ("error", str(exc))
+    values: list[str] = []
+    for read in (lambda: message.vias, lambda: message.cseq, lambda: message.from_,
+                 lambda: message.to, lambda: message.call_id, lambda: message.event):
+        try:
+            values.append(repr(read()))
+        except SipParseError as exc:
+            values.append(f"error: {exc}")
+    return values, message.headers.get("cseq"), message.to_bytes()
+
+
+def test_a_dialogs_kept_section_parses_as_a_fresh_parse() -> None:
+    """The kept-section cache (reference.sip.message._SECTIONS): once a dialog's header
+    section (Via and CSeq values cut out) has been seen twice it is kept, and later messages
+    take their lines from it with their own Via and CSeq put in. Every such message must
+    give what a parse with empty caches gives, including a bad value in a cut-out place."""
+    from reference.sip import message as message_module
+
+    message_module._SECTIONS.clear()
+    message_module._SECTIONS_SEEN.clear()
+    parse_message(_dialog_notify("z9hG4bKa1", "1 NOTIFY"))
+    parse_message(_dialog_notify("z9hG4bKa2", "2 NOTIFY"))
+    assert len(message_module._SECTIONS) == 1  # kept on its second sighting
+    cases = [
+        _dialog_notify("z9hG4bKa3", "3 NOTIFY"),
+        _dialog_notify("z9hG4bK-b.4;rport", "4 NOTIFY"),  # another Via shape, same key
+        _dialog_notify("z9hG4bKa5", "5  NOTIFY"),  # not the usual CSeq form
+        _dialog_notify("z9hG4bKa6", "x NOTIFY"),  # a bad CSeq (an accessor error)
+        _dialog_notify("z9hG4bK\ra7", "7 NOTIFY"),  # a bare CR in the cut-out Via
+        _dialog_notify("z9hG4bKa8", "8 NOT\nIFY"),  # a bare LF in the cut-out CSeq
+    ]
+    for data in cases:
+        kept = _outcome(data)
+        assert message_module._SECTIONS  # (the kept section is still there)
+        message_module._SECTIONS.clear()
+        message_module._SECTIONS_SEEN.clear()
+        assert kept == _outcome(data), data
+        # Keep the section again for the next case.
+        parse_message(_dialog_notify("z9hG4bKa1", "1 NOTIFY"))
+        parse_message(_dialog_notify("z9hG4bKa2", "2 NOTIFY"))
