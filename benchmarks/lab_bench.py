@@ -12,6 +12,10 @@ Rows:
   gets (in-dialog headers, Event, Subscription-State, a PIDF body), `window` outstanding,
   a new one for every 200 (``-l window``), never retransmitted in the run's few seconds.
   Kamailio does not track these dialogs: it answers the shape, not the dialog.
+* The Python floor: benchmarks/notify_floor.py under the same SIPp load. On uvloop it splits
+  the header section into a dict, parses the PIDF (the project's hardened lxml parse) and
+  sends a 200, nothing else: a bound under the CPU per NOTIFY of any Python agent that
+  parses every NOTIFY and its PIDF (not an anchor: no ratio column of its own).
 * `b2b-agent` interpreted on the asyncio loop, interpreted on uvloop, and compiled on uvloop
   when ``--fast-venv`` names a venv with the compiled build (``scripts/compiled_venv.py DIR``).
   benchmarks/udp_bench.py drives it with real dialogs: the agent subscribes, the notifier
@@ -54,6 +58,8 @@ from udp_bench import PIDF_TEMPLATE  # run as a script: benchmarks/ is on sys.pa
 
 ROOT = Path(__file__).resolve().parents[1]
 UDP_BENCH = ROOT / "benchmarks" / "udp_bench.py"
+FLOOR = ROOT / "benchmarks" / "notify_floor.py"
+FLOOR_NAME = "python floor, uvloop (no SIP checks)"
 KAMAILIO = "/usr/sbin/kamailio"
 KAMAILIO_MODULES = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
 RESERVED_PORTS = {5060, 5070, 5080}  # the default and the interop tests' fixed ports
@@ -165,19 +171,20 @@ def process_tree_cpu(root: int) -> float:
     return total
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Until something is bound to udp `port` (Kamailio is up), or fail."""
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, name: str) -> None:
+    """Until something is bound to udp `port` (the server is up), or fail."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"kamailio exited: {log.read_text(errors='replace')[-500:]}")
+            raise RuntimeError(f"{name} exited: "
+                               f"{log.read_text(errors='replace')[-500:]}")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 return
         time.sleep(0.1)  # bounded start-up poll of a real process
-    raise RuntimeError(f"kamailio did not bind udp {port} within {START_TIMEOUT} s")
+    raise RuntimeError(f"{name} did not bind udp {port} within {START_TIMEOUT} s")
 
 
 def kamailio_row(children: int, allocator: str | None, args: argparse.Namespace,
@@ -185,21 +192,37 @@ def kamailio_row(children: int, allocator: str | None, args: argparse.Namespace,
     name = f"kamailio {children} worker{'s' if children > 1 else ''}, " \
            f"{'tlsf' if allocator else 'default allocator'}"
     rundir = Path(tempfile.mkdtemp(prefix="kam-", dir=workdir))
-    port, sipp_port = free_udp_port(), free_udp_port()
+    port = free_udp_port()
     cfg = rundir / "kamailio.cfg"
     cfg.write_text(KAMAILIO_CFG.format(children=children, port=port, modules=KAMAILIO_MODULES))
-    scenario = rundir / "notify.xml"
-    scenario.write_text(SIPP_SCENARIO)
-    log = rundir / "kamailio.log"
     command = [KAMAILIO, "-f", str(cfg), "-DD", "-E", "-P", str(rundir / "kamailio.pid"),
                "-Y", str(rundir), "-m", "64", "-M", "8"]
     if allocator:
         command += ["-x", allocator]
+    return sipp_load_row(name, command, port, rundir, args, anchor=True)
+
+
+def floor_row(args: argparse.Namespace, workdir: Path) -> Row:
+    """benchmarks/notify_floor.py (the least a Python server does per NOTIFY), under SIPp's
+    load exactly as the Kamailio rows: not an anchor, a bound for the agent rows."""
+    rundir = Path(tempfile.mkdtemp(prefix="floor-", dir=workdir))
+    port = free_udp_port()
+    command = [sys.executable, str(FLOOR), str(port)]
+    return sipp_load_row(FLOOR_NAME, command, port, rundir, args, anchor=False)
+
+
+def sipp_load_row(name: str, command: list[str], port: int, rundir: Path,
+                  args: argparse.Namespace, anchor: bool) -> Row:
+    """Start `command` (a server on udp `port`), drive it with SIPp's NOTIFY load, stop it."""
+    sipp_port = free_udp_port()
+    scenario = rundir / "notify.xml"
+    scenario.write_text(SIPP_SCENARIO)
+    log = rundir / "server.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                   cwd=rundir)
     try:
-        wait_for_port(port, server, log)
+        wait_for_port(port, server, log, Path(command[0]).name)
         cpu_before = process_tree_cpu(server.pid)
         children_before = _children_cpu()
         wall_before = time.monotonic()
@@ -214,7 +237,7 @@ def kamailio_row(children: int, allocator: str | None, args: argparse.Namespace,
         if sipp.returncode not in (0, 1):
             raise RuntimeError(f"sipp exited {sipp.returncode}: "
                                f"{sipp.stdout.decode(errors='replace')[-400:]}")
-        row = sipp_row(name, rundir, cpu)
+        row = sipp_row(name, rundir, cpu, anchor)
         row.generator_cpu = generator
         return row
     finally:
@@ -232,7 +255,7 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def sipp_row(name: str, rundir: Path, cpu: float) -> Row:
+def sipp_row(name: str, rundir: Path, cpu: float, anchor: bool) -> Row:
     """From SIPp's statistics (last line of its stat file) and per-call response times."""
     lines = (rundir / "stat.csv").read_text().splitlines()
     stats = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
@@ -245,7 +268,7 @@ def sipp_row(name: str, rundir: Path, cpu: float) -> Row:
             at, rtt, _ = line.split(";")
             samples.append((float(at), float(rtt)))
     if len(samples) < 2:
-        return Row(name, sent=sent, answered=answered, kamailio=True,
+        return Row(name, sent=sent, answered=answered, kamailio=anchor,
                    skipped="no answers measured")
     first, last = min(s[0] for s in samples), max(s[0] for s in samples)
     seconds = max((last - first) / 1000.0, 1e-3)
@@ -253,7 +276,7 @@ def sipp_row(name: str, rundir: Path, cpu: float) -> Row:
     return Row(name, rate=len(samples) / seconds, p50_ms=quantile(latencies, 0.50),
                p99_ms=quantile(latencies, 0.99),
                cpu_us=cpu / answered * 1e6 if answered else 0.0,
-               sent=sent, answered=answered, kamailio=True, whole_ms=True)
+               sent=sent, answered=answered, kamailio=anchor, whole_ms=True)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -351,6 +374,13 @@ def main(argv: list[str] | None = None) -> int:
                 except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
                     rows.append(Row(f"kamailio {children} worker(s), {allocator or 'default'}",
                                     kamailio=True, skipped=str(exc)))
+        if shutil.which("sipp") is None:
+            rows.append(Row(FLOOR_NAME, skipped="SIPp not installed (Debian package sip-tester)"))
+        else:
+            try:
+                rows.append(floor_row(args, Path(tmp)))
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+                rows.append(Row(FLOOR_NAME, skipped=str(exc)))
     rows.append(agent_row("b2b-agent interpreted, asyncio", sys.executable, "asyncio", args,
                           expect_compiled=False))
     rows.append(agent_row("b2b-agent interpreted, uvloop", sys.executable, "uvloop", args,

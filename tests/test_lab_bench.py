@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"[\d,]+(?:\.\d+)?|<1"
-ROW = re.compile(rf"^(?P<name>(?:kamailio|b2b-agent) .+?)\s+(?P<rate>[\d,]+)\s+(?P<p50>{NUMBER})"
+ROW = re.compile(rf"^(?P<name>(?:kamailio|b2b-agent|python floor,) .+?)\s+(?P<rate>[\d,]+)\s+(?P<p50>{NUMBER})"
                  rf"\s+(?P<p99>{NUMBER})\s+(?P<cpu>[\d.]+)\s+(?P<lost>\d+)\s+(?P<gen>\d+)%"
                  r"(?P<ratios>(?:\s+\d+\.\d\d){4})")
 
@@ -36,6 +36,8 @@ def test_quick_run_prints_every_row_with_numbers() -> None:
     agents = [name for name in rows if name.startswith("b2b-agent")]
     assert len(kamailio) == 4, out  # 1 and 2 workers, default allocator and tlsf
     assert agents == ["b2b-agent interpreted, asyncio", "b2b-agent interpreted, uvloop"], out
+    # The Python floor runs under SIPp like Kamailio but is not an anchor (4 ratio columns).
+    assert "python floor, uvloop (no SIP checks)" in rows, out
     for name, row in rows.items():
         assert float(row["rate"].replace(",", "")) > 100, name
         assert float(row["cpu"]) > 0, name
