@@ -14,6 +14,7 @@ which of issue 19's targets a Python agent can reach on this machine at all.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from typing import cast
@@ -60,10 +61,15 @@ async def serve(port: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or not argv[0].isdigit():
-        print("usage: notify_floor.py PORT", file=sys.stderr)
-        return 2
-    uvloop.run(serve(int(argv[0])))
+    parser = argparse.ArgumentParser(
+        prog="notify_floor.py",
+        description="Answer every NOTIFY on 127.0.0.1:PORT with a 200 after the least work "
+                    "(header split, hardened PIDF parse); the floor row of lab_bench.",
+        epilog="example: .venv/bin/python benchmarks/notify_floor.py 5090  "
+               "(then drive it with SIPp; benchmarks/lab_bench.py does both)")
+    parser.add_argument("port", type=int, help="UDP port on 127.0.0.1 to listen on")
+    args = parser.parse_args(argv)
+    uvloop.run(serve(args.port))
     return 0
 
 

@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = r"[\d,]+(?:\.\d+)?|<1"
-ROW = re.compile(rf"^(?P<name>(?:kamailio|b2b-agent|python floor,) .+?)\s+(?P<rate>[\d,]+)\s+(?P<p50>{NUMBER})"
+ROW = re.compile(rf"^(?P<name>(?:kamailio|b2b-agent|python floor,) .+?)\s+(?P<rate>[\d,]+)"
+                 rf"\s+(?P<p50>{NUMBER})"
                  rf"\s+(?P<p99>{NUMBER})\s+(?P<cpu>[\d.]+)\s+(?P<lost>\d+)\s+(?P<gen>\d+)%"
                  r"(?P<ratios>(?:\s+\d+\.\d\d){4})")
 
