@@ -71,7 +71,7 @@ class DeadlineQueue:
 
     A heap entry is ONE int (48 bytes, against 96 for an ``(at, seq, key)`` tuple and its
     ``seq`` int), ordered as ``(at, seq)`` is: the deadline's IEEE 754 bits made
-    order-preserving (``_order``), then ``seq``, which grows with every arm (equal
+    order-preserving (``float_order``), then ``seq``, which grows with every arm (equal
     deadlines pop in arming order), then the key's code: an int key of a subscription is
     its own code, any other key (a ``TimerKey``) is flagged and found in ``_named`` by its
     entry. The live map holds each key's current entry, the same int object as in the heap;
@@ -99,11 +99,12 @@ class DeadlineQueue:
     def at(self, key: Key) -> float | None:
         """The live deadline of ``key``, or None."""
         entry = self._live.get(key)
-        return None if entry is None else _deadline(entry)
+        return None if entry is None else order_float(entry >> _AT_SHIFT)
 
     def deadlines(self) -> dict[TimerKey, float]:
         """Every live timer with its deadline (for queries and tests, not hot paths)."""
-        return {public_key(key): _deadline(entry) for key, entry in self._live.items()}
+        live = self._live
+        return {public_key(key): order_float(entry >> _AT_SHIFT) for key, entry in live.items()}
 
     def arm(self, key: Key, at: float) -> None:
         seq = self._seq
@@ -114,7 +115,7 @@ class DeadlineQueue:
             code = key << 2 if key >= 0 else ~key << 2 | _TIMER_N
         else:
             code = _NAMED
-        entry = (_order(at) << _SEQ_BITS | seq) << _CODE_BITS | code
+        entry = (float_order(at) << _SEQ_BITS | seq) << _CODE_BITS | code
         live = self._live
         old = live.get(key)
         if old is not None and old & _NAMED:
@@ -138,7 +139,7 @@ class DeadlineQueue:
         while heap:
             entry = heap[0]
             if self._key_if_live(entry) is not None:
-                return _deadline(entry)
+                return order_float(entry >> _AT_SHIFT)
             heapq.heappop(heap)
         return None
 
@@ -146,7 +147,7 @@ class DeadlineQueue:
         """Disarm and return the first timer due at ``now`` (see the order above), or None."""
         heap = self._heap
         # Entries due at `now` are those whose deadline bits are at most now's.
-        due_below = _order(now) + 1 << _SEQ_BITS + _CODE_BITS
+        due_below = float_order(now) + 1 << _AT_SHIFT
         while heap:
             entry = heap[0]
             key = self._key_if_live(entry)
@@ -184,7 +185,7 @@ class DeadlineQueue:
         self._live, self._named = {}, {}
         for seq, (key, entry) in enumerate(entries):
             code = entry & _CODE_MASK
-            renumbered = (entry >> _CODE_BITS + _SEQ_BITS << _SEQ_BITS | seq) << _CODE_BITS | code
+            renumbered = (entry >> _AT_SHIFT << _SEQ_BITS | seq) << _CODE_BITS | code
             self._live[key] = renumbered
             if code & _NAMED:
                 self._named[renumbered] = key
@@ -199,6 +200,7 @@ _SEQ_BITS = 40
 _SEQ_LIMIT = 1 << _SEQ_BITS
 _CODE_BITS = 34
 _CODE_MASK = (1 << _CODE_BITS) - 1
+_AT_SHIFT = _SEQ_BITS + _CODE_BITS
 _INT_KEY_LIMIT = 1 << _CODE_BITS - 2
 _NAMED = 1
 _TIMER_N = 2
@@ -207,16 +209,17 @@ _DOUBLE = struct.Struct("<d")
 _UINT64 = struct.Struct("<Q")
 
 
-def _order(at: float) -> int:
-    """``at``'s IEEE 754 bits as an unsigned int in the order of the floats (-0.0 as 0.0):
-    a non-negative float's bits with the sign bit set, a negative float's bits inverted."""
+def float_order(at: float) -> int:
+    """``at``'s IEEE 754 bits as a 64-bit unsigned int in the order of the floats (-0.0 as
+    0.0): a non-negative float's bits with the sign bit set, a negative float's inverted.
+    ``order_float`` gives the float back, bit for bit. (simulator.timers packs its entries
+    the same way.)"""
     bits: int = _UINT64.unpack(_DOUBLE.pack(at + 0.0))[0]
     return bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits & _SIGN else bits | _SIGN
 
 
-def _deadline(entry: int) -> float:
-    """The deadline an entry was armed for (the float ``_order`` was given)."""
-    bits = entry >> _SEQ_BITS + _CODE_BITS
+def order_float(bits: int) -> float:
+    """The float whose ``float_order`` is ``bits``."""
     bits = bits ^ _SIGN if bits & _SIGN else bits ^ 0xFFFF_FFFF_FFFF_FFFF
     at: float = _DOUBLE.unpack(_UINT64.pack(bits))[0]
     return at
