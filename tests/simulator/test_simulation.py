@@ -227,3 +227,17 @@ def test_live_subscriptions_view_is_what_was_subscribed() -> None:
     assert domain.agent.subscription_id(view.handle) == sid
     sim.unsubscribe(sid)
     assert sid not in sim.live
+
+
+def test_live_subscriptions_keep_the_seen_change_beside_the_indexes() -> None:
+    # The metrics' seen change lives in the same packed int as the watcher and record.
+    sim = build(_workload(), 4)
+    domain = sim.domains[0]
+    sid = sim.subscribe(domain, 5, 3)
+    assert sim.live.seen_change(sid) == -float("inf")  # no change of the record before it
+    for change in (0.1 + 0.2, 3599.999999, 5e-324):
+        sim.live.see_change(sid, change)
+        assert sim.live.seen_change(sid) == change
+        assert (sim.live[sid].watcher, sim.live[sid].record) == (5, 3)
+    sim.unsubscribe(sid)
+    assert sim.live.seen_change(sid) is None
