@@ -72,14 +72,15 @@ class DeadlineQueue:
     A heap entry is ONE int (48 bytes, against 96 for an ``(at, seq, key)`` tuple and its
     ``seq`` int), ordered as ``(at, seq)`` is: the deadline's IEEE 754 bits made
     order-preserving (``float_order``), then ``seq``, which grows with every arm (equal
-    deadlines pop in arming order), then the key's code: an int key of a subscription is
-    its own code, any other key (a ``TimerKey``) is flagged and found in ``_named`` by its
-    entry. The live map holds each key's current entry, the same int object as in the heap;
-    an entry is stale (its key cancelled or re-armed) when it is no longer its key's live
-    entry. The heap is compacted when stale entries pass a quarter of the live ones (and
-    64), so memory stays within 1.25 entries per live timer; a compaction (C heapify) costs
-    about as much as the arms that made it due. A deadline of -0.0 is kept as 0.0 (the two
-    compare equal; only one of them can have a place in the order).
+    deadlines pop in arming order), then the key's code: a subscription's int key is its
+    own code, any other key (a ``TimerKey``, an int beyond +-2**32) is flagged and found in
+    ``_named`` by its entry. The live map holds each key's current entry, the same int
+    object as in the heap; an entry is stale (its key cancelled or re-armed) when it is no
+    longer its key's live entry. The heap is compacted when stale entries pass a quarter
+    of the live ones (and 64), so memory stays within 1.25 entries per live timer; a
+    compaction (C heapify) costs about as much as the arms that made it due. A deadline of
+    -0.0 is kept as 0.0 (the two compare equal; only one of them can have a place in the
+    order).
     """
 
     __slots__ = ("_heap", "_live", "_named", "_seq")
