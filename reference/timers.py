@@ -158,21 +158,19 @@ class DeadlineQueue:
             if entry >= due_below:
                 return None
             heapq.heappop(heap)
-            self.cancel(key)
+            del self._live[key]
+            if entry & _NAMED:
+                del self._named[entry]
             return key
         return None
 
     def _key_if_live(self, entry: int) -> Key | None:
         """The key whose live entry ``entry`` is, or None when ``entry`` is stale."""
         code = entry & _CODE_MASK
-        key: Key | None
         if code & _NAMED:
-            key = self._named.get(entry)  # only live entries are there
-        else:
-            key = code >> 2 if not code & _TIMER_N else ~(code >> 2)
-            if self._live.get(key) != entry:
-                return None
-        return key
+            return self._named.get(entry)  # only live entries are there
+        key = code >> 2 if not code & _TIMER_N else ~(code >> 2)
+        return key if self._live.get(key) == entry else None
 
     def _compact(self) -> None:
         self._heap = list(self._live.values())
@@ -215,8 +213,12 @@ def float_order(at: float) -> int:
     0.0): a non-negative float's bits with the sign bit set, a negative float's inverted.
     ``order_float`` gives the float back, bit for bit. (simulator.timers packs its entries
     the same way.)"""
-    bits: int = _UINT64.unpack(_DOUBLE.pack(at + 0.0))[0]
-    return bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits & _SIGN else bits | _SIGN
+    bits: int
+    if at >= 0.0:
+        (bits,) = _UINT64.unpack(_DOUBLE.pack(at + 0.0))
+        return bits | _SIGN
+    (bits,) = _UINT64.unpack(_DOUBLE.pack(at))
+    return bits ^ 0xFFFF_FFFF_FFFF_FFFF
 
 
 def order_float(bits: int) -> float:
