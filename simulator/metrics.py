@@ -102,9 +102,10 @@ class SeenChanges(Protocol):
     delays), kept by the run's table of live subscriptions (``simulator.run``): a table of
     their own would cost ~50 B per subscription."""
 
-    def seen_change(self, sid: int) -> float | None: ...  # None: not a live subscription
-
-    def see_change(self, sid: int, change: float) -> None: ...
+    def see_change(self, sid: int, change: float) -> bool:
+        """Whether ``change`` is later than the latest change live subscription ``sid`` has
+        seen (then it is the latest); False for a subscription that is not live."""
+        ...
 
 
 class Metrics:
@@ -289,12 +290,8 @@ class Metrics:
         if status not in ("active", "pending"):
             return
         change = self._last_change.get(record)
-        if change is None:
-            return
-        seen = self.seen.seen_change(sid)
-        if seen is not None and change > seen:
+        if change is not None and self.seen.see_change(sid, change):
             self.delays.append(now - change)
-            self.seen.see_change(sid, change)
 
     # -- shards -----------------------------------------------------------------------------
 

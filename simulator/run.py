@@ -38,7 +38,7 @@ from typing import BinaryIO, TextIO
 import simpy
 
 from reference import AgentConfig
-from reference.timers import float_order, order_float
+from reference.timers import float_order
 from simulator.farm import (
     WATCHER_DOMAIN,
     Shard,
@@ -172,13 +172,14 @@ class LiveSubscriptions(Mapping[int, _Subscription]):
     def add(self, sid: int, watcher: int, record: int, seen: float) -> None:
         self._packed[sid] = float_order(seen) << 64 | watcher << 32 | record
 
-    def seen_change(self, sid: int) -> float | None:
+    def see_change(self, sid: int, change: float) -> bool:
+        """(simulator.metrics.SeenChanges) Compared as the floats' ordered bits."""
         packed = self._packed.get(sid)
-        return None if packed is None else order_float(packed >> 64)
-
-    def see_change(self, sid: int, change: float) -> None:
-        packed = self._packed[sid]
-        self._packed[sid] = float_order(change) << 64 | packed & 0xFFFF_FFFF_FFFF_FFFF
+        order = float_order(change)
+        if packed is None or order <= packed >> 64:
+            return False
+        self._packed[sid] = order << 64 | packed & 0xFFFF_FFFF_FFFF_FFFF
+        return True
 
     def _view(self, sid: int, packed: int) -> _Subscription:
         domain = self._domains[sid % MAX_AGENTS]

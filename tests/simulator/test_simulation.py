@@ -233,11 +233,10 @@ def test_live_subscriptions_keep_the_seen_change_beside_the_indexes() -> None:
     # The metrics' seen change lives in the same packed int as the watcher and record.
     sim = build(_workload(), 4)
     domain = sim.domains[0]
-    sid = sim.subscribe(domain, 5, 3)
-    assert sim.live.seen_change(sid) == -float("inf")  # no change of the record before it
-    for change in (0.1 + 0.2, 3599.999999, 5e-324):
-        sim.live.see_change(sid, change)
-        assert sim.live.seen_change(sid) == change
+    sid = sim.subscribe(domain, 5, 3)  # before any change of the record: seen -inf
+    for change, later in ((-1e300, True), (0.1 + 0.2, True), (0.3, False), (3599.999999, True),
+                          (5e-324, False), (3599.999999, False), (3600.0, True)):  # fmt: skip
+        assert sim.live.see_change(sid, change) is later
         assert (sim.live[sid].watcher, sim.live[sid].record) == (5, 3)
     sim.unsubscribe(sid)
-    assert sim.live.seen_change(sid) is None
+    assert not sim.live.see_change(sid, 7200.0)
