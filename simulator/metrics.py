@@ -17,14 +17,14 @@ import re
 from array import array
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from simulator.figures import MetricsState
 
 BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
 FINE_BIN_SECONDS = 10  # plot granularity, fine enough to show synchronized retry waves
 RETRANSMISSION_WINDOW = 64.0  # longer than any non-INVITE transaction (Timer F = 64*T1)
-NO_CHANGE_SEEN = -math.inf  # one shared float, not one per subscription
+NO_CHANGE_SEEN = -math.inf  # a subscription started before its record changed
 
 
 def classify(data: bytes) -> tuple[str, str]:
@@ -97,8 +97,22 @@ class _Bin:
     subs_area: float = 0.0  # integral of existing internal subscriptions
 
 
+class SeenChanges(Protocol):
+    """Each live internal subscription's latest presence change seen (for the propagation
+    delays), kept by the run's table of live subscriptions (``simulator.run``): a table of
+    their own would cost ~50 B per subscription."""
+
+    def see_change(self, sid: int, change: float) -> bool:
+        """Whether ``change`` is later than the latest change live subscription ``sid`` has
+        seen (then it is the latest); False for a subscription that is not live."""
+        ...
+
+
 class Metrics:
-    """Counters and integrals for one run; ``summary()`` turns them into summary.json data."""
+    """Counters and integrals for one run; ``summary()`` turns them into summary.json data.
+    The run sets ``seen`` before its first subscription."""
+
+    seen: SeenChanges
 
     def __init__(self, duration: float) -> None:
         self.duration = duration
@@ -121,7 +135,6 @@ class Metrics:
         self.subs_area = 0.0
         # Propagation delay bookkeeping.
         self._last_change: dict[str, float] = {}
-        self._seen_change: dict[int, float] = {}
         self._branches_now: set[bytes] = set()
         self._branches_old: set[bytes] = set()
         self._branch_epoch = 0
@@ -247,17 +260,18 @@ class Metrics:
         if b";tag=" not in _header_line(data, b"To:"):
             self.initial_subscribes += 1
 
-    def subscription_started(self, sid: int, record: str, now: float) -> None:
+    def subscription_started(self, record: str, now: float) -> float:
+        """Count a new subscription to ``record``; returns the change it has seen (the
+        record's latest so far), for ``seen``."""
         self.advance(now)
         self._subscriptions += 1
         self.subscribe_calls += 1
-        self._seen_change[sid] = self._last_change.get(record, NO_CHANGE_SEEN)
+        return self._last_change.get(record, NO_CHANGE_SEEN)
 
-    def subscription_ended(self, sid: int, now: float) -> None:
+    def subscription_ended(self, now: float) -> None:
         self.advance(now)
         self._subscriptions -= 1
         self.unsubscribe_calls += 1
-        self._seen_change.pop(sid, None)
 
     def dialog_live(self, notifier: str, delta: int, now: float) -> None:
         self.advance(now)
@@ -276,10 +290,8 @@ class Metrics:
         if status not in ("active", "pending"):
             return
         change = self._last_change.get(record)
-        seen = self._seen_change.get(sid)
-        if change is not None and seen is not None and change > seen:
+        if change is not None and self.seen.see_change(sid, change):
             self.delays.append(now - change)
-            self._seen_change[sid] = change
 
     # -- shards -----------------------------------------------------------------------------
 

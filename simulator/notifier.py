@@ -513,7 +513,7 @@ class Notifier:
         before = dialog.expires_at
         dialog.expires_at = self.env.now + granted
         if dialog.expires_at < before:  # earlier than its queued deadline: queue this one
-            self._expiries.push(dialog.expires_at, dialog.key)
+            self._expiries.push(dialog.expires_at, int(dialog.key, 16))
         self._later(self.spec.notify_delay, lambda: self._notify_state(dialog))
 
     def _rejection(self, record: str) -> RejectRule | None:
@@ -536,7 +536,7 @@ class Notifier:
         else:
             self._by_record[dialog.record] = [watchers, dialog]
         self._pair_changed(dialog, 1)
-        self._expiries.push(dialog.expires_at, dialog.key)
+        self._expiries.push(dialog.expires_at, int(dialog.key, 16))
 
     def _remove_dialog(self, dialog: _Dialog) -> None:
         if self._dialogs.get(dialog.key) is not dialog:
@@ -558,12 +558,14 @@ class Notifier:
             return []
         return list(watchers) if isinstance(watchers, list) else [watchers]
 
-    def _expiry_due(self, key: DialogKey) -> float | None:
-        dialog = self._dialogs.get(key)
+    # The expiry queue's keys are the dialogs' tags read as ints (hex, `_token`): an int key
+    # packs into the queue's entry (simulator.timers), a string would take a table entry.
+    def _expiry_due(self, tag: int) -> float | None:
+        dialog = self._dialogs.get(f"{tag:012x}")
         return None if dialog is None else dialog.expires_at
 
-    def _expired(self, key: DialogKey) -> None:
-        dialog = self._dialogs[key]
+    def _expired(self, tag: int) -> None:
+        dialog = self._dialogs[f"{tag:012x}"]
         self._remove_dialog(dialog)
         self._count("expired")
         if self.up:

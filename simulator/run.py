@@ -38,6 +38,7 @@ from typing import BinaryIO, TextIO
 import simpy
 
 from reference import AgentConfig
+from reference.timers import float_order
 from simulator.farm import (
     WATCHER_DOMAIN,
     Shard,
@@ -160,19 +161,30 @@ class _Subscription:
 
 class LiveSubscriptions(Mapping[int, _Subscription]):
     """Live internal subscriptions by subscription id, stored as one int per subscription
-    (watcher and record indexes packed; the domain and handle follow from the id), with
+    (the latest presence change it has seen, for the metrics' delays, as its float's bits,
+    and its watcher and record indexes; the domain and handle follow from the id), with
     ``_Subscription`` views made on access. A dict of small objects cost ~300 B each."""
 
     def __init__(self, domains: list[Domain]) -> None:
         self._domains = {d.agent.index: d for d in domains}
         self._packed: dict[int, int] = {}
 
-    def add(self, sid: int, watcher: int, record: int) -> None:
-        self._packed[sid] = watcher << 32 | record
+    def add(self, sid: int, watcher: int, record: int, seen: float) -> None:
+        self._packed[sid] = float_order(seen) << 64 | watcher << 32 | record
+
+    def see_change(self, sid: int, change: float) -> bool:
+        """(simulator.metrics.SeenChanges) Compared as the floats' ordered bits."""
+        packed = self._packed.get(sid)
+        order = float_order(change)
+        if packed is None or order <= packed >> 64:
+            return False
+        self._packed[sid] = order << 64 | packed & 0xFFFF_FFFF_FFFF_FFFF
+        return True
 
     def _view(self, sid: int, packed: int) -> _Subscription:
         domain = self._domains[sid % MAX_AGENTS]
-        return _Subscription(domain, packed >> 32, packed & 0xFFFFFFFF, sid // MAX_AGENTS)
+        return _Subscription(domain, packed >> 32 & 0xFFFFFFFF, packed & 0xFFFFFFFF,
+                             sid // MAX_AGENTS)  # fmt: skip
 
     def pop(self, sid: int) -> _Subscription:
         return self._view(sid, self._packed.pop(sid))
@@ -212,6 +224,7 @@ class Simulation:
 
     def __post_init__(self) -> None:
         self.live = LiveSubscriptions(self.domains)
+        self.metrics.seen = self.live
 
     # -- internal subscriptions -------------------------------------------------------------
 
@@ -225,8 +238,8 @@ class Simulation:
             domain.records[record], uri, destination, self.workload.package
         )
         sid = domain.agent.subscription_id(handle)
-        self.metrics.subscription_started(sid, domain.records[record], self.env.now)
-        self.live.add(sid, watcher, record)
+        seen = self.metrics.subscription_started(domain.records[record], self.env.now)
+        self.live.add(sid, watcher, record, seen)
         if self.workload.churn_per_hour > 0:  # only churn needs these
             self._live_index[sid] = len(self._live_list)
             self._live_list.append(sid)
@@ -237,7 +250,7 @@ class Simulation:
         sub = self.live.pop(sid)
         domain = sub.domain
         domain.agent.unsubscribe(sub.handle)
-        self.metrics.subscription_ended(sid, self.env.now)
+        self.metrics.subscription_ended(self.env.now)
         # Swap-remove keeps random picks O(1).
         index = self._live_index.pop(sid, None)
         if index is not None:

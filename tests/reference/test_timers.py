@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reference import timers
 from reference.timers import DeadlineQueue, TimerKey, TimerKind, public_key, timer_n_key
 
 
@@ -153,3 +155,68 @@ def test_deadlines_lists_the_live_timers() -> None:
     queue.arm(K(2), 4.0)
     queue.cancel(K(1))
     assert queue.deadlines() == {K(2): 4.0}
+
+
+# Keys of every shape a queue holds: subscription handles, Timer N keys (< 0), TimerKeys,
+# and ints too large for an entry's key code (kept like TimerKeys).
+ANY_KEYS = st.sampled_from([0, 1, 7, timer_n_key(0), timer_n_key(7), K("E"), K("F"),
+                            2**40, -(2**40)])
+ANY_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("arm"), ANY_KEYS, st.sampled_from([-1.5, -0.0, 0.0, 1.0, 2.0, 2.5])),
+        st.tuples(st.just("cancel"), ANY_KEYS, st.just(0.0)),
+        st.tuples(st.just("pop"), st.just(0), st.sampled_from([-1.0, 0.0, 1.0, 2.5, 9.0])),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=ANY_OPS, renumber_every=st.sampled_from([None, 1, 3]))
+def test_pop_order_is_deadline_then_arming_order(
+    ops: list[tuple[str, Any, float]], renumber_every: int | None
+) -> None:
+    """Against a model that sorts (deadline, arm count): the exact order, ties included,
+    with cancels and re-arms, of every key shape; also with the arm counter running out of
+    bits every few arms (the live entries are renumbered in their order)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if renumber_every is not None:
+            patch.setattr(timers, "_SEQ_LIMIT", renumber_every)
+        check_against_the_model(ops)
+
+
+def check_against_the_model(ops: list[tuple[str, Any, float]]) -> None:
+    queue = DeadlineQueue()
+    model: dict[Any, tuple[float, int]] = {}
+    for count, (op, key, value) in enumerate(ops):
+        if op == "arm":
+            queue.arm(key, value)
+            model[key] = (value + 0.0, count)
+        elif op == "cancel":
+            queue.cancel(key)
+            model.pop(key, None)
+        else:
+            expected = sorted((entry, k) for k, entry in model.items() if entry[0] <= value)
+            assert drain_keys(queue, value) == [k for _, k in expected]
+            for _, k in expected:
+                del model[k]
+        assert len(queue) == len(model)
+        assert {k: queue.at(k) for k in model} == {k: at for k, (at, _) in model.items()}
+        first = min(model.values(), default=None)
+        assert queue.next_deadline() == (None if first is None else first[0])
+
+
+def drain_keys(queue: DeadlineQueue, now: float) -> list[Any]:
+    fired = []
+    while (key := queue.pop_due(now)) is not None:
+        fired.append(key)
+    return fired
+
+
+def test_deadlines_keep_their_exact_float_values() -> None:
+    queue = DeadlineQueue()
+    values = [0.1 + 0.2, 1e-300, 5e-324, 1e300, float("inf"), -2.5, 3600.000000001]
+    for handle, at in enumerate(values):
+        queue.arm(handle, at)
+    assert [queue.at(handle) for handle in range(len(values))] == values
+    assert drain_keys(queue, float("inf")) == [5, 2, 1, 0, 6, 3, 4]

@@ -227,3 +227,16 @@ def test_live_subscriptions_view_is_what_was_subscribed() -> None:
     assert domain.agent.subscription_id(view.handle) == sid
     sim.unsubscribe(sid)
     assert sid not in sim.live
+
+
+def test_live_subscriptions_keep_the_seen_change_beside_the_indexes() -> None:
+    # The metrics' seen change lives in the same packed int as the watcher and record.
+    sim = build(_workload(), 4)
+    domain = sim.domains[0]
+    sid = sim.subscribe(domain, 5, 3)  # before any change of the record: seen -inf
+    for change, later in ((-1e300, True), (0.1 + 0.2, True), (0.3, False), (3599.999999, True),
+                          (5e-324, False), (3599.999999, False), (3600.0, True)):  # fmt: skip
+        assert sim.live.see_change(sid, change) is later
+        assert (sim.live[sid].watcher, sim.live[sid].record) == (5, 3)
+    sim.unsubscribe(sid)
+    assert not sim.live.see_change(sid, 7200.0)

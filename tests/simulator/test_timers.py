@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator import timers
 from simulator.timers import DeadlineQueue
 
 
@@ -86,3 +88,41 @@ def test_dropped_before_due_costs_no_simpy_event() -> None:
     assert owner.fired == [(100.0, "keep")]
     # ...so the only SimPy event was the wakeup for "keep" (none left).
     assert len(env._queue) == 0 and env.now == 100.0
+
+
+KEYS_OF_ANY_SHAPE = st.sampled_from([0, 1, 2**48 - 1, 2**49, -1, "z9hG4bKa", ("t", 1)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(st.tuples(KEYS_OF_ANY_SHAPE, st.one_of(st.none(), st.integers(0, 6))),
+                 max_size=40),
+    renumber_every=st.sampled_from([None, 1, 4]),
+)
+def test_equal_deadlines_fire_in_push_order_whatever_the_key(
+    ops: list[tuple[Hashable, int | None]], renumber_every: int | None
+) -> None:
+    """Keys packed into the entry (small non-negative ints) and keys kept beside it fire
+    alike: by deadline, equal deadlines in the order of their last push; also when the
+    push count runs out of bits every few pushes (the entries are renumbered in order)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if renumber_every is not None:
+            patch.setattr(timers, "SEQ_LIMIT", renumber_every)
+        env = simpy.Environment()
+        owner = Owner(env)
+        started: dict[Hashable, tuple[float, int]] = {}
+        cancelled: set[Hashable] = set()
+        for count, (key, at) in enumerate(ops):
+            if at is None:
+                owner.cancel(key)
+                if started.pop(key, None) is not None:
+                    cancelled.add(key)
+            elif key not in cancelled and (key not in started or float(at) < started[key][0]):
+                # Only starts that push, of keys with no entry left behind (a key moved
+                # later, or started again after a cancel, keeps its old entry, which this
+                # model does not follow).
+                owner.start(key, float(at))
+                started[key] = (float(at), count)
+        env.run()
+        expected = sorted((entry, repr(key), key) for key, entry in started.items())
+        assert owner.fired == [(at, key) for (at, _), _, key in expected]
