@@ -79,6 +79,12 @@ class NotifierObserver(Protocol):
 DialogKey = str
 
 
+def _token_text(bits: int) -> str:
+    """A 48-bit token (tag or branch) as its text, 12 hex digits; ``int(text, 16)`` gives
+    the bits back (the expiry queue keys dialogs by their tags' bits)."""
+    return f"{bits:012x}"
+
+
 class _Dialog:
     """One subscription dialog (our side). Strings shared by many dialogs are interned."""
 
@@ -210,7 +216,7 @@ class Notifier:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     def _token(self) -> str:
-        return f"{self._ids.getrandbits(48):012x}"
+        return _token_text(self._ids.getrandbits(48))
 
     def _send(self, data: bytes, destination: Address) -> None:
         if self.up:
@@ -513,7 +519,7 @@ class Notifier:
         before = dialog.expires_at
         dialog.expires_at = self.env.now + granted
         if dialog.expires_at < before:  # earlier than its queued deadline: queue this one
-            self._expiries.push(dialog.expires_at, int(dialog.key, 16))
+            self._queue_expiry(dialog)
         self._later(self.spec.notify_delay, lambda: self._notify_state(dialog))
 
     def _rejection(self, record: str) -> RejectRule | None:
@@ -536,7 +542,7 @@ class Notifier:
         else:
             self._by_record[dialog.record] = [watchers, dialog]
         self._pair_changed(dialog, 1)
-        self._expiries.push(dialog.expires_at, int(dialog.key, 16))
+        self._queue_expiry(dialog)
 
     def _remove_dialog(self, dialog: _Dialog) -> None:
         if self._dialogs.get(dialog.key) is not dialog:
@@ -558,14 +564,17 @@ class Notifier:
             return []
         return list(watchers) if isinstance(watchers, list) else [watchers]
 
-    # The expiry queue's keys are the dialogs' tags read as ints (hex, `_token`): an int key
+    # The expiry queue's keys are the dialogs' tags read as ints (`_token_text`): an int key
     # packs into the queue's entry (simulator.timers), a string would take a table entry.
+    def _queue_expiry(self, dialog: _Dialog) -> None:
+        self._expiries.push(dialog.expires_at, int(dialog.key, 16))
+
     def _expiry_due(self, tag: int) -> float | None:
-        dialog = self._dialogs.get(f"{tag:012x}")
+        dialog = self._dialogs.get(_token_text(tag))
         return None if dialog is None else dialog.expires_at
 
     def _expired(self, tag: int) -> None:
-        dialog = self._dialogs[f"{tag:012x}"]
+        dialog = self._dialogs[_token_text(tag)]
         self._remove_dialog(dialog)
         self._count("expired")
         if self.up:
