@@ -63,7 +63,10 @@ def run(core: Core, sub: Subscription, event: Event, facts: AnyFacts) -> None:
     row: Row | None = core.table.get((sub.state, event))
     if row is None:  # pragma: no cover - the tables are total (tested)
         raise AssertionError(f"no row for {sub.state} / {event}")
-    functions, needs_retry_delay = _bind(core, row)
+    entry = core.bound.get(id(row))
+    if entry is None or entry[0] is not row:
+        entry = _bind(core, row)
+    _, functions, needs_retry_delay = entry
     # (Most inputs, a NOTIFY among them, draw nothing (rule 2c): no call for them.)
     delay = _draw_delay(core, sub, facts, needs_retry_delay) \
         if needs_retry_delay or facts.restart is not None else None
@@ -78,14 +81,13 @@ def run(core: Core, sub: Subscription, event: Event, facts: AnyFacts) -> None:
         core.abandon_tx(sub)
 
 
-def _bind(core: Core, row: Row) -> tuple[tuple[ActionFunction, ...], bool]:
-    """The functions of a row's actions (from `core.actions`), looked up once per row."""
-    entry = core.bound.get(id(row))
-    if entry is None or entry[0] is not row:
-        entry = (row, tuple(core.actions[action] for action in row.actions),
-                 not RETRY_DELAY_ACTIONS.isdisjoint(row.actions))
-        core.bound[id(row)] = entry
-    return entry[1], entry[2]
+def _bind(core: Core, row: Row) -> tuple[Row, tuple[ActionFunction, ...], bool]:
+    """The functions of a row's actions (from `core.actions`), looked up once per row:
+    kept in `core.bound` (`run` reads it there first, saving this call on every input)."""
+    entry = (row, tuple(core.actions[action] for action in row.actions),
+             not RETRY_DELAY_ACTIONS.isdisjoint(row.actions))
+    core.bound[id(row)] = entry
+    return entry
 
 
 def _draw_delay(core: Core, sub: Subscription, facts: AnyFacts,

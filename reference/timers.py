@@ -206,6 +206,8 @@ _TIMER_N = 2
 _SIGN = 1 << 63
 _DOUBLE = struct.Struct("<d")
 _UINT64 = struct.Struct("<Q")
+_pack_double = _DOUBLE.pack
+_from_bytes = int.from_bytes
 
 
 def float_order(at: float) -> int:
@@ -213,12 +215,10 @@ def float_order(at: float) -> int:
     0.0): a non-negative float's bits with the sign bit set, a negative float's inverted.
     ``order_float`` gives the float back, bit for bit. (simulator.timers packs its entries
     the same way.)"""
-    bits: int
+    # (int.from_bytes of the packed double: one call less than unpacking it as "<Q".)
     if at >= 0.0:
-        (bits,) = _UINT64.unpack(_DOUBLE.pack(at + 0.0))
-        return bits | _SIGN
-    (bits,) = _UINT64.unpack(_DOUBLE.pack(at))
-    return bits ^ 0xFFFF_FFFF_FFFF_FFFF
+        return _from_bytes(_pack_double(at + 0.0), "little") | _SIGN
+    return _from_bytes(_pack_double(at), "little") ^ 0xFFFF_FFFF_FFFF_FFFF
 
 
 def order_float(bits: int) -> float:

@@ -199,10 +199,12 @@ class UserAgent:
     def _client_effects(self, entry: ClientEntry, branch: str, effects: list[TxEffect],
                         now: float) -> None:
         for effect in effects:
-            if isinstance(effect, Transmit):
+            # Exact-type dispatch: the effects are final dataclasses (one or more for every
+            # SUBSCRIBE sent and answered).
+            if type(effect) is Transmit:
                 self.count("tx.retransmissions", 1)
                 self._send(effect.data, entry.destination, transport=entry.transport)
-            elif isinstance(effect, SetTimer):
+            elif type(effect) is SetTimer:
                 if effect.name == "K":  # the transaction is completed: housekeeping ends it
                     heapq.heappush(self.client_deadlines, (effect.at, branch))
                     self._arm_housekeeping(effect.at)
@@ -210,17 +212,17 @@ class UserAgent:
                 entry.timers.add(effect.name)
                 self.timers.arm(TimerKey(TimerKind.CLIENT_TX, branch=branch,
                                          name=effect.name), effect.at)
-            elif isinstance(effect, ClearTimer):
+            elif type(effect) is ClearTimer:
                 if effect.name in entry.timers:
                     entry.timers.discard(effect.name)
                     self.timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch,
                                                 name=effect.name))
-            elif isinstance(effect, PassUp):
+            elif type(effect) is PassUp:
                 self.user.pass_up(entry.owner, branch, effect.response, now)
-            elif isinstance(effect, TimedOut):
+            elif type(effect) is TimedOut:
                 self.count("tx.timeouts", 1)
                 self.user.pass_up(entry.owner, branch, None, now)
-            elif isinstance(effect, Terminated):
+            elif type(effect) is Terminated:
                 self.clients.pop(branch, None)
 
     # ------------------------------------------------------------------ server side
@@ -300,9 +302,9 @@ class UserAgent:
                                    reliable=transport != "udp")
         entry = ServerEntry(server, destination, error_answer, transport)
         for effect in server.send_response(response, now):
-            if isinstance(effect, Transmit):
+            if type(effect) is Transmit:  # (exact types: see _client_effects)
                 self._send(effect.data, destination, error_answer, transport)
-            elif isinstance(effect, SetTimer):  # Timer J, the only server timer on UDP
+            elif type(effect) is SetTimer:  # Timer J, the only server timer on UDP
                 self.servers[key] = entry
                 heapq.heappush(self.server_deadlines, (effect.at, key))
                 self._arm_housekeeping(effect.at)
