@@ -168,9 +168,12 @@ class UserAgent:
 
     # ------------------------------------------------------------------ client side
     def start_client(self, request: Request, branch: str, owner: int, destination: Address,
-                     now: float, transport: str = "udp") -> None:
-        """Send `request` in a new client transaction owned by `owner`."""
-        tx = ClientTransaction(request, self.settings, reliable=transport != "udp")
+                     now: float, transport: str = "udp", sent_by: str | None = None) -> None:
+        """Send `request` in a new client transaction owned by `owner`. A caller that knows
+        the normalized sent-by of the request's top Via (`normalize_sent_by`; its branch
+        is `branch`) passes it: the transaction then does not parse the Via back."""
+        tx = ClientTransaction(request, self.settings, branch=branch, sent_by=sent_by,
+                               reliable=transport != "udp")
         entry = ClientEntry(tx, owner, destination, transport=transport)
         self.clients[branch] = entry
         self._client_effects(entry, branch, tx.start(now), now)
@@ -349,9 +352,12 @@ class UserAgent:
         while deadlines and deadlines[0][0] <= now:
             _, key = heapq.heappop(deadlines)
             server = self.servers.get(key)
-            if server is not None and any(isinstance(effect, Terminated)
-                                          for effect in server.tx.timer_fired("J", now)):
-                del self.servers[key]
+            if server is None:
+                continue
+            for effect in server.tx.timer_fired("J", now):  # (a loop: no generator per key)
+                if type(effect) is Terminated:
+                    del self.servers[key]
+                    break
         completed = self.client_deadlines
         while completed and completed[0][0] <= now:
             _, branch = heapq.heappop(completed)
