@@ -182,9 +182,12 @@ def update_from_notify(core: Core, sub: Subscription, facts: AnyFacts,
 
 def notify_seen(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert isinstance(facts, NotifyFacts)
-    core.stop_timer_n(sub)
+    # (The two checks below are the callees' own, made here: most NOTIFYs find no Timer N
+    # running and no failures to reset, and this runs for every one.)
+    if sub.awaiting_notify:
+        core.stop_timer_n(sub)
     live = facts.status in ("active", "pending")
-    if live:
+    if live and sub.extras is not None:  # without extras, failures is 0 already
         sub.failures = 0
     notify = facts.notify
     if core.rules.conditional_notify and notify is not None and "SIP-ETag" in notify.headers:

@@ -197,7 +197,8 @@ class UserAgent:
                        call_id=response.headers.get("Call-ID"))
             return
         assert branch is not None
-        self._client_effects(entry, branch, entry.tx.receive_response(response, now), now)
+        self._client_effects(entry, branch,
+                             entry.tx.receive_response(response, now, matched=True), now)
 
     def _client_effects(self, entry: ClientEntry, branch: str, effects: list[TxEffect],
                         now: float) -> None:
