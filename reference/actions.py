@@ -63,7 +63,10 @@ def run(core: Core, sub: Subscription, event: Event, facts: AnyFacts) -> None:
     row: Row | None = core.table.get((sub.state, event))
     if row is None:  # pragma: no cover - the tables are total (tested)
         raise AssertionError(f"no row for {sub.state} / {event}")
-    functions, needs_retry_delay = _bind(core, row)
+    entry = core.bound.get(id(row))
+    if entry is None or entry[0] is not row:
+        entry = _bind(core, row)
+    _, functions, needs_retry_delay = entry
     # (Most inputs, a NOTIFY among them, draw nothing (rule 2c): no call for them.)
     delay = _draw_delay(core, sub, facts, needs_retry_delay) \
         if needs_retry_delay or facts.restart is not None else None
@@ -73,19 +76,21 @@ def run(core: Core, sub: Subscription, event: Event, facts: AnyFacts) -> None:
     for function in functions:
         function(core, sub, facts, delay)
     if sub.handle in core.subscriptions or row.next is State.DESTROYED:
-        core.set_state(sub, row.next, event, before)
+        if core.tracing:
+            core.set_state(sub, row.next, event, before)
+        else:  # what set_state does without traces, one call less on every input
+            sub.state = row.next
     if sub.state not in AWAITING_RESPONSE and sub.tx_branch is not None:
         core.abandon_tx(sub)
 
 
-def _bind(core: Core, row: Row) -> tuple[tuple[ActionFunction, ...], bool]:
-    """The functions of a row's actions (from `core.actions`), looked up once per row."""
-    entry = core.bound.get(id(row))
-    if entry is None or entry[0] is not row:
-        entry = (row, tuple(core.actions[action] for action in row.actions),
-                 not RETRY_DELAY_ACTIONS.isdisjoint(row.actions))
-        core.bound[id(row)] = entry
-    return entry[1], entry[2]
+def _bind(core: Core, row: Row) -> tuple[Row, tuple[ActionFunction, ...], bool]:
+    """The functions of a row's actions (from `core.actions`), looked up once per row:
+    kept in `core.bound` (`run` reads it there first, saving this call on every input)."""
+    entry = (row, tuple(core.actions[action] for action in row.actions),
+             not RETRY_DELAY_ACTIONS.isdisjoint(row.actions))
+    core.bound[id(row)] = entry
+    return entry
 
 
 def _draw_delay(core: Core, sub: Subscription, facts: AnyFacts,
@@ -177,9 +182,12 @@ def update_from_notify(core: Core, sub: Subscription, facts: AnyFacts,
 
 def notify_seen(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
     assert isinstance(facts, NotifyFacts)
-    core.stop_timer_n(sub)
+    # (The two checks below are the callees' own, made here: most NOTIFYs find no Timer N
+    # running and no failures to reset, and this runs for every one.)
+    if sub.awaiting_notify:
+        core.stop_timer_n(sub)
     live = facts.status in ("active", "pending")
-    if live:
+    if live and sub.extras is not None:  # without extras, failures is 0 already
         sub.failures = 0
     notify = facts.notify
     if core.rules.conditional_notify and notify is not None and "SIP-ETag" in notify.headers:
@@ -212,11 +220,15 @@ def _answer(core: Core, facts: AnyFacts, status: int, reason: str | None) -> Non
 
 
 def reply_200(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:
-    answer = facts.answer if isinstance(facts, NotifyFacts) else None  # rule 5
+    assert isinstance(facts, NotifyFacts) and facts.notify is not None \
+        and facts.source is not None
+    answer = facts.answer  # rule 5
+    # (The UA is called here, not through _answer: one layer less on every NOTIFY.)
     if answer is None:
-        _answer(core, facts, 200, None)
+        core.ua.respond(facts.notify, facts.source, 200, facts.now)
     else:
-        _answer(core, facts, answer.status, answer.reason)
+        core.ua.respond(facts.notify, facts.source, answer.status, facts.now,
+                        reason=answer.reason)
 
 
 def reply_481(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None) -> None:

@@ -18,6 +18,7 @@ Rules of this file:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 import sys
 from collections.abc import Callable, Mapping
@@ -39,7 +40,8 @@ from reference.rlmi import ListState
 from reference.sharing import Member, SharingIndex, copies
 from reference.sip import Headers, Request, SipParseError, parse_name_addr, parse_uri
 from reference.sip.dialog import Dialog
-from reference.sip.transaction import TimerSettings
+from reference.sip.headers import parse_via
+from reference.sip.transaction import TimerSettings, normalize_sent_by
 from reference.subscription import Action, Event, Row, State, Table
 from reference.timers import DeadlineQueue, timer_n_key
 from reference.ua import UaUser, UserAgent
@@ -303,6 +305,7 @@ class Core:
         self.tracing = bool(config.trace)
         self.tcp_enabled = "tcp" in config.transports.split(",")
         self.udp_contact = f"<sip:{config.local_address}>"
+        self._sent_by: dict[str, str] = {}  # transport -> sent-by (see sent_by)
         self.now = 0.0
         settings = TimerSettings(t1=config.t1, t2=config.t2, t4=config.t4,
                                  timeout=config.effective_transaction_timeout)
@@ -416,13 +419,14 @@ class Core:
         if out_of_dialog and self.outbound_proxy is not None:
             destination = self.outbound_proxy
         else:
-            destination = parse_uri(next_hop).address()
+            destination = _address_of(next_hop)
         sub.tx_branch = branch
         self.count("tx.SUBSCRIBE")
         if self.tracing:
             self.trace("send", sub, first_line=request.start_line(), call_id=dialog.call_id,
                        cseq=dialog.local_cseq, expires=expires)
-        self.ua.start_client(request, branch, sub.handle, destination, now, transport)
+        self.ua.start_client(request, branch, sub.handle, destination, now, transport,
+                             sent_by=self.sent_by(transport))
         guard = now + self.config.failover_timeout
         if sub.destroy_deadline is not None:
             guard = min(guard, sub.destroy_deadline)
@@ -431,6 +435,18 @@ class Core:
             sub.got_2xx = False
             sub.awaiting_notify = True
             self.timers.arm(timer_n_key(sub.handle), now + 64 * self.config.t1)
+
+    def sent_by(self, transport: str) -> str:
+        """The normalized sent-by of the top Via of our SUBSCRIBEs over `transport` (the
+        Via `Dialog.build_request` writes: `local_address`, whatever the branch), parsed
+        once per transport instead of out of every request (`UserAgent.start_client`)."""
+        sent_by = self._sent_by.get(transport)
+        if sent_by is None:
+            via = parse_via(f"SIP/2.0/{transport.upper()} {self.config.local_address}"
+                            f";branch={BRANCH_COOKIE};rport")
+            sent_by = self._sent_by[transport] = normalize_sent_by(via.transport, via.host,
+                                                                   via.port)
+        return sent_by
 
     def transport_for(self, dialog: Dialog) -> str:
         """RFC 3261 §18.1.1 / §18.2.1: the next hop URI's `transport` parameter decides
@@ -503,13 +519,16 @@ class Core:
 
     # ------------------------------------------------------------------ outputs
     def deliver(self, sub: Subscription, message: StatusMessage) -> None:
-        if sub.unsubscribed:
+        # `unsubscribed` and `members` read from the extras directly: almost every
+        # subscription has none, and this runs for every NOTIFY.
+        extras = sub.extras
+        if extras is not None and extras.unsubscribed:
             return  # nothing is delivered after the internal subscriber left
         if self.sharing_on:
             sub.last_status, sub.last_reason = message.status, message.reason
-        if sub.members is not None:
+        if extras is not None and extras.members is not None:
             # Shared dialog: every member, each with its own handle and data.
-            for destination, copy in copies(message, sub.members):
+            for destination, copy in copies(message, extras.members):
                 self.count("qsa.delivered")
                 self.effects.append(Deliver(destination, copy))
         else:
@@ -534,7 +553,8 @@ class Core:
             subscriber_data=subscriber_data, at=self.now)
 
     def count(self, name: str, amount: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + amount
+        counters = self.counters  # (one attribute load: several counts per input)
+        counters[name] = counters.get(name, 0) + amount
 
     def ua_trace(self, kind: str, **fields: Any) -> None:
         self.trace(kind, None, **fields)
@@ -551,6 +571,14 @@ class Core:
 # and the delay drawn for the input (`actions.run`, rule 2; None when none was drawn).
 ActionFunction = Callable[[Core, Subscription, AnyFacts, float | None], None]
 ActionTable = Mapping[Action, ActionFunction]
+
+
+@functools.lru_cache(maxsize=256)
+def _address_of(uri: str) -> Address:
+    """Where a request to the next-hop `uri` goes. Cached (bounded; a bad URI raises, and
+    is not kept): the same few next hops, the notifiers' Contacts, recur on every SUBSCRIBE
+    of their dialogs."""
+    return parse_uri(uri).address()
 
 
 # ==================================================================== configuration helpers

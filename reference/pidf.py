@@ -221,7 +221,7 @@ CACHED_BODY_BYTES = 4096
 
 def _parse(body: bytes, lenient: bool, limits: PidfLimits) -> PresenceDocument:
     root = parse_xml(body, limits, PidfError, "PIDF")
-    return _Reader(lenient).document(root)
+    return _READERS[lenient].document(root)
 
 
 @functools.lru_cache(maxsize=CACHED_BODIES)
@@ -306,12 +306,9 @@ class _Reader:
             duplicates = sorted({i for i in ids if ids.count(i) > 1})
             if duplicates:
                 raise PidfError(f"duplicate tuple id: {duplicates[0]!r}")
+        # (Positional arguments, here and for the other parts: a keyword call costs more.)
         return PresenceDocument(
-            entity=entity,
-            tuples=tuple(tuples),
-            notes=tuple(notes),
-            persons=tuple(persons),
-            extensions=tuple(extensions),
+            entity, tuple(tuples), tuple(notes), tuple(persons), tuple(extensions)
         )
 
     def _check_must_understand(self, root: etree._Element) -> None:
@@ -392,13 +389,7 @@ class _Reader:
         if self.lenient and basic is None:
             basic = "closed"
         return PresenceTuple(
-            id=tuple_id,
-            basic=basic,
-            contact=contact,
-            priority=priority,
-            notes=tuple(notes),
-            timestamp=timestamp,
-            extensions=tuple(extensions),
+            tuple_id, basic, contact, priority, tuple(notes), timestamp, tuple(extensions)
         )
 
     def _status(self, element: etree._Element, tuple_id: str, extensions: list[str]) -> str | None:
@@ -436,6 +427,11 @@ class _Reader:
         return float(value)
 
 
+# The two readers (strict, lenient), indexed by `lenient`: a reader keeps no state of a
+# document, so one of each serves every parse.
+_READERS = (_Reader(False), _Reader(True))
+
+
 def _understood(element: etree._Element) -> bool:
     """Elements whose meaning we model (the rest are extensions)."""
     namespace = _namespace(str(element.tag))
@@ -449,7 +445,7 @@ def _understood(element: etree._Element) -> bool:
 
 
 def _note(element: etree._Element) -> Note:
-    return Note(text=_text(element), lang=element.get(_XML_LANG))
+    return Note(_text(element), element.get(_XML_LANG))
 
 
 def _person(element: etree._Element) -> Person:

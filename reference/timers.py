@@ -116,7 +116,10 @@ class DeadlineQueue:
             code = key << 2 if key >= 0 else ~key << 2 | _TIMER_N
         else:
             code = _NAMED
-        entry = (float_order(at) << _SEQ_BITS | seq) << _CODE_BITS | code
+        # float_order(at), written out: this runs for every timer armed.
+        bits = _from_bytes(_pack_double(at + 0.0), "little") | _SIGN if at >= 0.0 \
+            else _from_bytes(_pack_double(at), "little") ^ 0xFFFF_FFFF_FFFF_FFFF
+        entry = (bits << _SEQ_BITS | seq) << _CODE_BITS | code
         live = self._live
         old = live.get(key)
         if old is not None and old & _NAMED:
@@ -206,6 +209,8 @@ _TIMER_N = 2
 _SIGN = 1 << 63
 _DOUBLE = struct.Struct("<d")
 _UINT64 = struct.Struct("<Q")
+_pack_double = _DOUBLE.pack
+_from_bytes = int.from_bytes
 
 
 def float_order(at: float) -> int:
@@ -213,12 +218,10 @@ def float_order(at: float) -> int:
     0.0): a non-negative float's bits with the sign bit set, a negative float's inverted.
     ``order_float`` gives the float back, bit for bit. (simulator.timers packs its entries
     the same way.)"""
-    bits: int
+    # (int.from_bytes of the packed double: one call less than unpacking it as "<Q".)
     if at >= 0.0:
-        (bits,) = _UINT64.unpack(_DOUBLE.pack(at + 0.0))
-        return bits | _SIGN
-    (bits,) = _UINT64.unpack(_DOUBLE.pack(at))
-    return bits ^ 0xFFFF_FFFF_FFFF_FFFF
+        return _from_bytes(_pack_double(at + 0.0), "little") | _SIGN
+    return _from_bytes(_pack_double(at), "little") ^ 0xFFFF_FFFF_FFFF_FFFF
 
 
 def order_float(bits: int) -> float:

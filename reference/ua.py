@@ -168,9 +168,12 @@ class UserAgent:
 
     # ------------------------------------------------------------------ client side
     def start_client(self, request: Request, branch: str, owner: int, destination: Address,
-                     now: float, transport: str = "udp") -> None:
-        """Send `request` in a new client transaction owned by `owner`."""
-        tx = ClientTransaction(request, self.settings, reliable=transport != "udp")
+                     now: float, transport: str = "udp", sent_by: str | None = None) -> None:
+        """Send `request` in a new client transaction owned by `owner`. A caller that knows
+        the normalized sent-by of the request's top Via (`normalize_sent_by`; its branch
+        is `branch`) passes it: the transaction then does not parse the Via back."""
+        tx = ClientTransaction(request, self.settings, branch=branch, sent_by=sent_by,
+                               reliable=transport != "udp")
         entry = ClientEntry(tx, owner, destination, transport=transport)
         self.clients[branch] = entry
         self._client_effects(entry, branch, tx.start(now), now)
@@ -194,15 +197,18 @@ class UserAgent:
                        call_id=response.headers.get("Call-ID"))
             return
         assert branch is not None
-        self._client_effects(entry, branch, entry.tx.receive_response(response, now), now)
+        self._client_effects(entry, branch,
+                             entry.tx.receive_response(response, now, matched=True), now)
 
     def _client_effects(self, entry: ClientEntry, branch: str, effects: list[TxEffect],
                         now: float) -> None:
         for effect in effects:
-            if isinstance(effect, Transmit):
+            # Exact-type dispatch: the effects are final dataclasses (one or more for every
+            # SUBSCRIBE sent and answered).
+            if type(effect) is Transmit:
                 self.count("tx.retransmissions", 1)
                 self._send(effect.data, entry.destination, transport=entry.transport)
-            elif isinstance(effect, SetTimer):
+            elif type(effect) is SetTimer:
                 if effect.name == "K":  # the transaction is completed: housekeeping ends it
                     heapq.heappush(self.client_deadlines, (effect.at, branch))
                     self._arm_housekeeping(effect.at)
@@ -210,17 +216,17 @@ class UserAgent:
                 entry.timers.add(effect.name)
                 self.timers.arm(TimerKey(TimerKind.CLIENT_TX, branch=branch,
                                          name=effect.name), effect.at)
-            elif isinstance(effect, ClearTimer):
+            elif type(effect) is ClearTimer:
                 if effect.name in entry.timers:
                     entry.timers.discard(effect.name)
                     self.timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch,
                                                 name=effect.name))
-            elif isinstance(effect, PassUp):
+            elif type(effect) is PassUp:
                 self.user.pass_up(entry.owner, branch, effect.response, now)
-            elif isinstance(effect, TimedOut):
+            elif type(effect) is TimedOut:
                 self.count("tx.timeouts", 1)
                 self.user.pass_up(entry.owner, branch, None, now)
-            elif isinstance(effect, Terminated):
+            elif type(effect) is Terminated:
                 self.clients.pop(branch, None)
 
     # ------------------------------------------------------------------ server side
@@ -300,9 +306,9 @@ class UserAgent:
                                    reliable=transport != "udp")
         entry = ServerEntry(server, destination, error_answer, transport)
         for effect in server.send_response(response, now):
-            if isinstance(effect, Transmit):
+            if type(effect) is Transmit:  # (exact types: see _client_effects)
                 self._send(effect.data, destination, error_answer, transport)
-            elif isinstance(effect, SetTimer):  # Timer J, the only server timer on UDP
+            elif type(effect) is SetTimer:  # Timer J, the only server timer on UDP
                 self.servers[key] = entry
                 heapq.heappush(self.server_deadlines, (effect.at, key))
                 self._arm_housekeeping(effect.at)
@@ -347,9 +353,12 @@ class UserAgent:
         while deadlines and deadlines[0][0] <= now:
             _, key = heapq.heappop(deadlines)
             server = self.servers.get(key)
-            if server is not None and any(isinstance(effect, Terminated)
-                                          for effect in server.tx.timer_fired("J", now)):
-                del self.servers[key]
+            if server is None:
+                continue
+            for effect in server.tx.timer_fired("J", now):  # (a loop: no generator per key)
+                if type(effect) is Terminated:
+                    del self.servers[key]
+                    break
         completed = self.client_deadlines
         while completed and completed[0][0] <= now:
             _, branch = heapq.heappop(completed)

@@ -948,10 +948,15 @@ def make_response(
     if top_via is not None and ("\r" in top_via or "\n" in top_via):
         raise ValueError("top Via value contains CR or LF")
     out = Headers()
+    append = out._append_trusted
     index = request.headers._lookup()
     for name, key in _RESPONSE_COPIED:
         values = index.get(key)
         if values is None:
+            continue
+        if top_via is None and (to_tag is None or key != "to"):
+            for value in values:  # (every field of an answer to a NOTIFY: copied as is)
+                append(name, value)
             continue
         for value in values:
             if top_via is not None:
@@ -961,7 +966,7 @@ def make_response(
                 value, top_via = ", ".join([top_via, *rest]), None
             elif name == "To" and to_tag is not None and request.to.tag is None:
                 value = f"{value};tag={to_tag}"
-            out._append_trusted(name, value)
+            append(name, value)
     for name, value in headers:
         out.add(name, value)
     return Response(status, reason, out)

@@ -222,9 +222,12 @@ class ClientTransaction:
             SetTimer("F", self._deadline_f),
         ]
 
-    def receive_response(self, response: Response, now: float) -> list[TxEffect]:
-        """Apply a response; non-matching responses are ignored (§17.1.3, §18.1.2)."""
-        if not response_matches(self, response):
+    def receive_response(self, response: Response, now: float, *,
+                         matched: bool = False) -> list[TxEffect]:
+        """Apply a response; non-matching responses are ignored (§17.1.3, §18.1.2). A
+        caller that found `response_matches` true already passes `matched` (not checked
+        twice)."""
+        if not matched and not response_matches(self, response):
             return []
         if self.state in ("completed", "terminated"):
             return []  # Timer K absorbs retransmitted responses: nothing goes up twice
@@ -273,9 +276,10 @@ def response_matches(tx: ClientTransaction, response: Response) -> bool:
     vias = response.vias
     if len(vias) != 1:
         return False
-    if client_key(response) != tx.key:
-        return False
     top = vias[0]
+    # client_key(response) != tx.key, from the Via in hand (and its sent-by normalized once)
+    if not top.branch or (top.branch, response.cseq.method) != tx.key:
+        return False
     return normalize_sent_by(top.transport, top.host, top.port) == tx.sent_by
 
 
