@@ -28,6 +28,7 @@ Iteration order is always insertion order (dicts, never sets) so runs are reprod
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -52,13 +53,8 @@ from simulator.workload import NotifierSpec, RejectRule
 PIDF_TYPE = "application/pidf+xml"
 ADDRESS_CACHE_SIZE = 1024  # Contact URI -> address: one entry per agent in practice
 RETRANSMISSION_MEMORY = 32.0  # how long a SUBSCRIBE's response is kept for retransmissions
-# build_pidf(record, basic=..., note=f"version {n}") for a record needing no XML escaping.
-_PIDF_TEMPLATE = (
-    "<?xml version='1.0' encoding='UTF-8'?>\n"
-    '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{record}"><tuple id="t1"><status>'
-    "<basic>{basic}</basic></status><note>version {version}</note></tuple></presence>"
-)
-_XML_SPECIAL = frozenset("&<>\"'")
+# Any character build_pidf would escape in the entity (one search, not a loop over it).
+_XML_SPECIAL = re.compile("[&<>\"']")
 
 Extra = tuple[tuple[str, str], ...]  # extra response headers, in order
 # How to rebuild a SUBSCRIBE's answer from a retransmission of it (a byte copy): status,
@@ -334,7 +330,7 @@ class Notifier:
                 status, tag, extra = cached
                 self._send(self._build(incoming, status, tag, extra), source)
             return
-        self._remember(key, None)
+        self._answered[key] = None  # being processed (the answers were aged just above)
         now = self.env.now
         service = self.spec.service_time
         if service > 0:
@@ -348,7 +344,10 @@ class Notifier:
             delay = self._busy_until - now + self.spec.response_delay
         else:
             delay = self.spec.response_delay
-        self._later(delay, lambda: self._process_subscribe(incoming, source))
+        if delay <= 0:
+            self._process_subscribe(incoming, source)  # what _later does, without a closure
+        else:
+            call_later(self.env, delay, lambda: self._process_subscribe(incoming, source))
 
     # -- answering --------------------------------------------------------------------------
 
@@ -482,7 +481,10 @@ class Notifier:
             self._later(self.spec.notify_delay, lambda: self._notify_final(dialog, "timeout"))
             return
         self._add_dialog(dialog)
-        self._later(self.spec.notify_delay, lambda: self._notify_state(dialog))
+        if self.spec.notify_delay <= 0:
+            self._notify_state(dialog)  # what _later does, without a closure
+        else:
+            call_later(self.env, self.spec.notify_delay, lambda: self._notify_state(dialog))
 
     def _address(self, target: str) -> Address | None:
         address = self._addresses.get(target)
@@ -588,8 +590,15 @@ class Notifier:
         if last[0] == record and last[1] == version:
             return last[2]  # the NOTIFYs of one change go out together: built once
         basic = "closed" if version % 2 else "open"
-        if _XML_SPECIAL.isdisjoint(record) and record.isascii():
-            body = _PIDF_TEMPLATE.format(record=record, basic=basic, version=version).encode()
+        if record.isascii() and _XML_SPECIAL.search(record) is None:
+            # build_pidf(record, basic=..., note=f"version {n}") for a record needing no
+            # XML escaping.
+            body = (
+                "<?xml version='1.0' encoding='UTF-8'?>\n"
+                f'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{record}">'
+                f'<tuple id="t1"><status><basic>{basic}</basic></status>'
+                f"<note>version {version}</note></tuple></presence>"
+            ).encode()
         else:
             body = build_pidf(record, basic=basic, note=f"version {version}")
         self._last_body = (record, version, body)
@@ -616,22 +625,24 @@ class Notifier:
         dialog.local_cseq += 1
         branch = "z9hG4bK" + self._token()
         body = self._body(dialog.record)
+        from_tag = dialog.from_tag  # their From value (from_value), written in place
+        to_tag = "" if from_tag is None else ";tag=" + from_tag
         # The same bytes as Request("NOTIFY", target, headers, body).to_bytes() with these
         # headers in this order (tests/simulator/test_sipscan.py).
         data = (
             f"NOTIFY {dialog.target} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {self._sent_by};branch={branch}\r\nMax-Forwards: 70\r\n"
-            f"From: {dialog.to_value};tag={dialog.key}\r\nTo: {dialog.from_value}\r\n"
+            f"From: {dialog.to_value};tag={dialog.key}\r\nTo: {dialog.from_head}{to_tag}\r\n"
             f"Call-ID: {dialog.call_id}\r\nCSeq: {dialog.local_cseq} NOTIFY\r\n"
             f"Contact: {self._contact}\r\nEvent: presence\r\n"
             f"Subscription-State: {subscription_state}\r\nContent-Type: {PIDF_TYPE}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        now = self.env.now
-        tx = _NotifyTx(dialog, data, address, now, self.settings)
+        tx = _NotifyTx(dialog, data, address, self.env.now, self.settings)
         self._txs[branch] = tx
-        self._count("notify_sent")
-        self._send(data, address)
+        counters = self.counters
+        counters["notify_sent"] = counters.get("notify_sent", 0) + 1
+        self.network.send(self.name, address, data)  # up: checked above
         self._tx_timers.push(tx.next_at, branch)
 
     def _tx_due(self, branch: str) -> float | None:
@@ -711,14 +722,17 @@ class Notifier:
             self.observer.presence_changed(record, self.env.now)
         if not self.up:
             return 0
-        watchers = self._watchers(record)
+        watchers = self._by_record.get(record)
+        if watchers is None:
+            return 0
+        dialogs = list(watchers) if isinstance(watchers, list) else (watchers,)
         delay = self.spec.notify_delay
-        for dialog in watchers:
+        for dialog in dialogs:
             if delay <= 0:
                 self._notify_state(dialog)  # what _later does at once, without a closure
             else:
                 self._later(delay, lambda d=dialog: self._notify_state(d))  # type: ignore[misc]
-        return len(watchers)
+        return len(dialogs)
 
     def terminate(self, reason: str, retry_after: int | None = None, fraction: float = 1.0) -> int:
         """Terminate a share of the dialogs (chosen with the seeded stream) with ``reason``."""
