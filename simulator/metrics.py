@@ -72,24 +72,6 @@ def percentile(values: list[float] | array[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _label(data: bytes) -> tuple[bool, bytes]:
-    """(False, b"METHOD") for a request, (True, b"CODE METHOD") for a response: what
-    ``classify`` reads, left as bytes (decoded once per distinct label, for the summary)."""
-    end = data.find(b"\r\n")
-    line = data if end < 0 else data[:end]
-    if line.startswith(b"SIP/2.0 "):
-        start = data.find(b"\r\nCSeq:")
-        method = b"?"
-        if start >= 0:
-            stop = data.find(b"\r\n", start + 2)
-            parts = data[start + 7 : stop].split()
-            if len(parts) == 2:
-                method = parts[1]
-        return True, line[8:11] + b" " + method
-    space = line.find(b" ")
-    return False, line if space <= 0 else line[:space]
-
-
 @dataclass
 class _Bin:
     deliveries: int = 0
@@ -129,6 +111,7 @@ class Metrics:
         # Availability: live dialogs per notifier, notifier up flags, internal subscriptions.
         self._live_by_notifier: Counter[str] = Counter()
         self._up: dict[str, bool] = {}
+        self._live_now = 0  # what _live() gives, kept current (advance runs very often)
         self._subscriptions = 0
         self._last_t = 0.0
         self.live_area = 0.0
@@ -150,7 +133,7 @@ class Metrics:
         t = self._last_t
         if now <= t:
             return
-        live = min(self._live(), self._subscriptions)
+        live = min(self._live_now, self._subscriptions)
         subs = self._subscriptions
         while t < now:
             index = int(t // BIN_SECONDS)
@@ -178,9 +161,32 @@ class Metrics:
         second = int(now)
         if second >= self._branch_epoch_end:
             self._age_branches(now)
-        is_response, label = _label(data)
-        if label == b"SUBSCRIBE" and not is_response:
-            self._subscribe_seen(data, now)
+        # The label: b"METHOD" for a request, b"CODE METHOD" for a response, what
+        # ``classify`` reads, left as bytes (decoded once per distinct label, for the
+        # summary). Read in place, without first cutting out the first line.
+        is_response = data.startswith(b"SIP/2.0 ")
+        if is_response:
+            end = data.find(b"\r\n", 8, 12)  # a first line shorter than the code
+            code = data[8:11] if end < 0 else data[8:end]
+            start = data.find(b"\r\nCSeq:")
+            method = b"?"
+            if start >= 0:
+                stop = data.find(b"\r\n", start + 2)
+                parts = data[start + 7 : stop].split()
+                if len(parts) == 2:
+                    method = parts[1]
+            label = code + b" " + method
+        else:
+            space = data.find(b" ")
+            if space > 0 and data.find(b"\r\n", 0, space) < 0:  # the usual request line
+                label = data[:space]
+            else:
+                end = data.find(b"\r\n")
+                line = data if end < 0 else data[:end]
+                space = line.find(b" ")
+                label = line if space <= 0 else line[:space]
+            if label == b"SUBSCRIBE":
+                self._subscribe_seen(data, now)
         per_second = self._per_second
         if second >= len(per_second):
             per_second.extend([0] * (second + 1 - len(per_second)))
@@ -276,10 +282,13 @@ class Metrics:
     def dialog_live(self, notifier: str, delta: int, now: float) -> None:
         self.advance(now)
         self._live_by_notifier[notifier] += delta
+        if self._up.get(notifier, True):
+            self._live_now += delta
 
     def notifier_up(self, notifier: str, up: bool, now: float) -> None:
         self.advance(now)
         self._up[notifier] = up
+        self._live_now = self._live()
 
     def presence_changed(self, record: str, now: float) -> None:
         self._last_change[record] = now
