@@ -25,6 +25,7 @@ BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
 FINE_BIN_SECONDS = 10  # plot granularity, fine enough to show synchronized retry waves
 RETRANSMISSION_WINDOW = 64.0  # longer than any non-INVITE transaction (Timer F = 64*T1)
 NO_CHANGE_SEEN = -math.inf  # a subscription started before its record changed
+CLEAN_TOKENS = 256  # the meter remembers at most this many first tokens (methods, codes)
 
 
 def classify(data: bytes) -> tuple[str, str]:
@@ -100,6 +101,11 @@ class Metrics:
         self.duration = duration
         # (10 s bin, is a response, label, fate) -> datagrams
         self._traffic: dict[tuple[int, bool, bytes, str], int] = {}
+        # The meter's memory of the few distinct first tokens (methods, status codes) that
+        # hold no CR, and of each response label by its (code, method) (one entry per
+        # label, as _traffic has).
+        self._clean: set[bytes] = set()
+        self._responses: dict[tuple[bytes, bytes], bytes] = {}
         self._per_second: list[int] = []  # datagrams sent in each simulated second
         self.bins: dict[int, _Bin] = {}
         self.deliveries: Counter[str] = Counter()
@@ -163,11 +169,18 @@ class Metrics:
             self._age_branches(now)
         # The label: b"METHOD" for a request, b"CODE METHOD" for a response, what
         # ``classify`` reads, left as bytes (decoded once per distinct label, for the
-        # summary). Read in place, without first cutting out the first line.
-        is_response = data.startswith(b"SIP/2.0 ")
+        # summary). Read in place with as few calls as can be: each costs about as much as
+        # the rest of this method. A first token seen once without a CR is known to lie
+        # within the first line (``_clean``); any other takes the general reading.
+        space = data.find(b" ")
+        first = data[:space]
+        is_response = space == 7 and first == b"SIP/2.0"
         if is_response:
-            end = data.find(b"\r\n", 8, 12)  # a first line shorter than the code
-            code = data[8:11] if end < 0 else data[8:end]
+            code = data[8:11]
+            if code not in self._clean and not self._is_clean(code):
+                end = data.find(b"\r\n", 8, 12)  # perhaps a first line shorter than the code
+                if end >= 0:
+                    code = data[8:end]
             start = data.find(b"\r\nCSeq:")
             method = b"?"
             if start >= 0:
@@ -175,12 +188,12 @@ class Metrics:
                 parts = data[start + 7 : stop].split()
                 if len(parts) == 2:
                     method = parts[1]
-            label = code + b" " + method
+            label = self._responses.get((code, method))
+            if label is None:
+                label = self._responses[(code, method)] = code + b" " + method
         else:
-            space = data.find(b" ")
-            if space > 0 and data.find(b"\r\n", 0, space) < 0:  # the usual request line
-                label = data[:space]
-            else:
+            label = first
+            if space <= 0 or (first not in self._clean and not self._is_clean(first)):
                 end = data.find(b"\r\n")
                 line = data if end < 0 else data[:end]
                 space = line.find(b" ")
@@ -194,6 +207,15 @@ class Metrics:
         key = (second // FINE_BIN_SECONDS, is_response, label, fate)
         traffic = self._traffic
         traffic[key] = traffic.get(key, 0) + 1
+
+    def _is_clean(self, token: bytes) -> bool:
+        """Whether ``token`` (a request's first token or a response's code) holds no CR,
+        so no line end; remembered when it does not (a run sees a handful of them)."""
+        if b"\r" in token:
+            return False
+        if len(self._clean) < CLEAN_TOKENS:
+            self._clean.add(token)
+        return True
 
     # -- message figures, derived from the traffic counts -------------------------------------
 
