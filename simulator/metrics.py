@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -99,8 +99,9 @@ class Metrics:
 
     def __init__(self, duration: float) -> None:
         self.duration = duration
-        # (10 s bin, is a response, label, fate) -> datagrams
-        self._traffic: dict[tuple[int, bool, bytes, str], int] = {}
+        # (10 s bin, is a response, label, fate) -> datagrams (a defaultdict: one lookup
+        # per datagram)
+        self._traffic: defaultdict[tuple[int, bool, bytes, str], int] = defaultdict(int)
         # The meter's memory of the few distinct first tokens (methods, status codes) that
         # hold no CR, and of each response label by its (code, method) (one entry per
         # label, as _traffic has).
@@ -201,12 +202,12 @@ class Metrics:
             if label == b"SUBSCRIBE":
                 self._subscribe_seen(data, now)
         per_second = self._per_second
-        if second >= len(per_second):
+        try:
+            per_second[second] += 1
+        except IndexError:  # a new second (no length check on every datagram)
             per_second.extend([0] * (second + 1 - len(per_second)))
-        per_second[second] += 1
-        key = (second // FINE_BIN_SECONDS, is_response, label, fate)
-        traffic = self._traffic
-        traffic[key] = traffic.get(key, 0) + 1
+            per_second[second] += 1
+        self._traffic[(second // FINE_BIN_SECONDS, is_response, label, fate)] += 1
 
     def _is_clean(self, token: bytes) -> bool:
         """Whether ``token`` (a request's first token or a response's code) holds no CR,
