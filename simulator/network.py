@@ -146,6 +146,9 @@ class Network:
         self._partitions: list[Partition] = []
         self._taps: list[Tap] = []
         self._meter: Meter | None = None
+        # Every arrival's SimPy callbacks: one shared tuple (SimPy takes an event's callbacks
+        # and never changes them), not a bound method and a tuple per datagram.
+        self._arrival_callbacks: tuple[Callable[[_Arrival], None], ...] = (self._arrive,)
         self.counters: dict[str, int] = {
             "sent": 0,
             "delivered": 0,
@@ -271,7 +274,7 @@ class Network:
                 delay = spec.latency.draw(link.latency_rng)
                 if spec.reorder > 0.0 and link.reorder_rng.random() < spec.reorder:
                     delay += spec.reorder_delay
-            arrival = _Arrival(self._arrive, dst, data, src.address)
+            arrival = _Arrival(self._arrival_callbacks, dst, data, src.address)
             self.env.schedule(arrival, NORMAL_PRIORITY, delay)
             return
         if fate in ("lost", "partitioned"):
@@ -285,7 +288,8 @@ class Network:
             self._deliver_later(dst, data, src.address, delay)
 
     def _deliver_later(self, dst: _Node, data: bytes, source: Address, delay: float) -> None:
-        self.env.schedule(_Arrival(self._arrive, dst, data, source), NORMAL_PRIORITY, delay)
+        arrival = _Arrival(self._arrival_callbacks, dst, data, source)
+        self.env.schedule(arrival, NORMAL_PRIORITY, delay)
 
     def _arrive(self, arrival: _Arrival) -> None:
         self.counters["delivered"] += 1
@@ -303,9 +307,13 @@ class _Arrival:
     _ok = True
 
     def __init__(
-        self, arrive: Callable[[_Arrival], None], node: _Node, data: bytes, source: Address
+        self,
+        callbacks: tuple[Callable[[_Arrival], None], ...],
+        node: _Node,
+        data: bytes,
+        source: Address,
     ) -> None:
-        self.callbacks: tuple[Callable[[_Arrival], None], ...] | None = (arrive,)
+        self.callbacks: tuple[Callable[[_Arrival], None], ...] | None = callbacks
         self.node = node
         self.data = data
         self.source = source
