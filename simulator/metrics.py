@@ -108,6 +108,12 @@ class Metrics:
         self._clean: set[bytes] = set()
         self._responses: dict[tuple[bytes, bytes], bytes] = {}
         self._per_second: list[int] = []  # datagrams sent in each simulated second
+        # The second of the last datagram counted, its span and its 10 s bin (an empty span
+        # until the first datagram).
+        self._second = 0
+        self._second_start = 1.0
+        self._second_end = 0.0
+        self._fine_bin = 0
         self.bins: dict[int, _Bin] = {}
         self.deliveries: Counter[str] = Counter()
         self.delays: array[float] = array("d")
@@ -165,9 +171,8 @@ class Metrics:
 
     def count(self, now: float, data: bytes, fate: str) -> None:
         """One datagram sent (the network's meter, ``Network.set_meter``)."""
-        second = int(now)
-        if second >= self._branch_epoch_end:
-            self._age_branches(now)
+        if not self._second_start <= now < self._second_end:
+            self._new_second(now)
         # The label: b"METHOD" for a request, b"CODE METHOD" for a response, what
         # ``classify`` reads, left as bytes (decoded once per distinct label, for the
         # summary). Read in place with as few calls as can be: each costs about as much as
@@ -201,13 +206,22 @@ class Metrics:
                 label = line if space <= 0 else line[:space]
             if label == b"SUBSCRIBE":
                 self._subscribe_seen(data, now)
+        self._per_second[self._second] += 1
+        self._traffic[(self._fine_bin, is_response, label, fate)] += 1
+
+    def _new_second(self, now: float) -> None:
+        """What ``count`` needs to know of the second ``now`` falls in, worked out once per
+        second with a datagram, not per datagram (an int() and a division less each)."""
+        second = int(now)
+        self._second = second
+        self._second_start = float(second)
+        self._second_end = float(second + 1)
+        self._fine_bin = second // FINE_BIN_SECONDS
+        if second >= self._branch_epoch_end:  # (a multiple of a second)
+            self._age_branches(now)
         per_second = self._per_second
-        try:
-            per_second[second] += 1
-        except IndexError:  # a new second (no length check on every datagram)
+        if second >= len(per_second):
             per_second.extend([0] * (second + 1 - len(per_second)))
-            per_second[second] += 1
-        self._traffic[(second // FINE_BIN_SECONDS, is_response, label, fate)] += 1
 
     def _is_clean(self, token: bytes) -> bool:
         """Whether ``token`` (a request's first token or a response's code) holds no CR,
