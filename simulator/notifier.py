@@ -357,16 +357,13 @@ class Notifier:
         to_value = scanned.to_value
         if tag is not None and scanned.to_tag is None:
             to_value = f"{to_value};tag={tag}"
-        reason = reason_phrase(status)
-        parts = [f"SIP/2.0 {status} {reason}\r\n"]
-        parts.extend(f"Via: {via}\r\n" for via in scanned.vias)
-        parts.append(
+        vias = "".join([f"Via: {via}\r\n" for via in scanned.vias])
+        headers = "".join([f"{name}: {value}\r\n" for name, value in extra])
+        return (
+            f"SIP/2.0 {status} {reason_phrase(status)}\r\n{vias}"
             f"From: {scanned.from_value}\r\nTo: {to_value}\r\nCall-ID: {scanned.call_id}\r\n"
-            f"CSeq: {scanned.cseq_value}\r\n"
-        )
-        parts.extend(f"{name}: {value}\r\n" for name, value in extra)
-        parts.append("Content-Length: 0\r\n\r\n")
-        return "".join(parts).encode()
+            f"CSeq: {scanned.cseq_value}\r\n{headers}Content-Length: 0\r\n\r\n"
+        ).encode()
 
     def _build(self, incoming: _Incoming, status: int, tag: str | None, extra: Extra) -> bytes:
         if incoming.scanned is not None:
@@ -445,7 +442,7 @@ class Notifier:
             self._in_dialog_subscribe(incoming, values, source, values.to_tag, granted)
             return
         record = sys.intern(values.to_uri)  # shared with _versions, _by_record, dialogs
-        rule = self._rejection(record)
+        rule = self._rejection(record) if self.spec.reject else None
         if rule is not None:
             retry: Extra = ()
             if rule.retry_after is not None:
