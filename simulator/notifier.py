@@ -135,7 +135,8 @@ class _NotifyTx:
         self.address = address
         self.interval = settings.t1  # next Timer E interval while Trying
         self.deadline = now + settings.timer_f  # Timer F
-        self.next_at = min(now + self.interval, self.deadline)
+        first = now + self.interval
+        self.next_at = first if first <= self.deadline else self.deadline  # min(), inline
         self.proceeding = False
 
 
@@ -604,8 +605,8 @@ class Notifier:
     def _notify_state(self, dialog: _Dialog) -> None:
         if self._dialogs.get(dialog.key) is not dialog:
             return
-        remaining = max(0, round(dialog.expires_at - self.env.now))
-        self._notify(dialog, f"active;expires={remaining}")
+        remaining = round(dialog.expires_at - self.env.now)
+        self._notify(dialog, f"active;expires={remaining if remaining > 0 else 0}")
 
     def _notify_final(self, dialog: _Dialog, reason: str, retry_after: int | None = None) -> None:
         state = f"terminated;reason={reason}"
@@ -616,7 +617,7 @@ class Notifier:
     def _notify(self, dialog: _Dialog, subscription_state: str) -> None:
         if not self.up:
             return
-        address = self._address(dialog.target)
+        address = self._addresses.get(dialog.target) or self._address(dialog.target)
         if address is None:  # cannot happen: checked when the dialog was made
             return
         dialog.local_cseq += 1
