@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
 FINE_BIN_SECONDS = 10  # plot granularity, fine enough to show synchronized retry waves
 RETRANSMISSION_WINDOW = 64.0  # longer than any non-INVITE transaction (Timer F = 64*T1)
 NO_CHANGE_SEEN = -math.inf  # a subscription started before its record changed
+CLEAN_TOKENS = 256  # the meter remembers at most this many first tokens (methods, codes)
 
 
 def classify(data: bytes) -> tuple[str, str]:
@@ -72,24 +73,6 @@ def percentile(values: list[float] | array[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _label(data: bytes) -> tuple[bool, bytes]:
-    """(False, b"METHOD") for a request, (True, b"CODE METHOD") for a response: what
-    ``classify`` reads, left as bytes (decoded once per distinct label, for the summary)."""
-    end = data.find(b"\r\n")
-    line = data if end < 0 else data[:end]
-    if line.startswith(b"SIP/2.0 "):
-        start = data.find(b"\r\nCSeq:")
-        method = b"?"
-        if start >= 0:
-            stop = data.find(b"\r\n", start + 2)
-            parts = data[start + 7 : stop].split()
-            if len(parts) == 2:
-                method = parts[1]
-        return True, line[8:11] + b" " + method
-    space = line.find(b" ")
-    return False, line if space <= 0 else line[:space]
-
-
 @dataclass
 class _Bin:
     deliveries: int = 0
@@ -116,9 +99,21 @@ class Metrics:
 
     def __init__(self, duration: float) -> None:
         self.duration = duration
-        # (10 s bin, is a response, label, fate) -> datagrams
-        self._traffic: dict[tuple[int, bool, bytes, str], int] = {}
+        # (10 s bin, is a response, label, fate) -> datagrams (a defaultdict: one lookup
+        # per datagram)
+        self._traffic: defaultdict[tuple[int, bool, bytes, str], int] = defaultdict(int)
+        # The meter's memory of the few distinct first tokens (methods, status codes) that
+        # hold no CR, and of each response label by its (code, method) (one entry per
+        # label, as _traffic has).
+        self._clean: set[bytes] = set()
+        self._responses: dict[tuple[bytes, bytes], bytes] = {}
         self._per_second: list[int] = []  # datagrams sent in each simulated second
+        # The second of the last datagram counted, its span and its 10 s bin (an empty span
+        # until the first datagram).
+        self._second = 0
+        self._second_start = 1.0
+        self._second_end = 0.0
+        self._fine_bin = 0
         self.bins: dict[int, _Bin] = {}
         self.deliveries: Counter[str] = Counter()
         self.delays: array[float] = array("d")
@@ -129,6 +124,7 @@ class Metrics:
         # Availability: live dialogs per notifier, notifier up flags, internal subscriptions.
         self._live_by_notifier: Counter[str] = Counter()
         self._up: dict[str, bool] = {}
+        self._live_now = 0  # what _live() gives, kept current (advance runs very often)
         self._subscriptions = 0
         self._last_t = 0.0
         self.live_area = 0.0
@@ -150,7 +146,7 @@ class Metrics:
         t = self._last_t
         if now <= t:
             return
-        live = min(self._live(), self._subscriptions)
+        live = min(self._live_now, self._subscriptions)
         subs = self._subscriptions
         while t < now:
             index = int(t // BIN_SECONDS)
@@ -175,19 +171,66 @@ class Metrics:
 
     def count(self, now: float, data: bytes, fate: str) -> None:
         """One datagram sent (the network's meter, ``Network.set_meter``)."""
+        if not self._second_start <= now < self._second_end:
+            self._new_second(now)
+        # The label: b"METHOD" for a request, b"CODE METHOD" for a response, what
+        # ``classify`` reads, left as bytes (decoded once per distinct label, for the
+        # summary). Read in place with as few calls as can be: each costs about as much as
+        # the rest of this method. A first token seen once without a CR is known to lie
+        # within the first line (``_clean``); any other takes the general reading.
+        space = data.find(b" ")
+        first = data[:space]
+        is_response = space == 7 and first == b"SIP/2.0"
+        if is_response:
+            code = data[8:11]
+            if code not in self._clean and not self._is_clean(code):
+                end = data.find(b"\r\n", 8, 12)  # perhaps a first line shorter than the code
+                if end >= 0:
+                    code = data[8:end]
+            start = data.find(b"\r\nCSeq:")
+            method = b"?"
+            if start >= 0:
+                stop = data.find(b"\r\n", start + 2)
+                parts = data[start + 7 : stop].split()
+                if len(parts) == 2:
+                    method = parts[1]
+            label = self._responses.get((code, method))
+            if label is None:
+                label = self._responses[(code, method)] = code + b" " + method
+        else:
+            label = first
+            if space <= 0 or (first not in self._clean and not self._is_clean(first)):
+                end = data.find(b"\r\n")
+                line = data if end < 0 else data[:end]
+                space = line.find(b" ")
+                label = line if space <= 0 else line[:space]
+            if label == b"SUBSCRIBE":
+                self._subscribe_seen(data, now)
+        self._per_second[self._second] += 1
+        self._traffic[(self._fine_bin, is_response, label, fate)] += 1
+
+    def _new_second(self, now: float) -> None:
+        """What ``count`` needs to know of the second ``now`` falls in, worked out once per
+        second with a datagram, not per datagram (an int() and a division less each)."""
         second = int(now)
-        if second >= self._branch_epoch_end:
+        self._second = second
+        self._second_start = float(second)
+        self._second_end = float(second + 1)
+        self._fine_bin = second // FINE_BIN_SECONDS
+        if second >= self._branch_epoch_end:  # (a multiple of a second)
             self._age_branches(now)
-        is_response, label = _label(data)
-        if label == b"SUBSCRIBE" and not is_response:
-            self._subscribe_seen(data, now)
         per_second = self._per_second
         if second >= len(per_second):
             per_second.extend([0] * (second + 1 - len(per_second)))
-        per_second[second] += 1
-        key = (second // FINE_BIN_SECONDS, is_response, label, fate)
-        traffic = self._traffic
-        traffic[key] = traffic.get(key, 0) + 1
+
+    def _is_clean(self, token: bytes) -> bool:
+        """Whether ``token`` (a request's first token or a response's code) holds no CR,
+        so no line end; remembered when it does not (a run sees a handful of them)."""
+        if b"\r" in token:
+            return False
+        if len(self._clean) < CLEAN_TOKENS:
+            self._clean.add(token)
+        return True
 
     # -- message figures, derived from the traffic counts -------------------------------------
 
@@ -276,10 +319,13 @@ class Metrics:
     def dialog_live(self, notifier: str, delta: int, now: float) -> None:
         self.advance(now)
         self._live_by_notifier[notifier] += delta
+        if self._up.get(notifier, True):
+            self._live_now += delta
 
     def notifier_up(self, notifier: str, up: bool, now: float) -> None:
         self.advance(now)
         self._up[notifier] = up
+        self._live_now = self._live()
 
     def presence_changed(self, record: str, now: float) -> None:
         self._last_change[record] = now

@@ -146,14 +146,18 @@ class Network:
         self._partitions: list[Partition] = []
         self._taps: list[Tap] = []
         self._meter: Meter | None = None
-        self.counters: dict[str, int] = {
-            "sent": 0,
-            "delivered": 0,
-            "lost": 0,
-            "duplicated": 0,
-            "partitioned": 0,
-            "unroutable": 0,
-        }
+        # Every arrival's SimPy callbacks: one shared tuple (SimPy takes an event's callbacks
+        # and never changes them), not a bound method and a tuple per datagram.
+        self._arrival_callbacks: tuple[Callable[[_Arrival], None], ...] = (self._arrive,)
+        # Datagram counts (``counters``): the two bumped on every datagram as plain ints.
+        self._sent = 0
+        self._delivered = 0
+        self._rare: dict[str, int] = {"lost": 0, "duplicated": 0, "partitioned": 0, "unroutable": 0}
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Datagrams sent, delivered, lost, duplicated, partitioned and unroutable (a copy)."""
+        return {"sent": self._sent, "delivered": self._delivered, **self._rare}
 
     # -- topology ---------------------------------------------------------------------------
 
@@ -241,14 +245,13 @@ class Network:
     def send(self, source_node: str, destination: Address, data: bytes) -> None:
         """Send a datagram from a node; it arrives after the link's latency, or never."""
         now: float = self.env.now
-        counters = self.counters
-        counters["sent"] += 1
+        self._sent += 1
         route = self._routes.get((source_node, destination))
         if route is None:
             try:
                 route = self._route(source_node, destination)
             except UnknownDestination:
-                counters["unroutable"] += 1
+                self._rare["unroutable"] += 1
                 return
         src, dst, link = route
         spec = link.spec
@@ -271,13 +274,13 @@ class Network:
                 delay = spec.latency.draw(link.latency_rng)
                 if spec.reorder > 0.0 and link.reorder_rng.random() < spec.reorder:
                     delay += spec.reorder_delay
-            arrival = _Arrival(self._arrive, dst, data, src.address)
+            arrival = _Arrival(self._arrival_callbacks, dst, data, src.address)
             self.env.schedule(arrival, NORMAL_PRIORITY, delay)
             return
         if fate in ("lost", "partitioned"):
-            counters[fate] += 1
+            self._rare[fate] += 1
             return
-        counters["duplicated"] += 1
+        self._rare["duplicated"] += 1
         for _ in range(2):
             delay = spec.latency.draw(link.latency_rng)
             if spec.reorder > 0.0 and link.reorder_rng.random() < spec.reorder:
@@ -285,10 +288,11 @@ class Network:
             self._deliver_later(dst, data, src.address, delay)
 
     def _deliver_later(self, dst: _Node, data: bytes, source: Address, delay: float) -> None:
-        self.env.schedule(_Arrival(self._arrive, dst, data, source), NORMAL_PRIORITY, delay)
+        arrival = _Arrival(self._arrival_callbacks, dst, data, source)
+        self.env.schedule(arrival, NORMAL_PRIORITY, delay)
 
     def _arrive(self, arrival: _Arrival) -> None:
-        self.counters["delivered"] += 1
+        self._delivered += 1
         arrival.node.receiver(arrival.data, arrival.source)
 
 
@@ -303,9 +307,13 @@ class _Arrival:
     _ok = True
 
     def __init__(
-        self, arrive: Callable[[_Arrival], None], node: _Node, data: bytes, source: Address
+        self,
+        callbacks: tuple[Callable[[_Arrival], None], ...],
+        node: _Node,
+        data: bytes,
+        source: Address,
     ) -> None:
-        self.callbacks: tuple[Callable[[_Arrival], None], ...] | None = (arrive,)
+        self.callbacks: tuple[Callable[[_Arrival], None], ...] | None = callbacks
         self.node = node
         self.data = data
         self.source = source

@@ -28,6 +28,7 @@ Iteration order is always insertion order (dicts, never sets) so runs are reprod
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -52,13 +53,8 @@ from simulator.workload import NotifierSpec, RejectRule
 PIDF_TYPE = "application/pidf+xml"
 ADDRESS_CACHE_SIZE = 1024  # Contact URI -> address: one entry per agent in practice
 RETRANSMISSION_MEMORY = 32.0  # how long a SUBSCRIBE's response is kept for retransmissions
-# build_pidf(record, basic=..., note=f"version {n}") for a record needing no XML escaping.
-_PIDF_TEMPLATE = (
-    "<?xml version='1.0' encoding='UTF-8'?>\n"
-    '<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{record}"><tuple id="t1"><status>'
-    "<basic>{basic}</basic></status><note>version {version}</note></tuple></presence>"
-)
-_XML_SPECIAL = frozenset("&<>\"'")
+# Any character build_pidf would escape in the entity (one search, not a loop over it).
+_XML_SPECIAL = re.compile("[&<>\"']")
 
 Extra = tuple[tuple[str, str], ...]  # extra response headers, in order
 # How to rebuild a SUBSCRIBE's answer from a retransmission of it (a byte copy): status,
@@ -139,7 +135,8 @@ class _NotifyTx:
         self.address = address
         self.interval = settings.t1  # next Timer E interval while Trying
         self.deadline = now + settings.timer_f  # Timer F
-        self.next_at = min(now + self.interval, self.deadline)
+        first = now + self.interval
+        self.next_at = first if first <= self.deadline else self.deadline  # min(), inline
         self.proceeding = False
 
 
@@ -334,7 +331,7 @@ class Notifier:
                 status, tag, extra = cached
                 self._send(self._build(incoming, status, tag, extra), source)
             return
-        self._remember(key, None)
+        self._answered[key] = None  # being processed (the answers were aged just above)
         now = self.env.now
         service = self.spec.service_time
         if service > 0:
@@ -348,7 +345,10 @@ class Notifier:
             delay = self._busy_until - now + self.spec.response_delay
         else:
             delay = self.spec.response_delay
-        self._later(delay, lambda: self._process_subscribe(incoming, source))
+        if delay <= 0:
+            self._process_subscribe(incoming, source)  # what _later does, without a closure
+        else:
+            call_later(self.env, delay, lambda: self._process_subscribe(incoming, source))
 
     # -- answering --------------------------------------------------------------------------
 
@@ -358,16 +358,13 @@ class Notifier:
         to_value = scanned.to_value
         if tag is not None and scanned.to_tag is None:
             to_value = f"{to_value};tag={tag}"
-        reason = reason_phrase(status)
-        parts = [f"SIP/2.0 {status} {reason}\r\n"]
-        parts.extend(f"Via: {via}\r\n" for via in scanned.vias)
-        parts.append(
+        vias = "".join([f"Via: {via}\r\n" for via in scanned.vias])
+        headers = "".join([f"{name}: {value}\r\n" for name, value in extra])
+        return (
+            f"SIP/2.0 {status} {reason_phrase(status)}\r\n{vias}"
             f"From: {scanned.from_value}\r\nTo: {to_value}\r\nCall-ID: {scanned.call_id}\r\n"
-            f"CSeq: {scanned.cseq_value}\r\n"
-        )
-        parts.extend(f"{name}: {value}\r\n" for name, value in extra)
-        parts.append("Content-Length: 0\r\n\r\n")
-        return "".join(parts).encode()
+            f"CSeq: {scanned.cseq_value}\r\n{headers}Content-Length: 0\r\n\r\n"
+        ).encode()
 
     def _build(self, incoming: _Incoming, status: int, tag: str | None, extra: Extra) -> bytes:
         if incoming.scanned is not None:
@@ -446,7 +443,7 @@ class Notifier:
             self._in_dialog_subscribe(incoming, values, source, values.to_tag, granted)
             return
         record = sys.intern(values.to_uri)  # shared with _versions, _by_record, dialogs
-        rule = self._rejection(record)
+        rule = self._rejection(record) if self.spec.reject else None
         if rule is not None:
             retry: Extra = ()
             if rule.retry_after is not None:
@@ -482,7 +479,10 @@ class Notifier:
             self._later(self.spec.notify_delay, lambda: self._notify_final(dialog, "timeout"))
             return
         self._add_dialog(dialog)
-        self._later(self.spec.notify_delay, lambda: self._notify_state(dialog))
+        if self.spec.notify_delay <= 0:
+            self._notify_state(dialog)  # what _later does, without a closure
+        else:
+            call_later(self.env, self.spec.notify_delay, lambda: self._notify_state(dialog))
 
     def _address(self, target: str) -> Address | None:
         address = self._addresses.get(target)
@@ -588,8 +588,15 @@ class Notifier:
         if last[0] == record and last[1] == version:
             return last[2]  # the NOTIFYs of one change go out together: built once
         basic = "closed" if version % 2 else "open"
-        if _XML_SPECIAL.isdisjoint(record) and record.isascii():
-            body = _PIDF_TEMPLATE.format(record=record, basic=basic, version=version).encode()
+        if record.isascii() and _XML_SPECIAL.search(record) is None:
+            # build_pidf(record, basic=..., note=f"version {n}") for a record needing no
+            # XML escaping.
+            body = (
+                "<?xml version='1.0' encoding='UTF-8'?>\n"
+                f'<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="{record}">'
+                f'<tuple id="t1"><status><basic>{basic}</basic></status>'
+                f"<note>version {version}</note></tuple></presence>"
+            ).encode()
         else:
             body = build_pidf(record, basic=basic, note=f"version {version}")
         self._last_body = (record, version, body)
@@ -598,8 +605,8 @@ class Notifier:
     def _notify_state(self, dialog: _Dialog) -> None:
         if self._dialogs.get(dialog.key) is not dialog:
             return
-        remaining = max(0, round(dialog.expires_at - self.env.now))
-        self._notify(dialog, f"active;expires={remaining}")
+        remaining = round(dialog.expires_at - self.env.now)
+        self._notify(dialog, f"active;expires={remaining if remaining > 0 else 0}")
 
     def _notify_final(self, dialog: _Dialog, reason: str, retry_after: int | None = None) -> None:
         state = f"terminated;reason={reason}"
@@ -610,28 +617,30 @@ class Notifier:
     def _notify(self, dialog: _Dialog, subscription_state: str) -> None:
         if not self.up:
             return
-        address = self._address(dialog.target)
+        address = self._addresses.get(dialog.target) or self._address(dialog.target)
         if address is None:  # cannot happen: checked when the dialog was made
             return
         dialog.local_cseq += 1
         branch = "z9hG4bK" + self._token()
         body = self._body(dialog.record)
+        from_tag = dialog.from_tag  # their From value (from_value), written in place
+        to_tag = "" if from_tag is None else ";tag=" + from_tag
         # The same bytes as Request("NOTIFY", target, headers, body).to_bytes() with these
         # headers in this order (tests/simulator/test_sipscan.py).
         data = (
             f"NOTIFY {dialog.target} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {self._sent_by};branch={branch}\r\nMax-Forwards: 70\r\n"
-            f"From: {dialog.to_value};tag={dialog.key}\r\nTo: {dialog.from_value}\r\n"
+            f"From: {dialog.to_value};tag={dialog.key}\r\nTo: {dialog.from_head}{to_tag}\r\n"
             f"Call-ID: {dialog.call_id}\r\nCSeq: {dialog.local_cseq} NOTIFY\r\n"
             f"Contact: {self._contact}\r\nEvent: presence\r\n"
             f"Subscription-State: {subscription_state}\r\nContent-Type: {PIDF_TYPE}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        now = self.env.now
-        tx = _NotifyTx(dialog, data, address, now, self.settings)
+        tx = _NotifyTx(dialog, data, address, self.env.now, self.settings)
         self._txs[branch] = tx
-        self._count("notify_sent")
-        self._send(data, address)
+        counters = self.counters
+        counters["notify_sent"] = counters.get("notify_sent", 0) + 1
+        self.network.send(self.name, address, data)  # up: checked above
         self._tx_timers.push(tx.next_at, branch)
 
     def _tx_due(self, branch: str) -> float | None:
@@ -711,14 +720,17 @@ class Notifier:
             self.observer.presence_changed(record, self.env.now)
         if not self.up:
             return 0
-        watchers = self._watchers(record)
+        watchers = self._by_record.get(record)
+        if watchers is None:
+            return 0
+        dialogs = list(watchers) if isinstance(watchers, list) else (watchers,)
         delay = self.spec.notify_delay
-        for dialog in watchers:
+        for dialog in dialogs:
             if delay <= 0:
                 self._notify_state(dialog)  # what _later does at once, without a closure
             else:
                 self._later(delay, lambda d=dialog: self._notify_state(d))  # type: ignore[misc]
-        return len(watchers)
+        return len(dialogs)
 
     def terminate(self, reason: str, retry_after: int | None = None, fraction: float = 1.0) -> int:
         """Terminate a share of the dialogs (chosen with the seeded stream) with ``reason``."""
