@@ -706,10 +706,16 @@ def _usual_section(text: str, limits: ParseLimits,
 # whose dialogs' sections do not recur soon pays no copies); at most _SECTIONS_MAX of at
 # most _SECTION_CHARS characters each, with their lines and entries (so a few times that in
 # memory); emptied when full, then refilled by the sections that recur.
+# While none is kept, only one section in _SECTIONS_PROBE is cut (its key looked for among
+# the seen): an agent whose dialogs' sections do not recur soon (many dialogs, each sending
+# a few NOTIFYs an hour) then pays for few cuts, and the messages of a dialog that sends
+# many are still seen recurring within a few probes (then every section is looked up).
 _SECTIONS: dict[str, _Section] = {}
 _SECTIONS_SEEN: set[int] = set()
 _SECTIONS_MAX = 512
 _SECTION_CHARS = 2048
+_SECTIONS_PROBE = 16
+_sections_unprobed = 0  # usual sections not cut since the last probe
 
 
 def _section_cut(text: str) -> tuple[str, int, int, int, int] | None:
@@ -787,6 +793,7 @@ def _keep_section(text: str, cut: tuple[str, int, int, int, int], start_line: st
 
 def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request | Response:
     """Frame and parse one SIP message (a whole UDP datagram)."""
+    global _sections_unprobed
     if len(data) > limits.max_message_bytes:
         raise SipParseError(
             f"message too large: {len(data)} bytes (limit {limits.max_message_bytes})"
@@ -809,11 +816,17 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         except UnicodeDecodeError:
             pass  # framed and reported by _general_head
         else:
-            cut = _section_cut(text)
-            if cut is not None:
-                section = _SECTIONS.get(cut[0])
-                if section is not None:
-                    usual = _kept_section(text, cut, section, limits, typed)
+            if _SECTIONS:
+                cut = _section_cut(text)
+                if cut is not None:
+                    section = _SECTIONS.get(cut[0])
+                    if section is not None:
+                        usual = _kept_section(text, cut, section, limits, typed)
+            elif _sections_unprobed >= _SECTIONS_PROBE - 1:
+                _sections_unprobed = 0
+                cut = _section_cut(text)
+            else:
+                _sections_unprobed += 1
             if usual is None:
                 usual = _usual_section(text, limits, typed)
     non_utf8: SipParseError | None = None
