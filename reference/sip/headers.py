@@ -296,14 +296,28 @@ KNOWN_METHODS = frozenset({
 _METHODS = {method: method for method in KNOWN_METHODS}  # (one string object per method)
 
 
+# The usual CSeq values seen ("1 NOTIFY", "2 NOTIFY"...: every dialog counts from its first
+# number) and their CSeq: a lookup instead of the parse. At most _CSEQS_MAX values, each at
+# most MAX_NUMBER_DIGITS characters and a method name; emptied when full.
+_CSEQS: dict[str, CSeq] = {}
+_CSEQS_MAX = 1024
+
+
 def usual_cseq(value: str) -> CSeq | None:
     """What ``parse_cseq`` gives for the usual "1 NOTIFY" (what split() gives): a known
     method and fewer digits than 2**32 - 1 has; None for any other value."""
+    cseq = _CSEQS.get(value)
+    if cseq is not None:
+        return cseq
     number, _, method = value.partition(" ")
     known = _METHODS.get(method)
     if known is not None and len(number) < MAX_NUMBER_DIGITS and number.isdigit() \
             and number.isascii():
-        return _new(CSeq, (int(number), known))
+        cseq = _new(CSeq, (int(number), known))
+        if len(_CSEQS) >= _CSEQS_MAX:
+            _CSEQS.clear()
+        _CSEQS[value] = cseq
+        return cseq
     return None
 
 

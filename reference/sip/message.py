@@ -672,23 +672,28 @@ def _usual_section(text: str, limits: ParseLimits,
                 return None  # a bare CR or LF
             written, colon, value = line.partition(":")
             spelling = FIELD_SPELLINGS.get(written)
-            if spelling is not None and colon and spelling[0] in _UNIQUE_KEYS:
-                # A Via or CSeq line (what _split_field gives, inline: one in each message,
-                # not cached), and its typed value when it is of the usual shape: every
-                # reader reads both.
-                key = spelling[0]
-                value = value.strip(" \t")
-                found[at] = (key, (value,))
-                if key == "via":
-                    via = known_via(value)
-                    if via is not None:
-                        typed["vias"] = [via]
-                else:
-                    cseq = usual_cseq(value)
-                    if cseq is not None:
-                        typed["cseq"] = cseq
+            if spelling is None or not colon:
+                found[at] = _split_field(line)  # (a name not seen yet, or a bad line)
+                continue
+            # What _split_field gives, inline (a few lines of each message miss the cache:
+            # Via and CSeq always, a dialog's From, To and Call-ID on a busy agent).
+            key = spelling[0]
+            value = value.strip(" \t")
+            entry = found[at] = (key, (value,))
+            if key == "via":
+                # The typed values of the Via and CSeq lines (not cached) when they are of
+                # the usual shape: every reader reads both.
+                via = known_via(value)
+                if via is not None:
+                    typed["vias"] = [via]
+            elif key == "cseq":
+                cseq = usual_cseq(value)
+                if cseq is not None:
+                    typed["cseq"] = cseq
             else:
-                found[at] = _split_field(line)
+                if len(_FIELDS) >= _FIELDS_MAX:
+                    _FIELDS.clear()
+                _FIELDS[line] = entry
     except SipParseError:
         return None
     return start_line, good, lines, found, None  # type: ignore[return-value]  # (no None left)

@@ -126,3 +126,19 @@ def test_single_is_the_value_of_exactly_one_field_line() -> None:
     assert headers.single("Route") is None  # none
     headers.add("Contact", "<sip:b@x>")
     assert headers.single("Contact") is None
+
+
+@pytest.mark.parametrize("value", ["1 NOTIFY", "4294967295 NOTIFY", "429496729 SUBSCRIBE",
+                                   "01 NOTIFY", "1 NOTIFY ", "1  NOTIFY", "1 notify",
+                                   "x NOTIFY", "1 FOO", "\u0661 NOTIFY", ""])
+def test_a_cached_usual_cseq_is_the_fresh_parse(value: str) -> None:
+    """usual_cseq keeps the CSeq of each usual value seen: a second read (from the cache)
+    gives what the first gave, and what parse_cseq gives."""
+    from reference.sip.headers import _CSEQS, parse_cseq, usual_cseq
+
+    _CSEQS.clear()
+    first = usual_cseq(value)
+    assert usual_cseq(value) == first
+    assert (value in _CSEQS) == (first is not None)
+    if first is not None:
+        assert first == parse_cseq(value) and type(first.number) is int
