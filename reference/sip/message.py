@@ -85,6 +85,10 @@ _SINGLE_VALUE_KEYS = tuple(
     (name, name.lower()) for name in ("Call-ID", "CSeq", "From", "To", "Max-Forwards"))
 # (name, lookup key) of the mandatory headers; requests also need the last one.
 _MANDATORY_KEYS = tuple((name, name.lower()) for name in (*_MANDATORY, "Max-Forwards"))
+# Their keys together, for a request and for a response (no Max-Forwards): one subset test
+# when all are there.
+_REQUEST_MANDATORY = frozenset(key for _, key in _MANDATORY_KEYS)
+_RESPONSE_MANDATORY = frozenset(key for _, key in _MANDATORY_KEYS[:-1])
 
 
 def _parse_vias(values: list[str]) -> list[Via]:
@@ -990,19 +994,30 @@ def check_mandatory(message: Request | Response) -> None:
     Max-Forwards in requests) is missing or unparsable, or the CSeq method differs from the
     request method. ``err.message`` is the message."""
     is_request = isinstance(message, Request)
-    index = message.headers._lookup()
-    for name, key in _MANDATORY_KEYS if is_request else _MANDATORY_KEYS[:-1]:
-        if key not in index:
-            raise SipParseError(f"missing header: {name}", message)
-    message.to  # noqa: B018 - each access parses and validates the header
-    message.from_  # noqa: B018
-    message.call_id  # noqa: B018
-    cseq = message.cseq
-    if message.top_via is None:
+    headers = message.headers
+    index = headers._index or headers._lookup()
+    if not index.keys() >= (_REQUEST_MANDATORY if is_request else _RESPONSE_MANDATORY):
+        for name, key in _MANDATORY_KEYS if is_request else _MANDATORY_KEYS[:-1]:
+            if key not in index:
+                raise SipParseError(f"missing header: {name}", message)
+    # What the accessors to, from_ and call_id check, in their order and with their errors
+    # (inline: one lookup of each value, no accessor call).
+    try:
+        parse_to(index["to"][0])
+        parse_from(index["from"][0])
+        call_id = index["call-id"][0]
+        if not call_id or not call_id.isprintable() or " " in call_id:
+            parse_call_id(call_id)  # (raises)
+    except SipParseError as exc:
+        raise SipParseError(str(exc), message) from None
+    cache = headers._cache  # (the CSeq and Via list parsed with the section, usually)
+    cseq: CSeq = cache.get("cseq") or message.cseq  # type: ignore[assignment]
+    if not cache.get("vias") and message.top_via is None:
         raise SipParseError("missing header: Via", message)
     if is_request:
         assert isinstance(message, Request)
-        message.max_forwards  # noqa: B018
+        if index["max-forwards"][0] not in MAX_FORWARDS_VALUES:
+            message.max_forwards  # noqa: B018 - the accessor parses and validates it
         if cseq.method != message.method:
             raise SipParseError(
                 f"bad CSeq: method {cseq.method!r} differs from request method {message.method!r}",
