@@ -142,3 +142,21 @@ def test_a_cached_usual_cseq_is_the_fresh_parse(value: str) -> None:
     assert (value in _CSEQS) == (first is not None)
     if first is not None:
         assert first == parse_cseq(value) and type(first.number) is int
+
+
+@pytest.mark.parametrize("name", ["From", "f", "from", "X-Custom", "content-length"])
+def test_headers_add_of_a_known_name_is_the_first_adds(name: str) -> None:
+    """Headers.add keeps the spelling of each valid name added: a second add (from that
+    cache) gives the field the first gave; invalid names are never kept."""
+    from reference.sip.headers import _ADDED_NAMES
+
+    _ADDED_NAMES.clear()
+    first, second = Headers(), Headers()
+    first.add(name, "v")
+    second.add(name, "v")
+    assert first.items() == second.items() and second.get(name) == "v"
+    assert name in second and second.single(name) == "v" and "Other" not in second
+    for bad in ("", "Bad Name", "Bad:Name"):
+        with pytest.raises(ValueError, match="bad header name"):
+            first.add(bad, "v")
+        assert bad not in _ADDED_NAMES
