@@ -25,10 +25,11 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
 * Typed accessors are lazy and their values immutable. The values that recur in a dialog
   (From, To, Contact, Event, Subscription-State, Content-Type, Accept, Expires) come from
   their parsers' caches, keyed by the value's text, and a Via from its shape's (all but the
-  branch); the others (the Via list, CSeq...) are kept in the ``Headers`` object (cleared
-  on mutation). One Via line of a known shape and one CSeq line of the usual form ("1
-  NOTIFY") are parsed with the header section already (every reader reads them, and their
-  lines are at hand there); a value that is not of those forms waits for its accessor.
+  branch); the others (the Via list, CSeq...) and the To and Call-ID read (read several
+  times per message) are kept in the ``Headers`` object (cleared on mutation). One Via
+  line of a known shape and one CSeq line of the usual form ("1 NOTIFY") are parsed with
+  the header section already (every reader reads them, and their lines are at hand
+  there); a value that is not of those forms waits for its accessor.
   ``from_``, ``to``, ``call_id`` and ``cseq`` are mandatory: absent, they raise
   ``missing header: X``; the optional ones return None or []. Every accessor error carries
   the message in ``err.message``.
@@ -212,7 +213,8 @@ class _Accessors:
         return SipParseError(str(exc), self)
 
     # From, To, Contact, Event, Subscription-State and Content-Type values recur, and their
-    # parsers cache them by text: these accessors go to that cache every time.
+    # parsers cache them by text: these accessors go to that cache (To after its first read:
+    # see below).
 
     @property
     def from_(self) -> NameAddr:
@@ -225,30 +227,43 @@ class _Accessors:
         except SipParseError as exc:
             raise self._bad(exc) from None
 
+    # To and Call-ID are read several times per message (transaction, dialog and check):
+    # they are kept in the typed cache too (with the Via list and CSeq, at most five values,
+    # which a message's cache holds without growing).
+
     @property
     def to(self) -> NameAddr:
         headers = self.headers
+        cached: NameAddr | None = headers._cache.get("to")  # type: ignore[assignment]
+        if cached is not None:
+            return cached
         values = (headers._index or headers._lookup()).get("to")
         if values is None:
             raise SipParseError("missing header: To", self)
         try:
-            return parse_to(values[0])
+            to = parse_to(values[0])
         except SipParseError as exc:
             raise self._bad(exc) from None
+        headers._cache["to"] = to
+        return to
 
     @property
     def call_id(self) -> str:
         headers = self.headers
+        cached: str | None = headers._cache.get("call-id")  # type: ignore[assignment]
+        if cached is not None:
+            return cached
         values = (headers._index or headers._lookup()).get("call-id")
         if values is None:
             raise SipParseError("missing header: Call-ID", self)
         value = values[0]
-        if value and value.isprintable() and " " not in value:
-            return value  # parse_call_id's check, inline: as cheap as a cache lookup
-        try:
-            return parse_call_id(value)
-        except SipParseError as exc:
-            raise self._bad(exc) from None
+        if not value or not value.isprintable() or " " in value:
+            try:
+                parse_call_id(value)  # (raises)
+            except SipParseError as exc:
+                raise self._bad(exc) from None
+        headers._cache["call-id"] = value
+        return value
 
     @property
     def cseq(self) -> CSeq:
@@ -1001,16 +1016,19 @@ def check_mandatory(message: Request | Response) -> None:
             if key not in index:
                 raise SipParseError(f"missing header: {name}", message)
     # What the accessors to, from_ and call_id check, in their order and with their errors
-    # (inline: one lookup of each value, no accessor call).
+    # (inline: one lookup of each value, no accessor call), and what they keep.
+    cache = headers._cache
     try:
-        parse_to(index["to"][0])
+        to = parse_to(index["to"][0])
         parse_from(index["from"][0])
         call_id = index["call-id"][0]
         if not call_id or not call_id.isprintable() or " " in call_id:
             parse_call_id(call_id)  # (raises)
     except SipParseError as exc:
         raise SipParseError(str(exc), message) from None
-    cache = headers._cache  # (the CSeq and Via list parsed with the section, usually)
+    cache["to"] = to
+    cache["call-id"] = call_id
+    # (The CSeq and the Via list were parsed with the section, usually.)
     cseq: CSeq = cache.get("cseq") or message.cseq  # type: ignore[assignment]
     if not cache.get("vias") and message.top_via is None:
         raise SipParseError("missing header: Via", message)

@@ -160,3 +160,21 @@ def test_headers_add_of_a_known_name_is_the_first_adds(name: str) -> None:
         with pytest.raises(ValueError, match="bad header name"):
             first.add(bad, "v")
         assert bad not in _ADDED_NAMES
+
+
+def test_kept_to_and_call_id_follow_mutation() -> None:
+    """To and Call-ID are kept in the typed cache once read (or checked by check_mandatory):
+    a mutation of the headers drops them, a bad value is an error on every read."""
+    from reference.sip import check_mandatory
+
+    message = _notify()
+    check_mandatory(message)
+    assert message.to.tag == "2" and message.call_id == "c1"
+    message.headers.set("To", "<sip:a@y>;tag=3")
+    message.headers.set("Call-ID", "c2")
+    assert message.to.tag == "3" and message.call_id == "c2"
+    message.headers.set("Call-ID", "bad id")
+    for _ in range(2):
+        with pytest.raises(SipParseError, match="bad Call-ID") as info:
+            message.call_id  # noqa: B018
+        assert info.value.message is message
