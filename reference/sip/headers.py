@@ -296,14 +296,28 @@ KNOWN_METHODS = frozenset({
 _METHODS = {method: method for method in KNOWN_METHODS}  # (one string object per method)
 
 
+# The usual CSeq values seen ("1 NOTIFY", "2 NOTIFY"...: every dialog counts from its first
+# number) and their CSeq: a lookup instead of the parse. At most _CSEQS_MAX values, each at
+# most MAX_NUMBER_DIGITS characters and a method name; emptied when full.
+_CSEQS: dict[str, CSeq] = {}
+_CSEQS_MAX = 1024
+
+
 def usual_cseq(value: str) -> CSeq | None:
     """What ``parse_cseq`` gives for the usual "1 NOTIFY" (what split() gives): a known
     method and fewer digits than 2**32 - 1 has; None for any other value."""
+    cseq = _CSEQS.get(value)
+    if cseq is not None:
+        return cseq
     number, _, method = value.partition(" ")
     known = _METHODS.get(method)
     if known is not None and len(number) < MAX_NUMBER_DIGITS and number.isdigit() \
             and number.isascii():
-        return _new(CSeq, (int(number), known))
+        cseq = _new(CSeq, (int(number), known))
+        if len(_CSEQS) >= _CSEQS_MAX:
+            _CSEQS.clear()
+        _CSEQS[value] = cseq
+        return cseq
     return None
 
 
@@ -719,6 +733,13 @@ def lookup_key(name: str) -> str:
     return key
 
 
+# (lookup key, canonical name) of each valid header name given to ``Headers.add``: the same
+# few are added to every request built. At most _ADDED_NAMES_MAX names, filled up and then
+# left as they are.
+_ADDED_NAMES: dict[str, tuple[str, str]] = {}
+_ADDED_NAMES_MAX = 1024
+
+
 # (lookup key, canonical or written name) of each header name as written before its colon
 # (``Via``, ``CSeq ``...) that is a valid name: at most _SPELLINGS_MAX names of at most one
 # header line each, filled up and then left as they are.
@@ -806,11 +827,21 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         if "\r" in value or "\n" in value:
             raise ValueError(f"header value for {name!r} contains CR or LF")
-        if not name or not set(name) <= TOKEN_CHARS:
-            raise ValueError(f"bad header name {name!r}")
-        full = canonical_name(name)
-        self._items.append((full.lower(), full, value))
-        self._changed()
+        spelling = _ADDED_NAMES.get(name)
+        if spelling is None:
+            if not name or not set(name) <= TOKEN_CHARS:
+                raise ValueError(f"bad header name {name!r}")
+            full = canonical_name(name)
+            spelling = (full.lower(), full)
+            if len(_ADDED_NAMES) < _ADDED_NAMES_MAX:
+                _ADDED_NAMES[name] = spelling
+        fields = self._fields
+        if fields is None:
+            fields = self._items
+        key, full = spelling
+        fields.append((key, full, value))
+        self._index = None  # (what _changed does, inline: a request is built by adds)
+        self._cache.clear()
 
     def set(self, name: str, value: str) -> None:
         """Replace every field called ``name`` by one (at the first one's position)."""
@@ -843,7 +874,11 @@ class Headers:
 
     def single(self, name: str) -> str | None:
         """The value of ``name`` when exactly one field line has it, else None."""
-        values = self._lookup().get(lookup_key(name))
+        index = self._index
+        if index is None:
+            index = self._lookup()
+        key = _LOOKUP_KEYS.get(name)
+        values = index.get(lookup_key(name) if key is None else key)
         return values[0] if values is not None and len(values) == 1 else None
 
     def get_all(self, name: str) -> list[str]:
@@ -870,7 +905,11 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        return lookup_key(name) in self._lookup()
+        index = self._index
+        if index is None:
+            index = self._lookup()
+        key = _LOOKUP_KEYS.get(name)
+        return (lookup_key(name) if key is None else key) in index
 
     def __len__(self) -> int:
         return len(self._items)

@@ -25,10 +25,11 @@ Decisions (where RFC 3261 leaves room or the brief was silent):
 * Typed accessors are lazy and their values immutable. The values that recur in a dialog
   (From, To, Contact, Event, Subscription-State, Content-Type, Accept, Expires) come from
   their parsers' caches, keyed by the value's text, and a Via from its shape's (all but the
-  branch); the others (the Via list, CSeq...) are kept in the ``Headers`` object (cleared
-  on mutation). One Via line of a known shape and one CSeq line of the usual form ("1
-  NOTIFY") are parsed with the header section already (every reader reads them, and their
-  lines are at hand there); a value that is not of those forms waits for its accessor.
+  branch); the others (the Via list, CSeq...) and the To and Call-ID read (read several
+  times per message) are kept in the ``Headers`` object (cleared on mutation). One Via
+  line of a known shape and one CSeq line of the usual form ("1 NOTIFY") are parsed with
+  the header section already (every reader reads them, and their lines are at hand
+  there); a value that is not of those forms waits for its accessor.
   ``from_``, ``to``, ``call_id`` and ``cseq`` are mandatory: absent, they raise
   ``missing header: X``; the optional ones return None or []. Every accessor error carries
   the message in ``err.message``.
@@ -85,6 +86,10 @@ _SINGLE_VALUE_KEYS = tuple(
     (name, name.lower()) for name in ("Call-ID", "CSeq", "From", "To", "Max-Forwards"))
 # (name, lookup key) of the mandatory headers; requests also need the last one.
 _MANDATORY_KEYS = tuple((name, name.lower()) for name in (*_MANDATORY, "Max-Forwards"))
+# Their keys together, for a request and for a response (no Max-Forwards): one subset test
+# when all are there.
+_REQUEST_MANDATORY = frozenset(key for _, key in _MANDATORY_KEYS)
+_RESPONSE_MANDATORY = frozenset(key for _, key in _MANDATORY_KEYS[:-1])
 
 
 def _parse_vias(values: list[str]) -> list[Via]:
@@ -208,7 +213,8 @@ class _Accessors:
         return SipParseError(str(exc), self)
 
     # From, To, Contact, Event, Subscription-State and Content-Type values recur, and their
-    # parsers cache them by text: these accessors go to that cache every time.
+    # parsers cache them by text: these accessors go to that cache (To after its first read:
+    # see below).
 
     @property
     def from_(self) -> NameAddr:
@@ -221,30 +227,43 @@ class _Accessors:
         except SipParseError as exc:
             raise self._bad(exc) from None
 
+    # To and Call-ID are read several times per message (transaction, dialog and check):
+    # they are kept in the typed cache too (with the Via list and CSeq, at most five values,
+    # which a message's cache holds without growing).
+
     @property
     def to(self) -> NameAddr:
         headers = self.headers
+        cached: NameAddr | None = headers._cache.get("to")  # type: ignore[assignment]
+        if cached is not None:
+            return cached
         values = (headers._index or headers._lookup()).get("to")
         if values is None:
             raise SipParseError("missing header: To", self)
         try:
-            return parse_to(values[0])
+            to = parse_to(values[0])
         except SipParseError as exc:
             raise self._bad(exc) from None
+        headers._cache["to"] = to
+        return to
 
     @property
     def call_id(self) -> str:
         headers = self.headers
+        cached: str | None = headers._cache.get("call-id")  # type: ignore[assignment]
+        if cached is not None:
+            return cached
         values = (headers._index or headers._lookup()).get("call-id")
         if values is None:
             raise SipParseError("missing header: Call-ID", self)
         value = values[0]
-        if value and value.isprintable() and " " not in value:
-            return value  # parse_call_id's check, inline: as cheap as a cache lookup
-        try:
-            return parse_call_id(value)
-        except SipParseError as exc:
-            raise self._bad(exc) from None
+        if not value or not value.isprintable() or " " in value:
+            try:
+                parse_call_id(value)  # (raises)
+            except SipParseError as exc:
+                raise self._bad(exc) from None
+        headers._cache["call-id"] = value
+        return value
 
     @property
     def cseq(self) -> CSeq:
@@ -672,23 +691,28 @@ def _usual_section(text: str, limits: ParseLimits,
                 return None  # a bare CR or LF
             written, colon, value = line.partition(":")
             spelling = FIELD_SPELLINGS.get(written)
-            if spelling is not None and colon and spelling[0] in _UNIQUE_KEYS:
-                # A Via or CSeq line (what _split_field gives, inline: one in each message,
-                # not cached), and its typed value when it is of the usual shape: every
-                # reader reads both.
-                key = spelling[0]
-                value = value.strip(" \t")
-                found[at] = (key, (value,))
-                if key == "via":
-                    via = known_via(value)
-                    if via is not None:
-                        typed["vias"] = [via]
-                else:
-                    cseq = usual_cseq(value)
-                    if cseq is not None:
-                        typed["cseq"] = cseq
+            if spelling is None or not colon:
+                found[at] = _split_field(line)  # (a name not seen yet, or a bad line)
+                continue
+            # What _split_field gives, inline (a few lines of each message miss the cache:
+            # Via and CSeq always, a dialog's From, To and Call-ID on a busy agent).
+            key = spelling[0]
+            value = value.strip(" \t")
+            entry = found[at] = (key, (value,))
+            if key == "via":
+                # The typed values of the Via and CSeq lines (not cached) when they are of
+                # the usual shape: every reader reads both.
+                via = known_via(value)
+                if via is not None:
+                    typed["vias"] = [via]
+            elif key == "cseq":
+                cseq = usual_cseq(value)
+                if cseq is not None:
+                    typed["cseq"] = cseq
             else:
-                found[at] = _split_field(line)
+                if len(_FIELDS) >= _FIELDS_MAX:
+                    _FIELDS.clear()
+                _FIELDS[line] = entry
     except SipParseError:
         return None
     return start_line, good, lines, found, None  # type: ignore[return-value]  # (no None left)
@@ -706,10 +730,16 @@ def _usual_section(text: str, limits: ParseLimits,
 # whose dialogs' sections do not recur soon pays no copies); at most _SECTIONS_MAX of at
 # most _SECTION_CHARS characters each, with their lines and entries (so a few times that in
 # memory); emptied when full, then refilled by the sections that recur.
+# While none is kept, only one section in _SECTIONS_PROBE is cut (its key looked for among
+# the seen): an agent whose dialogs' sections do not recur soon (many dialogs, each sending
+# a few NOTIFYs an hour) then pays for few cuts, and the messages of a dialog that sends
+# many are still seen recurring within a few probes (then every section is looked up).
 _SECTIONS: dict[str, _Section] = {}
 _SECTIONS_SEEN: set[int] = set()
 _SECTIONS_MAX = 512
 _SECTION_CHARS = 2048
+_SECTIONS_PROBE = 16
+_sections_unprobed = 0  # usual sections not cut since the last probe
 
 
 def _section_cut(text: str) -> tuple[str, int, int, int, int] | None:
@@ -787,6 +817,7 @@ def _keep_section(text: str, cut: tuple[str, int, int, int, int], start_line: st
 
 def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request | Response:
     """Frame and parse one SIP message (a whole UDP datagram)."""
+    global _sections_unprobed
     if len(data) > limits.max_message_bytes:
         raise SipParseError(
             f"message too large: {len(data)} bytes (limit {limits.max_message_bytes})"
@@ -809,11 +840,17 @@ def parse_message(data: bytes, limits: ParseLimits = DEFAULT_LIMITS) -> Request 
         except UnicodeDecodeError:
             pass  # framed and reported by _general_head
         else:
-            cut = _section_cut(text)
-            if cut is not None:
-                section = _SECTIONS.get(cut[0])
-                if section is not None:
-                    usual = _kept_section(text, cut, section, limits, typed)
+            if _SECTIONS:
+                cut = _section_cut(text)
+                if cut is not None:
+                    section = _SECTIONS.get(cut[0])
+                    if section is not None:
+                        usual = _kept_section(text, cut, section, limits, typed)
+            elif _sections_unprobed >= _SECTIONS_PROBE - 1:
+                _sections_unprobed = 0
+                cut = _section_cut(text)
+            else:
+                _sections_unprobed += 1
             if usual is None:
                 usual = _usual_section(text, limits, typed)
     non_utf8: SipParseError | None = None
@@ -977,19 +1014,33 @@ def check_mandatory(message: Request | Response) -> None:
     Max-Forwards in requests) is missing or unparsable, or the CSeq method differs from the
     request method. ``err.message`` is the message."""
     is_request = isinstance(message, Request)
-    index = message.headers._lookup()
-    for name, key in _MANDATORY_KEYS if is_request else _MANDATORY_KEYS[:-1]:
-        if key not in index:
-            raise SipParseError(f"missing header: {name}", message)
-    message.to  # noqa: B018 - each access parses and validates the header
-    message.from_  # noqa: B018
-    message.call_id  # noqa: B018
-    cseq = message.cseq
-    if message.top_via is None:
+    headers = message.headers
+    index = headers._index or headers._lookup()
+    if not index.keys() >= (_REQUEST_MANDATORY if is_request else _RESPONSE_MANDATORY):
+        for name, key in _MANDATORY_KEYS if is_request else _MANDATORY_KEYS[:-1]:
+            if key not in index:
+                raise SipParseError(f"missing header: {name}", message)
+    # What the accessors to, from_ and call_id check, in their order and with their errors
+    # (inline: one lookup of each value, no accessor call), and what they keep.
+    cache = headers._cache
+    try:
+        to = parse_to(index["to"][0])
+        parse_from(index["from"][0])
+        call_id = index["call-id"][0]
+        if not call_id or not call_id.isprintable() or " " in call_id:
+            parse_call_id(call_id)  # (raises)
+    except SipParseError as exc:
+        raise SipParseError(str(exc), message) from None
+    cache["to"] = to
+    cache["call-id"] = call_id
+    # (The CSeq and the Via list were parsed with the section, usually.)
+    cseq: CSeq = cache.get("cseq") or message.cseq  # type: ignore[assignment]
+    if not cache.get("vias") and message.top_via is None:
         raise SipParseError("missing header: Via", message)
     if is_request:
         assert isinstance(message, Request)
-        message.max_forwards  # noqa: B018
+        if index["max-forwards"][0] not in MAX_FORWARDS_VALUES:
+            message.max_forwards  # noqa: B018 - the accessor parses and validates it
         if cseq.method != message.method:
             raise SipParseError(
                 f"bad CSeq: method {cseq.method!r} differs from request method {message.method!r}",

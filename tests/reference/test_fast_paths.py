@@ -126,3 +126,55 @@ def test_single_is_the_value_of_exactly_one_field_line() -> None:
     assert headers.single("Route") is None  # none
     headers.add("Contact", "<sip:b@x>")
     assert headers.single("Contact") is None
+
+
+@pytest.mark.parametrize("value", ["1 NOTIFY", "4294967295 NOTIFY", "429496729 SUBSCRIBE",
+                                   "01 NOTIFY", "1 NOTIFY ", "1  NOTIFY", "1 notify",
+                                   "x NOTIFY", "1 FOO", "\u0661 NOTIFY", ""])
+def test_a_cached_usual_cseq_is_the_fresh_parse(value: str) -> None:
+    """usual_cseq keeps the CSeq of each usual value seen: a second read (from the cache)
+    gives what the first gave, and what parse_cseq gives."""
+    from reference.sip.headers import _CSEQS, parse_cseq, usual_cseq
+
+    _CSEQS.clear()
+    first = usual_cseq(value)
+    assert usual_cseq(value) == first
+    assert (value in _CSEQS) == (first is not None)
+    if first is not None:
+        assert first == parse_cseq(value) and type(first.number) is int
+
+
+@pytest.mark.parametrize("name", ["From", "f", "from", "X-Custom", "content-length"])
+def test_headers_add_of_a_known_name_is_the_first_adds(name: str) -> None:
+    """Headers.add keeps the spelling of each valid name added: a second add (from that
+    cache) gives the field the first gave; invalid names are never kept."""
+    from reference.sip.headers import _ADDED_NAMES
+
+    _ADDED_NAMES.clear()
+    first, second = Headers(), Headers()
+    first.add(name, "v")
+    second.add(name, "v")
+    assert first.items() == second.items() and second.get(name) == "v"
+    assert name in second and second.single(name) == "v" and "Other" not in second
+    for bad in ("", "Bad Name", "Bad:Name"):
+        with pytest.raises(ValueError, match="bad header name"):
+            first.add(bad, "v")
+        assert bad not in _ADDED_NAMES
+
+
+def test_kept_to_and_call_id_follow_mutation() -> None:
+    """To and Call-ID are kept in the typed cache once read (or checked by check_mandatory):
+    a mutation of the headers drops them, a bad value is an error on every read."""
+    from reference.sip import check_mandatory
+
+    message = _notify()
+    check_mandatory(message)
+    assert message.to.tag == "2" and message.call_id == "c1"
+    message.headers.set("To", "<sip:a@y>;tag=3")
+    message.headers.set("Call-ID", "c2")
+    assert message.to.tag == "3" and message.call_id == "c2"
+    message.headers.set("Call-ID", "bad id")
+    for _ in range(2):
+        with pytest.raises(SipParseError, match="bad Call-ID") as info:
+            message.call_id  # noqa: B018
+        assert info.value.message is message

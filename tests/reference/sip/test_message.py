@@ -303,13 +303,15 @@ def _outcome(data: bytes) -> object:
     return values, message.headers.get("cseq"), message.to_bytes()
 
 
-def test_a_dialogs_kept_section_parses_as_a_fresh_parse() -> None:
+def test_a_dialogs_kept_section_parses_as_a_fresh_parse(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The kept-section cache (reference.sip.message._SECTIONS): once a dialog's header
     section (Via and CSeq values cut out) has been seen twice it is kept, and later messages
     take their lines from it with their own Via and CSeq put in. Every such message must
     give what a parse with empty caches gives, including a bad value in a cut-out place."""
     from reference.sip import message as message_module
 
+    monkeypatch.setattr(message_module, "_SECTIONS_PROBE", 1)  # every section is probed
     message_module._SECTIONS.clear()
     message_module._SECTIONS_SEEN.clear()
     parse_message(_dialog_notify("z9hG4bKa1", "1 NOTIFY"))
@@ -332,3 +334,24 @@ def test_a_dialogs_kept_section_parses_as_a_fresh_parse() -> None:
         # Keep the section again for the next case.
         parse_message(_dialog_notify("z9hG4bKa1", "1 NOTIFY"))
         parse_message(_dialog_notify("z9hG4bKa2", "2 NOTIFY"))
+
+
+def test_a_dialogs_sections_are_kept_after_a_few_probes() -> None:
+    """While no section is kept, only one in _SECTIONS_PROBE is cut and looked for among the
+    seen: a dialog that sends many messages still has its section kept within a few probes,
+    and every message parses as before."""
+    from reference.sip import message as message_module
+
+    message_module._SECTIONS.clear()
+    message_module._SECTIONS_SEEN.clear()
+    sent = 0
+    while not message_module._SECTIONS:
+        assert sent <= 2 * message_module._SECTIONS_PROBE
+        data = _dialog_notify(f"z9hG4bKp{sent}", f"{sent + 1} NOTIFY")
+        assert parse_message(data).cseq.number == sent + 1
+        sent += 1
+    data = _dialog_notify("z9hG4bKlast", "99 NOTIFY")
+    kept = _outcome(data)
+    message_module._SECTIONS.clear()
+    message_module._SECTIONS_SEEN.clear()
+    assert kept == _outcome(data)

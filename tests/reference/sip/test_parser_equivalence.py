@@ -200,6 +200,28 @@ def test_mutated_messages_parse_as_before() -> None:
     assert parsed > count // 4
 
 
+def test_check_mandatory_before_any_accessor_as_before() -> None:
+    """check_mandatory reads the mandatory values itself (not through the accessors): on a
+    fresh message, before any accessor filled a cache, its outcome is the old one too."""
+    legacy = _legacy_or_skip()
+    rng = random.Random(23)
+    bases = seeds()
+    check_errors = 0
+    for _ in range(MESSAGES):
+        data = mutate(rng.choice(bases), rng)
+        outcomes = []
+        for parser in (sip, legacy):
+            try:
+                message = parser.parse_message(data)
+            except Exception as exc:
+                outcomes.append(("parse", _error(exc)))
+                continue
+            outcomes.append(("check", _attempt(lambda m=message, p=parser: p.check_mandatory(m))))
+        assert outcomes[0] == outcomes[1], data
+        check_errors += outcomes[0][0] == "check" and outcomes[0][1] != "None"
+    assert check_errors > MESSAGES // 10  # (many fail the check: its errors are compared)
+
+
 def test_the_comparison_sees_a_difference() -> None:
     """The comparison is not blind: a changed outcome is a difference."""
     legacy = _legacy_or_skip()
