@@ -324,11 +324,13 @@ class Core:
         to_tag = notify.to.tag
         if not to_tag:
             return None
-        handle = self.by_dialog.get(notify.call_id)
+        call_id = notify.call_id
+        handle = self.by_dialog.get(call_id)
         if handle is None:
             return None
         sub = self.subscriptions.get(handle)
-        if sub is None or sub.dialog is None or not sub.dialog.matches_notify(notify):
+        if sub is None or sub.dialog is None or \
+                not sub.dialog.matches_ids(call_id, to_tag, notify):
             return None  # e.g. a second fork once the dialog exists (SUB-080): 481
         return sub
 
