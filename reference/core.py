@@ -42,6 +42,7 @@ from reference.sip import Headers, Request, SipParseError, parse_name_addr, pars
 from reference.sip.dialog import Dialog
 from reference.sip.headers import parse_via
 from reference.sip.transaction import TimerSettings, normalize_sent_by
+from reference.sip.uri import plain_sip_address
 from reference.subscription import Action, Event, Row, State, Table
 from reference.timers import DeadlineQueue, timer_n_key
 from reference.ua import UaUser, UserAgent
@@ -579,8 +580,9 @@ ActionTable = Mapping[Action, ActionFunction]
 def _address_of(uri: str) -> Address:
     """Where a request to the next-hop `uri` goes. Cached (bounded; a bad URI raises, and
     is not kept): the same few next hops, the notifiers' Contacts, recur on every SUBSCRIBE
-    of their dialogs."""
-    return parse_uri(uri).address()
+    of their dialogs. A plain URI, the usual Contact, is not parsed to learn its address."""
+    address = plain_sip_address(uri)
+    return address if address is not None else parse_uri(uri).address()
 
 
 # ==================================================================== configuration helpers

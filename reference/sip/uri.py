@@ -198,6 +198,16 @@ def is_plain_sip_uri(text: str) -> bool:
         0 < len(port) <= 5 and port.isascii() and port.isdigit() and int(port) <= 65535)
 
 
+def plain_sip_address(text: str) -> tuple[str, int] | None:
+    """``parse_uri(text).address()`` of a plain SIP URI (see ``is_plain_sip_uri``: no
+    maddr, no IPv6 reference, the host as written), without building the SipUri; None for
+    any other URI."""
+    if not text.startswith("sip:") or not is_plain_sip_uri(text):
+        return None
+    host, colon, port = text[4:].rpartition("@")[2].partition(":")
+    return host, int(port) if colon else DEFAULT_PORTS["sip"]
+
+
 def check_absolute_uri(text: str, what: str) -> None:
     """Validate any absolute URI (``scheme:...``); sip/sips ones are parsed fully."""
     if text.startswith("sip:") and is_plain_sip_uri(text):
