@@ -42,6 +42,7 @@ from reference.sip import Headers, Request, SipParseError, parse_name_addr, pars
 from reference.sip.dialog import Dialog
 from reference.sip.headers import parse_via
 from reference.sip.transaction import TimerSettings, normalize_sent_by
+from reference.sip.uri import plain_sip_address
 from reference.subscription import Action, Event, Row, State, Table
 from reference.timers import DeadlineQueue, timer_n_key
 from reference.ua import UaUser, UserAgent
@@ -324,11 +325,13 @@ class Core:
         to_tag = notify.to.tag
         if not to_tag:
             return None
-        handle = self.by_dialog.get(notify.call_id)
+        call_id = notify.call_id
+        handle = self.by_dialog.get(call_id)
         if handle is None:
             return None
         sub = self.subscriptions.get(handle)
-        if sub is None or sub.dialog is None or not sub.dialog.matches_notify(notify):
+        if sub is None or sub.dialog is None or \
+                not sub.dialog.matches_ids(call_id, to_tag, notify):
             return None  # e.g. a second fork once the dialog exists (SUB-080): 481
         return sub
 
@@ -577,8 +580,9 @@ ActionTable = Mapping[Action, ActionFunction]
 def _address_of(uri: str) -> Address:
     """Where a request to the next-hop `uri` goes. Cached (bounded; a bad URI raises, and
     is not kept): the same few next hops, the notifiers' Contacts, recur on every SUBSCRIBE
-    of their dialogs."""
-    return parse_uri(uri).address()
+    of their dialogs. A plain URI, the usual Contact, is not parsed to learn its address."""
+    address = plain_sip_address(uri)
+    return address if address is not None else parse_uri(uri).address()
 
 
 # ==================================================================== configuration helpers

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from reference.sip.errors import SipParseError
 from reference.sip.grammar import split_host_port
-from reference.sip.uri import parse_uri
+from reference.sip.uri import is_plain_sip_uri, parse_uri
 
 MAX_URI_BYTES = 2048
 SCHEMES = ("sip", "sips", "pres")
@@ -63,6 +63,8 @@ def _check_uri(text: str, what: str) -> str:
     scheme = text.partition(":")[0].lower()
     if scheme not in SCHEMES:
         raise BadSubscribeInput(f"bad {what} URI {text[:80]!r}: not a sip:, sips: or pres: URI")
+    if text.startswith("sip:") and is_plain_sip_uri(text):
+        return scheme  # the usual sip:user@host: valid and without URI headers, unparsed
     try:
         if scheme == "pres":
             _check_pres(text)

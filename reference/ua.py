@@ -46,7 +46,7 @@ from reference.sip import (
     parse_message,
     reason_phrase,
 )
-from reference.sip.headers import KNOWN_METHODS
+from reference.sip.headers import KNOWN_METHODS, Via
 from reference.sip.transaction import (
     ClearTimer,
     ClientTransaction,
@@ -60,6 +60,7 @@ from reference.sip.transaction import (
     TxEffect,
     response_matches,
     server_key,
+    server_key_via,
 )
 from reference.timers import DeadlineQueue, TimerKey, TimerKind
 
@@ -232,11 +233,17 @@ class UserAgent:
     # ------------------------------------------------------------------ server side
     def _request_received(self, request: Request, source: Address, now: float) -> None:
         self.count(f"rx.request.{request.method}", 1)
-        destination = self.response_destination(request, source)
+        try:
+            top = request.top_via
+        except SipParseError:
+            top = None
+        destination = self._destination(top, source)
         if destination is None:
             self.count("rx.unroutable_requests", 1)
             return
-        key = self._server_key(request)
+        # The top Via read once, for the destination and for the key (memo: see below).
+        key = server_key_via(request, top)
+        self._last_server_key = (request, key)
         existing = self.servers.get(key)
         if existing is not None:
             self.count("rx.retransmissions", 1)
@@ -386,6 +393,11 @@ class UserAgent:
             top = request.top_via
         except SipParseError:
             return None
+        return self._destination(top, source)
+
+    def _destination(self, top: Via | None, source: Address) -> Address | None:
+        """``response_destination`` of a request whose top Via is ``top`` (None when it
+        has none or its Via list does not parse)."""
         if top is None:
             return None
         if top.has_rport or self._transport != "udp":

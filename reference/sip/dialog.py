@@ -117,16 +117,28 @@ class Dialog:
         to_value = self.remote_uri
         if self.remote_tag is not None:
             to_value = f"{to_value};tag={self.remote_tag}"
-        hdrs = Headers()
-        hdrs.add("Via", f"SIP/2.0/{transport} {sent_by};branch={branch};rport")
-        hdrs.add("Max-Forwards", str(max_forwards))
-        hdrs.add("To", to_value)
-        hdrs.add("From", f"{self.local_uri};tag={self.local_tag}")
-        hdrs.add("Call-ID", self.call_id)
-        hdrs.add("CSeq", f"{cseq} {method}")
+        # The fixed fields go in as (lookup key, canonical name, value), their names known
+        # valid; their values, which may carry text from outside (configuration, a peer's
+        # tags and Record-Route, the caller's Contact), are checked for CR and LF at once,
+        # with the error ``Headers.add`` would give for the first bad one.
+        fields = [
+            ("via", "Via", f"SIP/2.0/{transport} {sent_by};branch={branch};rport"),
+            ("max-forwards", "Max-Forwards", str(max_forwards)),
+            ("to", "To", to_value),
+            ("from", "From", f"{self.local_uri};tag={self.local_tag}"),
+            ("call-id", "Call-ID", self.call_id),
+            ("cseq", "CSeq", f"{cseq} {method}"),
+        ]
         for route in routes:  # one Route header per entry: easy to read and to edit
-            hdrs.add("Route", route)
-        hdrs.add("Contact", contact)
+            fields.append(("route", "Route", route))
+        fields.append(("contact", "Contact", contact))
+        text = "".join([value for _, _, value in fields])
+        if "\r" in text or "\n" in text:
+            for _, name, value in fields:
+                if "\r" in value or "\n" in value:
+                    raise ValueError(f"header value for {name!r} contains CR or LF")
+        hdrs = Headers()
+        hdrs._extend_trusted(fields)
         for name, value in headers:
             hdrs.add(name, value)
         self.local_cseq = cseq
@@ -235,6 +247,11 @@ class Dialog:
     def matches_notify(self, notify: Request) -> bool:
         """Does this NOTIFY belong to the dialog? Call-ID, our tag in To, and the peer's tag
         in From once known (before that any fork's NOTIFY matches, RFC 6665 §4.1.2.4)."""
-        if notify.call_id != self.call_id or notify.to.tag != self.local_tag:
+        return self.matches_ids(notify.call_id, notify.to.tag, notify)
+
+    def matches_ids(self, call_id: str, to_tag: str | None, notify: Request) -> bool:
+        """``matches_notify`` for a caller that already read the NOTIFY's Call-ID and To
+        tag (its From is read only when the peer's tag is known, as there)."""
+        if call_id != self.call_id or to_tag != self.local_tag:
             return False
         return self.remote_tag is None or notify.from_.tag == self.remote_tag

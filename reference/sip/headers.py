@@ -824,6 +824,12 @@ class Headers:
         self._items.append((name.lower(), name, value))
         self._index = None
 
+    def _extend_trusted(self, fields: Iterable[tuple[str, str, str]]) -> None:
+        """Builder fast path: (lookup key, canonical name, value) fields whose names are
+        known valid and values checked single-line by the caller."""
+        self._items.extend(fields)
+        self._changed()
+
     def add(self, name: str, value: str) -> None:
         if "\r" in value or "\n" in value:
             raise ValueError(f"header value for {name!r} contains CR or LF")

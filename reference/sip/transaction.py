@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from reference.sip.headers import Via
 from reference.sip.message import Request, Response
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -108,9 +109,8 @@ def normalize_sent_by(transport: str, host: str, port: int | None) -> str:
     return f"{host.lower()}:{port}"
 
 
-def _top_via_parts(message: Request | Response) -> tuple[str | None, str] | None:
-    """(branch, normalized sent-by) of the top Via, or None when there is no Via."""
-    top = message.top_via
+def _top_via_parts(top: Via | None) -> tuple[str | None, str] | None:
+    """(branch, normalized sent-by) of a top Via, or None when there is no Via."""
     if top is None:
         return None
     return top.branch, normalize_sent_by(top.transport, top.host, top.port)
@@ -123,7 +123,7 @@ def client_key(message: Request | Response) -> tuple[str, str] | None:
     the transaction it may belong to. The sent-by and single-Via checks are separate
     (`response_matches`) because they decide drop-or-not, not which transaction.
     """
-    parts = _top_via_parts(message)
+    parts = _top_via_parts(message.top_via)
     if parts is None or not parts[0]:
         return None
     method = message.method if isinstance(message, Request) else message.cseq.method
@@ -139,8 +139,13 @@ def server_key(request: Request) -> tuple[str, ...]:
     the textual values compare equal, and a new NOTIFY always carries a new CSeq number.
     The first element says which rule built the key so the two kinds never collide.
     """
+    return server_key_via(request, request.top_via)
+
+
+def server_key_via(request: Request, top: Via | None) -> tuple[str, ...]:
+    """``server_key`` for a caller that already read the request's top Via, ``top``."""
     method = "INVITE" if request.method == "ACK" else request.method
-    parts = _top_via_parts(request)
+    parts = _top_via_parts(top)
     if parts is not None and parts[0] and parts[0].startswith(MAGIC_COOKIE):
         return ("rfc3261", parts[0], parts[1], method)
     cseq = request.cseq
@@ -187,7 +192,7 @@ class ClientTransaction:
             key: tuple[str, str] | None = (branch, request.method)
         else:
             key = client_key(request)
-            parts = _top_via_parts(request)
+            parts = _top_via_parts(request.top_via)
             if key is None or parts is None:
                 raise ValueError("request needs a top Via with a branch to start a transaction")
             sent_by = parts[1]

@@ -179,7 +179,7 @@ def parse_uri(text: str) -> SipUri:
 
 
 # The common SIP URI, ``sip:user@host[:port]`` or ``sip:host[:port]`` with a plain user, a
-# host name or IPv4 address and no parameters: ``_is_plain_sip_uri`` recognises exactly
+# host name or IPv4 address and no parameters: ``is_plain_sip_uri`` recognises exactly
 # that shape without building a SipUri. It only ever says yes to a URI that ``parse_uri``
 # accepts (plain user characters are a subset of the user's, with no '%', ':', ';', '?';
 # plain host characters are the host's); everything else takes the full parse.
@@ -187,7 +187,7 @@ _PLAIN_USER_STRING = "".join(sorted(ALNUM | frozenset("-_.!~*'()&=+$,")))
 _PLAIN_HOST_STRING = "".join(sorted(ALNUM | frozenset("-._")))
 
 
-def _is_plain_sip_uri(text: str) -> bool:
+def is_plain_sip_uri(text: str) -> bool:
     user, at, hostport = text[4:].rpartition("@")
     if at and (not user or user.strip(_PLAIN_USER_STRING)):
         return False
@@ -198,9 +198,19 @@ def _is_plain_sip_uri(text: str) -> bool:
         0 < len(port) <= 5 and port.isascii() and port.isdigit() and int(port) <= 65535)
 
 
+def plain_sip_address(text: str) -> tuple[str, int] | None:
+    """``parse_uri(text).address()`` of a plain SIP URI (see ``is_plain_sip_uri``: no
+    maddr, no IPv6 reference, the host as written), without building the SipUri; None for
+    any other URI."""
+    if not text.startswith("sip:") or not is_plain_sip_uri(text):
+        return None
+    host, colon, port = text[4:].rpartition("@")[2].partition(":")
+    return host, int(port) if colon else DEFAULT_PORTS["sip"]
+
+
 def check_absolute_uri(text: str, what: str) -> None:
     """Validate any absolute URI (``scheme:...``); sip/sips ones are parsed fully."""
-    if text.startswith("sip:") and _is_plain_sip_uri(text):
+    if text.startswith("sip:") and is_plain_sip_uri(text):
         return
     scheme, colon, rest = text.partition(":")
     if (
@@ -282,7 +292,7 @@ def parse_name_addr_uncached(text: str, what: str) -> NameAddr:
         # The usual ``<sip:user@host[:port]>[;plain params]``: what the general path below
         # gives for it, in fewer steps (nothing to strip, no display name, a plain URI).
         uri, closed, rest = text[1:].partition(">")
-        if closed and _is_plain_sip_uri(uri):
+        if closed and is_plain_sip_uri(uri):
             if not rest:
                 return _new(NameAddr, (None, uri, EMPTY_PARAMS))
             if rest[0] == ";" and not rest.strip(PLAIN_PARAM_STRING):
