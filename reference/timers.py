@@ -116,10 +116,7 @@ class DeadlineQueue:
             code = key << 2 if key >= 0 else ~key << 2 | _TIMER_N
         else:
             code = _NAMED
-        # float_order(at), written out: this runs for every timer armed.
-        bits = _from_bytes(_pack_double(at + 0.0), "little") | _SIGN if at >= 0.0 \
-            else _from_bytes(_pack_double(at), "little") ^ 0xFFFF_FFFF_FFFF_FFFF
-        entry = (bits << _SEQ_BITS | seq) << _CODE_BITS | code
+        entry = (float_order(at) << _SEQ_BITS | seq) << _CODE_BITS | code
         live = self._live
         old = live.get(key)
         if old is not None and old & _NAMED:

@@ -118,9 +118,8 @@ class Dialog:
         if self.remote_tag is not None:
             to_value = f"{to_value};tag={self.remote_tag}"
         # The fixed fields go in as (lookup key, canonical name, value), their names known
-        # valid; their values, which may carry text from outside (configuration, a peer's
-        # tags and Record-Route, the caller's Contact), are checked for CR and LF at once,
-        # with the error ``Headers.add`` would give for the first bad one.
+        # valid; their values may carry text from outside (configuration, a peer's tags and
+        # Record-Route, the caller's Contact): ``extend_known`` checks them as ``add`` does.
         fields = [
             ("via", "Via", f"SIP/2.0/{transport} {sent_by};branch={branch};rport"),
             ("max-forwards", "Max-Forwards", str(max_forwards)),
@@ -132,13 +131,8 @@ class Dialog:
         for route in routes:  # one Route header per entry: easy to read and to edit
             fields.append(("route", "Route", route))
         fields.append(("contact", "Contact", contact))
-        text = "".join([value for _, _, value in fields])
-        if "\r" in text or "\n" in text:
-            for _, name, value in fields:
-                if "\r" in value or "\n" in value:
-                    raise ValueError(f"header value for {name!r} contains CR or LF")
         hdrs = Headers()
-        hdrs._extend_trusted(fields)
+        hdrs.extend_known(fields)
         for name, value in headers:
             hdrs.add(name, value)
         self.local_cseq = cseq

@@ -824,9 +824,15 @@ class Headers:
         self._items.append((name.lower(), name, value))
         self._index = None
 
-    def _extend_trusted(self, fields: Iterable[tuple[str, str, str]]) -> None:
-        """Builder fast path: (lookup key, canonical name, value) fields whose names are
-        known valid and values checked single-line by the caller."""
+    def extend_known(self, fields: Sequence[tuple[str, str, str]]) -> None:
+        """Builder fast path: add (lookup key, canonical name, value) fields whose names are
+        known valid, their values checked for CR and LF at once, with the error ``add``
+        gives for the first bad one (nothing is added then)."""
+        text = "".join([value for _, _, value in fields])
+        if "\r" in text or "\n" in text:
+            for _, name, value in fields:
+                if "\r" in value or "\n" in value:
+                    raise ValueError(f"header value for {name!r} contains CR or LF")
         self._items.extend(fields)
         self._changed()
 
