@@ -83,13 +83,17 @@ class DeadlineQueue:
     order).
     """
 
-    __slots__ = ("_heap", "_live", "_named", "_seq")
+    __slots__ = ("_heap", "_live", "_named", "_next_at", "_next_entry", "_seq")
 
     def __init__(self) -> None:
         self._heap: list[int] = []
         self._live: dict[Key, int] = {}
         self._named: dict[int, Key] = {}  # entry -> key, for live keys without an int code
         self._seq = 0
+        # The entry `next_deadline` last answered for and its deadline: a driver asks after
+        # every call into the agent, and the earliest timer is mostly the same one.
+        self._next_entry = -1
+        self._next_at = 0.0
 
     def __len__(self) -> int:
         return len(self._live)
@@ -140,7 +144,10 @@ class DeadlineQueue:
         while heap:
             entry = heap[0]
             if self._key_if_live(entry) is not None:
-                return order_float(entry >> _AT_SHIFT)
+                if entry != self._next_entry:
+                    self._next_entry = entry
+                    self._next_at = order_float(entry >> _AT_SHIFT)
+                return self._next_at
             heapq.heappop(heap)
         return None
 
