@@ -47,6 +47,7 @@ from reference.sip import (
     reason_phrase,
 )
 from reference.sip.headers import KNOWN_METHODS, Via
+from reference.sip.message import response_bytes
 from reference.sip.transaction import (
     ClearTimer,
     ClientTransaction,
@@ -294,8 +295,8 @@ class UserAgent:
         """Answer `request` (in a server transaction unless `stateless`)."""
         # Reaching here, the request's Via list parsed and is not empty (see
         # response_destination), so the top Via always exists.
-        response = make_response(request, status, reason, headers=headers or (),
-                                 top_via=received_via(request, destination))
+        data = response_bytes(request, status, reason, headers=headers or (),
+                              top_via=received_via(request, destination))
         self.count(f"tx.response.{status}", 1)
         try:
             key = None if stateless else self._server_key(request)
@@ -307,12 +308,12 @@ class UserAgent:
         error_answer = status in ERROR_ANSWERS
         transport = self._transport
         if key is None:
-            self._send(response.to_bytes(), destination, error_answer, transport)
+            self._send(data, destination, error_answer, transport)
             return
         server = ServerTransaction(request, self.settings, key=key,
                                    reliable=transport != "udp")
         entry = ServerEntry(server, destination, error_answer, transport)
-        for effect in server.send_response(response, now):
+        for effect in server.send_response_bytes(data, status, now):
             if type(effect) is Transmit:  # (exact types: see _client_effects)
                 self._send(effect.data, destination, error_answer, transport)
             elif type(effect) is SetTimer:  # Timer J, the only server timer on UDP

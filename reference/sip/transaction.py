@@ -337,9 +337,15 @@ class ServerTransaction:
         """The TU answers. Once Completed, further responses are discarded (§17.2.2)."""
         if self.state not in ("trying", "proceeding"):
             return []
-        data = response.to_bytes()
+        return self.send_response_bytes(response.to_bytes(), response.status, now)
+
+    def send_response_bytes(self, data: bytes, status: int, now: float) -> list[TxEffect]:
+        """``send_response`` of a response given as its bytes and status code (a TU that
+        writes its responses straight to bytes: see message.response_bytes)."""
+        if self.state not in ("trying", "proceeding"):
+            return []
         self._last_response = data
-        if response.status < 200:
+        if status < 200:
             self.state = "proceeding"
             return [Transmit(data)]
         self.request = None
