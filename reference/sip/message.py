@@ -969,6 +969,7 @@ def reason_phrase(status: int) -> str:
 _RESPONSE_COPIED = tuple(
     (name, name.lower()) for name in ("Via", "From", "To", "Call-ID", "CSeq")
 )
+_RESPONSE_COPIED_KEYS = tuple(key for _, key in _RESPONSE_COPIED)
 
 
 def make_response(
@@ -1038,11 +1039,18 @@ def response_bytes(
     reason = _response_reason(status, reason)
     request_headers = request.headers
     index = request_headers._index or request_headers._lookup()
-    # What make_response appends, each value of each copied field in order, as to_bytes
-    # writes it.
-    lines = [f"{name}: {value}" for name, key in _RESPONSE_COPIED
-             for value in index.get(key, ())]
-    return _message_bytes(f"SIP/2.0 {status} {reason}", lines, b"")
+    try:
+        # The usual request: one value of each copied field, written in one step.
+        (via,), (from_,), (to,), (call_id,), (cseq,) = map(  # type: ignore[misc]
+            index.get, _RESPONSE_COPIED_KEYS)
+    except (TypeError, ValueError):  # (a field absent: None; or repeated)
+        # What make_response appends, each value of each copied field in order, as to_bytes
+        # writes it.
+        lines = [f"{name}: {value}" for name, key in _RESPONSE_COPIED
+                 for value in index.get(key, ())]
+        return _message_bytes(f"SIP/2.0 {status} {reason}", lines, b"")
+    return (f"SIP/2.0 {status} {reason}\r\nVia: {via}\r\nFrom: {from_}\r\nTo: {to}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n").encode()
 
 
 def check_mandatory(message: Request | Response) -> None:
