@@ -47,6 +47,7 @@ from reference.sip import (
     reason_phrase,
 )
 from reference.sip.headers import KNOWN_METHODS, Via
+from reference.sip.message import REASON_PHRASES, response_bytes
 from reference.sip.transaction import (
     ClearTimer,
     ClientTransaction,
@@ -73,6 +74,12 @@ HOUSEKEEPING_TIMER = TimerKey(TimerKind.SERVER_TX)
 HOUSEKEEPING_SLACK = 1.0
 # Answers a flood of bad or unknown-dialog requests causes (see Send.error_answer).
 ERROR_ANSWERS = frozenset({400, 416, 481, 505})
+
+# The counter names of the usual requests and responses, written once (the others are
+# written when counted).
+_RX_REQUEST_COUNTERS = {method: f"rx.request.{method}" for method in KNOWN_METHODS}
+_RX_RESPONSE_COUNTERS = {status: f"rx.response.{status}" for status in REASON_PHRASES}
+_TX_RESPONSE_COUNTERS = {status: f"tx.response.{status}" for status in REASON_PHRASES}
 
 
 class UaUser(Protocol):
@@ -188,7 +195,8 @@ class UserAgent:
                 self.timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch, name=name))
 
     def _response_received(self, response: Response, now: float) -> None:
-        self.count(f"rx.response.{response.status}", 1)
+        status = response.status
+        self.count(_RX_RESPONSE_COUNTERS.get(status) or f"rx.response.{status}", 1)
         top = response.top_via
         branch = top.branch if top is not None else None
         entry = self.clients.get(branch or "")
@@ -232,7 +240,8 @@ class UserAgent:
 
     # ------------------------------------------------------------------ server side
     def _request_received(self, request: Request, source: Address, now: float) -> None:
-        self.count(f"rx.request.{request.method}", 1)
+        method = request.method
+        self.count(_RX_REQUEST_COUNTERS.get(method) or f"rx.request.{method}", 1)
         try:
             top = request.top_via
         except SipParseError:
@@ -254,7 +263,9 @@ class UserAgent:
             return
         if request.method == "ACK":
             return
-        if request.uri.partition(":")[0].lower() not in ("sip", "sips"):
+        uri = request.uri
+        if not uri.startswith(("sip:", "sips:")) \
+                and uri.partition(":")[0].lower() not in ("sip", "sips"):
             # RFC 3261 §8.2.2.1, RFC 4475 §3.3.2: this UA is reached by SIP URIs only (the
             # Contact it sends). Stateless like the 481: a stranger's request holds nothing.
             self.respond(request, destination, 416, now, stateless=True)
@@ -294,9 +305,9 @@ class UserAgent:
         """Answer `request` (in a server transaction unless `stateless`)."""
         # Reaching here, the request's Via list parsed and is not empty (see
         # response_destination), so the top Via always exists.
-        response = make_response(request, status, reason, headers=headers or (),
-                                 top_via=received_via(request, destination))
-        self.count(f"tx.response.{status}", 1)
+        data = response_bytes(request, status, reason, headers=headers or (),
+                              top_via=received_via(request, destination))
+        self.count(_TX_RESPONSE_COUNTERS.get(status) or f"tx.response.{status}", 1)
         try:
             key = None if stateless else self._server_key(request)
         except SipParseError:
@@ -307,12 +318,12 @@ class UserAgent:
         error_answer = status in ERROR_ANSWERS
         transport = self._transport
         if key is None:
-            self._send(response.to_bytes(), destination, error_answer, transport)
+            self._send(data, destination, error_answer, transport)
             return
         server = ServerTransaction(request, self.settings, key=key,
                                    reliable=transport != "udp")
         entry = ServerEntry(server, destination, error_answer, transport)
-        for effect in server.send_response(response, now):
+        for effect in server.send_response_bytes(data, status, now):
             if type(effect) is Transmit:  # (exact types: see _client_effects)
                 self._send(effect.data, destination, error_answer, transport)
             elif type(effect) is SetTimer:  # Timer J, the only server timer on UDP
@@ -341,7 +352,7 @@ class UserAgent:
             for value in request.headers.values(name)[:1]:
                 headers.add(name, value)
         response = Response(status, _reason_text(status, error), headers)
-        self.count(f"tx.response.{status}", 1)
+        self.count(_TX_RESPONSE_COUNTERS.get(status) or f"tx.response.{status}", 1)
         self._send(response.to_bytes(), destination, True, self._transport)
 
     def _arm_housekeeping(self, deadline: float) -> None:
@@ -433,6 +444,8 @@ def received_via(request: Request, destination: Address) -> str | None:
     SUB-144, or None when the request's top Via needs no change."""
     top = request.top_via
     assert top is not None
+    if top.host == destination[0] and top.params.get("rport", "") is not None:
+        return None  # (the usual request: what the steps below find, in one test)
     changed = top
     if top.host != destination[0]:
         changed = changed.with_param("received", destination[0])

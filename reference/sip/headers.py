@@ -503,17 +503,28 @@ def parse_named(value: str, header: str) -> NameAddr:
         raise _wrap(header, value, exc) from None
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=8192)
+def _from_or_to(value: str) -> NameAddr | None:
+    """The name-addr of a From or To value, None when it does not parse; cached (at most
+    8,192 values: a dialog's From and To repeat in each of its messages, and one cache
+    serves both because a value comes back under the other name: a NOTIFY's From is the
+    To of the 200 that answered its SUBSCRIBE). The header's name only names the error."""
+    try:
+        return parse_name_addr_uncached(value, "From")
+    except SipParseError:
+        return None
+
+
 def parse_from(value: str) -> NameAddr:
-    """A From value; cached (at most 4,096 values: a dialog's From repeats in each of its
-    messages)."""
-    return parse_named(value, "From")
+    """A From value (cached: see ``_from_or_to``)."""
+    named = _from_or_to(value)
+    return parse_named(value, "From") if named is None else named  # (None: raises)
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_to(value: str) -> NameAddr:
-    """A To value; cached like ``parse_from``."""
-    return parse_named(value, "To")
+    """A To value (cached: see ``_from_or_to``)."""
+    named = _from_or_to(value)
+    return parse_named(value, "To") if named is None else named  # (None: raises)
 
 
 # ---------------------------------------------------------------- Event, Subscription-State

@@ -400,10 +400,18 @@ class _Accessors:
         return list(self._list("accept", "Accept", _parse_accept))
 
 
-def _header_block(headers: Headers, body: bytes) -> list[str]:
-    lines = [f"{name}: {value}" for key, name, value in headers._items if key != "content-length"]
+def _header_lines(headers: Headers) -> list[str]:
+    """The header lines written for ``headers`` (Content-Length apart: see _message_bytes)."""
+    return [f"{name}: {value}" for key, name, value in headers._items if key != "content-length"]
+
+
+def _message_bytes(start_line: str, lines: list[str], body: bytes) -> bytes:
+    """The wire form of a message: ``start_line``, the header ``lines`` (Content-Length
+    not among them: it is written last, from the body; ``lines`` gets it), an empty line,
+    ``body``."""
     lines.append(f"Content-Length: {len(body)}")
-    return lines
+    head = start_line + "\r\n" + "\r\n".join(lines) + "\r\n\r\n"
+    return head.encode("utf-8") + body
 
 
 @dataclass(slots=True)
@@ -417,9 +425,8 @@ class Request(_Accessors):
         return f"{self.method} {self.uri} SIP/2.0"
 
     def to_bytes(self) -> bytes:
-        lines = _header_block(self.headers, self.body)
-        head = f"{self.method} {self.uri} SIP/2.0\r\n" + "\r\n".join(lines) + "\r\n\r\n"
-        return head.encode("utf-8") + self.body
+        return _message_bytes(f"{self.method} {self.uri} SIP/2.0", _header_lines(self.headers),
+                              self.body)
 
 
 @dataclass(slots=True)
@@ -433,9 +440,8 @@ class Response(_Accessors):
         return f"SIP/2.0 {self.status} {self.reason}"
 
     def to_bytes(self) -> bytes:
-        lines = _header_block(self.headers, self.body)
-        head = f"SIP/2.0 {self.status} {self.reason}\r\n" + "\r\n".join(lines) + "\r\n\r\n"
-        return head.encode("utf-8") + self.body
+        return _message_bytes(f"SIP/2.0 {self.status} {self.reason}",
+                              _header_lines(self.headers), self.body)
 
 
 Message = Request | Response
@@ -963,6 +969,7 @@ def reason_phrase(status: int) -> str:
 _RESPONSE_COPIED = tuple(
     (name, name.lower()) for name in ("Via", "From", "To", "Call-ID", "CSeq")
 )
+_RESPONSE_COPIED_KEYS = tuple(key for _, key in _RESPONSE_COPIED)
 
 
 def make_response(
@@ -978,10 +985,7 @@ def make_response(
     CSeq are copied as written; ``to_tag`` is added to To only when To has no tag yet.
     ``top_via``, when given, replaces the first Via value (a UAS adding ``received``).
     Raises SipParseError if the request's To cannot be parsed (only read when to_tag)."""
-    if not 100 <= status <= 699:
-        raise ValueError(f"status code out of range: {status}")
-    if reason is None:
-        reason = reason_phrase(status)
+    reason = _response_reason(status, reason)
     if top_via is not None and ("\r" in top_via or "\n" in top_via):
         raise ValueError("top Via value contains CR or LF")
     out = Headers()
@@ -1007,6 +1011,46 @@ def make_response(
     for name, value in headers:
         out.add(name, value)
     return Response(status, reason, out)
+
+
+def _response_reason(status: int, reason: str | None) -> str:
+    """The reason phrase of a response built with ``status`` and ``reason`` (None: the
+    usual one); ValueError for a status out of range."""
+    if not 100 <= status <= 699:
+        raise ValueError(f"status code out of range: {status}")
+    return reason_phrase(status) if reason is None else reason
+
+
+def response_bytes(
+    request: Request,
+    status: int,
+    reason: str | None = None,
+    *,
+    headers: Sequence[tuple[str, str]] = (),
+    top_via: str | None = None,
+) -> bytes:
+    """``make_response(request, status, reason, headers=headers, top_via=top_via).to_bytes()``
+    (the same bytes and errors) for a UAS that only sends its response. A response that
+    only copies the request's fields (every answer to a NOTIFY) is written from them
+    without building the Response and its Headers."""
+    if top_via is not None or headers:
+        return make_response(request, status, reason, headers=headers,
+                             top_via=top_via).to_bytes()
+    reason = _response_reason(status, reason)
+    request_headers = request.headers
+    index = request_headers._index or request_headers._lookup()
+    try:
+        # The usual request: one value of each copied field, written in one step.
+        (via,), (from_,), (to,), (call_id,), (cseq,) = map(  # type: ignore[misc]
+            index.get, _RESPONSE_COPIED_KEYS)
+    except (TypeError, ValueError):  # (a field absent: None; or repeated)
+        # What make_response appends, each value of each copied field in order, as to_bytes
+        # writes it.
+        lines = [f"{name}: {value}" for name, key in _RESPONSE_COPIED
+                 for value in index.get(key, ())]
+        return _message_bytes(f"SIP/2.0 {status} {reason}", lines, b"")
+    return (f"SIP/2.0 {status} {reason}\r\nVia: {via}\r\nFrom: {from_}\r\nTo: {to}\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n").encode()
 
 
 def check_mandatory(message: Request | Response) -> None:

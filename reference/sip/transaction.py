@@ -145,9 +145,11 @@ def server_key(request: Request) -> tuple[str, ...]:
 def server_key_via(request: Request, top: Via | None) -> tuple[str, ...]:
     """``server_key`` for a caller that already read the request's top Via, ``top``."""
     method = "INVITE" if request.method == "ACK" else request.method
-    parts = _top_via_parts(top)
-    if parts is not None and parts[0] and parts[0].startswith(MAGIC_COOKIE):
-        return ("rfc3261", parts[0], parts[1], method)
+    if top is not None:
+        branch = top.params.get("branch")  # (top.branch; the sent-by as _top_via_parts has it)
+        if branch and branch.startswith(MAGIC_COOKIE):
+            return ("rfc3261", branch, normalize_sent_by(top.transport, top.host, top.port),
+                    method)
     cseq = request.cseq
     top_via = request.headers.get_all("Via")
     return (
@@ -337,9 +339,15 @@ class ServerTransaction:
         """The TU answers. Once Completed, further responses are discarded (§17.2.2)."""
         if self.state not in ("trying", "proceeding"):
             return []
-        data = response.to_bytes()
+        return self.send_response_bytes(response.to_bytes(), response.status, now)
+
+    def send_response_bytes(self, data: bytes, status: int, now: float) -> list[TxEffect]:
+        """``send_response`` of a response given as its bytes and status code (a TU that
+        writes its responses straight to bytes: see message.response_bytes)."""
+        if self.state not in ("trying", "proceeding"):
+            return []
         self._last_response = data
-        if response.status < 200:
+        if status < 200:
             self.state = "proceeding"
             return [Transmit(data)]
         self.request = None

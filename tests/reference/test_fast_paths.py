@@ -17,6 +17,7 @@ from reference.sip.headers import (
 )
 from reference.sip.transaction import ServerTransaction, TimerSettings, server_key
 from reference.sip.uri import parse_name_addr
+from reference.ua import received_via
 
 NOTIFY = (
     b"NOTIFY sip:a@127.0.0.1 SIP/2.0\r\n"
@@ -178,3 +179,25 @@ def test_kept_to_and_call_id_follow_mutation() -> None:
         with pytest.raises(SipParseError, match="bad Call-ID") as info:
             message.call_id  # noqa: B018
         assert info.value.message is message
+
+
+@pytest.mark.parametrize("via", [
+    "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1", "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1;rport",
+    "SIP/2.0/UDP 10.0.0.1;rport=5070;branch=z9hG4bK1", "SIP/2.0/UDP h.test;branch=z9hG4bK1;rport",
+    "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;received=10.0.0.1;rport"])
+@pytest.mark.parametrize("destination", [("10.0.0.1", 5070), ("10.0.0.2", 5999)])
+def test_received_via_is_the_top_via_with_received_and_rport_filled(
+        via: str, destination: tuple[str, int]) -> None:
+    """received_via (its one-test shortcut for the usual request included) gives the top
+    Via with ``received`` added when the host differs and a bare ``rport`` filled, or None
+    when neither applies (RFC 3261 §18.2.1, RFC 3581 §4)."""
+    request = parse_message(NOTIFY.replace(
+        b"Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1;rport", b"Via: " + via.encode()))
+    assert isinstance(request, Request)
+    top = parse_via(via)
+    expected = top
+    if top.host != destination[0]:
+        expected = expected.with_param("received", destination[0])
+    if "rport" in top.params and top.params["rport"] is None:
+        expected = expected.with_param("rport", str(destination[1]))
+    assert received_via(request, destination) == (None if expected is top else str(expected))

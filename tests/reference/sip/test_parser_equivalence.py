@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from reference import sip
+from reference.sip.message import response_bytes
 
 LEGACY_COMMIT = "9e28fcf14624165363fed26141ab845cf524a528"
 MODULES = ("errors", "limits", "grammar", "uri", "headers", "message")
@@ -220,6 +221,38 @@ def test_check_mandatory_before_any_accessor_as_before() -> None:
         assert outcomes[0] == outcomes[1], data
         check_errors += outcomes[0][0] == "check" and outcomes[0][1] != "None"
     assert check_errors > MESSAGES // 10  # (many fail the check: its errors are compared)
+
+
+def _written_response(request: sip.Request, status: int, reason: str | None,
+                      fast: bool) -> Any:
+    try:
+        if fast:
+            return response_bytes(request, status, reason)
+        return sip.make_response(request, status, reason).to_bytes()
+    except Exception as exc:
+        return _error(exc)
+
+
+def test_response_bytes_is_the_built_response_written() -> None:
+    """message.response_bytes (a UAS's answer written from the request without building the
+    Response) gives make_response(...).to_bytes(), or its error, for every request that
+    parses, whatever its headers (repeated, compact, odd values)."""
+    rng = random.Random(29)
+    bases = seeds()
+    requests = 0
+    for _ in range(MESSAGES):
+        try:
+            message = sip.parse_message(mutate(rng.choice(bases), rng))
+        except Exception:
+            continue
+        if not isinstance(message, sip.Request):
+            continue
+        requests += 1
+        for status, reason in ((200, None), (481, "Subscription does not exist"), (99, None),
+                               (700, None), (299, None)):
+            assert _written_response(message, status, reason, True) == \
+                _written_response(message, status, reason, False)
+    assert requests > MESSAGES // 4
 
 
 def test_the_comparison_sees_a_difference() -> None:
