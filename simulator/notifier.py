@@ -28,6 +28,7 @@ Iteration order is always insertion order (dicts, never sets) so runs are reprod
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -81,6 +82,13 @@ def _token_text(bits: int) -> str:
     return f"{bits:012x}"
 
 
+def epoch_start_bound(epoch: int, length: float) -> float:
+    """A time no later than the first ``now`` with ``int(now // length) >= epoch``: one
+    float step below ``epoch * length``, which may have rounded up. Checked against it
+    (``now >= bound``), a generation never moves late; early only costs a division."""
+    return math.nextafter(epoch * length, -math.inf)
+
+
 class _Dialog:
     """One subscription dialog (our side). Strings shared by many dialogs are interned."""
 
@@ -129,12 +137,12 @@ class _NotifyTx:
     __slots__ = ("address", "data", "deadline", "dialog", "interval", "next_at", "proceeding")
 
     def __init__(self, dialog: _Dialog, data: bytes, address: Address, now: float,
-                 settings: TimerSettings) -> None:  # fmt: skip
+                 t1: float, timer_f: float) -> None:  # fmt: skip
         self.dialog = dialog
         self.data = data
         self.address = address
-        self.interval = settings.t1  # next Timer E interval while Trying
-        self.deadline = now + settings.timer_f  # Timer F
+        self.interval = t1  # next Timer E interval while Trying
+        self.deadline = now + timer_f  # Timer F
         first = now + self.interval
         self.next_at = first if first <= self.deadline else self.deadline  # min(), inline
         self.proceeding = False
@@ -175,6 +183,10 @@ class Notifier:
         self.observer = observer
         self.up = True
         self.settings = timer_settings or TimerSettings()
+        # Read per NOTIFY: Timer F is a property (a call), T1 and T4 are read once here.
+        self._t1 = self.settings.t1
+        self._timer_f = self.settings.timer_f
+        self._t4 = self.settings.t4
         # Event packages served (simulator.packages_model serves reg; lists are presence).
         self.events: tuple[str, ...] = ("presence",)
         self._ids = stream(seed, "notifier", name, "ids")
@@ -192,6 +204,10 @@ class Notifier:
         self._completed: dict[str, float] = {}
         self._completed_old: dict[str, float] = {}
         self._completed_epoch = 0
+        # No generation moves on before these times (what the epochs give, read without a
+        # division per NOTIFY answer; see _complete and _age_answers).
+        self._completed_age_at = 0.0
+        self._answers_age_at = 0.0
         # Server side: answers by transaction key for absorbing retransmissions; None while
         # the request is still being processed.
         self._answered: dict[tuple[str, ...], Answer | None] = {}
@@ -313,14 +329,18 @@ class Notifier:
             self._answered_old = self._answered if fresh else {}
             self._answered = {}
             self._answered_epoch = epoch
+        # The next epoch starts there exactly (a power of two: now // it has no rounding).
+        self._answers_age_at = (epoch + 1) * RETRANSMISSION_MEMORY
 
     def _remember(self, key: tuple[str, ...], value: Answer | None) -> None:
-        self._age_answers(self.env.now)
+        if self.env.now >= self._answers_age_at:
+            self._age_answers(self.env.now)
         self._answered[key] = value
 
     def _on_subscribe(self, incoming: _Incoming, source: Address) -> None:
         key = incoming.key
-        self._age_answers(self.env.now)
+        if self.env.now >= self._answers_age_at:
+            self._age_answers(self.env.now)
         if key in self._answered or key in self._answered_old:
             cached = self._answered.get(key, self._answered_old.get(key))
             self._count("subscribe_retransmissions")
@@ -621,7 +641,7 @@ class Notifier:
         if address is None:  # cannot happen: checked when the dialog was made
             return
         dialog.local_cseq += 1
-        branch = "z9hG4bK" + self._token()
+        branch = f"z9hG4bK{self._ids.getrandbits(48):012x}"  # "z9hG4bK" + self._token()
         body = self._body(dialog.record)
         from_tag = dialog.from_tag  # their From value (from_value), written in place
         to_tag = "" if from_tag is None else ";tag=" + from_tag
@@ -636,7 +656,7 @@ class Notifier:
             f"Subscription-State: {subscription_state}\r\nContent-Type: {PIDF_TYPE}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
-        tx = _NotifyTx(dialog, data, address, self.env.now, self.settings)
+        tx = _NotifyTx(dialog, data, address, self.env.now, self._t1, self._timer_f)
         self._txs[branch] = tx
         counters = self.counters
         counters["notify_sent"] = counters.get("notify_sent", 0) + 1
@@ -682,23 +702,26 @@ class Notifier:
             tx.proceeding = True
             return
         del self._txs[branch]
-        self._complete(branch)
+        t4 = self._t4
+        if t4 > 0:  # else reliable transport: Timer K = 0
+            self._complete(branch, t4)
         if response.status >= 300:
             self._count(f"notify_rejected_{response.status}")
             self._notify_failed(tx.dialog)
 
-    def _complete(self, branch: str) -> None:
-        t4 = self.settings.t4
-        if t4 <= 0:
-            return  # reliable transport: Timer K = 0
+    def _complete(self, branch: str, t4: float) -> None:
+        """Timer K (``t4`` > 0) for a NOTIFY transaction that got its final answer."""
         now = self.env.now
-        self._age_answers(now)
-        epoch = int(now // t4)
-        if epoch != self._completed_epoch:
-            fresh = epoch == self._completed_epoch + 1
-            self._completed_old = self._completed if fresh else {}
-            self._completed = {}
-            self._completed_epoch = epoch
+        if now >= self._answers_age_at:
+            self._age_answers(now)
+        if now >= self._completed_age_at:
+            epoch = int(now // t4)
+            if epoch != self._completed_epoch:
+                fresh = epoch == self._completed_epoch + 1
+                self._completed_old = self._completed if fresh else {}
+                self._completed = {}
+                self._completed_epoch = epoch
+            self._completed_age_at = epoch_start_bound(epoch + 1, t4)
         self._completed[branch] = now + t4
 
     def _is_completed(self, branch: str) -> bool:

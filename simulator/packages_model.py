@@ -324,7 +324,7 @@ class PackageNotifier(Notifier):
             else:
                 self._count("notify_tcp_refused")
         now = self.env.now
-        tx = _NotifyTx(dialog, data, address, now, self.settings)
+        tx = _NotifyTx(dialog, data, address, now, self._t1, self._timer_f)
         self._txs[branch] = tx
         self._count("notify_sent")
         if connection:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import simpy
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reference.sip import Request, Response, make_response, parse_message
 from simulator.network import Latency, LinkSpec, Network
-from simulator.notifier import Notifier
+from simulator.notifier import Notifier, epoch_start_bound
 from simulator.workload import NotifierSpec, RejectRule
 
 UA = ("10.0.0.1", 5060)
@@ -313,3 +316,15 @@ def test_answered_notifies_leave_no_simpy_events_behind() -> None:
     assert peer.notifier.pending_transactions == 0
     # Left queued: at most the expiry wakeup and one transaction-timer wakeup.
     assert len(peer.env._queue) <= 2
+
+
+@given(st.floats(1e-3, 1e3), st.floats(0.0, 1e7))
+def test_timer_k_generations_never_move_late(length: float, now: float) -> None:
+    # The notifier divides only once `now` reaches the bound: every time below the bound
+    # must still be in the epoch it computed (float division is monotone in `now`, so the
+    # last float below the bound is the one to check).
+    epoch = int(now // length)
+    bound = epoch_start_bound(epoch + 1, length)
+    below = math.nextafter(bound, -math.inf)
+    if below >= now:
+        assert int(below // length) == epoch
