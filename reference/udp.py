@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import ipaddress
 import json
@@ -68,6 +69,9 @@ ERROR_ANSWER_BURST = 2000
 # Kernel receive buffer asked for (the kernel caps it at net.core.rmem_max): room for bursts
 # while the agent is busy; what still overflows is dropped by the kernel, not by us.
 RECEIVE_BUFFER = 4 * 1024 * 1024
+# Port pairs tried by `open` with port 0 and TCP on: the free UDP port the OS picks may be
+# taken on TCP; eight collisions in a row would mean the ephemeral range is nearly full.
+PORT_PAIR_ATTEMPTS = 8
 # Datagrams read before the answers they caused are sent (see `_read_ready`): enough that
 # one peer wakeup serves several answers, few enough that the peer gets work back before
 # the agent runs dry (a whole 64-datagram batch measured no better, 4 measured worse).
@@ -204,6 +208,27 @@ class UdpRuntime:
         to be reachable from elsewhere). Raises OSError when the port is taken.
         `error_answer_rate`/`error_answer_burst` bound the error answers (see above).
         """
+        attempts = PORT_PAIR_ATTEMPTS if port == 0 else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await cls._open_once(
+                    config, host, port, advertise_bound_address=advertise_bound_address,
+                    trace_path=trace_path, error_answer_rate=error_answer_rate,
+                    error_answer_burst=error_answer_burst, tcp_limits=tcp_limits,
+                    credentials=credentials)
+            except OSError as exc:
+                # Port 0 with TCP: the free UDP port the OS picked may be taken on TCP (an
+                # outgoing connection's local port, say); another free port pair is tried.
+                if exc.errno != errno.EADDRINUSE or attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    @classmethod
+    async def _open_once(cls, config: AgentConfig, host: str, port: int, *,
+                         advertise_bound_address: bool, trace_path: str | Path | None,
+                         error_answer_rate: float, error_answer_burst: int,
+                         tcp_limits: TcpLimits | None,
+                         credentials: CredentialStore | None) -> UdpRuntime:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         if not infos:  # pragma: no cover - getaddrinfo raises instead

@@ -9,6 +9,8 @@ TcpTransport."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -226,4 +228,46 @@ def test_subscriptions_to_one_destination_share_one_connection() -> None:
         assert notifier.transport.counters.accepted == 1
         runtime.close()
         notifier.transport.close()
+    run(scenario())
+
+
+def test_port_0_tries_another_pair_when_the_tcp_twin_is_taken(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UDP port the OS picks for port 0 may be taken on TCP: `open` closes that attempt
+    and binds another pair; a port asked for by number is not moved."""
+    from reference import tcp
+
+    real_listen = tcp.TcpTransport.listen
+    refused: list[int] = []
+    listened: list[int] = []
+
+    async def listen_taken_once(self: tcp.TcpTransport, host: str = "127.0.0.1",
+                                port: int = 0) -> tuple[str, int]:
+        listened.append(port)
+        if not refused:
+            refused.append(port)
+            raise OSError(errno.EADDRINUSE, "address already in use")
+        return await real_listen(self, host, port)
+
+    monkeypatch.setattr(tcp.TcpTransport, "listen", listen_taken_once)
+    config = AgentConfig(profile="rfc6665", transports="udp,tcp")
+
+    async def scenario() -> None:
+        runtime = await UdpRuntime.open(config, "127.0.0.1", 0)
+        try:
+            assert runtime.tcp is not None and runtime.tcp.local_address is not None
+            bound = runtime.tcp.local_address[1]
+            assert len(listened) == 2 and listened[1] == bound
+            if bound != refused[0]:
+                # The refused attempt's UDP socket was closed: its port binds again.
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                probe.bind(("127.0.0.1", refused[0]))
+                probe.close()
+        finally:
+            runtime.close()
+        refused.clear()
+        with pytest.raises(OSError):
+            await UdpRuntime.open(config, "127.0.0.1", bound)
+        assert refused == [bound]
+
     run(scenario())
