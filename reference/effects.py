@@ -29,19 +29,6 @@ class Send:
     error_answer: bool = False
     transport: str = "udp"
 
-    # The effects' own __init__s (the decorator keeps them) write the fields into the
-    # instance's __dict__: the generated frozen __init__ calls object.__setattr__ once per
-    # field, about twice the cost of the whole call, and an effect is built for every
-    # message sent and every status message. Same signatures, fields in field order
-    # (tests/reference/test_effects_init.py holds them equal to the generated ones).
-    def __init__(self, data: bytes, destination: Address, error_answer: bool = False,
-                 transport: str = "udp") -> None:
-        fields = self.__dict__
-        fields["data"] = data
-        fields["destination"] = destination
-        fields["error_answer"] = error_answer
-        fields["transport"] = transport
-
 
 @dataclass(frozen=True)
 class Deliver:
@@ -49,11 +36,6 @@ class Deliver:
 
     destination: str
     message: StatusMessage
-
-    def __init__(self, destination: str, message: StatusMessage) -> None:
-        fields = self.__dict__
-        fields["destination"] = destination
-        fields["message"] = message
 
 
 @dataclass(frozen=True)
@@ -63,12 +45,6 @@ class TraceEvent:
     time: float
     kind: str
     fields: dict[str, Any]
-
-    def __init__(self, time: float, kind: str, fields: dict[str, Any]) -> None:
-        values = self.__dict__
-        values["time"] = time
-        values["kind"] = kind
-        values["fields"] = fields
 
 
 Effect = Send | Deliver | TraceEvent
