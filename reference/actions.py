@@ -44,7 +44,7 @@ from reference import policy
 from reference.classify import AnyFacts, NotifyFacts, ResponseFacts
 from reference.core import ActionFunction, ActionTable, Core, Subscription
 from reference.digest import DigestSession
-from reference.qsa import StatusMessage, notify_message
+from reference.qsa import StatusMessage
 from reference.reginfo import ApplyResult, Registration, RegState
 from reference.rlmi import ListApplyResult, ListNotification, ResourceChange
 from reference.sip.dialog import DialogError, route_set_of
@@ -264,10 +264,11 @@ def deliver(core: Core, sub: Subscription, facts: AnyFacts, delay: float | None)
             _deliver_changes(core, sub, facts, applied, retry_at, reason)
         if status in ("active", "pending"):
             return  # else the subscription ends: its own status message follows
-    core.deliver(sub, notify_message(
-        sub.handle, sub.record, sub.subscriber, sub.package, status, facts.document,
-        notify.body, notify.headers.get("Content-Type"), reason, retry_at,
-        sub.subscriber_data, facts.now))
+    core.deliver(sub, StatusMessage(
+        handle=sub.handle, record=sub.record, subscriber=sub.subscriber,
+        package=sub.package, status=status, document=facts.document, body=notify.body,
+        content_type=notify.headers.get("Content-Type"), reason=reason, retry_at=retry_at,
+        subscriber_data=sub.subscriber_data, at=facts.now))
 
 
 def _deliver_changes(core: Core, sub: Subscription, facts: NotifyFacts,

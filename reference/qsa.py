@@ -66,39 +66,6 @@ class StatusMessage:
         }
 
 
-_new = object.__new__
-
-
-def notify_message(handle: int, record: str, subscriber: str, package: str, status: str,
-                   document: PresenceDocument | None, body: bytes, content_type: str | None,
-                   reason: str | None, retry_at: float | None, subscriber_data: Any,
-                   at: float) -> StatusMessage:
-    """`StatusMessage(handle=handle, ..., at=at)`, the later fields at their defaults: the
-    message of an accepted NOTIFY, one per NOTIFY. Built by writing the instance's fields
-    straight into its `__dict__`, where the frozen dataclass's `__init__` calls
-    `object.__setattr__` once per field (~4x the cost for 16 fields); the same message,
-    frozen like any other (`tests/reference/test_qsa_notify_message.py`)."""
-    message = _new(StatusMessage)
-    fields = message.__dict__
-    fields["handle"] = handle
-    fields["record"] = record
-    fields["subscriber"] = subscriber
-    fields["package"] = package
-    fields["status"] = status
-    fields["document"] = document
-    fields["body"] = body
-    fields["content_type"] = content_type
-    fields["reason"] = reason
-    fields["retry_at"] = retry_at
-    fields["subscriber_data"] = subscriber_data
-    fields["at"] = at
-    fields["superseded"] = 0
-    fields["list_uri"] = None
-    fields["resource"] = None
-    fields["registration"] = None
-    return message
-
-
 @dataclass
 class QueueStats:
     delivered: int = 0
