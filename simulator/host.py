@@ -18,7 +18,6 @@ simulation stays free of wall time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import heappush
 from typing import Any, Protocol
 
 from reference import Agent, AgentConfig, EffectPump, MessageQueue, StatusMessage, TraceEvent
@@ -166,10 +165,8 @@ class AgentHost:
         wakeup = Wakeup(self._woken)
         self._wakeup = wakeup
         self._wakeup_at = at
-        env = self.env  # env.schedule(wakeup, NORMAL_PRIORITY, delay), one call less
-        delay = at - env._now
-        heappush(env._queue, (env._now + (delay if delay > 0.0 else 0.0), NORMAL_PRIORITY,
-                              next(env._eid), wakeup))  # fmt: skip
+        delay = at - self.env.now
+        self.env.schedule(wakeup, NORMAL_PRIORITY, delay if delay > 0.0 else 0.0)
 
     def send(self, data: bytes, destination: Address, error_answer: bool) -> None:
         self.network.send(self.name, destination, data)

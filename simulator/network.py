@@ -11,7 +11,6 @@ import math
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from heapq import heappush
 from typing import Any, NamedTuple
 
 from simulator.rng import stream
@@ -276,8 +275,7 @@ class Network:
                 if spec.reorder > 0.0 and link.reorder_rng.random() < spec.reorder:
                     delay += spec.reorder_delay
             arrival = _Arrival(self._arrival_callbacks, dst, data, src.address)
-            env = self.env  # env.schedule(arrival, NORMAL_PRIORITY, delay), one call less
-            heappush(env._queue, (env._now + delay, NORMAL_PRIORITY, next(env._eid), arrival))
+            self.env.schedule(arrival, NORMAL_PRIORITY, delay)
             return
         if fate in ("lost", "partitioned"):
             self._rare[fate] += 1

@@ -99,51 +99,27 @@ class CountingEnvironment(simpy.Environment):
     def __init__(self, initial_time: SimTime = 0) -> None:
         super().__init__(initial_time)
         self.now = self._now
-        self._in_run = False  # see run
 
     def step(self) -> None:
-        # In run (below), this one call processes events until the run ends; a step taken
-        # from inside (none is) would process one.
-        loop, self._in_run = self._in_run, False
-        self._process(loop)
-
-    def run(self, until: SimTime | simpy.Event | None = None) -> object:
-        """SimPy's ``run``, whose loop calls ``step`` until StopSimulation or EmptySchedule
-        ends it; here that one call processes events until they do (one Python call less
-        per event: the same events in the same order, the same ending). A ``step`` set on
-        the instance (one that counts steps, say) is called per event, as in SimPy.
-        (A flag, not a ``step`` set on the instance: a changed instance dict would make
-        every read of ``env.now`` slower.)"""
-        self._in_run = getattr(self.step, "__func__", None) is CountingEnvironment.step
         try:
-            return super().run(until)
-        finally:
-            self._in_run = False
-
-    def _process(self, loop: bool) -> None:
-        queue = self._queue
-        while True:
-            try:
-                self._now, _, _, event = heappop(queue)
-            except IndexError:
-                raise EmptySchedule from None
-            self.now = self._now
-            callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
-            try:
-                for callback in callbacks:
-                    callback(event)
-            except StopSimulation:
-                # As SimPy: the remaining callbacks run when the simulation resumes.
-                event.callbacks = callbacks[callbacks.index(callback) + 1 :]
-                self.schedule(event, EventPriority(-1))
-                raise
-            if not event._ok and not hasattr(event, "_defused"):
-                # A failed event nobody defused crashes the run, as in SimPy.
-                exc = type(event._value)(*event._value.args)
-                exc.__cause__ = event._value
-                raise exc
-            if not loop:
-                return
+            self._now, _, _, event = heappop(self._queue)
+        except IndexError:
+            raise EmptySchedule from None
+        self.now = self._now
+        callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
+        try:
+            for callback in callbacks:
+                callback(event)
+        except StopSimulation:
+            # As SimPy: the remaining callbacks run when the simulation resumes.
+            event.callbacks = callbacks[callbacks.index(callback) + 1 :]
+            self.schedule(event, EventPriority(-1))
+            raise
+        if not event._ok and not hasattr(event, "_defused"):
+            # A failed event nobody defused crashes the run, as in SimPy.
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
 
     @property
     def events_processed(self) -> int:

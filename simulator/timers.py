@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Hashable
-from heapq import heappush
 from typing import Any
 
 from reference.timers import float_order, order_float
@@ -57,8 +56,7 @@ def call_later(env: Any, delay: float, action: Callable[[], None]) -> None:
     ``env.timeout`` puts it where a timeout callback would run (SimPy orders by time,
     priority, then scheduling order), without the Timeout, its callback list and a closure
     per call."""
-    # env.schedule(Call(action), NORMAL_PRIORITY, delay), one call less
-    heappush(env._queue, (env._now + delay, NORMAL_PRIORITY, next(env._eid), Call(action)))
+    env.schedule(Call(action), NORMAL_PRIORITY, delay)
 
 
 class DeadlineQueue:
@@ -167,10 +165,8 @@ class DeadlineQueue:
         wakeup = Wakeup(self._wake)
         self._armed = wakeup
         self._armed_at = at
-        env = self._env  # env.schedule(wakeup, NORMAL_PRIORITY, delay), one call less
-        delay = at - env._now
-        heappush(env._queue, (env._now + (delay if delay > 0.0 else 0.0), NORMAL_PRIORITY,
-                              next(env._eid), wakeup))  # fmt: skip
+        delay = at - self._env.now
+        self._env.schedule(wakeup, NORMAL_PRIORITY, delay if delay > 0.0 else 0.0)
 
     def _wake(self, wakeup: Wakeup) -> None:
         if wakeup is not self._armed:

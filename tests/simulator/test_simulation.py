@@ -10,15 +10,12 @@ import statistics
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import simpy
 
-from simulator.run import WALL_CLOCK_FIELDS, CountingEnvironment, build, run_workload
-from simulator.timers import call_later
+from simulator.run import WALL_CLOCK_FIELDS, build, run_workload
 from simulator.workload import Workload, workload_from_mapping
 
 
@@ -243,31 +240,3 @@ def test_live_subscriptions_keep_the_seen_change_beside_the_indexes() -> None:
         assert (sim.live[sid].watcher, sim.live[sid].record) == (5, 3)
     sim.unsubscribe(sid)
     assert not sim.live.see_change(sid, 7200.0)
-
-
-def test_counting_environment_runs_events_as_simpy_does() -> None:
-    # CountingEnvironment.run processes events in one loop instead of a step() call each:
-    # the same events at the same times in the same order, and the same stops.
-    def drive(env: simpy.Environment) -> list[tuple[float, str]]:
-        seen: list[tuple[float, str]] = []
-
-        def ticker(name: str, period: float) -> Generator[simpy.Event, None, None]:
-            while True:
-                yield env.timeout(period)
-                seen.append((env.now, name))
-                if name == "b" and env.now >= 3:
-                    call_later(env, 0.0, lambda: seen.append((env.now, "call")))
-
-        env.process(ticker("a", 0.5))
-        env.process(ticker("b", 1.0))
-        env.run(until=2.0)
-        seen.append((env.now, "stop"))
-        env.run(until=4.5)
-        seen.append((env.now, "stop"))
-        env.step()  # one event, as SimPy's step
-        seen.append((env.now, "step"))
-        return seen
-
-    counting, plain = CountingEnvironment(), simpy.Environment()
-    assert drive(counting) == drive(plain)
-    assert counting.events_processed == next(plain._eid) - len(plain._queue)

@@ -126,20 +126,3 @@ def test_equal_deadlines_fire_in_push_order_whatever_the_key(
         env.run()
         expected = sorted((entry, repr(key), key) for key, entry in started.items())
         assert owner.fired == [(at, key) for (at, _), _, key in expected]
-
-
-def test_wakeups_and_calls_are_queued_as_env_schedule_queues_them() -> None:
-    # DeadlineQueue and call_later push onto SimPy's queue themselves (one call less than
-    # env.schedule): the same (time, priority, event id) entries as env.schedule makes.
-    env, twin = simpy.Environment(), simpy.Environment()
-    env.run(until=1.25)
-    twin.run(until=1.25)
-    owner = Owner(env)
-    owner.start("a", 3.5)
-    twin.schedule(timers.Wakeup(print), timers.NORMAL_PRIORITY, 3.5 - twin.now)
-    timers.call_later(env, 0.75, print)
-    twin.schedule(timers.Call(print), timers.NORMAL_PRIORITY, 0.75)
-    owner.start("b", 0.5)  # already due: armed with delay 0
-    twin.schedule(timers.Wakeup(print), timers.NORMAL_PRIORITY, 0.0)
-    assert [entry[:3] for entry in env._queue] == [entry[:3] for entry in twin._queue]
-    assert [type(entry[3]) for entry in env._queue] == [type(entry[3]) for entry in twin._queue]
