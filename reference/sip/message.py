@@ -1044,11 +1044,7 @@ def response_bytes(
         (via,), (from_,), (to,), (call_id,), (cseq,) = map(  # type: ignore[misc]
             index.get, _RESPONSE_COPIED_KEYS)
     except (TypeError, ValueError):  # (a field absent: None; or repeated)
-        # What make_response appends, each value of each copied field in order, as to_bytes
-        # writes it.
-        lines = [f"{name}: {value}" for name, key in _RESPONSE_COPIED
-                 for value in index.get(key, ())]
-        return _message_bytes(f"SIP/2.0 {status} {reason}", lines, b"")
+        return make_response(request, status, reason).to_bytes()
     return (f"SIP/2.0 {status} {reason}\r\nVia: {via}\r\nFrom: {from_}\r\nTo: {to}\r\n"
             f"Call-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n").encode()
 
