@@ -257,7 +257,8 @@ def test_port_0_tries_another_pair_when_the_tcp_twin_is_taken(
         try:
             assert runtime.tcp is not None and runtime.tcp.local_address is not None
             bound = runtime.tcp.local_address[1]
-            assert len(listened) == 2 and listened[1] == bound
+            # At least one more attempt; on a busy machine a real collision may add others.
+            assert len(listened) >= 2 and listened[-1] == bound
             if bound != refused[0]:
                 # The refused attempt's UDP socket was closed: its port binds again.
                 probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
