@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,7 +100,7 @@ class Dialog:
         branch: str,
         sent_by: str,
         contact: str,
-        headers: Iterable[tuple[str, str]] = (),
+        headers: Sequence[tuple[str, str]] = (),
         body: bytes = b"",
         max_forwards: int = 70,
         transport: str = "UDP",
@@ -120,21 +120,31 @@ class Dialog:
         # The fixed fields go in as (lookup key, canonical name, value), their names known
         # valid; their values may carry text from outside (configuration, a peer's tags and
         # Record-Route, the caller's Contact): ``extend_known`` checks them as ``add`` does.
+        via = f"SIP/2.0/{transport} {sent_by};branch={branch};rport"
+        from_value = f"{self.local_uri};tag={self.local_tag}"
+        cseq_value = f"{cseq} {method}"
         fields = [
-            ("via", "Via", f"SIP/2.0/{transport} {sent_by};branch={branch};rport"),
+            ("via", "Via", via),
             ("max-forwards", "Max-Forwards", str(max_forwards)),
             ("to", "To", to_value),
-            ("from", "From", f"{self.local_uri};tag={self.local_tag}"),
+            ("from", "From", from_value),
             ("call-id", "Call-ID", self.call_id),
-            ("cseq", "CSeq", f"{cseq} {method}"),
+            ("cseq", "CSeq", cseq_value),
         ]
         for route in routes:  # one Route header per entry: easy to read and to edit
             fields.append(("route", "Route", route))
         fields.append(("contact", "Contact", contact))
+        # The values' text for the CR and LF check, and the lines of the fields written as
+        # ``to_bytes`` writes them (kept by ``extend_known``), each in one step (Max-Forwards,
+        # a number, holds neither).
+        values = f"{via}{to_value}{from_value}{self.call_id}{cseq_value}{contact}"
+        text = (f"Via: {via}\r\nMax-Forwards: {max_forwards}\r\nTo: {to_value}\r\n"
+                f"From: {from_value}\r\nCall-ID: {self.call_id}\r\nCSeq: {cseq_value}\r\n")
+        if routes:
+            values = "".join([values, *routes])
+            text += "".join([f"Route: {route}\r\n" for route in routes])
         hdrs = Headers()
-        hdrs.extend_known(fields)
-        for name, value in headers:
-            hdrs.add(name, value)
+        hdrs.extend_known(fields, values, f"{text}Contact: {contact}", headers)
         self.local_cseq = cseq
         return Request(method, request_uri, hdrs, body), next_hop
 

@@ -786,7 +786,7 @@ FieldEntry = tuple[str, tuple[str]]
 class Headers:
     """Ordered, case-insensitive multi-map of header fields with canonical names."""
 
-    __slots__ = ("_cache", "_fields", "_index")
+    __slots__ = ("_cache", "_fields", "_index", "_text")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         # (lowercase key, canonical name, value) in order, see ``_items``. `_index` (key ->
@@ -797,6 +797,10 @@ class Headers:
         # appears once (read-only either way: every reader copies before handing out).
         self._index: dict[str, Sequence[str]] | None = None
         self._cache: dict[str, object] = {}  # typed values, see message._Accessors
+        # The header lines as ``to_bytes`` writes them (Content-Length apart), joined by
+        # CRLF, when the builder wrote them with the fields (``extend_known``); dropped on
+        # every mutation, like the index.
+        self._text: str | None = None
         for name, value in items:
             self.add(name, value)
 
@@ -814,6 +818,7 @@ class Headers:
 
     def _changed(self) -> None:
         self._index = None
+        self._text = None
         self._cache.clear()
 
     def _lookup(self) -> dict[str, Sequence[str]]:
@@ -834,18 +839,40 @@ class Headers:
         """Parser fast path: name already canonical, value known to be a single line."""
         self._items.append((name.lower(), name, value))
         self._index = None
+        self._text = None
 
-    def extend_known(self, fields: Sequence[tuple[str, str, str]]) -> None:
-        """Builder fast path: add (lookup key, canonical name, value) fields whose names are
-        known valid, their values checked for CR and LF at once, with the error ``add``
-        gives for the first bad one (nothing is added then)."""
-        text = "".join([value for _, _, value in fields])
-        if "\r" in text or "\n" in text:
+    def extend_known(self, fields: list[tuple[str, str, str]], values: str, text: str,
+                     items: Sequence[tuple[str, str]] = ()) -> None:
+        """Builder fast path: add (lookup key, canonical name, value) ``fields`` whose names
+        are known valid, then the (name, value) ``items`` as ``add`` adds them, with the
+        errors of ``add`` in that order (nothing is added on an error in ``fields``).
+        ``values`` holds the text of every value of ``fields`` (in any order: only looked at
+        for a CR or LF), ``text`` their header lines as ``to_bytes`` writes them (joined by
+        CRLF; the caller writes both in one step each, having the values at hand). When
+        every item's name was added before and its value holds no CR or LF (what ``add``
+        checks), ``fields`` gets the items' fields and the lines are kept (``_text``): a
+        request is built with a few such headers, then written once."""
+        if "\r" in values or "\n" in values:
             for _, name, value in fields:
                 if "\r" in value or "\n" in value:
                     raise ValueError(f"header value for {name!r} contains CR or LF")
+        count = len(fields)
+        lines = [text]
+        for name, value in items:
+            spelling = _ADDED_NAMES.get(name)
+            if spelling is None or "\r" in value or "\n" in value \
+                    or spelling[0] == "content-length":  # (not written as a header line)
+                del fields[count:]  # (add checks them, one by one)
+                self._items.extend(fields)
+                self._changed()
+                for name, value in items:
+                    self.add(name, value)
+                return
+            fields.append((spelling[0], spelling[1], value))
+            lines.append(f"{spelling[1]}: {value}")
         self._items.extend(fields)
         self._changed()
+        self._text = "\r\n".join(lines)
 
     def add(self, name: str, value: str) -> None:
         if "\r" in value or "\n" in value:
@@ -864,6 +891,7 @@ class Headers:
         key, full = spelling
         fields.append((key, full, value))
         self._index = None  # (what _changed does, inline: a request is built by adds)
+        self._text = None
         self._cache.clear()
 
     def set(self, name: str, value: str) -> None:
@@ -966,6 +994,7 @@ class ParsedHeaders(Headers):
         self._entries = entries
         self._index = index
         self._cache = cache
+        self._text = None
 
     def _received_fields(self) -> list[tuple[str, str, str]]:
         fields = []

@@ -400,17 +400,23 @@ class _Accessors:
         return list(self._list("accept", "Accept", _parse_accept))
 
 
-def _header_lines(headers: Headers) -> list[str]:
-    """The header lines written for ``headers`` (Content-Length apart: see _message_bytes)."""
-    return [f"{name}: {value}" for key, name, value in headers._items if key != "content-length"]
+def _header_text(headers: Headers) -> str:
+    """The header lines written for ``headers`` (Content-Length apart: see _message_bytes),
+    joined by CRLF: the builder's (``Headers._text``) when it wrote them."""
+    text = headers._text
+    if text is None:
+        text = "\r\n".join([f"{name}: {value}" for key, name, value in headers._items
+                             if key != "content-length"])
+    return text
 
 
-def _message_bytes(start_line: str, lines: list[str], body: bytes) -> bytes:
-    """The wire form of a message: ``start_line``, the header ``lines`` (Content-Length
-    not among them: it is written last, from the body; ``lines`` gets it), an empty line,
-    ``body``."""
-    lines.append(f"Content-Length: {len(body)}")
-    head = start_line + "\r\n" + "\r\n".join(lines) + "\r\n\r\n"
+def _message_bytes(start_line: str, text: str, body: bytes) -> bytes:
+    """The wire form of a message: ``start_line``, the header lines ``text`` (Content-Length
+    not among them: it is written last, from the body), an empty line, ``body``."""
+    if text:
+        head = f"{start_line}\r\n{text}\r\nContent-Length: {len(body)}\r\n\r\n"
+    else:
+        head = f"{start_line}\r\nContent-Length: {len(body)}\r\n\r\n"
     return head.encode("utf-8") + body
 
 
@@ -425,7 +431,7 @@ class Request(_Accessors):
         return f"{self.method} {self.uri} SIP/2.0"
 
     def to_bytes(self) -> bytes:
-        return _message_bytes(f"{self.method} {self.uri} SIP/2.0", _header_lines(self.headers),
+        return _message_bytes(f"{self.method} {self.uri} SIP/2.0", _header_text(self.headers),
                               self.body)
 
 
@@ -441,7 +447,7 @@ class Response(_Accessors):
 
     def to_bytes(self) -> bytes:
         return _message_bytes(f"SIP/2.0 {self.status} {self.reason}",
-                              _header_lines(self.headers), self.body)
+                              _header_text(self.headers), self.body)
 
 
 Message = Request | Response

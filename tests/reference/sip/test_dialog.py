@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from reference.sip.dialog import Dialog, DialogError
 from reference.sip.errors import SipParseError
+from reference.sip.headers import Headers
 from reference.sip.message import Request, Response, parse_message
 
 CONTACT = "<sip:b2b@10.0.0.1:5060>"
@@ -392,3 +393,57 @@ def test_remote_cseq_rejects_exactly_lower_numbers(numbers: list[int]) -> None:
         if expected:
             best = n
         assert dialog.remote_cseq == best
+
+
+def _slow_build(dialog: Dialog, method: str, branch: str,
+                headers: list[tuple[str, str]]) -> bytes:
+    """What build_request's bytes were before it wrote its lines itself: every field added
+    one by one, written by ``to_bytes`` from the fields."""
+    request, _ = dialog.build_request(method, branch=branch, sent_by="10.0.0.1:5060",
+                                      contact=CONTACT)
+    slow = Headers()
+    for name, value in request.headers.items():
+        slow.add(name, value)
+    for name, value in headers:
+        slow.add(name, value)
+    assert slow._text is None
+    return Request(method, request.uri, slow).to_bytes()
+
+
+@pytest.mark.parametrize("route", [(), ("<sip:p1@example.org;lr>", "<sip:p2@example.org;lr>"),
+                                   ("<sip:strict@example.org>",)])
+@pytest.mark.parametrize("headers", [
+    [],
+    [("Event", "presence"), ("Expires", "3600")],
+    [("event", "presence"), ("Accept", "a/b, c/d"), ("X-New-Name-For-Test", "1")],
+    [("Event", "presence"), ("Content-Length", "5"), ("Expires", "0")],
+])
+def test_built_lines_are_the_fields_lines(route: tuple[str, ...],
+                                          headers: list[tuple[str, str]]) -> None:
+    # The lines build_request writes with the fields (kept for to_bytes) are exactly the
+    # ones to_bytes writes from the fields, whichever path extend_known took; a mutation
+    # drops them.
+    fast, slow = new_dialog(preloaded_route=route), new_dialog(preloaded_route=route)
+    for _ in range(2):  # (the second time every name was added before)
+        request, _ = fast.build_request("SUBSCRIBE", branch="z9hG4bKf", sent_by="10.0.0.1:5060",
+                                        contact=CONTACT, headers=headers)
+        assert request.to_bytes() == _slow_build(slow, "SUBSCRIBE", "z9hG4bKf", headers)
+    request.headers.add("Expires", "60")
+    assert request.headers._text is None
+    assert request.to_bytes().endswith(b"Expires: 60\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.mark.parametrize(("field", "headers", "error"), [
+    ("contact", [("Event", "presence")], "header value for 'Contact' contains CR or LF"),
+    ("", [("Event", "pres\r\nX: y")], "header value for 'Event' contains CR or LF"),
+    ("", [("Event", "presence"), ("Ev ent", "x")], "bad header name 'Ev ent'"),
+    ("", [("Ev ent", "x\n")], "header value for 'Ev ent' contains CR or LF"),
+])
+def test_build_request_errors_as_add(field: str, headers: list[tuple[str, str]],
+                                     error: str) -> None:
+    contact = CONTACT + ("\r\nX: y" if field == "contact" else "")
+    for _ in range(2):
+        with pytest.raises(ValueError) as exc:
+            new_dialog().build_request("SUBSCRIBE", branch="z9hG4bK1", sent_by="10.0.0.1:5060",
+                                       contact=contact, headers=headers)
+        assert str(exc.value) == error
