@@ -597,6 +597,22 @@ class SubscriptionState(NamedTuple):
 
 @functools.lru_cache(maxsize=1024)
 def parse_subscription_state(value: str) -> SubscriptionState:
+    """``Subscription-State: state *(;param)``, cached by text like the other values. The
+    usual value, ``state;expires=N`` (every NOTIFY of an active or pending subscription,
+    RFC 6665 §4.1.3), is read without the general parse: its text changes with the time
+    left, so most of them are not in the cache. The result is the general parse's (a token
+    state and plain digits: no other parameter, nothing to strip)."""
+    state, sep, seconds = value.partition(";expires=")
+    if sep and seconds.isdigit() and seconds.isascii() and len(seconds) <= MAX_NUMBER_DIGITS \
+            and state and not state.strip(_TOKEN_STRING):
+        # (What parse_expires gives for these digits, without filling its cache with
+        # values that do not recur.)
+        return _new(SubscriptionState, (state, None, min(int(seconds), 2**32 - 1), None,
+                                        EMPTY_PARAMS))
+    return _parse_subscription_state(value)
+
+
+def _parse_subscription_state(value: str) -> SubscriptionState:
     state, semi, param_text = value.partition(";")
     state = state.strip(" \t")
     if not _is_token(state):

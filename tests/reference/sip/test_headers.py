@@ -136,3 +136,28 @@ def test_content_type_and_accept() -> None:
     assert parse_media_range(" */*;q=0.1 ") == "*/*;q=0.1"
     with pytest.raises(SipParseError, match="bad Accept"):
         parse_media_range("pidf")
+
+
+@pytest.mark.parametrize("state", ["active", "pending", "Active", "terminated", "x-y.z", "",
+                                   " active", "act ive", "a;b", "active;reason=x"])
+@pytest.mark.parametrize("param", [";expires=", ";EXPIRES=", ";expires", ";expires= ",
+                                   ";x=1;expires="])
+@pytest.mark.parametrize("seconds", ["0", "60", "3600", "0060", "4294967295", "4294967296",
+                                     "9999999999", "99999999999", "", "1a", "\u0661\u0662",
+                                     "60;reason=timeout", "60 ", "60;x", "60;expires=5"])
+def test_usual_subscription_state_is_the_general_parse(state: str, param: str,
+                                                       seconds: str) -> None:
+    # The direct read of "state;expires=N" gives what the general parse gives, and the
+    # same error otherwise.
+    from reference.sip.headers import _parse_subscription_state
+    value = state + param + seconds
+    try:
+        expected = _parse_subscription_state(value)
+    except SipParseError as exc:
+        with pytest.raises(SipParseError) as got:
+            parse_subscription_state(value)
+        assert str(got.value) == str(exc)
+        return
+    got_value = parse_subscription_state(value)
+    assert got_value == expected
+    assert dict(got_value.params) == dict(expected.params)
