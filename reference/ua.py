@@ -322,14 +322,14 @@ class UserAgent:
             return
         server = ServerTransaction(request, self.settings, key=key,
                                    reliable=transport != "udp")
-        entry = ServerEntry(server, destination, error_answer, transport)
-        for effect in server.send_response_bytes(data, status, now):
-            if type(effect) is Transmit:  # (exact types: see _client_effects)
-                self._send(effect.data, destination, error_answer, transport)
-            elif type(effect) is SetTimer:  # Timer J, the only server timer on UDP
-                self.servers[key] = entry
-                heapq.heappush(self.server_deadlines, (effect.at, key))
-                self._arm_housekeeping(effect.at)
+        # (A new transaction is in Trying: its effects are a Transmit of `data` and, on UDP,
+        # Timer J; ServerTransaction.answer gives them without building them.)
+        timer_j = server.answer(data, status, now)
+        self._send(data, destination, error_answer, transport)
+        if timer_j is not None:  # Timer J, the only server timer on UDP
+            self.servers[key] = ServerEntry(server, destination, error_answer, transport)
+            heapq.heappush(self.server_deadlines, (timer_j, key))
+            self._arm_housekeeping(timer_j)
 
     def reply_malformed(self, request: Request, source: Address, error: str,
                         status: int = 400) -> None:
@@ -371,12 +371,8 @@ class UserAgent:
         while deadlines and deadlines[0][0] <= now:
             _, key = heapq.heappop(deadlines)
             server = self.servers.get(key)
-            if server is None:
-                continue
-            for effect in server.tx.timer_fired("J", now):  # (a loop: no generator per key)
-                if type(effect) is Terminated:
-                    del self.servers[key]
-                    break
+            if server is not None and server.tx.timer_j_fired(now):
+                del self.servers[key]
         completed = self.client_deadlines
         while completed and completed[0][0] <= now:
             _, branch = heapq.heappop(completed)

@@ -346,19 +346,39 @@ class ServerTransaction:
         writes its responses straight to bytes: see message.response_bytes)."""
         if self.state not in ("trying", "proceeding"):
             return []
+        timer_j = self.answer(data, status, now)
+        if timer_j is not None:
+            return [Transmit(data), SetTimer("J", timer_j)]
+        # No Timer J: a provisional response, or a final one on a reliable transport.
+        return [Transmit(data)] if status < 200 else [Transmit(data), Terminated()]
+
+    def answer(self, data: bytes, status: int, now: float) -> float | None:
+        """``send_response_bytes`` in Trying or Proceeding, without its effect objects: for
+        a TU that carries them out at once (the UA answers every NOTIFY so, and building
+        a Transmit and a SetTimer to read them back costs more than the rest of the
+        transaction). The caller transmits ``data``; when a Timer J deadline is returned
+        it arms Timer J for it, else the response was provisional (Proceeding) or the
+        transport reliable (Terminated)."""
+        if self.state not in ("trying", "proceeding"):
+            raise ValueError(f"a {self.state} server transaction takes no response")
         self._last_response = data
         if status < 200:
             self.state = "proceeding"
-            return [Transmit(data)]
+            return None
         self.request = None
         if self.reliable:
             self.state = "terminated"
-            return [Transmit(data), Terminated()]
+            return None
         self.state = "completed"
-        return [Transmit(data), SetTimer("J", now + self.settings.timer_j)]
+        return now + self.settings.timer_j
 
     def timer_fired(self, name: str, now: float) -> list[TxEffect]:
-        if name == "J" and self.state == "completed":
+        return [Terminated()] if name == "J" and self.timer_j_fired(now) else []
+
+    def timer_j_fired(self, now: float) -> bool:
+        """``timer_fired("J", now)`` without the effect list: True when Timer J ended the
+        transaction (Terminated), False for a stale Timer J."""
+        if self.state == "completed":
             self.state = "terminated"
-            return [Terminated()]
-        return []
+            return True
+        return False

@@ -389,6 +389,36 @@ def test_server_reliable_transport_terminates_at_once() -> None:
     assert tx.state == "terminated"
 
 
+@pytest.mark.parametrize("status", [100, 180, 200, 481])
+@pytest.mark.parametrize("reliable", [False, True])
+def test_server_answer_is_send_response_bytes_without_effects(status: int,
+                                                               reliable: bool) -> None:
+    """`answer` changes the transaction as `send_response_bytes` does; its Timer J deadline
+    is the SetTimer's, and the state tells a provisional answer from a reliable final one."""
+    notify = make_notify()
+    data = reply_to(notify, status, "Whatever").to_bytes()
+    by_effects = ServerTransaction(notify, TimerSettings(), reliable=reliable)
+    lean = ServerTransaction(notify, TimerSettings(), reliable=reliable)
+    effects = by_effects.send_response_bytes(data, status, 1.0)
+    timer_j = lean.answer(data, status, 1.0)
+    assert effects[0] == Transmit(data)
+    assert timer_j == (effects[1].at if isinstance(effects[-1], SetTimer) else None)
+    assert (lean.state, lean.last_response, lean.request) \
+        == (by_effects.state, by_effects.last_response, by_effects.request)
+    assert lean.timer_j_fired(40.0) == (by_effects.timer_fired("J", 40.0) == [Terminated()])
+    assert lean.state == by_effects.state
+    assert lean.timer_j_fired(41.0) is False  # a stale Timer J
+
+
+def test_server_answer_refused_once_completed() -> None:
+    notify = make_notify()
+    tx = ServerTransaction(notify, TimerSettings())
+    tx.answer(b"first", 200, 0.0)
+    with pytest.raises(ValueError, match="completed"):
+        tx.answer(b"second", 200, 1.0)
+    assert tx.last_response == b"first"
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(min_value=0.0, max_value=31.9), min_size=1, max_size=20))
 def test_server_every_retransmission_gets_identical_final(times: list[float]) -> None:
