@@ -69,6 +69,9 @@ ACCEPTED_METHOD = "NOTIFY"
 ALLOWED = "NOTIFY, OPTIONS, CANCEL, ACK"
 # The one timer key of Timers J and K of every transaction (see UserAgent._housekeeping).
 HOUSEKEEPING_TIMER = TimerKey(TimerKind.SERVER_TX)
+# The kind of a client transaction's timer keys, bound once (a member read off its class goes
+# through EnumType.__getattr__ in CPython 3.11): a SUBSCRIBE arms and clears two of them.
+CLIENT_TX = TimerKind.CLIENT_TX
 # How long after the earliest Timer J/K deadline the housekeeping timer fires: the deadlines
 # that fall due within this span are collected by one wake-up.
 HOUSEKEEPING_SLACK = 1.0
@@ -165,7 +168,7 @@ class UserAgent:
                 self.reply_malformed(message, source, str(exc))
 
     def timer_fired(self, key: TimerKey, now: float) -> None:
-        if key.kind is TimerKind.CLIENT_TX:
+        if key.kind is CLIENT_TX:
             entry = self.clients.get(key.branch)
             if entry is not None:
                 entry.timers.discard(key.name)
@@ -192,7 +195,7 @@ class UserAgent:
         entry = self.clients.pop(branch, None)
         if entry is not None:
             for name in sorted(entry.timers):
-                self.timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch, name=name))
+                self.timers.cancel(TimerKey(CLIENT_TX, 0, branch, name))
 
     def _response_received(self, response: Response, now: float) -> None:
         status = response.status
@@ -223,13 +226,12 @@ class UserAgent:
                     self._arm_housekeeping(effect.at)
                     continue
                 entry.timers.add(effect.name)
-                self.timers.arm(TimerKey(TimerKind.CLIENT_TX, branch=branch,
-                                         name=effect.name), effect.at)
+                # (Positional TimerKeys, here and below: no keyword matching per timer.)
+                self.timers.arm(TimerKey(CLIENT_TX, 0, branch, effect.name), effect.at)
             elif type(effect) is ClearTimer:
                 if effect.name in entry.timers:
                     entry.timers.discard(effect.name)
-                    self.timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch,
-                                                name=effect.name))
+                    self.timers.cancel(TimerKey(CLIENT_TX, 0, branch, effect.name))
             elif type(effect) is PassUp:
                 self.user.pass_up(entry.owner, branch, effect.response, now)
             elif type(effect) is TimedOut:

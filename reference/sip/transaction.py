@@ -67,6 +67,11 @@ class Terminated:
 
 TxEffect = Transmit | SetTimer | ClearTimer | PassUp | TimedOut | Terminated
 
+# The effects without a variable part, built once: effects are immutable values, and a
+# SUBSCRIBE's transaction clears two timers and ends (a NOTIFY's ends) on every request.
+_CLEAR_E, _CLEAR_F = ClearTimer("E"), ClearTimer("F")
+_TIMED_OUT, _TERMINATED = TimedOut(), Terminated()
+
 
 @dataclass(frozen=True, slots=True)
 class TimerSettings:
@@ -244,10 +249,10 @@ class ClientTransaction:
         self.state = "completed"
         if self.reliable or self.settings.t4 == 0:  # reliable transport: Timer K = 0
             self.state = "terminated"
-            return [ClearTimer("E"), ClearTimer("F"), PassUp(response), Terminated()]
+            return [_CLEAR_E, _CLEAR_F, PassUp(response), _TERMINATED]
         return [
-            ClearTimer("E"),
-            ClearTimer("F"),
+            _CLEAR_E,
+            _CLEAR_F,
             PassUp(response),
             SetTimer("K", now + self.settings.t4),
         ]
@@ -269,12 +274,12 @@ class ClientTransaction:
             return self._time_out()
         if name == "K" and self.state == "completed":
             self.state = "terminated"
-            return [Terminated()]
+            return [_TERMINATED]
         return []  # a stale timer (already cleared or from an earlier state)
 
     def _time_out(self) -> list[TxEffect]:
         self.state = "terminated"
-        return [ClearTimer("E"), ClearTimer("F"), TimedOut(), Terminated()]
+        return [_CLEAR_E, _CLEAR_F, _TIMED_OUT, _TERMINATED]
 
 
 def response_matches(tx: ClientTransaction, response: Response) -> bool:
@@ -350,7 +355,7 @@ class ServerTransaction:
         if timer_j is not None:
             return [Transmit(data), SetTimer("J", timer_j)]
         # No Timer J: a provisional response, or a final one on a reliable transport.
-        return [Transmit(data)] if status < 200 else [Transmit(data), Terminated()]
+        return [Transmit(data)] if status < 200 else [Transmit(data), _TERMINATED]
 
     def answer(self, data: bytes, status: int, now: float) -> float | None:
         """``send_response_bytes`` in Trying or Proceeding, without its effect objects: for
@@ -373,7 +378,7 @@ class ServerTransaction:
         return now + self.settings.timer_j
 
     def timer_fired(self, name: str, now: float) -> list[TxEffect]:
-        return [Terminated()] if name == "J" and self.timer_j_fired(now) else []
+        return [_TERMINATED] if name == "J" and self.timer_j_fired(now) else []
 
     def timer_j_fired(self, now: float) -> bool:
         """``timer_fired("J", now)`` without the effect list: True when Timer J ended the
