@@ -187,8 +187,14 @@ class UserAgent:
                                reliable=transport != "udp")
         entry = ClientEntry(tx, owner, destination, transport=transport)
         self.clients[branch] = entry
-        self._client_effects(entry, branch, tx.start(now), now)
-        self.count("tx.retransmissions", -1)  # the first Transmit is not a retransmission
+        # The effects of tx.start, carried out without building them (ClientTransaction.begin).
+        timer_e, timer_f = tx.begin(now)
+        self._send(tx.data, destination, False, transport)
+        if timer_e is not None:
+            self._arm_client_timer(entry, branch, "E", timer_e)
+        self._arm_client_timer(entry, branch, "F", timer_f)
+        # The first send is not a retransmission: the counter is listed, at 0 until one.
+        self.count("tx.retransmissions", 0)
 
     def abandon_client(self, branch: str) -> None:
         """Forget a client transaction: its timers stop, a late answer is unmatched."""
@@ -225,9 +231,7 @@ class UserAgent:
                     heapq.heappush(self.client_deadlines, (effect.at, branch))
                     self._arm_housekeeping(effect.at)
                     continue
-                entry.timers.add(effect.name)
-                # (Positional TimerKeys, here and below: no keyword matching per timer.)
-                self.timers.arm(TimerKey(CLIENT_TX, 0, branch, effect.name), effect.at)
+                self._arm_client_timer(entry, branch, effect.name, effect.at)
             elif type(effect) is ClearTimer:
                 if effect.name in entry.timers:
                     entry.timers.discard(effect.name)
@@ -239,6 +243,12 @@ class UserAgent:
                 self.user.pass_up(entry.owner, branch, None, now)
             elif type(effect) is Terminated:
                 self.clients.pop(branch, None)
+
+    def _arm_client_timer(self, entry: ClientEntry, branch: str, name: str,
+                          at: float) -> None:
+        entry.timers.add(name)
+        # (Positional TimerKeys, here and in the cancels: no keyword matching per timer.)
+        self.timers.arm(TimerKey(CLIENT_TX, 0, branch, name), at)
 
     # ------------------------------------------------------------------ server side
     def _request_received(self, request: Request, source: Address, now: float) -> None:

@@ -223,16 +223,24 @@ class ClientTransaction:
         """Normalized 'host:port' of the Via we sent; responses must carry it back."""
         return self._sent_by
 
+    @property
+    def data(self) -> bytes:
+        """The request's bytes: what every Transmit of this transaction carries."""
+        return self._data
+
     def start(self, now: float) -> list[TxEffect]:
         """Send the request the first time and arm Timers E and F."""
+        timer_e, timer_f = self.begin(now)
+        if timer_e is None:
+            return [Transmit(self._data), SetTimer("F", timer_f)]
+        return [Transmit(self._data), SetTimer("E", timer_e), SetTimer("F", timer_f)]
+
+    def begin(self, now: float) -> tuple[float | None, float]:
+        """``start`` without its effect objects, for a TU that carries them out at once
+        (the UA: one per SUBSCRIBE sent): the caller transmits ``data`` and arms Timer E
+        (None: not on a reliable transport) and Timer F at the deadlines returned."""
         self._deadline_f = now + self.settings.timer_f
-        if self.reliable:
-            return [Transmit(self._data), SetTimer("F", self._deadline_f)]
-        return [
-            Transmit(self._data),
-            SetTimer("E", now + self._interval),
-            SetTimer("F", self._deadline_f),
-        ]
+        return None if self.reliable else now + self._interval, self._deadline_f
 
     def receive_response(self, response: Response, now: float, *,
                          matched: bool = False) -> list[TxEffect]:

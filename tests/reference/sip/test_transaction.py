@@ -389,6 +389,22 @@ def test_server_reliable_transport_terminates_at_once() -> None:
     assert tx.state == "terminated"
 
 
+@pytest.mark.parametrize("reliable", [False, True])
+def test_client_begin_is_start_without_effects(reliable: bool) -> None:
+    """`begin` gives start's Timer E and F deadlines (E None on a reliable transport) and
+    leaves the transaction as `start` does; `data` is what start transmits."""
+    by_effects = ClientTransaction(make_request(), TimerSettings(), reliable=reliable)
+    lean = ClientTransaction(make_request(), TimerSettings(), reliable=reliable)
+    effects = by_effects.start(2.0)
+    timer_e, timer_f = lean.begin(2.0)
+    assert effects[0] == Transmit(lean.data)
+    assert effects[1:] == [SetTimer("E", t) for t in [timer_e] if t is not None] \
+        + [SetTimer("F", timer_f)]
+    # The same state after: the same answers to the same timers.
+    for name, at in [("E", 2.5), ("E", 3.5), ("F", 34.0)]:
+        assert lean.timer_fired(name, at) == by_effects.timer_fired(name, at)
+
+
 @pytest.mark.parametrize("status", [100, 180, 200, 481])
 @pytest.mark.parametrize("reliable", [False, True])
 def test_server_answer_is_send_response_bytes_without_effects(status: int,
