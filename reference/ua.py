@@ -102,7 +102,8 @@ class ClientEntry:
     tx: ClientTransaction
     owner: int  # the TU's handle of the request's owner
     destination: Address  # where the request (and its retransmissions) go
-    timers: set[str] = field(default_factory=set)
+    # The running timers by name, with their keys (cancelled by the key they were armed with).
+    timers: dict[str, TimerKey] = field(default_factory=dict)
     transport: str = "udp"
 
 
@@ -171,7 +172,7 @@ class UserAgent:
         if key.kind is CLIENT_TX:
             entry = self.clients.get(key.branch)
             if entry is not None:
-                entry.timers.discard(key.name)
+                entry.timers.pop(key.name, None)
                 self._client_effects(entry, key.branch, entry.tx.timer_fired(key.name, now),
                                      now)
         else:
@@ -201,7 +202,7 @@ class UserAgent:
         entry = self.clients.pop(branch, None)
         if entry is not None:
             for name in sorted(entry.timers):
-                self.timers.cancel(TimerKey(CLIENT_TX, 0, branch, name))
+                self.timers.cancel(entry.timers[name])
 
     def _response_received(self, response: Response, now: float) -> None:
         status = response.status
@@ -233,9 +234,9 @@ class UserAgent:
                     continue
                 self._arm_client_timer(entry, branch, effect.name, effect.at)
             elif type(effect) is ClearTimer:
-                if effect.name in entry.timers:
-                    entry.timers.discard(effect.name)
-                    self.timers.cancel(TimerKey(CLIENT_TX, 0, branch, effect.name))
+                key = entry.timers.pop(effect.name, None)
+                if key is not None:
+                    self.timers.cancel(key)
             elif type(effect) is PassUp:
                 self.user.pass_up(entry.owner, branch, effect.response, now)
             elif type(effect) is TimedOut:
@@ -246,9 +247,9 @@ class UserAgent:
 
     def _arm_client_timer(self, entry: ClientEntry, branch: str, name: str,
                           at: float) -> None:
-        entry.timers.add(name)
-        # (Positional TimerKeys, here and in the cancels: no keyword matching per timer.)
-        self.timers.arm(TimerKey(CLIENT_TX, 0, branch, name), at)
+        # (A positional TimerKey: no keyword matching per timer.)
+        key = entry.timers[name] = TimerKey(CLIENT_TX, 0, branch, name)
+        self.timers.arm(key, at)
 
     # ------------------------------------------------------------------ server side
     def _request_received(self, request: Request, source: Address, now: float) -> None:
