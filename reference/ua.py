@@ -216,8 +216,24 @@ class UserAgent:
                        call_id=response.headers.get("Call-ID"))
             return
         assert branch is not None
-        self._client_effects(entry, branch,
-                             entry.tx.receive_response(response, now, matched=True), now)
+        tx = entry.tx
+        if status < 200 or tx.state not in ("trying", "proceeding"):
+            self._client_effects(entry, branch,
+                                 tx.receive_response(response, now, matched=True), now)
+            return
+        # A final answer: receive_response's effects, carried out without building them
+        # (ClientTransaction.complete), in their order.
+        timer_k = tx.complete(now)
+        for name in ("E", "F"):
+            key = entry.timers.pop(name, None)
+            if key is not None:
+                self.timers.cancel(key)
+        self.user.pass_up(entry.owner, branch, response, now)
+        if timer_k is None:
+            self.clients.pop(branch, None)
+        else:  # the transaction is completed: housekeeping ends it
+            heapq.heappush(self.client_deadlines, (timer_k, branch))
+            self._arm_housekeeping(timer_k)
 
     def _client_effects(self, entry: ClientEntry, branch: str, effects: list[TxEffect],
                         now: float) -> None:

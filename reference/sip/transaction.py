@@ -254,16 +254,24 @@ class ClientTransaction:
         if response.status < 200:
             self.state = "proceeding"
             return [PassUp(response)]
-        self.state = "completed"
+        timer_k = self.complete(now)
+        if timer_k is None:
+            return [_CLEAR_E, _CLEAR_F, PassUp(response), _TERMINATED]
+        return [_CLEAR_E, _CLEAR_F, PassUp(response), SetTimer("K", timer_k)]
+
+    def complete(self, now: float) -> float | None:
+        """``receive_response`` of a final response that matched, in Trying or Proceeding,
+        without its effect objects: for a TU that carries them out at once (the UA: one
+        per SUBSCRIBE answered). The caller clears Timers E and F, passes the response
+        up, then arms Timer K at the deadline returned, or (None: a reliable transport,
+        Timer K = 0) forgets the transaction, which is Terminated."""
+        if self.state not in ("trying", "proceeding"):
+            raise ValueError(f"a {self.state} client transaction takes no final response")
         if self.reliable or self.settings.t4 == 0:  # reliable transport: Timer K = 0
             self.state = "terminated"
-            return [_CLEAR_E, _CLEAR_F, PassUp(response), _TERMINATED]
-        return [
-            _CLEAR_E,
-            _CLEAR_F,
-            PassUp(response),
-            SetTimer("K", now + self.settings.t4),
-        ]
+            return None
+        self.state = "completed"
+        return now + self.settings.t4
 
     def timer_fired(self, name: str, now: float) -> list[TxEffect]:
         """Handle Timer E (retransmit), F (time out) or K (end of Completed)."""

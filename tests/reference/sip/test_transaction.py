@@ -405,6 +405,29 @@ def test_client_begin_is_start_without_effects(reliable: bool) -> None:
         assert lean.timer_fired(name, at) == by_effects.timer_fired(name, at)
 
 
+@pytest.mark.parametrize("provisional", [False, True])
+@pytest.mark.parametrize(("reliable", "t4"), [(False, 5.0), (True, 5.0), (False, 0.0)])
+def test_client_complete_is_final_receive_response_without_effects(
+        provisional: bool, reliable: bool, t4: float) -> None:
+    """`complete` leaves the transaction as a final `receive_response` does (from Trying, or
+    Proceeding); its Timer K deadline is the SetTimer's, None where the effects end it."""
+    by_effects, lean = (ClientTransaction(make_request(), TimerSettings(t4=t4),
+                                          reliable=reliable) for _ in range(2))
+    for tx in (by_effects, lean):
+        tx.start(0.0)
+        if provisional:
+            tx.receive_response(make_response(status=180), 0.2)
+    final = make_response(status=200)
+    effects = by_effects.receive_response(final, 1.0)
+    timer_k = lean.complete(1.0)
+    assert effects[:3] == [ClearTimer("E"), ClearTimer("F"), PassUp(final)]
+    assert effects[3:] == ([Terminated()] if timer_k is None else [SetTimer("K", timer_k)])
+    assert state_of(lean) == state_of(by_effects)
+    assert lean.timer_fired("K", 7.0) == by_effects.timer_fired("K", 7.0)
+    with pytest.raises(ValueError, match="takes no final response"):
+        lean.complete(8.0)
+
+
 @pytest.mark.parametrize("status", [100, 180, 200, 481])
 @pytest.mark.parametrize("reliable", [False, True])
 def test_server_answer_is_send_response_bytes_without_effects(status: int,
