@@ -3,6 +3,11 @@
 Two state machines, `ClientTransaction` (§17.1.2) and `ServerTransaction` (§17.2.2), plus the
 matching keys of §17.1.3 and §17.2.3. Nothing here reads a clock or touches a socket: every
 input carries `now` and every output is an effect the caller (the TU / runtime) carries out.
+The inputs every request meets (`ClientTransaction.begin` and `complete`,
+`ServerTransaction.answer` and `timer_j_fired`) also come without effect objects, for a
+caller that carries them out at once: they return the deadlines of the timers to arm, and
+the effect-list methods (`start`, `receive_response`, `send_response_bytes`,
+`timer_fired`) are built on them, so each rule is written once.
 
 Timer names are the RFC letters ("E", "F", "K" for the client, "J" for the server); a caller
 that hosts many transactions scopes them by the transaction key.
