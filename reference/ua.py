@@ -69,6 +69,9 @@ ACCEPTED_METHOD = "NOTIFY"
 ALLOWED = "NOTIFY, OPTIONS, CANCEL, ACK"
 # The one timer key of Timers J and K of every transaction (see UserAgent._housekeeping).
 HOUSEKEEPING_TIMER = TimerKey(TimerKind.SERVER_TX)
+# The kind of a client transaction's timer keys, bound once (a member read off its class goes
+# through EnumType.__getattr__ in CPython 3.11): a SUBSCRIBE arms and clears two of them.
+CLIENT_TX = TimerKind.CLIENT_TX
 # How long after the earliest Timer J/K deadline the housekeeping timer fires: the deadlines
 # that fall due within this span are collected by one wake-up.
 HOUSEKEEPING_SLACK = 1.0
@@ -99,7 +102,8 @@ class ClientEntry:
     tx: ClientTransaction
     owner: int  # the TU's handle of the request's owner
     destination: Address  # where the request (and its retransmissions) go
-    timers: set[str] = field(default_factory=set)
+    # The running timers by name, with their keys (cancelled by the key they were armed with).
+    timers: dict[str, TimerKey] = field(default_factory=dict)
     transport: str = "udp"
 
 
@@ -165,10 +169,10 @@ class UserAgent:
                 self.reply_malformed(message, source, str(exc))
 
     def timer_fired(self, key: TimerKey, now: float) -> None:
-        if key.kind is TimerKind.CLIENT_TX:
+        if key.kind is CLIENT_TX:
             entry = self.clients.get(key.branch)
             if entry is not None:
-                entry.timers.discard(key.name)
+                entry.timers.pop(key.name, None)
                 self._client_effects(entry, key.branch, entry.tx.timer_fired(key.name, now),
                                      now)
         else:
@@ -184,15 +188,21 @@ class UserAgent:
                                reliable=transport != "udp")
         entry = ClientEntry(tx, owner, destination, transport=transport)
         self.clients[branch] = entry
-        self._client_effects(entry, branch, tx.start(now), now)
-        self.count("tx.retransmissions", -1)  # the first Transmit is not a retransmission
+        # The effects of tx.start, carried out without building them (ClientTransaction.begin).
+        timer_e, timer_f = tx.begin(now)
+        self._send(tx.data, destination, False, transport)
+        if timer_e is not None:
+            self._arm_client_timer(entry, branch, "E", timer_e)
+        self._arm_client_timer(entry, branch, "F", timer_f)
+        # The first send is not a retransmission: the counter is listed, at 0 until one.
+        self.count("tx.retransmissions", 0)
 
     def abandon_client(self, branch: str) -> None:
         """Forget a client transaction: its timers stop, a late answer is unmatched."""
         entry = self.clients.pop(branch, None)
         if entry is not None:
             for name in sorted(entry.timers):
-                self.timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch, name=name))
+                self.timers.cancel(entry.timers[name])
 
     def _response_received(self, response: Response, now: float) -> None:
         status = response.status
@@ -206,8 +216,24 @@ class UserAgent:
                        call_id=response.headers.get("Call-ID"))
             return
         assert branch is not None
-        self._client_effects(entry, branch,
-                             entry.tx.receive_response(response, now, matched=True), now)
+        tx = entry.tx
+        if status < 200 or tx.state not in ("trying", "proceeding"):
+            self._client_effects(entry, branch,
+                                 tx.receive_response(response, now, matched=True), now)
+            return
+        # A final answer: receive_response's effects, carried out without building them
+        # (ClientTransaction.complete), in their order.
+        timer_k = tx.complete(now)
+        for name in ("E", "F"):
+            key = entry.timers.pop(name, None)
+            if key is not None:
+                self.timers.cancel(key)
+        self.user.pass_up(entry.owner, branch, response, now)
+        if timer_k is None:
+            self.clients.pop(branch, None)
+        else:  # the transaction is completed: housekeeping ends it
+            heapq.heappush(self.client_deadlines, (timer_k, branch))
+            self._arm_housekeeping(timer_k)
 
     def _client_effects(self, entry: ClientEntry, branch: str, effects: list[TxEffect],
                         now: float) -> None:
@@ -222,14 +248,11 @@ class UserAgent:
                     heapq.heappush(self.client_deadlines, (effect.at, branch))
                     self._arm_housekeeping(effect.at)
                     continue
-                entry.timers.add(effect.name)
-                self.timers.arm(TimerKey(TimerKind.CLIENT_TX, branch=branch,
-                                         name=effect.name), effect.at)
+                self._arm_client_timer(entry, branch, effect.name, effect.at)
             elif type(effect) is ClearTimer:
-                if effect.name in entry.timers:
-                    entry.timers.discard(effect.name)
-                    self.timers.cancel(TimerKey(TimerKind.CLIENT_TX, branch=branch,
-                                                name=effect.name))
+                key = entry.timers.pop(effect.name, None)
+                if key is not None:
+                    self.timers.cancel(key)
             elif type(effect) is PassUp:
                 self.user.pass_up(entry.owner, branch, effect.response, now)
             elif type(effect) is TimedOut:
@@ -237,6 +260,12 @@ class UserAgent:
                 self.user.pass_up(entry.owner, branch, None, now)
             elif type(effect) is Terminated:
                 self.clients.pop(branch, None)
+
+    def _arm_client_timer(self, entry: ClientEntry, branch: str, name: str,
+                          at: float) -> None:
+        # (A positional TimerKey: no keyword matching per timer.)
+        key = entry.timers[name] = TimerKey(CLIENT_TX, 0, branch, name)
+        self.timers.arm(key, at)
 
     # ------------------------------------------------------------------ server side
     def _request_received(self, request: Request, source: Address, now: float) -> None:
@@ -322,14 +351,14 @@ class UserAgent:
             return
         server = ServerTransaction(request, self.settings, key=key,
                                    reliable=transport != "udp")
-        entry = ServerEntry(server, destination, error_answer, transport)
-        for effect in server.send_response_bytes(data, status, now):
-            if type(effect) is Transmit:  # (exact types: see _client_effects)
-                self._send(effect.data, destination, error_answer, transport)
-            elif type(effect) is SetTimer:  # Timer J, the only server timer on UDP
-                self.servers[key] = entry
-                heapq.heappush(self.server_deadlines, (effect.at, key))
-                self._arm_housekeeping(effect.at)
+        # (A new transaction is in Trying: its effects are a Transmit of `data` and, on UDP,
+        # Timer J; ServerTransaction.answer gives them without building them.)
+        timer_j = server.answer(data, status, now)
+        self._send(data, destination, error_answer, transport)
+        if timer_j is not None:  # Timer J, the only server timer on UDP
+            self.servers[key] = ServerEntry(server, destination, error_answer, transport)
+            heapq.heappush(self.server_deadlines, (timer_j, key))
+            self._arm_housekeeping(timer_j)
 
     def reply_malformed(self, request: Request, source: Address, error: str,
                         status: int = 400) -> None:
@@ -371,12 +400,8 @@ class UserAgent:
         while deadlines and deadlines[0][0] <= now:
             _, key = heapq.heappop(deadlines)
             server = self.servers.get(key)
-            if server is None:
-                continue
-            for effect in server.tx.timer_fired("J", now):  # (a loop: no generator per key)
-                if type(effect) is Terminated:
-                    del self.servers[key]
-                    break
+            if server is not None and server.tx.timer_j_fired(now):
+                del self.servers[key]
         completed = self.client_deadlines
         while completed and completed[0][0] <= now:
             _, branch = heapq.heappop(completed)

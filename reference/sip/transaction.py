@@ -3,6 +3,11 @@
 Two state machines, `ClientTransaction` (§17.1.2) and `ServerTransaction` (§17.2.2), plus the
 matching keys of §17.1.3 and §17.2.3. Nothing here reads a clock or touches a socket: every
 input carries `now` and every output is an effect the caller (the TU / runtime) carries out.
+The inputs every request meets (`ClientTransaction.begin` and `complete`,
+`ServerTransaction.answer` and `timer_j_fired`) also come without effect objects, for a
+caller that carries them out at once: they return the deadlines of the timers to arm, and
+the effect-list methods (`start`, `receive_response`, `send_response_bytes`,
+`timer_fired`) are built on them, so each rule is written once.
 
 Timer names are the RFC letters ("E", "F", "K" for the client, "J" for the server); a caller
 that hosts many transactions scopes them by the transaction key.
@@ -66,6 +71,11 @@ class Terminated:
 
 
 TxEffect = Transmit | SetTimer | ClearTimer | PassUp | TimedOut | Terminated
+
+# The effects without a variable part, built once: effects are immutable values, and a
+# SUBSCRIBE's transaction clears two timers and ends (a NOTIFY's ends) on every request.
+_CLEAR_E, _CLEAR_F = ClearTimer("E"), ClearTimer("F")
+_TIMED_OUT, _TERMINATED = TimedOut(), Terminated()
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,16 +228,24 @@ class ClientTransaction:
         """Normalized 'host:port' of the Via we sent; responses must carry it back."""
         return self._sent_by
 
+    @property
+    def data(self) -> bytes:
+        """The request's bytes: what every Transmit of this transaction carries."""
+        return self._data
+
     def start(self, now: float) -> list[TxEffect]:
         """Send the request the first time and arm Timers E and F."""
+        timer_e, timer_f = self.begin(now)
+        if timer_e is None:
+            return [Transmit(self._data), SetTimer("F", timer_f)]
+        return [Transmit(self._data), SetTimer("E", timer_e), SetTimer("F", timer_f)]
+
+    def begin(self, now: float) -> tuple[float | None, float]:
+        """``start`` without its effect objects, for a TU that carries them out at once
+        (the UA: one per SUBSCRIBE sent): the caller transmits ``data`` and arms Timer E
+        (None: not on a reliable transport) and Timer F at the deadlines returned."""
         self._deadline_f = now + self.settings.timer_f
-        if self.reliable:
-            return [Transmit(self._data), SetTimer("F", self._deadline_f)]
-        return [
-            Transmit(self._data),
-            SetTimer("E", now + self._interval),
-            SetTimer("F", self._deadline_f),
-        ]
+        return None if self.reliable else now + self._interval, self._deadline_f
 
     def receive_response(self, response: Response, now: float, *,
                          matched: bool = False) -> list[TxEffect]:
@@ -241,16 +259,24 @@ class ClientTransaction:
         if response.status < 200:
             self.state = "proceeding"
             return [PassUp(response)]
-        self.state = "completed"
+        timer_k = self.complete(now)
+        if timer_k is None:
+            return [_CLEAR_E, _CLEAR_F, PassUp(response), _TERMINATED]
+        return [_CLEAR_E, _CLEAR_F, PassUp(response), SetTimer("K", timer_k)]
+
+    def complete(self, now: float) -> float | None:
+        """``receive_response`` of a final response that matched, in Trying or Proceeding,
+        without its effect objects: for a TU that carries them out at once (the UA: one
+        per SUBSCRIBE answered). The caller clears Timers E and F, passes the response
+        up, then arms Timer K at the deadline returned, or (None: a reliable transport,
+        Timer K = 0) forgets the transaction, which is Terminated."""
+        if self.state not in ("trying", "proceeding"):
+            raise ValueError(f"a {self.state} client transaction takes no final response")
         if self.reliable or self.settings.t4 == 0:  # reliable transport: Timer K = 0
             self.state = "terminated"
-            return [ClearTimer("E"), ClearTimer("F"), PassUp(response), Terminated()]
-        return [
-            ClearTimer("E"),
-            ClearTimer("F"),
-            PassUp(response),
-            SetTimer("K", now + self.settings.t4),
-        ]
+            return None
+        self.state = "completed"
+        return now + self.settings.t4
 
     def timer_fired(self, name: str, now: float) -> list[TxEffect]:
         """Handle Timer E (retransmit), F (time out) or K (end of Completed)."""
@@ -269,12 +295,12 @@ class ClientTransaction:
             return self._time_out()
         if name == "K" and self.state == "completed":
             self.state = "terminated"
-            return [Terminated()]
+            return [_TERMINATED]
         return []  # a stale timer (already cleared or from an earlier state)
 
     def _time_out(self) -> list[TxEffect]:
         self.state = "terminated"
-        return [ClearTimer("E"), ClearTimer("F"), TimedOut(), Terminated()]
+        return [_CLEAR_E, _CLEAR_F, _TIMED_OUT, _TERMINATED]
 
 
 def response_matches(tx: ClientTransaction, response: Response) -> bool:
@@ -346,19 +372,39 @@ class ServerTransaction:
         writes its responses straight to bytes: see message.response_bytes)."""
         if self.state not in ("trying", "proceeding"):
             return []
+        timer_j = self.answer(data, status, now)
+        if timer_j is not None:
+            return [Transmit(data), SetTimer("J", timer_j)]
+        # No Timer J: a provisional response, or a final one on a reliable transport.
+        return [Transmit(data)] if status < 200 else [Transmit(data), _TERMINATED]
+
+    def answer(self, data: bytes, status: int, now: float) -> float | None:
+        """``send_response_bytes`` in Trying or Proceeding, without its effect objects: for
+        a TU that carries them out at once (the UA answers every NOTIFY so, and building
+        a Transmit and a SetTimer to read them back costs more than the rest of the
+        transaction). The caller transmits ``data``; when a Timer J deadline is returned
+        it arms Timer J for it, else the response was provisional (Proceeding) or the
+        transport reliable (Terminated)."""
+        if self.state not in ("trying", "proceeding"):
+            raise ValueError(f"a {self.state} server transaction takes no response")
         self._last_response = data
         if status < 200:
             self.state = "proceeding"
-            return [Transmit(data)]
+            return None
         self.request = None
         if self.reliable:
             self.state = "terminated"
-            return [Transmit(data), Terminated()]
+            return None
         self.state = "completed"
-        return [Transmit(data), SetTimer("J", now + self.settings.timer_j)]
+        return now + self.settings.timer_j
 
     def timer_fired(self, name: str, now: float) -> list[TxEffect]:
-        if name == "J" and self.state == "completed":
+        return [_TERMINATED] if name == "J" and self.timer_j_fired(now) else []
+
+    def timer_j_fired(self, now: float) -> bool:
+        """``timer_fired("J", now)`` without the effect list: True when Timer J ended the
+        transaction (Terminated), False for a stale Timer J."""
+        if self.state == "completed":
             self.state = "terminated"
-            return [Terminated()]
-        return []
+            return True
+        return False

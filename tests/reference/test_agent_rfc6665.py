@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 
 from reference import policy
+from reference.pidf import build_pidf, parse_pidf
 from reference.sip import Request, Response, make_response
 
-from .harness import PEER, RECORD, Harness, sub_timer, timer_n
+from .harness import PEER, RECORD, SUBSCRIBER, Harness, sub_timer, timer_n
 
 
 def rfc(**params: object) -> Harness:
@@ -1015,3 +1016,27 @@ def test_sub119_strict_router_in_route_set() -> None:
     refresh = h.last_subscribe()
     assert refresh.uri == "sip:strict.lab.test"
     assert refresh.headers.get_all("Route")[-1] == "<sip:127.0.0.1:5070>"
+
+
+def test_notify_status_message_fields() -> None:
+    """Every field of a NOTIFY's status message (actions.deliver builds it positionally)."""
+    h = rfc()
+    handle = h.subscribe()
+    h.respond(expires=600)
+    h.advance(5.0)
+    body = build_pidf(RECORD, basic="closed")
+    h.notify(state="active;expires=600", body=body)
+    msg = h.delivered[-1]
+    assert (msg.handle, msg.record, msg.subscriber, msg.package, msg.status) \
+        == (handle, RECORD, SUBSCRIBER, "presence", "active")
+    assert msg.document == parse_pidf(body) and msg.body == body
+    assert (msg.content_type, msg.reason, msg.retry_at, msg.subscriber_data, msg.at) \
+        == ("application/pidf+xml", None, None, None, 5.0)
+    assert (msg.superseded, msg.list_uri, msg.resource, msg.registration) \
+        == (0, None, None, None)
+    h.advance(7.0)
+    h.notify(state="terminated;reason=timeout", body=b"", content_type=None)
+    ended = h.delivered[-1]
+    assert (ended.status, ended.reason, ended.document, ended.body, ended.content_type) \
+        == ("terminated", "timeout", None, b"", None)
+    assert ended.retry_at is not None and ended.retry_at >= 7.0 and ended.at == 7.0

@@ -389,6 +389,75 @@ def test_server_reliable_transport_terminates_at_once() -> None:
     assert tx.state == "terminated"
 
 
+@pytest.mark.parametrize("reliable", [False, True])
+def test_client_begin_is_start_without_effects(reliable: bool) -> None:
+    """`begin` gives start's Timer E and F deadlines (E None on a reliable transport) and
+    leaves the transaction as `start` does; `data` is what start transmits."""
+    by_effects = ClientTransaction(make_request(), TimerSettings(), reliable=reliable)
+    lean = ClientTransaction(make_request(), TimerSettings(), reliable=reliable)
+    effects = by_effects.start(2.0)
+    timer_e, timer_f = lean.begin(2.0)
+    assert effects[0] == Transmit(lean.data)
+    assert effects[1:] == [SetTimer("E", t) for t in [timer_e] if t is not None] \
+        + [SetTimer("F", timer_f)]
+    # The same state after: the same answers to the same timers.
+    for name, at in [("E", 2.5), ("E", 3.5), ("F", 34.0)]:
+        assert lean.timer_fired(name, at) == by_effects.timer_fired(name, at)
+
+
+@pytest.mark.parametrize("provisional", [False, True])
+@pytest.mark.parametrize(("reliable", "t4"), [(False, 5.0), (True, 5.0), (False, 0.0)])
+def test_client_complete_is_final_receive_response_without_effects(
+        provisional: bool, reliable: bool, t4: float) -> None:
+    """`complete` leaves the transaction as a final `receive_response` does (from Trying, or
+    Proceeding); its Timer K deadline is the SetTimer's, None where the effects end it."""
+    by_effects, lean = (ClientTransaction(make_request(), TimerSettings(t4=t4),
+                                          reliable=reliable) for _ in range(2))
+    for tx in (by_effects, lean):
+        tx.start(0.0)
+        if provisional:
+            tx.receive_response(make_response(status=180), 0.2)
+    final = make_response(status=200)
+    effects = by_effects.receive_response(final, 1.0)
+    timer_k = lean.complete(1.0)
+    assert effects[:3] == [ClearTimer("E"), ClearTimer("F"), PassUp(final)]
+    assert effects[3:] == ([Terminated()] if timer_k is None else [SetTimer("K", timer_k)])
+    assert state_of(lean) == state_of(by_effects)
+    assert lean.timer_fired("K", 7.0) == by_effects.timer_fired("K", 7.0)
+    with pytest.raises(ValueError, match="takes no final response"):
+        lean.complete(8.0)
+
+
+@pytest.mark.parametrize("status", [100, 180, 200, 481])
+@pytest.mark.parametrize("reliable", [False, True])
+def test_server_answer_is_send_response_bytes_without_effects(status: int,
+                                                               reliable: bool) -> None:
+    """`answer` changes the transaction as `send_response_bytes` does; its Timer J deadline
+    is the SetTimer's, and the state tells a provisional answer from a reliable final one."""
+    notify = make_notify()
+    data = reply_to(notify, status, "Whatever").to_bytes()
+    by_effects = ServerTransaction(notify, TimerSettings(), reliable=reliable)
+    lean = ServerTransaction(notify, TimerSettings(), reliable=reliable)
+    effects = by_effects.send_response_bytes(data, status, 1.0)
+    timer_j = lean.answer(data, status, 1.0)
+    assert effects[0] == Transmit(data)
+    assert timer_j == (effects[1].at if isinstance(effects[-1], SetTimer) else None)
+    assert (lean.state, lean.last_response, lean.request) \
+        == (by_effects.state, by_effects.last_response, by_effects.request)
+    assert lean.timer_j_fired(40.0) == (by_effects.timer_fired("J", 40.0) == [Terminated()])
+    assert lean.state == by_effects.state
+    assert lean.timer_j_fired(41.0) is False  # a stale Timer J
+
+
+def test_server_answer_refused_once_completed() -> None:
+    notify = make_notify()
+    tx = ServerTransaction(notify, TimerSettings())
+    tx.answer(b"first", 200, 0.0)
+    with pytest.raises(ValueError, match="completed"):
+        tx.answer(b"second", 200, 1.0)
+    assert tx.last_response == b"first"
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.floats(min_value=0.0, max_value=31.9), min_size=1, max_size=20))
 def test_server_every_retransmission_gets_identical_final(times: list[float]) -> None:
