@@ -190,7 +190,9 @@ def _response(draw: st.DrawFn) -> bytes:
     vias = draw(st.sampled_from([
         ["SIP/2.0/UDP 10.2.0.1:5060;branch=z9hG4bK1"], ["SIP/2.0/UDP PS.test;branch=z9hG4bK1"],
         ["SIP/2.0/UDP 10.2.0.1:05060;branch=z9hG4bK1"], ["SIP/2.0/UDP h;branch=1", "SIP/2.0/UDP g"],
-        ["SIP/2.0/UDP h;branch=1, SIP/2.0/UDP g"], ["SIP/2.0/TCP h;branch=1"], []]))  # fmt: skip
+        ["SIP/2.0/UDP h;branch=1, SIP/2.0/UDP g"], ["SIP/2.0/TCP h;branch=1"], [],
+        ["SIP/2.0/UDP a-b.c;branch=1"], ["SIP/2.0/UDP -a:5060;branch=1"],
+        ["SIP/2.0/UDP a..b;branch=1"], ["SIP/2.0/UDP a-.b:99999;branch=1"]]))  # fmt: skip
     lines += [f"Via: {v}" for v in vias]
     lines += ["From: <sip:a@b>;tag=1", "To: <sip:c@d>;tag=2", "Call-ID: x"]
     lines.append("CSeq: " + draw(st.sampled_from(["1 NOTIFY", "2 SUBSCRIBE", "1", "x NOTIFY"])))
@@ -209,6 +211,17 @@ def test_an_accepted_response_parses_to_the_same_values(data: bytes) -> None:
     assert via.branch == scanned.branch
     assert normalize_sent_by(via.transport, via.host, via.port) == scanned.sent_by
     assert response.cseq.method == scanned.method
+
+
+def test_a_response_via_host_is_checked_before_its_sent_by_is_remembered() -> None:
+    # The plain response's expression takes any run of host characters; a run that is no
+    # host name is left to the general reading (which rejects it), now and next time.
+    for host in (b"-a", b"a-", b"a..b", b".a", b"a.", b"a-.b"):
+        bad = AGENT_ANSWER.replace(b"10.2.0.1:5060", host + b":5060")
+        assert scan_response(bad) is None
+        assert scan_response(bad) is None
+    scanned = scan_response(AGENT_ANSWER.replace(b"10.2.0.1", b"PS-1.Lab.test"))
+    assert scanned is not None and scanned.sent_by == "ps-1.lab.test:5060"
 
 
 def test_not_of_the_simple_shape_is_left_to_the_full_parser() -> None:
