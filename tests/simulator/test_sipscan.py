@@ -213,6 +213,28 @@ def test_an_accepted_response_parses_to_the_same_values(data: bytes) -> None:
     assert response.cseq.method == scanned.method
 
 
+def test_the_one_regex_path_checks_hosts_and_parameters_as_the_general_path() -> None:
+    variants = [
+        (b"sip:p2@lab.test SIP", b"sip:p2@-lab.test SIP"),  # request URI host
+        (b"UDP 10.1.0.1:5060", b"UDP 10.1.0.1.:5060"),  # Via host
+        (b"To: <sip:p2@lab.test>", b"To: <sip:p2@lab..test>"),
+        (b"From: <sip:w0@b2b.test>", b"From: <sip:w0@b2b-.test>"),
+        (b"Contact: <sip:10.1.0.1:5060>", b"Contact: <sip:-10.1.0.1:5060>"),
+        (b";tag=08c03adc0c5c4901", b";tag=08c03adc0c5c4901;tag=1"),  # From: a repeated name
+        (b";tag=08c03adc0c5c4901", b";x;tag=08c03adc0c5c4901"),
+        (b"<sip:10.1.0.1:5060>", b"<sip:10.1.0.1:5060>;x;x"),  # Contact
+        (b"<sip:10.1.0.1:5060>", b"<sip:10.1.0.1:5060>;x;y"),
+        (b"To: <sip:p2@lab.test>", b"To: <sip:p2@lab.test>;tag=a;tag=b"),
+        (b"To: <sip:p2@lab.test>", b"To: <sip:p2@lab.test>;tag=a;x"),
+        (b";rport", b";rport;rport"),
+    ]
+    for old, new in variants:
+        data = AGENT_SUBSCRIBE.replace(old, new)
+        assert data != AGENT_SUBSCRIBE
+        assert scan_subscribe(data) == _scan_subscribe_general(data), new
+        assert scan_subscribe(data) == _scan_subscribe_general(data), new  # hosts remembered
+
+
 def test_a_response_via_host_is_checked_before_its_sent_by_is_remembered() -> None:
     # The plain response's expression takes any run of host characters; a run that is no
     # host name is left to the general reading (which rejects it), now and next time.
