@@ -38,14 +38,7 @@ def classify(data: bytes) -> tuple[str, str]:
     line = data[: end if end >= 0 else len(data)]
     if line.startswith(b"SIP/2.0 "):
         code = line[8:11].decode("ascii", "replace")
-        start = data.find(b"\r\nCSeq:")
-        method = "?"
-        if start >= 0:
-            stop = data.find(b"\r\n", start + 2)
-            parts = data[start + 7 : stop].split()
-            if len(parts) == 2:
-                method = parts[1].decode("ascii", "replace")
-        return "response", f"{code} {method}"
+        return "response", f"{code} {_cseq_method(data).decode('ascii', 'replace')}"
     space = line.find(b" ")
     return "request", line[: space if space > 0 else len(line)].decode("ascii", "replace")
 
@@ -56,9 +49,12 @@ def _cseq_method(data: bytes) -> bytes:
     _, found, tail = data.partition(b"\r\nCSeq:")
     if found:
         line, crlf, _ = tail.partition(b"\r\n")
-        # The line ends at its CRLF; without one, one byte before the end (as classify's
-        # slice to find()'s -1 does).
-        parts = (line if crlf else tail[:-1]).split()
+        # The line ends at its CRLF; without one, one byte before the end (what a slice
+        # up to find()'s -1 would give). No slice ends before it starts: the compiled
+        # build fails on those.
+        if not crlf:
+            line = tail[: len(tail) - 1] if tail else tail
+        parts = line.split()
         if len(parts) == 2:
             return parts[1]
     return b"?"
@@ -214,7 +210,9 @@ class Metrics:
             method = b"?"
             if found:
                 line, crlf, _ = tail.partition(b"\r\n")
-                parts = (line if crlf else tail[:-1]).split()
+                if not crlf:
+                    line = tail[: len(tail) - 1] if tail else tail
+                parts = line.split()
                 if len(parts) == 2:
                     method = parts[1]
             slot = self._methods[code].get(method)
@@ -233,7 +231,7 @@ class Metrics:
         reading (they are added when they tell the label's first part)."""
         head = data[:HEAD_BYTES]
         space = data.find(b" ")
-        first = data[:space]
+        first = data[:space] if space > 0 else b""  # (a slice to -1 of b"" fails compiled)
         if space == 7 and first == b"SIP/2.0":
             code = data[8:11]
             if b"\r" in code:
