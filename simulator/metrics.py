@@ -25,7 +25,11 @@ BIN_SECONDS = 60  # timeseries.csv granularity (one simulated minute)
 FINE_BIN_SECONDS = 10  # plot granularity, fine enough to show synchronized retry waves
 RETRANSMISSION_WINDOW = 64.0  # longer than any non-INVITE transaction (Timer F = 64*T1)
 NO_CHANGE_SEEN = -math.inf  # a subscription started before its record changed
-CLEAN_TOKENS = 256  # the meter remembers at most this many first tokens (methods, codes)
+CLEAN_TOKENS = 256  # the meter remembers at most this many first bytes, and methods per code
+_SUBSCRIBE_SLOT = 0  # the meter's slot of the request SUBSCRIBE (Metrics._labels)
+# The meter's first look (Metrics._heads): b"SIP/2.0 " and a three-digit code, or a
+# request's method and the space after it (the longest common one, SUBSCRIBE, and one more).
+HEAD_BYTES = 11
 
 
 def classify(data: bytes) -> tuple[str, str]:
@@ -34,34 +38,38 @@ def classify(data: bytes) -> tuple[str, str]:
     line = data[: end if end >= 0 else len(data)]
     if line.startswith(b"SIP/2.0 "):
         code = line[8:11].decode("ascii", "replace")
-        start = data.find(b"\r\nCSeq:")
-        method = "?"
-        if start >= 0:
-            stop = data.find(b"\r\n", start + 2)
-            parts = data[start + 7 : stop].split()
-            if len(parts) == 2:
-                method = parts[1].decode("ascii", "replace")
-        return "response", f"{code} {method}"
+        return "response", f"{code} {_cseq_method(data).decode('ascii', 'replace')}"
     space = line.find(b" ")
     return "request", line[: space if space > 0 else len(line)].decode("ascii", "replace")
 
 
-def _header_line(data: bytes, name: bytes) -> bytes:
-    start = data.find(b"\r\n" + name)
-    if start < 0:
-        return b""
-    stop = data.find(b"\r\n", start + 2)
-    return data[start + 2 : stop]
+def _cseq_method(data: bytes) -> bytes:
+    """A response's CSeq method, what ``classify`` reads ("?" for none). (Partitions, not
+    find() calls from an offset: such a call costs more than the copies.)"""
+    _, found, tail = data.partition(b"\r\nCSeq:")
+    if found:
+        line, crlf, _ = tail.partition(b"\r\n")
+        # The line ends at its CRLF; without one, one byte before the end (what a slice
+        # up to find()'s -1 would give). No slice ends before it starts: the compiled
+        # build fails on those.
+        if not crlf:
+            line = tail[: len(tail) - 1] if tail else tail
+        parts = line.split()
+        if len(parts) == 2:
+            return parts[1]
+    return b"?"
+
+
+def _line_end(data: bytes, start: int) -> int:
+    """Where the header line starting at ``start`` ends, as ``classify``'s slice up to
+    find()'s answer has it: at its CRLF or, without one, one byte before the end."""
+    stop = data.find(b"\r\n", start)
+    return stop if stop >= 0 else len(data) - 1
 
 
 # The branch value: from the first "branch=" to the next ";", "," or space (one regular
 # expression search instead of a Python loop over the value's bytes).
 _BRANCH = re.compile(rb"branch=([^;, ]*)")
-
-
-def _branch(data: bytes) -> bytes:
-    match = _BRANCH.search(_header_line(data, b"Via:"))
-    return b"" if match is None else match.group(1)
 
 
 def percentile(values: list[float] | array[float], q: float) -> float | None:
@@ -99,14 +107,26 @@ class Metrics:
 
     def __init__(self, duration: float) -> None:
         self.duration = duration
-        # (10 s bin, is a response, label, fate) -> datagrams (a defaultdict: one lookup
-        # per datagram)
+        # (10 s bin, is a response, label, fate) -> datagrams. The current bin's datagrams
+        # of fate "delivered" are counted in ``_pending`` and added here when the bin ends
+        # or the table is read (``_fold``).
         self._traffic: defaultdict[tuple[int, bool, bytes, str], int] = defaultdict(int)
-        # The meter's memory of the few distinct first tokens (methods, status codes) that
-        # hold no CR, and of each response label by its (code, method) (one entry per
-        # label, as _traffic has).
-        self._clean: set[bytes] = set()
-        self._responses: dict[tuple[bytes, bytes], bytes] = {}
+        # Each distinct (is a response, label) the meter has seen has a slot: its index in
+        # ``_labels`` and in ``_pending`` (the current bin's "delivered" count), found by
+        # ``_slots``. Slot 0 is the request SUBSCRIBE (``_SUBSCRIBE_SLOT``), whose branches
+        # the meter also reads.
+        self._labels: list[tuple[bool, bytes]] = [(False, b"SUBSCRIBE")]
+        self._slots: dict[tuple[bool, bytes], int] = {(False, b"SUBSCRIBE"): _SUBSCRIBE_SLOT}
+        self._pending: list[int] = [0]
+        # What ``count`` looks up first: a datagram's first HEAD_BYTES bytes, when they tell
+        # the label's first part (at most CLEAN_TOKENS of them). For a request whose first
+        # token and space are within them and the token holds no CR (so it is within the
+        # first line), its slot; for a response whose three code bytes hold no CR (so they
+        # are the whole code), ~i: its code is ``_codes[i]``, and ``_methods[i]`` has the
+        # slots of its labels by CSeq method (at most CLEAN_TOKENS each).
+        self._heads: dict[bytes, int] = {}
+        self._codes: list[bytes] = []
+        self._methods: list[dict[bytes, int]] = []
         self._per_second: list[int] = []  # datagrams sent in each simulated second
         # The second of the last datagram counted, its span and its 10 s bin (an empty span
         # until the first datagram).
@@ -173,41 +193,95 @@ class Metrics:
         """One datagram sent (the network's meter, ``Network.set_meter``)."""
         if not self._second_start <= now < self._second_end:
             self._new_second(now)
+        self._per_second[self._second] += 1
         # The label: b"METHOD" for a request, b"CODE METHOD" for a response, what
         # ``classify`` reads, left as bytes (decoded once per distinct label, for the
-        # summary). Read in place with as few calls as can be: each costs about as much as
-        # the rest of this method. A first token seen once without a CR is known to lie
-        # within the first line (``_clean``); any other takes the general reading.
+        # summary), found as its slot. Read in place with as few calls as can be: each
+        # costs about as much as the rest of this method. First bytes seen before that
+        # tell a request's label or a response's code are in ``_heads``; any others take
+        # the general reading.
+        slot = self._heads.get(data[:HEAD_BYTES])
+        if slot is None:
+            slot = self._read_slot(data)
+        elif slot < 0:
+            code = ~slot
+            # _cseq_method(data), inline
+            _, found, tail = data.partition(b"\r\nCSeq:")
+            method = b"?"
+            if found:
+                line, crlf, _ = tail.partition(b"\r\n")
+                if not crlf:
+                    line = tail[: len(tail) - 1] if tail else tail
+                parts = line.split()
+                if len(parts) == 2:
+                    method = parts[1]
+            slot = self._methods[code].get(method)
+            if slot is None:
+                slot = self._method_slot(code, method)
+        if slot == _SUBSCRIBE_SLOT:
+            self._subscribe_seen(data, now)
+        if fate == "delivered":
+            self._pending[slot] += 1
+        else:
+            is_response, label = self._labels[slot]
+            self._traffic[(self._fine_bin, is_response, label, fate)] += 1
+
+    def _read_slot(self, data: bytes) -> int:
+        """The slot of a datagram whose first bytes are not in ``_heads``: the general
+        reading (they are added when they tell the label's first part)."""
+        head = data[:HEAD_BYTES]
         space = data.find(b" ")
-        first = data[:space]
-        is_response = space == 7 and first == b"SIP/2.0"
-        if is_response:
+        first = data[:space] if space > 0 else b""  # (a slice to -1 of b"" fails compiled)
+        if space == 7 and first == b"SIP/2.0":
             code = data[8:11]
-            if code not in self._clean and not self._is_clean(code):
+            if b"\r" in code:
                 end = data.find(b"\r\n", 8, 12)  # perhaps a first line shorter than the code
                 if end >= 0:
                     code = data[8:end]
-            start = data.find(b"\r\nCSeq:")
-            method = b"?"
-            if start >= 0:
-                stop = data.find(b"\r\n", start + 2)
-                parts = data[start + 7 : stop].split()
-                if len(parts) == 2:
-                    method = parts[1]
-            label = self._responses.get((code, method))
-            if label is None:
-                label = self._responses[(code, method)] = code + b" " + method
-        else:
-            label = first
-            if space <= 0 or (first not in self._clean and not self._is_clean(first)):
-                end = data.find(b"\r\n")
-                line = data if end < 0 else data[:end]
-                space = line.find(b" ")
-                label = line if space <= 0 else line[:space]
-            if label == b"SUBSCRIBE":
-                self._subscribe_seen(data, now)
-        self._per_second[self._second] += 1
-        self._traffic[(self._fine_bin, is_response, label, fate)] += 1
+            elif len(self._heads) < CLEAN_TOKENS:
+                index = len(self._codes)
+                self._heads[head] = ~index
+                self._codes.append(code)
+                self._methods.append({})
+                return self._method_slot(index, _cseq_method(data))
+            return self._slot(True, code + b" " + _cseq_method(data))
+        if space <= 0 or b"\r" in first:
+            end = data.find(b"\r\n")
+            line = data if end < 0 else data[:end]
+            space = line.find(b" ")
+            return self._slot(False, line if space <= 0 else line[:space])
+        slot = self._slot(False, first)
+        if space < HEAD_BYTES and len(self._heads) < CLEAN_TOKENS:
+            self._heads[head] = slot
+        return slot
+
+    def _method_slot(self, code: int, method: bytes) -> int:
+        """The slot of the response label of ``_codes[code]`` and ``method``."""
+        slot = self._slot(True, self._codes[code] + b" " + method)
+        methods = self._methods[code]
+        if len(methods) < CLEAN_TOKENS:
+            methods[method] = slot
+        return slot
+
+    def _slot(self, is_response: bool, label: bytes) -> int:
+        key = (is_response, label)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = len(self._labels)
+            self._labels.append(key)
+            self._pending.append(0)
+        return slot
+
+    def _fold(self) -> None:
+        """Add the current bin's "delivered" counts to ``_traffic`` (when the bin ends and
+        before the table is read)."""
+        pending = self._pending
+        traffic = self._traffic
+        for slot, n in enumerate(pending):
+            if n:
+                is_response, label = self._labels[slot]
+                traffic[(self._fine_bin, is_response, label, "delivered")] += n
+                pending[slot] = 0
 
     def _new_second(self, now: float) -> None:
         """What ``count`` needs to know of the second ``now`` falls in, worked out once per
@@ -216,27 +290,22 @@ class Metrics:
         self._second = second
         self._second_start = float(second)
         self._second_end = float(second + 1)
-        self._fine_bin = second // FINE_BIN_SECONDS
+        fine_bin = second // FINE_BIN_SECONDS
+        if fine_bin != self._fine_bin:
+            self._fold()
+            self._fine_bin = fine_bin
         if second >= self._branch_epoch_end:  # (a multiple of a second)
             self._age_branches(now)
         per_second = self._per_second
         if second >= len(per_second):
             per_second.extend([0] * (second + 1 - len(per_second)))
 
-    def _is_clean(self, token: bytes) -> bool:
-        """Whether ``token`` (a request's first token or a response's code) holds no CR,
-        so no line end; remembered when it does not (a run sees a handful of them)."""
-        if b"\r" in token:
-            return False
-        if len(self._clean) < CLEAN_TOKENS:
-            self._clean.add(token)
-        return True
-
     # -- message figures, derived from the traffic counts -------------------------------------
 
     def _by_label(self) -> tuple[Counter[str], Counter[str]]:
         requests: Counter[str] = Counter()
         responses: Counter[str] = Counter()
+        self._fold()
         for (_bin, is_response, label, _fate), count in self._traffic.items():
             counter = responses if is_response else requests
             counter[label.decode("ascii", "replace")] += count
@@ -253,6 +322,7 @@ class Metrics:
     @property
     def fates(self) -> Counter[str]:
         fates: Counter[str] = Counter()
+        self._fold()
         for (_bin, _response, _label, fate), count in self._traffic.items():
             fates[fate] += count
         return fates
@@ -265,6 +335,7 @@ class Metrics:
     def fine(self) -> dict[int, Counter[str]]:
         """Message counts per 10-second bin, by column key (method, or response class)."""
         fine: dict[int, Counter[str]] = {}
+        self._fold()
         for (index, is_response, label, _fate), count in self._traffic.items():
             column = fine.get(index)
             if column is None:
@@ -295,12 +366,20 @@ class Metrics:
         self._branch_epoch_end = (epoch + 1) * RETRANSMISSION_WINDOW
 
     def _subscribe_seen(self, data: bytes, now: float) -> None:
-        branch = _branch(data)
+        # The branch of the first Via line and the tag of the first To line, each searched
+        # for within its line's bounds (no copy of the line).
+        branch = b""
+        start = data.find(b"\r\nVia:") + 2
+        if start >= 2:
+            match = _BRANCH.search(data, start, _line_end(data, start))
+            if match is not None:
+                branch = match.group(1)
         if branch in self._branches_now or branch in self._branches_old:
             self.subscribe_retransmissions += 1
             return
         self._branches_now.add(branch)
-        if b";tag=" not in _header_line(data, b"To:"):
+        start = data.find(b"\r\nTo:") + 2
+        if start < 2 or data.find(b";tag=", start, _line_end(data, start)) < 0:
             self.initial_subscribes += 1
 
     def subscription_started(self, record: str, now: float) -> float:
@@ -343,6 +422,7 @@ class Metrics:
 
     def state(self) -> MetricsState:
         """The raw figures (call ``advance(now)`` first to close the integrals)."""
+        self._fold()
         return MetricsState(
             dict(self._traffic),
             list(self._per_second),

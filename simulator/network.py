@@ -109,10 +109,13 @@ class _Node:
 class _Link:
     """One direction between two nodes, with one random stream per purpose."""
 
-    __slots__ = ("constant_delay", "dup_rng", "latency_rng", "loss_rng", "reorder_rng", "spec")
+    __slots__ = ("constant_delay", "dup_rng", "latency_rng", "loss_rng", "lossy", "reorder_rng",
+                 "spec")  # fmt: skip
 
     def __init__(self, seed: int, source: str, destination: str, spec: LinkSpec) -> None:
         self.spec = spec
+        # Whether a datagram may draw another fate than "delivered" on it (partitions aside).
+        self.lossy = spec.loss > 0.0 or spec.duplication > 0.0
         # The delay of every datagram when it draws nothing (constant latency, no reorder):
         # no draw call per datagram on the usual links.
         self.constant_delay: float | None = None
@@ -254,14 +257,9 @@ class Network:
                 self._rare["unroutable"] += 1
                 return
         src, dst, link = route
-        spec = link.spec
         fate = "delivered"
-        if self._partitions and any(p.cuts(source_node, dst.name, now) for p in self._partitions):
-            fate = "partitioned"
-        elif spec.loss > 0.0 and link.loss_rng.random() < spec.loss:
-            fate = "lost"
-        elif spec.duplication > 0.0 and link.dup_rng.random() < spec.duplication:
-            fate = "duplicated"
+        if self._partitions or link.lossy:
+            fate = self._fate(source_node, dst.name, link, now)
         if self._meter is not None:
             self._meter(now, data, fate)
         if self._taps:
@@ -271,6 +269,7 @@ class Network:
         if fate == "delivered":  # the usual case, inlined
             delay = link.constant_delay
             if delay is None:
+                spec = link.spec
                 delay = spec.latency.draw(link.latency_rng)
                 if spec.reorder > 0.0 and link.reorder_rng.random() < spec.reorder:
                     delay += spec.reorder_delay
@@ -281,11 +280,24 @@ class Network:
             self._rare[fate] += 1
             return
         self._rare["duplicated"] += 1
+        spec = link.spec
         for _ in range(2):
             delay = spec.latency.draw(link.latency_rng)
             if spec.reorder > 0.0 and link.reorder_rng.random() < spec.reorder:
                 delay += spec.reorder_delay
             self._deliver_later(dst, data, src.address, delay)
+
+    def _fate(self, source_node: str, destination_node: str, link: _Link, now: float) -> str:
+        """The fate of a datagram on a lossy link or while partitions exist (a method of its
+        own: the generator's closure would cost every send three cells)."""
+        if any(p.cuts(source_node, destination_node, now) for p in self._partitions):
+            return "partitioned"
+        spec = link.spec
+        if spec.loss > 0.0 and link.loss_rng.random() < spec.loss:
+            return "lost"
+        if spec.duplication > 0.0 and link.dup_rng.random() < spec.duplication:
+            return "duplicated"
+        return "delivered"
 
     def _deliver_later(self, dst: _Node, data: bytes, source: Address, delay: float) -> None:
         arrival = _Arrival(self._arrival_callbacks, dst, data, source)

@@ -48,35 +48,47 @@ _REQUEST_URI = re.compile(rf"{_URI}\Z")
 # The top Via; groups: sent-by host, port, parameters.
 _VIA = re.compile(rf"SIP/2\.0/UDP ({_HOST})(?::({_PORT}))?({_PARAMS})\Z")
 _EVENT = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z")
+# The plain expressions below take a host as any run of the characters of _HOST
+# (_HOST_RUN), and the host is checked against _HOST afterwards, once per distinct host
+# (see _sent_by_seen and _hosts_seen): with its nested repeats, _HOST cost them a third
+# to a half of their time. A run is followed by a character it cannot hold, so a run that
+# is a _HOST is the span _HOST would have matched.
+_HOST_RUN = r"[A-Za-z0-9.-]+"
+_HOST_ONLY = re.compile(_HOST + r"\Z")
 # A response laid out exactly as reference.sip writes one to a request with one Via: one
 # regular-expression match instead of the general line loop (most of what the notifier
 # receives). Groups: status, Via host, port, branch, CSeq number, CSeq method.
 _TEXT = rb"[\x20-\x7e]*"
 _PLAIN_RESPONSE = re.compile(
     rb"SIP/2\.0 ([1-6][0-9][0-9]) " + _TEXT + rb"\r\n"
-    rb"Via: SIP/2\.0/UDP (" + _HOST.encode() + rb")(?::([0-9]{1,5}))?"
+    rb"Via: SIP/2\.0/UDP (" + _HOST_RUN.encode() + rb")(?::([0-9]{1,5}))?"
     rb";branch=([A-Za-z0-9._~+-]+)\r\n"
     rb"From: " + _TEXT + rb"\r\nTo: " + _TEXT + rb"\r\nCall-ID: " + _TEXT + rb"\r\n"
     rb"CSeq: ([0-9]{1,10}) ([A-Za-z]+)\r\nContent-Length: 0\r\n\r\n\Z"
 )
 _MAX_CSEQ = 2**32 - 1  # ten digits (nine never exceed it)
-# Normalized sent-by by the (host, port) bytes of a plain response's Via: the notifier's
-# own, nearly always (a few calls less per response).
+# Normalized sent-by by the (host, port) bytes of a plain response's Via, whose host was
+# checked: the notifier's own, nearly always (a few calls less per response).
 SENT_BY_MEMORY = 64
 _sent_by_seen: dict[tuple[bytes, bytes | None], str] = {}
+# Host names (runs of host characters) checked to be a _HOST (at most HOSTS_MEMORY).
+HOSTS_MEMORY = 64
+_hosts_seen: set[str] = set()
 # A port number up to 65535 (what _port_ok and the Via check accept), in the expression.
 _PLAIN_PORT = r"(?:[0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-_PLAIN_URI = rf"sips?:(?:[A-Za-z0-9._~+-]+@)?{_HOST}(?::{_PLAIN_PORT})?"
+# A URI whose host (a group) is a _HOST_RUN.
+_PLAIN_URI = rf"sips?:(?:[A-Za-z0-9._~+-]+@)?({_HOST_RUN})(?::{_PLAIN_PORT})?"
 # A SUBSCRIBE laid out exactly as the reference agent writes one (its header order, single
 # headers, no body): one regular-expression match instead of the general line loop, for
-# nearly every SUBSCRIBE the notifier receives. Groups: Via value, its host,
-# port and parameters; To value, URI, parameters; From value, URI, parameters; Call-ID;
-# CSeq value and number; Contact URI and parameters; Event; Expires. Its ports are at most
-# 65535 (a larger one fails the match, as it fails the general path); the other values
-# then take the same checks as on the general path, which takes over when one fails.
+# nearly every SUBSCRIBE the notifier receives. Groups: request URI host; Via value, its
+# host, port and parameters; To value, URI, its host, parameters; From value, URI, its
+# host, parameters; Call-ID; CSeq value and number; Contact URI, its host and parameters;
+# Event; Expires. Its ports are at most 65535 (a larger one fails the match, as it fails
+# the general path); the hosts and the other values then take the same checks as on the
+# general path, which takes over when one fails.
 _PLAIN_SUBSCRIBE = re.compile(
     rf"SUBSCRIBE {_PLAIN_URI} SIP/2\.0\r\n"
-    rf"Via: (SIP/2\.0/UDP ({_HOST})(?::({_PLAIN_PORT}))?({_PARAMS}))\r\n"
+    rf"Via: (SIP/2\.0/UDP ({_HOST_RUN})(?::({_PLAIN_PORT}))?({_PARAMS}))\r\n"
     r"Max-Forwards: [0-9]{1,3}\r\n"
     rf"To: (<({_PLAIN_URI})>({_PARAMS}))\r\n"
     rf"From: (<({_PLAIN_URI})>({_PARAMS}))\r\n"
@@ -228,35 +240,45 @@ def _plain_subscribe(match: re.Match[str]) -> ScannedSubscribe | None:
     """The values of a SUBSCRIBE of the agent's layout, after the checks the general path
     makes on the same values (the regular expression made the others, the ports' too);
     None when one fails."""
-    (via, host, port, via_params, to_value, to_uri, to_params, from_value,
-     from_uri, from_params, call_id, cseq_value, number, contact_uri, contact_params, package,
-     expires) = match.groups()  # fmt: skip
+    (uri_host, via, host, port, via_params, to_value, to_uri, to_host, to_params, from_value,
+     from_uri, from_host, from_params, call_id, cseq_value, number, contact_uri, contact_host,
+     contact_params, package, expires) = match.groups()  # fmt: skip
+    hosts = (uri_host, host, to_host, from_host, contact_host)
+    if not _hosts_seen.issuperset(hosts) and not all(map(_new_host, hosts)):
+        return None
     cseq = int(number)
     if cseq > _MAX_CSEQ:
         return None
     params = _params(via_params)
-    to_tags = _params(to_params)
-    if params is None or to_tags is None or _params(from_params) is None:
+    branch = None if params is None else params.get("branch")
+    if not branch:
         return None
-    branch = params.get("branch")
-    if not branch or _params(contact_params) is None:
+    # The other parameters are read for the To tag and checked for a repeated name, which
+    # takes two of them (each ";" starts one): most have none or one, and need no call.
+    to_tag = None
+    if to_params:
+        to_tags = _params(to_params)
+        if to_tags is None:
+            return None
+        to_tag = to_tags.get("tag")
+    if from_params.count(";") > 1 and _params(from_params) is None:
         return None
+    if contact_params.count(";") > 1 and _params(contact_params) is None:
+        return None
+    # Positional, in the order of the fields: a call by keywords costs twice as much.
     return ScannedSubscribe(
-        vias=[via],
-        branch=branch,
-        sent_by=host if port is None else f"{host}:{port}",
-        from_value=from_value,
-        from_uri=from_uri,
-        to_value=to_value,
-        to_uri=to_uri,
-        to_tag=to_tags.get("tag"),
-        call_id=call_id,
-        cseq_value=cseq_value,
-        cseq=cseq,
-        contact_uri=contact_uri,
-        package=package,
-        expires=int(expires),
-    )
+        [via], branch, host if port is None else f"{host}:{port}", from_value, from_uri,
+        to_value, to_uri, to_tag, call_id, cseq_value, cseq, contact_uri, package, int(expires),
+    )  # fmt: skip
+
+
+def _new_host(name: str) -> bool:
+    """Whether a run of host characters is a _HOST (remembered when it is)."""
+    if _HOST_ONLY.match(name) is None:
+        return False
+    if len(_hosts_seen) < HOSTS_MEMORY:
+        _hosts_seen.add(name)
+    return True
 
 
 def _scan_subscribe_general(data: bytes) -> ScannedSubscribe | None:
@@ -340,7 +362,8 @@ def scan_response(data: bytes) -> ScannedResponse | None:
     if plain is not None:
         status, host, port, branch, number, method = plain.groups()
         sent_by = _sent_by_seen.get((host, port))
-        if sent_by is None and (port is None or int(port) <= 65535):
+        if sent_by is None and (port is None or int(port) <= 65535) \
+                and _HOST_ONLY.match(host.decode()) is not None:  # fmt: skip
             sent_by = f"{host.decode().lower()}:{5060 if port is None else int(port)}"
             if len(_sent_by_seen) < SENT_BY_MEMORY:
                 _sent_by_seen[(host, port)] = sent_by

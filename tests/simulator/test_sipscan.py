@@ -190,7 +190,9 @@ def _response(draw: st.DrawFn) -> bytes:
     vias = draw(st.sampled_from([
         ["SIP/2.0/UDP 10.2.0.1:5060;branch=z9hG4bK1"], ["SIP/2.0/UDP PS.test;branch=z9hG4bK1"],
         ["SIP/2.0/UDP 10.2.0.1:05060;branch=z9hG4bK1"], ["SIP/2.0/UDP h;branch=1", "SIP/2.0/UDP g"],
-        ["SIP/2.0/UDP h;branch=1, SIP/2.0/UDP g"], ["SIP/2.0/TCP h;branch=1"], []]))  # fmt: skip
+        ["SIP/2.0/UDP h;branch=1, SIP/2.0/UDP g"], ["SIP/2.0/TCP h;branch=1"], [],
+        ["SIP/2.0/UDP a-b.c;branch=1"], ["SIP/2.0/UDP -a:5060;branch=1"],
+        ["SIP/2.0/UDP a..b;branch=1"], ["SIP/2.0/UDP a-.b:99999;branch=1"]]))  # fmt: skip
     lines += [f"Via: {v}" for v in vias]
     lines += ["From: <sip:a@b>;tag=1", "To: <sip:c@d>;tag=2", "Call-ID: x"]
     lines.append("CSeq: " + draw(st.sampled_from(["1 NOTIFY", "2 SUBSCRIBE", "1", "x NOTIFY"])))
@@ -209,6 +211,39 @@ def test_an_accepted_response_parses_to_the_same_values(data: bytes) -> None:
     assert via.branch == scanned.branch
     assert normalize_sent_by(via.transport, via.host, via.port) == scanned.sent_by
     assert response.cseq.method == scanned.method
+
+
+def test_the_one_regex_path_checks_hosts_and_parameters_as_the_general_path() -> None:
+    variants = [
+        (b"sip:p2@lab.test SIP", b"sip:p2@-lab.test SIP"),  # request URI host
+        (b"UDP 10.1.0.1:5060", b"UDP 10.1.0.1.:5060"),  # Via host
+        (b"To: <sip:p2@lab.test>", b"To: <sip:p2@lab..test>"),
+        (b"From: <sip:w0@b2b.test>", b"From: <sip:w0@b2b-.test>"),
+        (b"Contact: <sip:10.1.0.1:5060>", b"Contact: <sip:-10.1.0.1:5060>"),
+        (b";tag=08c03adc0c5c4901", b";tag=08c03adc0c5c4901;tag=1"),  # From: a repeated name
+        (b";tag=08c03adc0c5c4901", b";x;tag=08c03adc0c5c4901"),
+        (b"<sip:10.1.0.1:5060>", b"<sip:10.1.0.1:5060>;x;x"),  # Contact
+        (b"<sip:10.1.0.1:5060>", b"<sip:10.1.0.1:5060>;x;y"),
+        (b"To: <sip:p2@lab.test>", b"To: <sip:p2@lab.test>;tag=a;tag=b"),
+        (b"To: <sip:p2@lab.test>", b"To: <sip:p2@lab.test>;tag=a;x"),
+        (b";rport", b";rport;rport"),
+    ]
+    for old, new in variants:
+        data = AGENT_SUBSCRIBE.replace(old, new)
+        assert data != AGENT_SUBSCRIBE
+        assert scan_subscribe(data) == _scan_subscribe_general(data), new
+        assert scan_subscribe(data) == _scan_subscribe_general(data), new  # hosts remembered
+
+
+def test_a_response_via_host_is_checked_before_its_sent_by_is_remembered() -> None:
+    # The plain response's expression takes any run of host characters; a run that is no
+    # host name is left to the general reading (which rejects it), now and next time.
+    for host in (b"-a", b"a-", b"a..b", b".a", b"a.", b"a-.b"):
+        bad = AGENT_ANSWER.replace(b"10.2.0.1:5060", host + b":5060")
+        assert scan_response(bad) is None
+        assert scan_response(bad) is None
+    scanned = scan_response(AGENT_ANSWER.replace(b"10.2.0.1", b"PS-1.Lab.test"))
+    assert scanned is not None and scanned.sent_by == "ps-1.lab.test:5060"
 
 
 def test_not_of_the_simple_shape_is_left_to_the_full_parser() -> None:
