@@ -14,7 +14,10 @@ Measures, in one process run:
 4. optionally scenarios/load/federation-20k.yaml: messages/s (simulated) and wall time.
 
 Targets from the issue: 100,000 subscriptions x 1 h in <= 60 s wall; >= 50 % of the
-bare-SimPy event rate; <= 2 KiB per subscription.
+bare-SimPy event rate; <= 2 KiB per subscription. The CPU targets were set against the tree
+the issue describes (ISSUE_ANCHOR, d77fa02: 104.9 s and 67.5 s on the machine of the day);
+``--baseline d77fa02`` prints them as ratios to it, measured in the same run, and says
+whether each is met.
 
     .venv/bin/python benchmarks/sim_bench.py                   # 100k subscriptions
     .venv/bin/python benchmarks/sim_bench.py --subscriptions 10000 --federation
@@ -33,6 +36,7 @@ subscriptions: fixed costs cancel out) and, with ``--federation``, the CPU secon
 federation-20k. ``--subscriptions 0`` skips the N x 1 h run.
 
     .venv/bin/python benchmarks/sim_bench.py --baseline main --repeat 3
+    .venv/bin/python benchmarks/sim_bench.py --baseline d77fa02 --memory-sample 0 --federation
     .venv/bin/python benchmarks/sim_bench.py --baseline main --subscriptions 0 --slope 4000,16000
     .venv/bin/python benchmarks/sim_bench.py --baseline main --subscriptions 10000 --federation
 """
@@ -62,6 +66,14 @@ from simulator.run import build, build_kind, finish
 from simulator.workload import Workload, load_workload, workload_from_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The issue's CPU targets (100,000 x 1 h in <= 60 s, federation-20k in <= 40 s) were set
+# against the tree it describes, d77fa02 ("today ~105 s", "~67 s": 104.9 s and 67.5 s on
+# 2026-11-27's build machine). The same tree takes up to twice that on other machines of
+# this kind, so a target is judged as the ratio to d77fa02 measured in the same run.
+ISSUE_ANCHOR = "d77fa02b65b9a57a93a5d29e8d2cc360cf630896"
+ANCHOR_SUBSCRIPTIONS = 100_000  # (the size the 100k target's ratio holds for)
+TARGET_RATIOS = {"cpu": 60 / 104.9, "federation_cpu": 40 / 67.5}
 
 
 def _rss_kib() -> int:
@@ -372,14 +384,32 @@ def compare(ref: str, repeat: int, subscriptions: int, memory_sample: int, feder
                                           f"({slope[0]:,} -> {slope[1]:,})" if slope else ""),
         "federation_cpu": "CPU s, federation-20k",
     }
+    targets = {k: v for k, v in _target_ratios(commit, subscriptions).items()
+               if k in samples["now"]}  # fmt: skip
     width = max(len(name) for key, name in names.items() if key in samples["now"])
-    print(f"  {'measurement':{width}s} {'baseline':>12s} {'now':>12s} {'now/base':>9s}")
+    print(f"  {'measurement':{width}s} {'baseline':>12s} {'now':>12s} {'now/base':>9s}"
+          + ("  issue target" if targets else ""))  # fmt: skip
     for key, name in names.items():
         if key not in samples["now"]:
             continue
         base = statistics.median(samples["base"][key])
         now = statistics.median(samples["now"][key])
-        print(f"  {name:{width}s} {base:12,.1f} {now:12,.1f} {now / base:8.3f}x")
+        ratio = now / base
+        target = targets.get(key)
+        verdict = ""
+        if target is not None:
+            verdict = f"  <= {target:.3f}x: {'met' if ratio <= target else 'not met'}"
+        print(f"  {name:{width}s} {base:12,.1f} {now:12,.1f} {ratio:8.3f}x{verdict}")
+
+
+def _target_ratios(commit: str, subscriptions: int) -> dict[str, float]:
+    """The issue's CPU targets as ratios, when the baseline is the tree they were set
+    against (see ISSUE_ANCHOR); none against another baseline."""
+    if commit != ISSUE_ANCHOR:
+        return {}
+    if subscriptions != ANCHOR_SUBSCRIPTIONS:
+        return {"federation_cpu": TARGET_RATIOS["federation_cpu"]}
+    return dict(TARGET_RATIOS)
 
 
 def _sizes(text: str) -> tuple[int, int]:
