@@ -694,10 +694,12 @@ def _usual_section(text: str, limits: ParseLimits,
     # header name starts with whitespace, and only lines that split are cached), so a folded
     # section takes the general path. (Cheaper than looking for CRLF SP in the text first.)
     found: list[FieldEntry | None] = list(map(_FIELDS.get, lines))
-    at = -1
     try:
-        for _ in range(found.count(None)):  # (the Via and CSeq lines at least)
-            at = found.index(None, at + 1)
+        # (One pass over the entries: on a busy agent a dialog's From, To and Call-ID lines
+        # miss the cache as well as Via and CSeq, and a search per miss costs more.)
+        for at, hit in enumerate(found):
+            if hit is not None:
+                continue
             line = lines[at]
             if "\r" in line or "\n" in line:
                 return None  # a bare CR or LF
