@@ -175,3 +175,24 @@ def test_cseq_method_is_classifys() -> None:
         b"SIP/2.0 200\r\nCSeq: 1 A",
     ):
         assert f"200 {_cseq_method(data).decode()}" == classify(data)[1] == _classified(data)[1]
+
+
+class _NothingSeen:
+    def see_change(self, sid: int, change: float) -> bool:
+        return False
+
+
+def test_deliveries_land_in_the_minute_bin_of_their_time() -> None:
+    # Metrics.delivered keeps the last delivery's bin and span; a delivery must still land
+    # in bin int(now // BIN_SECONDS), at the edges of the spans too, in any time order.
+    times = [0, 0.0, 1e-300, 59.99999999999999, 60.0, 60.00000000000001, 119.99999999999999,
+             120.0, 30.0, 7 * BIN_SECONDS - 5e-15, 7 * BIN_SECONDS, 3599.9999999999995,
+             3600.0, 61.5, 0.5]  # fmt: skip
+    times += [i * 0.37 + j * 1e-13 for i in range(2000) for j in (-1, 0, 1) if i * 0.37 > 1e-12]
+    metrics = Metrics(3600.0)
+    metrics.seen = _NothingSeen()
+    expected: Counter[int] = Counter()
+    for now in times:
+        metrics.delivered(1, "sip:r@x", "active", now)
+        expected[int(now // BIN_SECONDS)] += 1
+    assert {i: b.deliveries for i, b in metrics.bins.items()} == expected
