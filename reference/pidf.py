@@ -277,8 +277,11 @@ class _Reader:
         if names.get(root.tag) != "presence":
             expected = f"{{{PIDF_NS}}}presence"
             raise PidfError(f"root element must be {expected}, got {root.tag}")
+        # Every element, kept alive through the walk: lxml then hands the walk the same
+        # element proxies instead of making a new one per element at each visit.
+        elements = list(root.iter(etree.Element))
         if not self.lenient:
-            self._check_must_understand(root)
+            self._check_must_understand(root, len(elements))
         entity = root.get("entity")
         if entity is None or (not self.lenient and not entity.strip()):
             if not self.lenient:
@@ -311,10 +314,10 @@ class _Reader:
             entity, tuple(tuples), tuple(notes), tuple(persons), tuple(extensions)
         )
 
-    def _check_must_understand(self, root: etree._Element) -> None:
-        # Every PIDF-namespace element is understood: when all elements are (the usual
-        # document), there is nothing to check. lxml counts both with its C tag filter.
-        if len(list(root.iter(etree.Element))) == len(list(root.iter(_PIDF_ELEMENTS))):
+    def _check_must_understand(self, root: etree._Element, elements: int) -> None:
+        # Every PIDF-namespace element is understood: when all `elements` are (the usual
+        # document), there is nothing to check. lxml counts them with its C tag filter.
+        if elements == len(list(root.iter(_PIDF_ELEMENTS))):
             return
         for element in root.iter():
             tag = element.tag
@@ -365,8 +368,9 @@ class _Reader:
 
         basic: str | None = None
         contact: str | None = None
+        raw_priority: str | None = None
         priority: float | None = None
-        notes: list[Note] = []
+        notes: list[tuple[str, str | None]] = []  # (text, xml:lang) of each <note>
         timestamp: str | None = None
         extensions: list[str] = []
         for kind, child in children:
@@ -377,10 +381,11 @@ class _Reader:
             elif kind == "contact":
                 if child is first_contact:
                     contact = _text(child).strip()
-                    priority = self._priority(child, tuple_id)
+                    raw_priority = child.get("priority")
+                    priority = self._priority(raw_priority, tuple_id)
                 # lenient: later <contact> elements are ignored
             elif kind == "note":
-                notes.append(_note(child))
+                notes.append((_text(child), child.get(_XML_LANG)))
             elif kind == "timestamp":
                 if not self.lenient and timestamp is None:
                     timestamp = _text(child).strip()
@@ -388,9 +393,22 @@ class _Reader:
                 extensions.append(_serialise(child))
         if self.lenient and basic is None:
             basic = "closed"
-        return PresenceTuple(
-            tuple_id, basic, contact, priority, tuple(notes), timestamp, tuple(extensions)
-        )
+        # The tuple is a function of these values (the priority of its text, which keeps
+        # -0.0 apart from 0.0) and the profile, so an equal tuple read before is handed out
+        # again: building the frozen objects is a third of a tuple's walk, and the same
+        # tuple recurs across presentities (only the entity tells them apart).
+        key = (self.lenient, tuple_id, basic, contact, raw_priority, tuple(notes), timestamp,
+               tuple(extensions))
+        shared = _SHARED_TUPLES.get(key)
+        if shared is None:
+            shared = PresenceTuple(
+                tuple_id, basic, contact, priority,
+                tuple([Note(text, lang) for text, lang in notes]), timestamp, key[7],
+            )
+            if len(_SHARED_TUPLES) >= SHARED_TUPLES:
+                _SHARED_TUPLES.clear()  # the bound (docs/limits.md): start over
+            _SHARED_TUPLES[key] = shared
+        return shared
 
     def _status(self, element: etree._Element, tuple_id: str, extensions: list[str]) -> str | None:
         names = self._names
@@ -410,8 +428,8 @@ class _Reader:
         # SUB-096: only 'open' and 'closed' are valid; anything else is unknown.
         return value if value in ("open", "closed") else None
 
-    def _priority(self, contact: etree._Element, tuple_id: str) -> float | None:
-        raw = contact.get("priority")
+    def _priority(self, raw: str | None, tuple_id: str) -> float | None:
+        """A contact's priority from its `priority` attribute (None: absent)."""
         if raw is None:
             return None
         value = raw.strip()
@@ -425,6 +443,16 @@ class _Reader:
         if not _PRIORITY_RE.fullmatch(value):
             raise PidfError(f"bad contact priority in tuple {tuple_id!r}: {raw!r}")
         return float(value)
+
+
+# Tuples read, by what they were read from (`_Reader._tuple`): at most SHARED_TUPLES, then
+# forgotten all at once (docs/limits.md).
+SHARED_TUPLES = 256
+_SHARED_TUPLES: dict[
+    tuple[bool, str, str | None, str | None, str | None, tuple[tuple[str, str | None], ...],
+          str | None, tuple[str, ...]],
+    PresenceTuple,
+] = {}
 
 
 # The two readers (strict, lenient), indexed by `lenient`: a reader keeps no state of a
