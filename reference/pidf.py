@@ -280,8 +280,29 @@ class _Reader:
         # Every element, kept alive through the walk: lxml then hands the walk the same
         # element proxies instead of making a new one per element at each visit.
         elements = list(root.iter(etree.Element))
-        if not self.lenient:
+        if self.lenient:
+            return self._walk(root)[0]
+        # The mustUnderstand check comes first, as if made before the walk: the walk counts
+        # the PIDF elements it read, and when they are all the elements (the usual document)
+        # the check has nothing to find; otherwise, or when the walk failed (it raises
+        # nothing but PidfError), it runs, and its error wins.
+        try:
+            document, pidf_elements = self._walk(root)
+        except PidfError as exc:
+            failure: PidfError | None = exc
+        else:
+            failure = None
+        if failure is not None or pidf_elements != len(elements):
             self._check_must_understand(root, len(elements))
+        if failure is not None:
+            raise failure
+        return document
+
+    def _walk(self, root: etree._Element) -> tuple[PresenceDocument, int]:
+        """The document under `root` (a presence element) and how many PIDF elements (by
+        the strict profile's names) the walk read."""
+        names = self._names
+        pidf_elements = 1  # the root
         entity = root.get("entity")
         if entity is None or (not self.lenient and not entity.strip()):
             if not self.lenient:
@@ -297,9 +318,12 @@ class _Reader:
             tag = child.tag
             kind = names.get(tag)
             if kind == "tuple":
-                tuples.append(self._tuple(child))
+                presence_tuple, read = self._tuple(child)
+                tuples.append(presence_tuple)
+                pidf_elements += 1 + read
             elif kind == "note":
                 notes.append(_note(child))
+                pidf_elements += 1
             elif tag == _DM_PERSON:
                 persons.append(_person(child))
             else:
@@ -312,7 +336,7 @@ class _Reader:
         # (Positional arguments, here and for the other parts: a keyword call costs more.)
         return PresenceDocument(
             entity, tuple(tuples), tuple(notes), tuple(persons), tuple(extensions)
-        )
+        ), pidf_elements
 
     def _check_must_understand(self, root: etree._Element, elements: int) -> None:
         # Every PIDF-namespace element is understood: when all `elements` are (the usual
@@ -336,7 +360,8 @@ class _Reader:
 
     # -- tuple
 
-    def _tuple(self, element: etree._Element) -> PresenceTuple:
+    def _tuple(self, element: etree._Element) -> tuple[PresenceTuple, int]:
+        """The tuple and how many PIDF elements under it the walk read."""
         tuple_id = element.get("id")
         if tuple_id is None:
             if not self.lenient:
@@ -347,9 +372,12 @@ class _Reader:
         children = [(names.get(c.tag), c) for c in element.iterchildren(etree.Element)]
         statuses = 0
         contacts = 0
+        read = 0
         first_status: etree._Element | None = None
         first_contact: etree._Element | None = None
         for kind, child in children:
+            if kind is not None:
+                read += 1
             if kind == "status":
                 statuses += 1
                 if first_status is None:
@@ -376,7 +404,8 @@ class _Reader:
         for kind, child in children:
             if kind == "status":
                 if child is first_status:
-                    basic = self._status(child, tuple_id, extensions)
+                    basic, status_read = self._status(child, tuple_id, extensions)
+                    read += status_read
                 # lenient: later <status> elements are ignored
             elif kind == "contact":
                 if child is first_contact:
@@ -408,9 +437,12 @@ class _Reader:
             if len(_SHARED_TUPLES) >= SHARED_TUPLES:
                 _SHARED_TUPLES.clear()  # the bound (docs/limits.md): start over
             _SHARED_TUPLES[key] = shared
-        return shared
+        return shared, read
 
-    def _status(self, element: etree._Element, tuple_id: str, extensions: list[str]) -> str | None:
+    def _status(self, element: etree._Element, tuple_id: str,
+                extensions: list[str]) -> tuple[str | None, int]:
+        """The status's basic value and how many PIDF elements under it the walk read (its
+        <basic> elements; the rest are extensions)."""
         names = self._names
         basics: list[etree._Element] = []
         for child in element.iterchildren(etree.Element):
@@ -419,14 +451,14 @@ class _Reader:
             else:
                 extensions.append(_serialise(child))
         if not basics:
-            return None
+            return None, 0
         if len(basics) > 1 and not self.lenient:
             raise PidfError(f"tuple {tuple_id!r} has {len(basics)} basic elements")
         value = _text(basics[0]).strip()
         if self.lenient:
-            return "open" if value.lower() == "open" else "closed"
+            return "open" if value.lower() == "open" else "closed", len(basics)
         # SUB-096: only 'open' and 'closed' are valid; anything else is unknown.
-        return value if value in ("open", "closed") else None
+        return value if value in ("open", "closed") else None, len(basics)
 
     def _priority(self, raw: str | None, tuple_id: str) -> float | None:
         """A contact's priority from its `priority` attribute (None: absent)."""
