@@ -277,32 +277,30 @@ class _Reader:
         if names.get(root.tag) != "presence":
             expected = f"{{{PIDF_NS}}}presence"
             raise PidfError(f"root element must be {expected}, got {root.tag}")
-        # Every element, kept alive through the walk: lxml then hands the walk the same
-        # element proxies instead of making a new one per element at each visit.
-        elements = list(root.iter(etree.Element))
         if self.lenient:
             return self._walk(root)[0]
-        # The mustUnderstand check comes first, as if made before the walk: the walk counts
-        # the PIDF elements it read, and when they are all the elements (the usual document)
-        # the check has nothing to find; otherwise, or when the walk failed (it raises
+        # The mustUnderstand check comes first, as if made before the walk: the walk tells
+        # whether it read every element and all are PIDF elements (the usual document),
+        # when the check has nothing to find; otherwise, or when the walk failed (it raises
         # nothing but PidfError), it runs, and its error wins.
         try:
-            document, pidf_elements = self._walk(root)
+            document, whole = self._walk(root)
         except PidfError as exc:
             failure: PidfError | None = exc
         else:
             failure = None
-        if failure is not None or pidf_elements != len(elements):
-            self._check_must_understand(root, len(elements))
+        if failure is not None or not whole:
+            self._check_must_understand(root, len(list(root.iter(etree.Element))))
         if failure is not None:
             raise failure
         return document
 
-    def _walk(self, root: etree._Element) -> tuple[PresenceDocument, int]:
-        """The document under `root` (a presence element) and how many PIDF elements (by
-        the strict profile's names) the walk read."""
+    def _walk(self, root: etree._Element) -> tuple[PresenceDocument, bool]:
+        """The document under `root` (a presence element), and whether the walk read every
+        element under it and found each a PIDF element by the strict profile's names (an
+        element read for its text has no child then)."""
         names = self._names
-        pidf_elements = 1  # the root
+        whole = True
         entity = root.get("entity")
         if entity is None or (not self.lenient and not entity.strip()):
             if not self.lenient:
@@ -318,16 +316,19 @@ class _Reader:
             tag = child.tag
             kind = names.get(tag)
             if kind == "tuple":
-                presence_tuple, read = self._tuple(child)
+                presence_tuple, tuple_whole = self._tuple(child)
                 tuples.append(presence_tuple)
-                pidf_elements += 1 + read
+                whole = whole and tuple_whole
             elif kind == "note":
                 notes.append(_note(child))
-                pidf_elements += 1
+                if len(child):
+                    whole = False
             elif tag == _DM_PERSON:
                 persons.append(_person(child))
+                whole = False
             else:
                 extensions.append(_serialise(child))
+                whole = False
         if not self.lenient and len(tuples) > 1:
             ids = [t.id for t in tuples]
             duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -336,7 +337,7 @@ class _Reader:
         # (Positional arguments, here and for the other parts: a keyword call costs more.)
         return PresenceDocument(
             entity, tuple(tuples), tuple(notes), tuple(persons), tuple(extensions)
-        ), pidf_elements
+        ), whole
 
     def _check_must_understand(self, root: etree._Element, elements: int) -> None:
         # Every PIDF-namespace element is understood: when all `elements` are (the usual
@@ -360,8 +361,9 @@ class _Reader:
 
     # -- tuple
 
-    def _tuple(self, element: etree._Element) -> tuple[PresenceTuple, int]:
-        """The tuple and how many PIDF elements under it the walk read."""
+    def _tuple(self, element: etree._Element) -> tuple[PresenceTuple, bool]:
+        """The tuple, and whether the walk read every element under it and found each a PIDF
+        element (`_walk`)."""
         tuple_id = element.get("id")
         if tuple_id is None:
             if not self.lenient:
@@ -372,12 +374,10 @@ class _Reader:
         children = [(names.get(c.tag), c) for c in element.iterchildren(etree.Element)]
         statuses = 0
         contacts = 0
-        read = 0
+        whole = True
         first_status: etree._Element | None = None
         first_contact: etree._Element | None = None
         for kind, child in children:
-            if kind is not None:
-                read += 1
             if kind == "status":
                 statuses += 1
                 if first_status is None:
@@ -404,20 +404,27 @@ class _Reader:
         for kind, child in children:
             if kind == "status":
                 if child is first_status:
-                    basic, status_read = self._status(child, tuple_id, extensions)
-                    read += status_read
-                # lenient: later <status> elements are ignored
+                    basic, status_whole = self._status(child, tuple_id, extensions)
+                    whole = whole and status_whole
+                else:  # lenient: later <status> elements are ignored
+                    whole = False
             elif kind == "contact":
                 if child is first_contact:
                     contact = _text(child).strip()
                     raw_priority = child.get("priority")
                     priority = self._priority(raw_priority, tuple_id)
                 # lenient: later <contact> elements are ignored
+                if len(child):
+                    whole = False
             elif kind == "note":
                 notes.append((_text(child), child.get(_XML_LANG)))
+                if len(child):
+                    whole = False
             elif kind == "timestamp":
                 if not self.lenient and timestamp is None:
                     timestamp = _text(child).strip()
+                if len(child):
+                    whole = False
             else:
                 extensions.append(_serialise(child))
         if self.lenient and basic is None:
@@ -437,28 +444,32 @@ class _Reader:
             if len(_SHARED_TUPLES) >= SHARED_TUPLES:
                 _SHARED_TUPLES.clear()  # the bound (docs/limits.md): start over
             _SHARED_TUPLES[key] = shared
-        return shared, read
+        return shared, whole and not extensions
 
     def _status(self, element: etree._Element, tuple_id: str,
-                extensions: list[str]) -> tuple[str | None, int]:
-        """The status's basic value and how many PIDF elements under it the walk read (its
-        <basic> elements; the rest are extensions)."""
+                extensions: list[str]) -> tuple[str | None, bool]:
+        """The status's basic value, and whether its only child is one <basic> without
+        children (or it has none): then the walk read every element under it."""
         names = self._names
         basics: list[etree._Element] = []
+        whole = True
         for child in element.iterchildren(etree.Element):
             if names.get(child.tag) == "basic":
                 basics.append(child)
             else:
                 extensions.append(_serialise(child))
+                whole = False
         if not basics:
-            return None, 0
+            return None, whole
         if len(basics) > 1 and not self.lenient:
             raise PidfError(f"tuple {tuple_id!r} has {len(basics)} basic elements")
-        value = _text(basics[0]).strip()
+        first = basics[0]
+        value = _text(first).strip()
+        whole = whole and len(basics) == 1 and not len(first)
         if self.lenient:
-            return "open" if value.lower() == "open" else "closed", len(basics)
+            return "open" if value.lower() == "open" else "closed", whole
         # SUB-096: only 'open' and 'closed' are valid; anything else is unknown.
-        return value if value in ("open", "closed") else None, len(basics)
+        return value if value in ("open", "closed") else None, whole
 
     def _priority(self, raw: str | None, tuple_id: str) -> float | None:
         """A contact's priority from its `priority` attribute (None: absent)."""

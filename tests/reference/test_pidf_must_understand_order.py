@@ -61,6 +61,19 @@ BODIES = [
     f'<presence {NS} {P} entity="sip:a@b"><tuple id="t">{STATUS}<note>a<p:b/></note>'
     "</tuple></presence>",
     '<presence xmlns="urn:other" entity="sip:a@b"/>',
+    # Elements read for their text, with children.
+    f'<presence {NS} {X} {P} entity="sip:a@b"><tuple id="t"><status><basic>open'
+    '<x:in p:mustUnderstand="1"/></basic></status></tuple></presence>',
+    f'<presence {NS} {X} {P} entity="sip:a@b"><tuple id="t">{STATUS}<timestamp>a'
+    '<x:in p:mustUnderstand="1"/></timestamp></tuple></presence>',
+    f'<presence {NS} {X} {P} entity="sip:a@b"><tuple id="t">{STATUS}<timestamp>a</timestamp>'
+    '<timestamp>b<x:in p:mustUnderstand="1"/></timestamp></tuple></presence>',
+    f'<presence {NS} {X} {P} entity="sip:a@b"><note>a<x:in p:mustUnderstand="1"/></note>'
+    "</presence>",
+    f'<presence {NS} {X} {P} entity="sip:a@b"><note>a<x:in p:mustUnderstand="0"/></note>'
+    f'<tuple id="t">{STATUS}</tuple></presence>',
+    f'<presence {NS} {P} entity="sip:a@b"><tuple id="t"><status><basic>open<p:b/></basic>'
+    "</status></tuple></presence>",
 ]
 
 
