@@ -1,7 +1,8 @@
 """SIP/SIPS URIs (RFC 3261 §19.1) and name-addr / addr-spec values (§20.10, §25.1).
 
-Parsing is a single left-to-right pass with str.find / set checks: no regular expressions,
-so there is no backtracking on hostile input. Every failure is a ``SipParseError``.
+Parsing is a single left-to-right pass with str.find / set checks; the one regular
+expression (the usual From/To value, see ``_USUAL_NAME_ADDR``) has only possessive
+repeats, so hostile input cannot make it backtrack at length. Every failure is a ``SipParseError``.
 
 Decisions:
 * ``SipUri`` fields keep the text as written (``%``-escapes are *not* decoded), so that
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
@@ -26,6 +28,7 @@ from reference.sip.grammar import (
     ALNUM,
     EMPTY_PARAMS,
     PLAIN_PARAM_STRING,
+    TOKEN_CHARS,
     UNRESERVED,
     Params,
     check_chars,
@@ -286,8 +289,35 @@ def parse_name_addr(text: str, what: str = "name-addr") -> NameAddr:
     return parse_name_addr_uncached(text, what)
 
 
+def _char_class(chars: str | frozenset[str]) -> str:
+    return "[" + "".join(map(re.escape, sorted(chars))) + "]"
+
+
+# The usual From or To value, ``<sip:user@host[:port]>`` with no display name and at most a
+# ``;tag=token`` parameter, in one match (on a busy agent a dialog's From and To miss the
+# caches in each message): a plain SIP URI (see ``is_plain_sip_uri``: the same user and host
+# characters, neither holding '@', ':' or '>'; a port of one to five ASCII digits, checked
+# against 65535 after the match) and a tag whose value is a token. What ``_parse_name_addr``
+# gives for it; anything else goes there. (Possessive repeats give no characters back, so
+# the match takes time linear in the value's length, whatever the value.)
+_USUAL_NAME_ADDR = re.compile(
+    "<(sip:(?:" + _char_class(_PLAIN_USER_STRING) + "++@)?" + _char_class(_PLAIN_HOST_STRING)
+    + "++(?::([0-9]{1,5}+))?)>(?:;tag=(" + _char_class(TOKEN_CHARS) + "++))?")
+
+
 def parse_name_addr_uncached(text: str, what: str) -> NameAddr:
     """``parse_name_addr`` without its cache (for callers that cache the result)."""
+    usual = _USUAL_NAME_ADDR.fullmatch(text)
+    if usual is not None:
+        uri, port, tag = usual.groups()
+        if port is None or int(port) <= 65535:
+            return _new(NameAddr, (None, uri, EMPTY_PARAMS if tag is None
+                                   else MappingProxyType({"tag": tag})))
+    return _parse_name_addr(text, what)
+
+
+def _parse_name_addr(text: str, what: str) -> NameAddr:
+    """``parse_name_addr_uncached`` without its match of the usual From or To value."""
     if text.startswith("<sip:"):
         # The usual ``<sip:user@host[:port]>[;plain params]``: what the general path below
         # gives for it, in fewer steps (nothing to strip, no display name, a plain URI).

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 from reference.sip import NameAddr, SipParseError, SipUri, parse_name_addr, parse_uri
+from reference.sip.uri import _USUAL_NAME_ADDR, _parse_name_addr, parse_name_addr_uncached
 
 
 @pytest.mark.parametrize(
@@ -133,3 +139,59 @@ def test_non_sip_uris_are_opaque_in_name_addr() -> None:
 def test_bad_name_addr(text: str) -> None:
     with pytest.raises(SipParseError, match="bad name-addr"):
         parse_name_addr(text)
+
+
+def _outcome(parse: Callable[[str, str], NameAddr], text: str) -> object:
+    """What ``parse`` gives for ``text``: its NameAddr (fields and params as a dict), or the
+    error's type and text."""
+    try:
+        named = parse(text, "From")
+    except SipParseError as exc:
+        return type(exc), str(exc)
+    return named.display_name, named.uri, dict(named.params)
+
+
+# Pieces of the usual From/To value and of near misses: bad characters for each part, '@',
+# ':' and '>' where they do not belong, ports past 65535 or of six digits, non-ASCII digits,
+# a tag with no value or in capitals, a second parameter, a display name, whitespace.
+_HEADS = ["<sip:", "<sips:", "<SIP:", "<tel:", " <sip:", '"B" <sip:', "sip:", "<sip"]
+_USERS = ["", "alice@", "p4385@", "a.b-c_d!~*'()&=+$,@", "a%41@", "a;b@", "a?b@", "a b@", "@",
+          "a@b@", "é@", "a:b@"]
+_HOSTS = ["", "lab.test", "10.2.0.1", "h_x-y", "[::1]", "h;lr", "ḧ", "h?x", "h/"]
+_PORTS = ["", ":", ":0", ":5060", ":65535", ":65536", ":99999", ":123456", ":١٢", ":5060a",
+          ":1:2", ":000080"]
+_CLOSES = [">", "", ">>", " >"]
+_TAILS = ["", ";tag=0cffa81ddd8d", ";tag=", ";TAG=x", ";tag=a;tag=b", ";tag=x;lr",
+          ";tag=a`'~%.!*_+-", ";tag=a b", ";tag=a=b", ";tag=é", ";tag", "; tag=x", ";tag=x ",
+          " ;tag=x", "junk", ">", ";tag=x;", ";tag=a\"b", ";tag=<x>", ";t=x"]
+
+
+def test_usual_name_addr_match_is_the_general_parse() -> None:
+    """The match of the usual From or To value gives what the general parse gives (same
+    value, same error) for every combination of usual and near-miss pieces."""
+    matched = 0
+    for pieces in itertools.product(["<sip:"], _USERS, _HOSTS, _PORTS, _CLOSES, _TAILS):
+        text = "".join(pieces)
+        matched += _USUAL_NAME_ADDR.fullmatch(text) is not None
+        assert _outcome(parse_name_addr_uncached, text) == _outcome(_parse_name_addr, text)
+    assert matched > 100  # (the match is tried, not only the general parse)
+    for head, user, host in itertools.product(_HEADS, _USERS, _HOSTS):
+        text = f"{head}{user}{host}>;tag=1"
+        assert _outcome(parse_name_addr_uncached, text) == _outcome(_parse_name_addr, text)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="<>sipSIP:@ab.1;tag=x\"% \t", max_size=40))
+def test_usual_name_addr_match_is_the_general_parse_on_any_text(text: str) -> None:
+    assert _outcome(parse_name_addr_uncached, text) == _outcome(_parse_name_addr, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["<sip:p4385@lab.test>;tag=0cffa81ddd8d", "<sip:w901@b2b.test>", "<sip:lab.test:5060>",
+     "<sip:a@b:65535>;tag=x"],
+)
+def test_usual_name_addr_is_matched(text: str) -> None:
+    """The usual values take the match (and give the general parse's value)."""
+    assert _USUAL_NAME_ADDR.fullmatch(text) is not None
+    assert _outcome(parse_name_addr_uncached, text) == _outcome(_parse_name_addr, text)
