@@ -205,8 +205,11 @@ def notify_seen(core: Core, sub: Subscription, facts: AnyFacts, delay: float | N
         # SUB-028/029: the NOTIFY's expires is authoritative.
         sub.expires_at = facts.now + granted
         if sub.state is CONFIRMED:
-            core.start_timer(sub, "REFRESH",
-                             facts.now + core.timing.refresh_delay(core.config, granted))
+            # (Core.start_timer, inline: this runs for every NOTIFY.)
+            at = facts.now + core.timing.refresh_delay(core.config, granted)
+            sub.timer_kind = "REFRESH"
+            sub.timer_at = at
+            core.timers.arm(sub.handle, at)
     applied = facts.applied
     if applied is not None and applied.needs_full_state and live \
             and sub.state is CONFIRMED:

@@ -535,7 +535,8 @@ class Core:
                 self.count("qsa.delivered")
                 self.effects.append(Deliver(destination, copy))
         else:
-            self.count("qsa.delivered")
+            counters = self.counters  # (Core.count, inline: this runs for every NOTIFY)
+            counters["qsa.delivered"] = counters.get("qsa.delivered", 0) + 1
             self.effects.append(Deliver(sub.destination, message))
         if self.tracing:
             self.trace("deliver", sub, status=message.status, reason=message.reason)
