@@ -386,7 +386,8 @@ def unknown_dialog(profile: Profile, notify: Request) -> Refusal:
 def check_event(view: View, notify: Request) -> Refusal | None:
     event = notify.event
     # Package names compare byte by byte (RFC 6665 §8.2.1): `Presence` is another package.
-    if event is None or event.package != view.pkg.event or event.id is not None:
+    # (The id read from the params, as EventHeader.id does: no property call per NOTIFY.)
+    if event is None or event.package != view.pkg.event or event.params.get("id") is not None:
         return Refusal(489, "Bad Event")
     return None
 

@@ -190,10 +190,14 @@ class UserAgent:
         self.clients[branch] = entry
         # The effects of tx.start, carried out without building them (ClientTransaction.begin).
         timer_e, timer_f = tx.begin(now)
-        self._send(tx.data, destination, False, transport)
+        # (_send and _arm_client_timer, inline: this runs for every SUBSCRIBE.)
+        self.effects.append(Send(tx.data, destination, False, transport))
+        timers = entry.timers
         if timer_e is not None:
-            self._arm_client_timer(entry, branch, "E", timer_e)
-        self._arm_client_timer(entry, branch, "F", timer_f)
+            key = timers["E"] = TimerKey(CLIENT_TX, 0, branch, "E")
+            self.timers.arm(key, timer_e)
+        key = timers["F"] = TimerKey(CLIENT_TX, 0, branch, "F")
+        self.timers.arm(key, timer_f)
         # The first send is not a retransmission: the counter is listed, at 0 until one.
         self.count("tx.retransmissions", 0)
 
@@ -233,7 +237,9 @@ class UserAgent:
             self.clients.pop(branch, None)
         else:  # the transaction is completed: housekeeping ends it
             heapq.heappush(self.client_deadlines, (timer_k, branch))
-            self._arm_housekeeping(timer_k)
+            armed = self.housekeeping_at  # (_arm_housekeeping's test first, as in respond)
+            if armed is None or timer_k + HOUSEKEEPING_SLACK < armed:
+                self._arm_housekeeping(timer_k)
 
     def _client_effects(self, entry: ClientEntry, branch: str, effects: list[TxEffect],
                         now: float) -> None:
