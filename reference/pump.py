@@ -42,12 +42,20 @@ class Wire(Protocol):
 class EffectPump:
     """Moves one agent's effects onto one wire and keeps its wake-up armed."""
 
-    __slots__ = ("_armed_at", "_effects", "_timers", "agent", "wire")
+    __slots__ = ("_agent", "_armed_at", "_effects", "_timers", "wire")
 
     def __init__(self, agent: Agent, wire: Wire) -> None:
         self.agent = agent
         self.wire = wire
         self._armed_at: float | None = None
+
+    @property
+    def agent(self) -> Agent:
+        return self._agent
+
+    @agent.setter
+    def agent(self, agent: Agent) -> None:
+        self._agent = agent
         # What Agent.drain_effects and Agent.next_deadline read (the core's effect list and
         # deadline queue, never replaced), read here directly: two calls less on every
         # pump, which runs after every datagram and wake-up.
@@ -84,7 +92,7 @@ class EffectPump:
         timers; the rest stay due and the wake-up is re-armed for them) and pump. Returns
         the number of timers fired."""
         self._armed_at = None  # consumed: the next pump arms again
-        fired = self.agent.handle_timers(now, limit)
+        fired = self._agent.handle_timers(now, limit)
         self.pump()
         return fired
 
