@@ -209,7 +209,12 @@ def classify_response(profile: Profile, state: State, view: View, response: Resp
     code = 408 if response is None else response.status
     reason = "timeout" if response is None else str(code)
     status = policy.effective_code(code)
-    retry_after = None if response is None else _safe(lambda: response.retry_after)
+    # (What _safe does, inline: no closure and two calls less on every response.)
+    retry_after: int | None
+    try:
+        retry_after = None if response is None else response.retry_after
+    except SipParseError:
+        retry_after = None
     if status < 200:
         return Event.R1XX, ResponseFacts(now, code, reason, None, retry_after, None, False,
                                          response)
@@ -305,7 +310,10 @@ def _failure(profile: Profile, state: State, view: View, response: Response | No
 
 def _granted(profile: Profile, view: View, response: Response) -> int:
     rules = profile.rules
-    expires = _safe(lambda: response.expires)
+    try:  # (what _safe does, inline: every 2xx)
+        expires = response.expires
+    except SipParseError:
+        expires = None
     if expires is None:
         # ser: absent or unparsable -> 0 (spec §2.1, A3); rfc6665: the requested value.
         return 0 if rules.missing_expires_is_zero else view.requested_expires

@@ -322,7 +322,8 @@ class Core:
     # ------------------------------------------------------------------ lookups
     def find(self, notify: Request) -> Subscription | None:
         """The subscription whose dialog a NOTIFY belongs to."""
-        to_tag = notify.to.tag
+        # (The tag read from the params, as NameAddr.tag does: no property call per NOTIFY.)
+        to_tag = notify.to.params.get("tag")
         if not to_tag:
             return None
         call_id = notify.call_id
@@ -403,7 +404,8 @@ class Core:
         transport = self.transport_for(dialog) if self.tcp_enabled else "udp"
         request, next_hop = dialog.build_request(
             "SUBSCRIBE", branch=branch, sent_by=self.config.local_address,
-            contact=self.contact(transport), headers=headers, transport=transport.upper())
+            contact=self.udp_contact if transport == "udp" else self.contact(transport),
+            headers=headers, transport=transport.upper())
         if sub.auth is not None and sub.auth.cached:
             # Cached per realm, answered pre-emptively, nc growing (AUTH-008); the values
             # are never traced (the trace below carries the first line only).
@@ -433,7 +435,10 @@ class Core:
         guard = now + self.config.failover_timeout
         if sub.destroy_deadline is not None:
             guard = min(guard, sub.destroy_deadline)
-        self.start_timer(sub, "FAILOVER", guard)
+        # (start_timer, inline: every SUBSCRIBE.)
+        sub.timer_kind = "FAILOVER"
+        sub.timer_at = guard
+        self.timers.arm(sub.handle, guard)
         if self.rules.timer_n and expires > 0:
             sub.got_2xx = False
             sub.awaiting_notify = True
