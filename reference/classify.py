@@ -35,7 +35,7 @@ from reference import policy
 from reference.digest import Challenge, DigestSession
 from reference.effects import Address
 from reference.packages import MULTIPART_RELATED, REGINFO_TYPE, Package
-from reference.pidf import PidfError, PresenceDocument, parse_pidf
+from reference.pidf import PidfError, PresenceDocument, parse_pidf, parse_pidf_body
 from reference.reginfo import ApplyResult, ReginfoDocument, ReginfoError, parse_reginfo
 from reference.resend import answer_challenge, drop_option_tags
 from reference.rlmi import ListApplyResult, ListNotification, RlmiError, parse_list_body
@@ -57,14 +57,10 @@ NOTIFY, TICK, EXPIRED, R2XX = Event.NOTIFY, Event.TICK, Event.EXPIRED, Event.R2X
 CONFIRMED, RESUBSCRIPTION = State.CONFIRMED, State.RESUBSCRIPTION
 
 
-def _parse_pidf(body: bytes, lenient: bool) -> PresenceDocument:
-    return parse_pidf(body, lenient=lenient)
-
-
 # Content type -> parser of a NOTIFY body (lenient: SER's reading). An event package adds its
 # own; a NOTIFY body of any other type is refused (415) where the checks apply.
 BODY_PARSERS: dict[str, Callable[[bytes, bool], PresenceDocument]] = {
-    PIDF_TYPE: _parse_pidf,
+    PIDF_TYPE: parse_pidf_body,
 }
 
 Versioned = ReginfoDocument | ListNotification
@@ -471,7 +467,7 @@ def classify_notify_rfc(profile: Profile, state: State, view: View, notify: Requ
                 answer = Refusal(400, "Bad Request", error=error,
                                  counter=f"rx.bad_{view.pkg.name}_body")
         else:
-            parser = BODY_PARSERS.get(mime, _parse_pidf)
+            parser = BODY_PARSERS.get(mime, parse_pidf_body)
             try:
                 document = parser(body, False)
             except PidfError as exc:
