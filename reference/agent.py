@@ -27,7 +27,7 @@ from typing import Any
 
 from reference import actions, policy, queries, shared_dialogs
 from reference.actions import ACTIONS
-from reference.classify import CLASSIFIERS, Classifier, Facts, Refusal
+from reference.classify import CLASSIFIERS, Classifier, Facts
 from reference.config import AgentConfig
 from reference.core import ActionTable, Core, Subscription
 from reference.credentials import CredentialStore
@@ -259,15 +259,8 @@ class Agent:
             ua.reply_malformed(request, source, error)
             return
         sub = core.find(request)
-        refusal: Refusal | None = None
-        if sub is None:
-            refusal = classifier.unknown_dialog(profile, request)
-        else:
-            # (Classifier.refusal, inline: the first check that refuses, on every NOTIFY.)
-            for check in classifier.notify_checks:
-                refusal = check(sub, request)
-                if refusal is not None:
-                    break
+        refusal = classifier.unknown_dialog(profile, request) if sub is None \
+            else classifier.refusal(sub, request)
         if refusal is not None:
             if refusal.counter is not None:
                 core.count(refusal.counter)
