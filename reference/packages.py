@@ -79,14 +79,14 @@ def served(profile: str) -> tuple[str, ...]:
 def lookup(name: object, profile: str) -> Package:
     """The package ``name`` if ``profile`` serves it, else :class:`UnknownPackage`."""
     package = PACKAGES.get(name) if isinstance(name, str) else None
+    if package is not None and profile in package.profiles:
+        return package  # (before the served names, which only an error message needs)
     names = ", ".join(repr(n) for n in served(profile))
     if package is None:
         raise UnknownPackage(f"package {name!r} is not served (served: {names})")
-    if profile not in package.profiles:
-        raise UnknownPackage(
-            f"package {name!r} is not served by the {profile} profile (served: {names}; "
-            "SER's presence_b2b had presence only)")
-    return package
+    raise UnknownPackage(
+        f"package {name!r} is not served by the {profile} profile (served: {names}; "
+        "SER's presence_b2b had presence only)")
 
 
 class UnknownPackage(ValueError):

@@ -50,7 +50,10 @@ def check_subscribe_uris(record: str, subscriber: str, *, routable_pres: bool) -
 def _bare_uri(text: str, what: str) -> str:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_URI_BYTES:
         raise BadSubscribeInput(f"bad {what} URI: longer than {MAX_URI_BYTES} bytes")
-    bad = next((c for c in text if c < " " or c == "\x7f"), None)
+    # (An ASCII string is printable exactly when it has no control character: the scan
+    # below, a generator step per character, is left for the other strings.)
+    bad = None if text.isascii() and text.isprintable() else next(
+        (c for c in text if c < " " or c == "\x7f"), None)
     if bad is not None:
         raise BadSubscribeInput(f"bad {what} URI: control character {bad!r}")
     text = text.strip()

@@ -192,7 +192,7 @@ class Dialog:
                 raise DialogError(f"2xx from another fork (To tag {tag!r})")
             return
         self.remote_tag = sys.intern(tag)
-        self._take_contact(response)
+        self.refresh_target(response)
         if keep_preloaded_route:
             self.route_set = tuple(reversed(self.route_set))
         else:
@@ -211,17 +211,15 @@ class Dialog:
         if not tag:
             raise DialogError("NOTIFY without From tag cannot form a dialog")
         self.remote_tag = sys.intern(tag)
-        self._take_contact(notify)
+        self.refresh_target(notify)
         self.route_set = route_set_of(notify.record_routes)
         self.remote_cseq = notify.cseq.number
         self.state = "confirmed"
 
     def refresh_target(self, message: Request | Response) -> None:
         """Target refresh (§12.2.1.2 / RFC 6665 §4.4.1): a 2xx to a refresh or an in-dialog
-        NOTIFY with a Contact replaces the remote target; the route set never changes."""
-        self._take_contact(message)
-
-    def _take_contact(self, message: Request | Response) -> None:
+        NOTIFY with a Contact replaces the remote target; the route set never changes.
+        (Also how a confirming 2xx or NOTIFY sets the target first.)"""
         # A missing Contact keeps the current target: the dialog stays usable with a
         # non-conforming peer instead of failing (the caller may still check for it).
         text = message.headers.single("Contact")
@@ -258,4 +256,5 @@ class Dialog:
         tag (its From is read only when the peer's tag is known, as there)."""
         if call_id != self.call_id or to_tag != self.local_tag:
             return False
-        return self.remote_tag is None or notify.from_.tag == self.remote_tag
+        # (The tag read from the params, as NameAddr.tag does: this runs for every NOTIFY.)
+        return self.remote_tag is None or notify.from_.params.get("tag") == self.remote_tag

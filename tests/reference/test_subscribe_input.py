@@ -41,6 +41,24 @@ def test_refused(record: str, subscriber: str, error: str) -> None:
         check_subscribe_uris(record, subscriber, routable_pres=False)
 
 
+@pytest.mark.parametrize("char", [chr(i) for i in range(128)] + ["\x85", "\xa0", "\u2028",
+                                                                 "\udc80", "é"])
+def test_control_characters_are_found_in_any_string(char: str) -> None:
+    """The refusal for a control character is the per-character scan's, whether the URI is
+    ASCII (its printable test) or not."""
+    for text in (f"sip:bo{char}b@lab.test", f"sip:bo{char}b@lab.tést"):
+        scan = next((c for c in text if c < " " or c == "\x7f"), None)
+        try:
+            check_subscribe_uris("sip:alice@lab.test", text, routable_pres=False)
+            error = None
+        except BadSubscribeInput as exc:
+            error = str(exc)
+        if scan is None:
+            assert error is None or "control character" not in error
+        else:
+            assert error == f"bad subscriber URI: control character {scan!r}"
+
+
 def test_refusal_in_the_core_changes_nothing() -> None:
     # ser: a pres: record without a route is refused (rfc6665 resolves it to sip:).
     agent = Agent(AgentConfig(max_subscriptions=1, profile="ser"))
