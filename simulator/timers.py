@@ -13,8 +13,8 @@ deadline dropped before it reaches the head of the queue costs no SimPy event at
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Hashable
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any
 
 from reference.timers import float_order, order_float
@@ -98,7 +98,17 @@ class DeadlineQueue:
         return len(self._heap)
 
     def push(self, at: float, key: Hashable) -> None:
-        heapq.heappush(self._heap, self._entry(at, key))
+        # What ``_entry`` makes, inline: a push comes with every NOTIFY and dialog.
+        seq = self._seq
+        if seq >= SEQ_LIMIT:
+            seq = self._renumber()
+        self._seq = seq + 1
+        if type(key) is int and 0 <= key < _INT_KEY_LIMIT:
+            entry = (float_order(at) << _SEQ_BITS | seq) << _CODE_BITS | key << 1
+        else:
+            entry = (float_order(at) << _SEQ_BITS | seq) << _CODE_BITS | _NAMED
+            self._named[entry] = key
+        heappush(self._heap, entry)
         if not self._waking:
             if self._armed is None or at < self._armed_at:
                 self._arm(at)
@@ -121,7 +131,7 @@ class DeadlineQueue:
             if kept is None or entry < kept:
                 first[key] = entry
         self._heap = list(first.values())
-        heapq.heapify(self._heap)
+        heapify(self._heap)
         self._named = {entry: key for key, entry in first.items() if entry & _NAMED}
         self._compact_above = max(COMPACT_MINIMUM, 2 * len(self._heap))
 
@@ -179,12 +189,13 @@ class DeadlineQueue:
         self._waking = True
         try:
             while heap and heap[0] < due_below:
-                key = self._drop(heapq.heappop(heap))
+                entry = heappop(heap)  # what _drop does, inline (most entries are stale)
+                key = self._named.pop(entry) if entry & _NAMED else (entry & _CODE_MASK) >> 1
                 current = due(key)
                 if current is None:
                     continue
                 if current > now:
-                    heapq.heappush(heap, self._entry(current, key))
+                    heappush(heap, self._entry(current, key))
                 else:
                     self._fire(key)
         finally:
@@ -194,11 +205,11 @@ class DeadlineQueue:
             key = self._key(entry)
             current = due(key)
             if current is None:
-                self._drop(heapq.heappop(heap))
+                self._drop(heappop(heap))
                 continue
             at = order_float(entry >> _AT_SHIFT)
             if current > at:
-                self._drop(heapq.heapreplace(heap, self._entry(current, key)))
+                self._drop(heapreplace(heap, self._entry(current, key)))
             else:
                 self._arm(at)
                 return

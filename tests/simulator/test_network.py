@@ -133,3 +133,36 @@ def test_every_datagram_is_accounted_for(loss: float, dup: float, seed: int, n: 
     # Each duplicated datagram arrives twice; every other undropped one once.
     assert c["lost"] + c["delivered"] - c["duplicated"] == n
     assert len(arrivals) == c["delivered"]
+
+
+def test_datagrams_sent_after_others_arrived_reach_their_own_node_with_their_own_source() -> None:
+    # Sends after the first arrivals fill in processed arrivals (Network._spare): each must
+    # still carry its own data, destination and source, at its own time.
+    env = simpy.Environment()
+    net = Network(env, 1, default_link=LinkSpec(latency=Latency("constant", value=0.01)))
+    got: list[tuple[str, float, bytes, tuple[str, int]]] = []
+
+    def receiver(name: str) -> Callable[[bytes, tuple[str, int]], None]:
+        return lambda data, source: got.append((name, round(env.now, 9), data, source))
+
+    net.add_node("a", ("10.0.0.1", 5060), receiver("a"))
+    net.add_node("b", ("10.0.0.2", 5060), receiver("b"))
+
+    def wave(at: float, sends: list[tuple[str, str, bytes]]) -> None:
+        def go(_event: object) -> None:
+            for source, host, data in sends:
+                net.send(source, (host, 5060), data)
+
+        env.timeout(at).callbacks.append(go)
+
+    wave(0.0, [("a", "10.0.0.2", b"1"), ("b", "10.0.0.1", b"2"), ("a", "10.0.0.2", b"3")])
+    wave(0.5, [("b", "10.0.0.1", b"4"), ("a", "10.0.0.2", b"5")])
+    wave(1.0, [("a", "10.0.0.2", b"6"), ("b", "10.0.0.1", b"7"), ("b", "10.0.0.1", b"8")])
+    env.run()
+    a, b = ("10.0.0.1", 5060), ("10.0.0.2", 5060)
+    assert got == [
+        ("b", 0.01, b"1", a), ("a", 0.01, b"2", b), ("b", 0.01, b"3", a),
+        ("a", 0.51, b"4", b), ("b", 0.51, b"5", a),
+        ("b", 1.01, b"6", a), ("a", 1.01, b"7", b), ("a", 1.01, b"8", b),
+    ]  # fmt: skip
+    assert net.counters["delivered"] == 8
