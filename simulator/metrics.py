@@ -210,16 +210,7 @@ class Metrics:
             slot = self._read_slot(data)
         elif slot < 0:
             code = ~slot
-            # _cseq_method(data), inline: half the datagrams are responses.
-            method = b"?"
-            _, found, tail = data.partition(b"\r\nCSeq:")
-            if found:
-                line, crlf, _ = tail.partition(b"\r\n")
-                if not crlf:
-                    line = tail[: len(tail) - 1] if tail else tail
-                parts = line.split()
-                if len(parts) == 2:
-                    method = parts[1]
+            method = _cseq_method(data)
             slot = self._methods[code].get(method)
             if slot is None:
                 slot = self._method_slot(code, method)
