@@ -13,8 +13,8 @@ deadline dropped before it reaches the head of the queue costs no SimPy event at
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Hashable
-from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any
 
 from reference.timers import float_order, order_float
@@ -98,17 +98,7 @@ class DeadlineQueue:
         return len(self._heap)
 
     def push(self, at: float, key: Hashable) -> None:
-        # What ``_entry`` makes, inline: a push comes with every NOTIFY and dialog.
-        seq = self._seq
-        if seq >= SEQ_LIMIT:
-            seq = self._renumber()
-        self._seq = seq + 1
-        if type(key) is int and 0 <= key < _INT_KEY_LIMIT:
-            entry = (float_order(at) << _SEQ_BITS | seq) << _CODE_BITS | key << 1
-        else:
-            entry = (float_order(at) << _SEQ_BITS | seq) << _CODE_BITS | _NAMED
-            self._named[entry] = key
-        heappush(self._heap, entry)
+        heapq.heappush(self._heap, self._entry(at, key))
         if not self._waking:
             if self._armed is None or at < self._armed_at:
                 self._arm(at)
@@ -131,7 +121,7 @@ class DeadlineQueue:
             if kept is None or entry < kept:
                 first[key] = entry
         self._heap = list(first.values())
-        heapify(self._heap)
+        heapq.heapify(self._heap)
         self._named = {entry: key for key, entry in first.items() if entry & _NAMED}
         self._compact_above = max(COMPACT_MINIMUM, 2 * len(self._heap))
 
@@ -189,13 +179,12 @@ class DeadlineQueue:
         self._waking = True
         try:
             while heap and heap[0] < due_below:
-                entry = heappop(heap)  # what _drop does, inline (most entries are stale)
-                key = self._named.pop(entry) if entry & _NAMED else (entry & _CODE_MASK) >> 1
+                key = self._drop(heapq.heappop(heap))
                 current = due(key)
                 if current is None:
                     continue
                 if current > now:
-                    heappush(heap, self._entry(current, key))
+                    heapq.heappush(heap, self._entry(current, key))
                 else:
                     self._fire(key)
         finally:
@@ -205,11 +194,11 @@ class DeadlineQueue:
             key = self._key(entry)
             current = due(key)
             if current is None:
-                self._drop(heappop(heap))
+                self._drop(heapq.heappop(heap))
                 continue
             at = order_float(entry >> _AT_SHIFT)
             if current > at:
-                self._drop(heapreplace(heap, self._entry(current, key)))
+                self._drop(heapq.heapreplace(heap, self._entry(current, key)))
             else:
                 self._arm(at)
                 return
