@@ -141,13 +141,9 @@ class DeadlineQueue:
     def next_deadline(self) -> float | None:
         """The earliest live deadline, or None when no timer is armed."""
         heap = self._heap
-        live = self._live
         while heap:
             entry = heap[0]
-            # (_key_if_live's test, inline: a driver asks after every call into the agent.)
-            code = entry & _CODE_MASK
-            if entry in self._named if code & _NAMED else live.get(
-                    code >> 2 if not code & _TIMER_N else ~(code >> 2)) == entry:
+            if self._key_if_live(entry) is not None:
                 if entry != self._next_entry:
                     self._next_entry = entry
                     self._next_at = order_float(entry >> _AT_SHIFT)
@@ -160,24 +156,16 @@ class DeadlineQueue:
         heap = self._heap
         # Entries due at `now` are those whose deadline bits are at most now's.
         due_below = float_order(now) + 1 << _AT_SHIFT
-        live = self._live
         while heap:
             entry = heap[0]
-            # (_key_if_live, inline: this runs for every timer fired.)
-            code = entry & _CODE_MASK
-            if code & _NAMED:
-                key = self._named.get(entry)
-            else:
-                key = code >> 2 if not code & _TIMER_N else ~(code >> 2)
-                if live.get(key) != entry:
-                    key = None
+            key = self._key_if_live(entry)
             if key is None:
                 heapq.heappop(heap)
                 continue
             if entry >= due_below:
                 return None
             heapq.heappop(heap)
-            del live[key]
+            del self._live[key]
             if entry & _NAMED:
                 del self._named[entry]
             return key
