@@ -193,7 +193,7 @@ class AgentHost:
             key = f"{message.package} {message.status}"
             self.package_deliveries[key] = self.package_deliveries.get(key, 0) + 1
         if self.sink is not None:
-            sid = message.handle * MAX_AGENTS + self.index  # subscription_id(), inline
+            sid = self.subscription_id(message.handle)
             self.sink.delivered(sid, message.record, message.status, now)
         if self.trace_writer is not None:
             self.trace_writer.delivery(self.name, now, message)
