@@ -179,10 +179,7 @@ def update_from_notify(core: Core, sub: Subscription, facts: AnyFacts,
             # SUB-049 (RFC 6665 §4.4.1): the first NOTIFY creates the dialog usage, so
             # its Record-Route (in order: we are its UAS) is the route set, not the 2xx's.
             dialog.route_set = route_set_of(notify.record_routes)
-        # (Dialog.check_remote_cseq, inline: its answer is not read here.)
-        number = notify.cseq.number
-        if dialog.remote_cseq is None or number >= dialog.remote_cseq:
-            dialog.remote_cseq = number
+        dialog.check_remote_cseq(notify.cseq.number)
     dialog.refresh_target(notify)
 
 
@@ -208,11 +205,8 @@ def notify_seen(core: Core, sub: Subscription, facts: AnyFacts, delay: float | N
         # SUB-028/029: the NOTIFY's expires is authoritative.
         sub.expires_at = facts.now + granted
         if sub.state is CONFIRMED:
-            # (Core.start_timer, inline: this runs for every NOTIFY.)
-            at = facts.now + core.timing.refresh_delay(core.config, granted)
-            sub.timer_kind = "REFRESH"
-            sub.timer_at = at
-            core.timers.arm(sub.handle, at)
+            core.start_timer(sub, "REFRESH",
+                             facts.now + core.timing.refresh_delay(core.config, granted))
     applied = facts.applied
     if applied is not None and applied.needs_full_state and live \
             and sub.state is CONFIRMED:

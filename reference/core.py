@@ -322,8 +322,7 @@ class Core:
     # ------------------------------------------------------------------ lookups
     def find(self, notify: Request) -> Subscription | None:
         """The subscription whose dialog a NOTIFY belongs to."""
-        # (The tag read from the params, as NameAddr.tag does: no property call per NOTIFY.)
-        to_tag = notify.to.params.get("tag")
+        to_tag = notify.to.tag
         if not to_tag:
             return None
         call_id = notify.call_id
@@ -397,25 +396,19 @@ class Core:
         headers.extend(self.extra_headers)
         headers.append(("Expires", str(expires)))
         headers.extend(extra)
-        # The rarely set fields read from the extras once (most subscriptions have none):
-        # nothing below writes one before they are read.
-        extras = sub.extras
-        if extras is not None and extras.option_tags:
-            headers.append(("Require", ", ".join(extras.option_tags)))
-        if extras is not None and extras.etag is not None and not out_of_dialog \
-                and expires > 0:
-            headers.append(("Suppress-If-Match", extras.etag))  # RFC 5839 §3.2
+        if sub.option_tags:
+            headers.append(("Require", ", ".join(sub.option_tags)))
+        if sub.etag is not None and not out_of_dialog and expires > 0:
+            headers.append(("Suppress-If-Match", sub.etag))  # RFC 5839 §3.2
         transport = self.transport_for(dialog) if self.tcp_enabled else "udp"
         request, next_hop = dialog.build_request(
             "SUBSCRIBE", branch=branch, sent_by=self.config.local_address,
-            contact=self.udp_contact if transport == "udp" else self.contact(transport),
-            headers=headers, transport=transport.upper())
-        auth = None if extras is None else extras.auth
-        if auth is not None and auth.cached:
+            contact=self.contact(transport), headers=headers, transport=transport.upper())
+        if sub.auth is not None and sub.auth.cached:
             # Cached per realm, answered pre-emptively, nc growing (AUTH-008); the values
             # are never traced (the trace below carries the first line only).
-            for name, value in auth.headers_for(self.credentials, self.ids,
-                                                method="SUBSCRIBE", uri=request.uri):
+            for name, value in sub.auth.headers_for(self.credentials, self.ids,
+                                                    method="SUBSCRIBE", uri=request.uri):
                 request.headers.add(name, value)
         if transport == "udp" and self.tcp_enabled and \
                 len(request.to_bytes()) > self.config.udp_max_bytes:
@@ -438,12 +431,9 @@ class Core:
         self.ua.start_client(request, branch, sub.handle, destination, now, transport,
                              sent_by=self.sent_by(transport))
         guard = now + self.config.failover_timeout
-        if extras is not None and extras.destroy_deadline is not None:
-            guard = min(guard, extras.destroy_deadline)
-        # (start_timer, inline: every SUBSCRIBE.)
-        sub.timer_kind = "FAILOVER"
-        sub.timer_at = guard
-        self.timers.arm(sub.handle, guard)
+        if sub.destroy_deadline is not None:
+            guard = min(guard, sub.destroy_deadline)
+        self.start_timer(sub, "FAILOVER", guard)
         if self.rules.timer_n and expires > 0:
             sub.got_2xx = False
             sub.awaiting_notify = True
@@ -545,8 +535,7 @@ class Core:
                 self.count("qsa.delivered")
                 self.effects.append(Deliver(destination, copy))
         else:
-            counters = self.counters  # (Core.count, inline: this runs for every NOTIFY)
-            counters["qsa.delivered"] = counters.get("qsa.delivered", 0) + 1
+            self.count("qsa.delivered")
             self.effects.append(Deliver(sub.destination, message))
         if self.tracing:
             self.trace("deliver", sub, status=message.status, reason=message.reason)

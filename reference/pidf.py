@@ -210,16 +210,6 @@ def parse_pidf(
     return _parse(body, lenient, limits)
 
 
-def parse_pidf_body(body: bytes, lenient: bool) -> PresenceDocument:
-    """``parse_pidf(body, lenient=lenient)``, its arguments positional: the parser of a
-    NOTIFY's PIDF body (``reference.classify.BODY_PARSERS``), which reaches the cache without
-    the checks and copy a body that is already bytes does not need (one call less on every
-    PIDF NOTIFY)."""
-    if type(body) is bytes and len(body) <= CACHED_BODY_BYTES:
-        return _parse_cached(body, lenient)
-    return parse_pidf(body, lenient=lenient)
-
-
 # Parses with the default limits of bodies up to CACHED_BODY_BYTES are remembered (the last
 # CACHED_BODIES, least recently used out; failures are not kept): the same document recurs
 # (a presentity's state sent to each of its watchers, and again on each refresh), and a

@@ -61,7 +61,7 @@ def refresh_delay(config: AgentConfig, granted: int) -> float:
     failure with back-off, so it cannot spin.)
     """
     delay = float(max(granted - config.resubscribe_delta, config.min_resubscribe_time))
-    if config.profile == "ser":  # (config.is_ser without its property call: every NOTIFY)
+    if config.is_ser:
         return delay
     if delay >= granted:
         delay = max(granted, 0) / 2

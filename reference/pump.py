@@ -42,35 +42,17 @@ class Wire(Protocol):
 class EffectPump:
     """Moves one agent's effects onto one wire and keeps its wake-up armed."""
 
-    __slots__ = ("_agent", "_armed_at", "_effects", "_timers", "wire")
+    __slots__ = ("_armed_at", "agent", "wire")
 
     def __init__(self, agent: Agent, wire: Wire) -> None:
         self.agent = agent
         self.wire = wire
         self._armed_at: float | None = None
 
-    @property
-    def agent(self) -> Agent:
-        return self._agent
-
-    @agent.setter
-    def agent(self, agent: Agent) -> None:
-        self._agent = agent
-        # What Agent.drain_effects and Agent.next_deadline read (the core's effect list and
-        # deadline queue, never replaced), read here directly: two calls less on every
-        # pump, which runs after every datagram and wake-up.
-        self._effects = agent.core.effects
-        self._timers = agent.core.timers
-
     def pump(self) -> None:
         """Deliver the effects of the calls made since the last pump, then re-arm."""
         wire = self.wire
-        # (Agent.drain_effects: copied, then cleared; an effect a wire call adds waits for
-        # the next pump.)
-        effects = self._effects
-        drained = effects[:]
-        effects.clear()
-        for effect in drained:
+        for effect in self.agent.drain_effects():
             # Exact-type dispatch: effects are final dataclasses and this runs several
             # times per datagram.
             if type(effect) is Send:
@@ -82,7 +64,7 @@ class EffectPump:
                 wire.deliver(effect.destination, effect.message)
             elif type(effect) is TraceEvent:
                 wire.trace(effect)
-        at = self._timers.next_deadline()
+        at = self.agent.next_deadline()
         if at != self._armed_at:
             self._armed_at = at
             wire.arm(at)
@@ -92,7 +74,7 @@ class EffectPump:
         timers; the rest stay due and the wake-up is re-armed for them) and pump. Returns
         the number of timers fired."""
         self._armed_at = None  # consumed: the next pump arms again
-        fired = self._agent.handle_timers(now, limit)
+        fired = self.agent.handle_timers(now, limit)
         self.pump()
         return fired
 

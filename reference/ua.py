@@ -190,14 +190,10 @@ class UserAgent:
         self.clients[branch] = entry
         # The effects of tx.start, carried out without building them (ClientTransaction.begin).
         timer_e, timer_f = tx.begin(now)
-        # (_send and _arm_client_timer, inline: this runs for every SUBSCRIBE.)
-        self.effects.append(Send(tx.data, destination, False, transport))
-        timers = entry.timers
+        self._send(tx.data, destination, False, transport)
         if timer_e is not None:
-            key = timers["E"] = TimerKey(CLIENT_TX, 0, branch, "E")
-            self.timers.arm(key, timer_e)
-        key = timers["F"] = TimerKey(CLIENT_TX, 0, branch, "F")
-        self.timers.arm(key, timer_f)
+            self._arm_client_timer(entry, branch, "E", timer_e)
+        self._arm_client_timer(entry, branch, "F", timer_f)
         # The first send is not a retransmission: the counter is listed, at 0 until one.
         self.count("tx.retransmissions", 0)
 
@@ -237,9 +233,7 @@ class UserAgent:
             self.clients.pop(branch, None)
         else:  # the transaction is completed: housekeeping ends it
             heapq.heappush(self.client_deadlines, (timer_k, branch))
-            armed = self.housekeeping_at  # (_arm_housekeeping's test first, as in respond)
-            if armed is None or timer_k + HOUSEKEEPING_SLACK < armed:
-                self._arm_housekeeping(timer_k)
+            self._arm_housekeeping(timer_k)
 
     def _client_effects(self, entry: ClientEntry, branch: str, effects: list[TxEffect],
                         now: float) -> None:
@@ -281,14 +275,7 @@ class UserAgent:
             top = request.top_via
         except SipParseError:
             top = None
-        # (_destination, inline: this runs for every request.)
-        destination: Address | None
-        if top is None:
-            destination = None
-        elif top.has_rport or self._transport != "udp":
-            destination = source
-        else:
-            destination = source[0], top.port if top.port is not None else 5060
+        destination = self._destination(top, source)
         if destination is None:
             self.count("rx.unroutable_requests", 1)
             return
@@ -350,40 +337,28 @@ class UserAgent:
         data = response_bytes(request, status, reason, headers=headers or (),
                               top_via=received_via(request, destination))
         self.count(_TX_RESPONSE_COUNTERS.get(status) or f"tx.response.{status}", 1)
-        # (The memo of _server_key read here: every NOTIFY answered finds its key there.)
-        last = self._last_server_key
-        if stateless:
+        try:
+            key = None if stateless else self._server_key(request)
+        except SipParseError:
             key = None
-        elif last is not None and last[0] is request:
-            key = last[1]
-        else:
-            try:
-                key = self._server_key(request)
-            except SipParseError:
-                key = None
         if self.tracing:
             self.trace("respond", status=status, call_id=request.headers.get("Call-ID"),
                        cseq=request.headers.get("CSeq"))
         error_answer = status in ERROR_ANSWERS
         transport = self._transport
-        # (Send built here, not through _send: one call less on every NOTIFY.)
         if key is None:
-            self.effects.append(Send(data, destination, error_answer, transport))
+            self._send(data, destination, error_answer, transport)
             return
         server = ServerTransaction(request, self.settings, key=key,
                                    reliable=transport != "udp")
         # (A new transaction is in Trying: its effects are a Transmit of `data` and, on UDP,
         # Timer J; ServerTransaction.answer gives them without building them.)
         timer_j = server.answer(data, status, now)
-        self.effects.append(Send(data, destination, error_answer, transport))
+        self._send(data, destination, error_answer, transport)
         if timer_j is not None:  # Timer J, the only server timer on UDP
             self.servers[key] = ServerEntry(server, destination, error_answer, transport)
             heapq.heappush(self.server_deadlines, (timer_j, key))
-            # _arm_housekeeping's test made here: the timer is mostly armed earlier already
-            # (deadlines grow), and this runs for every NOTIFY.
-            armed = self.housekeeping_at
-            if armed is None or timer_j + HOUSEKEEPING_SLACK < armed:
-                self._arm_housekeeping(timer_j)
+            self._arm_housekeeping(timer_j)
 
     def reply_malformed(self, request: Request, source: Address, error: str,
                         status: int = 400) -> None:

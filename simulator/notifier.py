@@ -205,7 +205,7 @@ class Notifier:
         self._completed_old: dict[str, float] = {}
         self._completed_epoch = 0
         # No generation moves on before these times (what the epochs give, read without a
-        # division per NOTIFY answer; see _age_completed and _age_answers).
+        # division per NOTIFY answer; see _complete and _age_answers).
         self._completed_age_at = 0.0
         self._answers_age_at = 0.0
         # Server side: answers by transaction key for absorbing retransmissions; None while
@@ -704,17 +704,14 @@ class Notifier:
         del self._txs[branch]
         t4 = self._t4
         if t4 > 0:  # else reliable transport: Timer K = 0
-            now = self.env.now
-            if now >= self._answers_age_at or now >= self._completed_age_at:
-                self._age_completed(now, t4)  # once per generation, not per answer
-            self._completed[branch] = now + t4  # Timer K
+            self._complete(branch, t4)
         if response.status >= 300:
             self._count(f"notify_rejected_{response.status}")
             self._notify_failed(tx.dialog)
 
-    def _age_completed(self, now: float, t4: float) -> None:
-        """Move the remembered answers and the completed NOTIFY transactions (Timer K,
-        ``t4`` > 0) on to the generations of ``now``, before a NOTIFY transaction completes."""
+    def _complete(self, branch: str, t4: float) -> None:
+        """Timer K (``t4`` > 0) for a NOTIFY transaction that got its final answer."""
+        now = self.env.now
         if now >= self._answers_age_at:
             self._age_answers(now)
         if now >= self._completed_age_at:
@@ -725,6 +722,7 @@ class Notifier:
                 self._completed = {}
                 self._completed_epoch = epoch
             self._completed_age_at = epoch_start_bound(epoch + 1, t4)
+        self._completed[branch] = now + t4
 
     def _is_completed(self, branch: str) -> bool:
         until = self._completed.get(branch)

@@ -256,5 +256,4 @@ class Dialog:
         tag (its From is read only when the peer's tag is known, as there)."""
         if call_id != self.call_id or to_tag != self.local_tag:
             return False
-        # (The tag read from the params, as NameAddr.tag does: this runs for every NOTIFY.)
-        return self.remote_tag is None or notify.from_.params.get("tag") == self.remote_tag
+        return self.remote_tag is None or notify.from_.tag == self.remote_tag

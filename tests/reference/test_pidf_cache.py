@@ -63,23 +63,3 @@ def test_failures_are_not_cached_and_still_raise() -> None:
         with pytest.raises(PidfError):
             parse_pidf(b"<presence/>")
     assert pidf._parse_cached.cache_info().currsize == 0
-
-
-@pytest.mark.parametrize("lenient", [False, True])
-def test_the_body_parser_is_parse_pidf(lenient: bool) -> None:
-    """parse_pidf_body (the classifier's PIDF body parser) gives what parse_pidf gives,
-    through the same cache, for small, large and broken bodies (it takes bytes only: the
-    compiled build refuses anything else at the call)."""
-    small = build_pidf("sip:alice@lab.test", basic="open", note="here")
-    large = build_pidf("sip:alice@lab.test", basic="open", note="x" * CACHED_BODY_BYTES)
-    first = pidf.parse_pidf_body(small, lenient)
-    assert first is parse_pidf(small, lenient=lenient)
-    assert first == _uncached(small, lenient)
-    assert pidf._parse_cached.cache_info().hits == 1
-    assert pidf.parse_pidf_body(large, lenient) == parse_pidf(large, lenient=lenient)
-    for bad in (b"<other/>", b"not xml"):
-        with pytest.raises(PidfError) as via_body:
-            pidf.parse_pidf_body(bad, lenient)
-        with pytest.raises(PidfError) as via_parse:
-            parse_pidf(bad, lenient=lenient)
-        assert str(via_body.value) == str(via_parse.value)
